@@ -1,0 +1,1 @@
+"""Throughput, latency and scaling harness; results land in benchmarks/results/."""

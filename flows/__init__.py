@@ -1,0 +1,1 @@
+"""The cxstream dataflow, its steps, settings and command line."""

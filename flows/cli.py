@@ -1,0 +1,126 @@
+"""The ``cxstream`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from flows.decode import describe_validation_error
+from flows.settings import Settings
+from flows.topics import KafkaUnavailableError
+from replay.log import LogFormatError
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; the message says how."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        msg = f"invalid CX_* setting: {describe_validation_error(exc)}"
+        raise UsageError(msg) from exc
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.run import run_process, spawn_cluster
+
+    settings = _settings()
+    tail = not args.no_tail
+    if args.processes > 1 and args.process_id is None:
+        return spawn_cluster(args.processes, tail=tail)
+    addresses = args.addresses.split(";") if args.addresses else None
+    if (addresses is None) != (args.process_id is None):
+        msg = (
+            "--process-id and --addresses go together "
+            "(e.g. --process-id 0 --addresses 'h1:2101;h2:2101')"
+        )
+        raise UsageError(msg)
+    run_process(settings, tail=tail, process_id=args.process_id, addresses=addresses)
+    return 0
+
+
+def _offline(logs: list[Path], out_dir: Path) -> int:
+    from flows.offline import run_offline
+
+    for log in logs:
+        if not log.is_file():
+            msg = f"no log file at {log}; record one with `cxstream replay record` or use the demo"
+            raise UsageError(msg)
+    summary = run_offline(_settings(), logs, out_dir)
+    print(summary.render())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from flows.offline import SAMPLE_LOG
+
+    print(f"cxstream demo: replaying the shipped sample {SAMPLE_LOG.name} with the in-memory store")
+    return _offline([SAMPLE_LOG], Path(args.out))
+
+
+def _cmd_replay_run(args: argparse.Namespace) -> int:
+    return _offline([Path(p) for p in args.logs], Path(args.out))
+
+
+def _cmd_schema_export(args: argparse.Namespace) -> int:
+    from schemas.export import export_schemas
+
+    for path in export_schemas(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxstream",
+        description="Real-time customer-experience stream processor. "
+        "Settings come from CX_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="consume cx.events from Kafka and produce the output topics")
+    run.add_argument("-p", "--processes", type=int, default=1, help="local worker processes")
+    run.add_argument("--process-id", type=int, help="this process's index in a cluster")
+    run.add_argument("--addresses", help="all cluster processes, 'host:port;host:port'")
+    run.add_argument("--no-tail", action="store_true", help="stop at the end of the input topic")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="run the flow over the shipped sample log (no servers)")
+    demo.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
+    demo.set_defaults(func=_cmd_demo)
+
+    replay = sub.add_parser("replay", help="recorded event logs").add_subparsers(
+        dest="replay_command", required=True, metavar="ACTION"
+    )
+    replay_run = replay.add_parser("run", help="run logs through the flow into JSONL files")
+    replay_run.add_argument("logs", nargs="+", help="log files (JSON lines, .gz allowed)")
+    replay_run.add_argument("--out", required=True, help="output directory")
+    replay_run.set_defaults(func=_cmd_replay_run)
+
+    schema = sub.add_parser("schema", help="event schemas").add_subparsers(
+        dest="schema_command", required=True, metavar="ACTION"
+    )
+    export = schema.add_parser("export", help="write the JSON Schema of every event to DIR")
+    export.add_argument("dir")
+    export.set_defaults(func=_cmd_schema_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (UsageError, KafkaUnavailableError, LogFormatError) as exc:
+        print(f"cxstream: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

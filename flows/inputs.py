@@ -1,0 +1,71 @@
+"""Input builders: where the flow's RawMessage stream comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+from confluent_kafka import OFFSET_BEGINNING
+
+from flows.dataflow import InputBuilder
+from flows.settings import Settings
+from replay.source import ReplayLogSource
+from schemas.records import RawMessage
+
+KafkaItem = KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
+
+
+def _from_kafka(item: KafkaItem) -> RawMessage:
+    msg = item.msg if isinstance(item, KafkaError) else item
+    timestamp = msg.timestamp[1] if msg.timestamp and msg.timestamp[1] >= 0 else None
+    raw = RawMessage(
+        value=msg.value,
+        key=msg.key,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        timestamp_ms=timestamp,
+        headers=tuple(msg.headers),
+    )
+    if isinstance(item, KafkaError):
+        # A consumer error is kept as a record whose value cannot decode: the
+        # decode step turns it into a dead letter with the error as its reason.
+        return RawMessage(
+            value=None,
+            key=raw.key,
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            timestamp_ms=raw.timestamp_ms,
+            headers=(("cx-kafka-error", item.err.str().encode()),),
+        )
+    return raw
+
+
+def kafka_input(settings: Settings, tail: bool = True) -> InputBuilder:
+    """Consume the events topic; ``tail=False`` stops at the end of every partition."""
+
+    def build(flow: Dataflow) -> Stream[RawMessage]:
+        source = KafkaSource(
+            [settings.kafka.brokers],
+            [settings.topics.events],
+            tail=tail,
+            starting_offset=OFFSET_BEGINNING,
+            add_config=settings.kafka.client_config(),
+            batch_size=settings.kafka.batch_size,
+            raise_on_errors=False,
+        )
+        return op.map("from_kafka", op.input("input", flow, source), _from_kafka)
+
+    return build
+
+
+def log_input(paths: list[Path], batch_size: int = 1000) -> InputBuilder:
+    """Play recorded log files, as fast as possible, then stop."""
+
+    def build(flow: Dataflow) -> Stream[RawMessage]:
+        return op.input("input", flow, ReplayLogSource(paths, batch_size))
+
+    return build

@@ -1,0 +1,84 @@
+"""``cxstream run``: the flow on Kafka, in one process or several.
+
+Threads in one process share the GIL, so cxstream scales with processes:
+``--processes N`` starts N local processes that form one Bytewax cluster
+(each takes its share of the Kafka partitions). Across machines, start one
+process per machine with ``--process-id`` and the same ``--addresses``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from types import FrameType
+
+from bytewax.run import cli_main
+from prometheus_client import start_http_server
+
+from flows.dataflow import build_flow
+from flows.inputs import kafka_input
+from flows.settings import Settings
+from flows.topics import ensure_topics
+from sinks.kafka import KafkaOutputSink, producer_config
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def run_process(
+    settings: Settings,
+    *,
+    tail: bool = True,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> None:
+    """Run this process's share of the flow until input ends (``tail=False``) or a signal."""
+    if process_id in (None, 0):
+        ensure_topics(settings)
+    if settings.metrics.enabled and settings.metrics.port:
+        start_http_server(settings.metrics.port + (process_id or 0), addr=settings.metrics.host)
+    sink = KafkaOutputSink(
+        producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes),
+        settings.topics.output_topics(),
+    )
+    flow = build_flow(settings, kafka_input(settings, tail=tail), sink)
+    cli_main(  # type: ignore[no-untyped-call]
+        flow,
+        workers_per_process=1,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
+    )
+
+
+def spawn_cluster(processes: int, *, tail: bool = True) -> int:
+    """Start ``processes`` local processes as one cluster; return the worst exit code."""
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    args = [sys.executable, "-m", "flows.cli", "run", "--addresses", addresses]
+    if not tail:
+        args.append("--no-tail")
+    children = [
+        subprocess.Popen([*args, "--process-id", str(i)], env=os.environ.copy())
+        for i in range(processes)
+    ]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)

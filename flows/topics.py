@@ -1,0 +1,46 @@
+"""Create the topics cxstream reads and writes, when they are missing."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from flows.settings import Settings
+
+
+class KafkaUnavailableError(RuntimeError):
+    """The brokers could not be reached."""
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create missing topics (``cx.profiles`` compacted); return the names created."""
+    admin_config: dict[str, str | int | float | bool] = {**settings.kafka.client_config()}
+    admin = AdminClient(admin_config)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        msg = (
+            f"cannot reach Kafka at {settings.kafka.brokers} ({exc.args[0]}); start it with "
+            "`bash scripts/services.sh start` or set CX_KAFKA__BROKERS"
+        )
+        raise KafkaUnavailableError(msg) from exc
+    topics = settings.topics
+    wanted = [topics.events, *topics.output_topics().values()]
+    max_bytes = str(settings.kafka.max_message_bytes)
+    new = []
+    for name in dict.fromkeys(wanted):
+        if name in existing:
+            continue
+        config = {"max.message.bytes": max_bytes}
+        if name == topics.profiles:
+            config["cleanup.policy"] = "compact"
+        new.append(NewTopic(name, topics.partitions, topics.replication_factor, config=config))
+    if not new:
+        return []
+    for future in admin.create_topics(new, operation_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                raise
+    return [t.topic for t in new]

@@ -1,0 +1,1 @@
+"""River online models (churn, propensity, segmentation): arriving with issue 5."""

@@ -1,0 +1,134 @@
+"""Models of every event cxstream emits.
+
+All outputs carry a deterministic ``id`` (see :mod:`schemas.ids`) and event
+times only: no wall-clock field, so a replayed log gives identical bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ActionClass = Literal["service", "retention", "marketing", "sales"]
+Severity = Literal["info", "low", "medium", "high", "critical"]
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NextBestAction(_Output):
+    """An action for an agent desktop or an automated channel (topic ``cx.nba``)."""
+
+    id: str
+    customer_id: str
+    action: str
+    action_class: ActionClass
+    channel: str
+    priority: float
+    score: float
+    message: str
+    reason_codes: list[str] = Field(default_factory=list)
+    trigger_event_ids: list[str]
+    time: datetime
+    expires_at: datetime | None = None
+    profile_excerpt: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alert(_Output):
+    """Something a CX team should act on (topic ``cx.alerts``)."""
+
+    id: str
+    kind: str
+    severity: Severity
+    customer_id: str | None = None
+    touchpoint: str | None = None
+    time: datetime
+    due_at: datetime | None = None
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class NpsWindow(_Output):
+    """Survey figures of one touchpoint over one event-time window (topic ``cx.nps``)."""
+
+    id: str
+    touchpoint: str
+    channel: str | None = None
+    window_start: datetime
+    window_end: datetime
+    revision: int = 0
+    responses: int
+    promoters: int
+    passives: int
+    detractors: int
+    nps: float | None
+    csat_responses: int = 0
+    csat_avg: float | None = None
+    late_responses: int = 0
+    analysis: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdentityMerge(_Output):
+    """Two customer ids found to be one person (topic ``cx.identity``)."""
+
+    id: str
+    survivor_id: str
+    merged_id: str
+    event_id: str
+    reason: str
+    time: datetime
+    linking_identifiers: list[str] = Field(default_factory=list)
+
+
+class ProfileSnapshot(_Output):
+    """The single customer view of one customer (compacted topic ``cx.profiles``)."""
+
+    customer_id: str
+    version: int
+    identifiers: dict[str, list[str]]
+    first_seen: datetime
+    last_seen: datetime
+    event_count: int
+    channel_counts: dict[str, int] = Field(default_factory=dict)
+    last_channel: str | None = None
+    last_touchpoint: str | None = None
+    lifetime_value: float = 0.0
+    orders: int = 0
+    last_nps: int | None = None
+    last_csat: int | None = None
+    sentiment: float | None = None
+    churn_score: float | None = None
+    consent: dict[str, bool] = Field(default_factory=dict)
+    open_cases: list[str] = Field(default_factory=list)
+    segment: str | None = None
+    journey_stage: str | None = None
+    recent: list[dict[str, Any]] = Field(default_factory=list)
+    last_event_id: str
+
+
+class DeadLetter(_Output):
+    """Input that could not be processed, with its original bytes (topic ``cx.dlq``)."""
+
+    id: str
+    reason: str
+    error: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp_ms: int | None = None
+    key_b64: str | None = None
+    original_b64: str
+    original_size: int
+
+
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
+    "nba": NextBestAction,
+    "alerts": Alert,
+    "nps": NpsWindow,
+    "identity": IdentityMerge,
+    "profiles": ProfileSnapshot,
+    "dlq": DeadLetter,
+}
