@@ -14,6 +14,8 @@ from typing import Any
 from schemas.envelope import InteractionEvent
 from schemas.outputs import ProfileSnapshot
 
+_CASE_ACTIONS = frozenset({"case.opened", "case.resolved", "case.closed"})
+
 
 def _action(event_type: str) -> str:
     """The action part of ``cx.<channel>.<action>`` (or ``cx.<noun>.<verb>``)."""
@@ -39,17 +41,27 @@ class CustomerProfile:
     last_csat: int | None = None
     sentiment: float | None = None
     consent: dict[str, bool] = field(default_factory=dict)
-    consent_times: dict[str, datetime] = field(default_factory=dict)
-    open_cases: list[str] = field(default_factory=list)
+    # case id -> is open, decided by the case's latest event (by event time).
+    cases: dict[str, bool] = field(default_factory=dict)
     journey_stage: str | None = None
     recent: list[dict[str, Any]] = field(default_factory=list)
     last_event_id: str = ""
+    # field -> (event time, event id) of the value it holds: latest wins, whatever
+    # the order of arrival; the id breaks ties between events of the same time.
+    stamps: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+
+    def _newer(self, name: str, stamp: tuple[datetime, str]) -> bool:
+        current = self.stamps.get(name)
+        if current is not None and stamp <= current:
+            return False
+        self.stamps[name] = stamp
+        return True
 
     def apply(self, event: InteractionEvent) -> None:
         """Fold one event into the profile."""
         data = event.data
         when = event.time
-        is_latest = self.last_seen is None or when >= self.last_seen
+        stamp = (when, event.id)
         self.version += 1
         for id_type, value in data.identifiers.items():
             values = self.identifiers.setdefault(id_type, [])
@@ -62,29 +74,30 @@ class CustomerProfile:
         action = _action(event.type)
         if action == "order.placed":
             self.orders += 1
-        if data.case_id is not None:
-            self._track_case(action, data.case_id)
+        case_id = data.case_id
+        if (
+            case_id is not None
+            and action in _CASE_ACTIONS
+            and self._newer(f"case:{case_id}", stamp)
+        ):
+            self.cases[case_id] = action == "case.opened"
         for purpose, granted in (data.consent or {}).items():
-            if purpose not in self.consent_times or when >= self.consent_times[purpose]:
+            if self._newer(f"consent:{purpose}", stamp):
                 self.consent[purpose] = granted
-                self.consent_times[purpose] = when
-        if is_latest:
+        if self._newer("last", stamp):
             self.last_seen = when
             self.last_event_id = event.id
             self.last_channel = data.channel
             self.last_touchpoint = data.touchpoint
-            self.last_nps = data.nps if data.nps is not None else self.last_nps
-            self.last_csat = data.csat if data.csat is not None else self.last_csat
-            self.sentiment = data.sentiment if data.sentiment is not None else self.sentiment
-            self.journey_stage = data.journey_stage or self.journey_stage
+        if data.nps is not None and self._newer("nps", stamp):
+            self.last_nps = data.nps
+        if data.csat is not None and self._newer("csat", stamp):
+            self.last_csat = data.csat
+        if data.sentiment is not None and self._newer("sentiment", stamp):
+            self.sentiment = data.sentiment
+        if data.journey_stage is not None and self._newer("stage", stamp):
+            self.journey_stage = data.journey_stage
         self._remember(event)
-
-    def _track_case(self, action: str, case_id: str) -> None:
-        if action in ("case.resolved", "case.closed"):
-            if case_id in self.open_cases:
-                self.open_cases.remove(case_id)
-        elif action == "case.opened" and case_id not in self.open_cases:
-            self.open_cases.append(case_id)
 
     def _remember(self, event: InteractionEvent) -> None:
         if self.recent_limit <= 0:
@@ -120,7 +133,7 @@ class CustomerProfile:
             last_csat=self.last_csat,
             sentiment=self.sentiment,
             consent=dict(self.consent),
-            open_cases=list(self.open_cases),
+            open_cases=sorted(case for case, is_open in self.cases.items() if is_open),
             journey_stage=self.journey_stage,
             recent=[dict(item) for item in self.recent],
             last_event_id=self.last_event_id,

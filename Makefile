@@ -1,0 +1,44 @@
+# cxstream: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo services stop test unit lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint requirements.lock --editable '.[dev]'
+	touch $(STAMP)
+
+## install: a virtualenv in .venv with cxstream and its pinned dependencies
+install: $(STAMP)
+
+## demo: install, then run the flow over the shipped sample (no servers needed)
+demo: install
+	$(BIN)/cxstream demo --out out/demo
+
+## services: install (if missing) and start Redis and Kafka on 127.0.0.1
+services:
+	bash scripts/services.sh start
+
+stop:
+	bash scripts/services.sh stop
+
+## lint: ruff and strict mypy over the packages
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## test: install, start the services, lint, and run every test (unit, integration, doctests)
+test: install services lint
+	$(BIN)/pytest
+
+## unit: the tests that need no services
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+clean:
+	rm -rf out build *.egg-info .pytest_cache .mypy_cache .ruff_cache
