@@ -32,7 +32,8 @@ WORKDIR /home/cxstream
 
 ENV CX_KAFKA__BROKERS=kafka:9092 \
     CX_REDIS__URL=redis://redis:6379/0 \
-    CX_METRICS__PORT=9108
+    CX_METRICS__PORT=9108 \
+    CX_METRICS__HOST=0.0.0.0
 
 EXPOSE 9108
 CMD ["cxstream", "run"]

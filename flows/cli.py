@@ -23,7 +23,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        msg = f"invalid CX_* setting: {describe_validation_error(exc)}"
+        msg = f"invalid CX_* setting: {describe_validation_error(exc, show_input=False)}"
         raise UsageError(msg) from exc
 
 

@@ -43,14 +43,20 @@ def dead_letter(raw: RawMessage, reason: str, error: str) -> DeadLetter:
     )
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field, e.g. ``data.nps: Input should be ... (got 11)``."""
+def describe_validation_error(exc: ValidationError, show_input: bool = True) -> str:
+    """One line naming each bad field, e.g. ``data.nps: Input should be ... (got 11)``.
+
+    ``show_input=False`` leaves the offending values out (settings may hold secrets).
+    """
     parts = []
     for err in exc.errors(include_url=False)[:_MAX_LISTED_ERRORS]:
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        got = repr(err.get("input"))
-        got = got if len(got) <= 60 else got[:57] + "..."
-        parts.append(f"{loc}: {err['msg']} (got {got})")
+        if show_input:
+            got = repr(err.get("input"))
+            got = got if len(got) <= 60 else got[:57] + "..."
+            parts.append(f"{loc}: {err['msg']} (got {got})")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
     if exc.error_count() > _MAX_LISTED_ERRORS:
         parts.append(f"... and {exc.error_count() - _MAX_LISTED_ERRORS} more")
     return "; ".join(parts)

@@ -81,8 +81,11 @@ def test_a_bad_setting_says_which(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CX_LIMITS__MAX_MESSAGE_BYTES", "lots")
+    monkeypatch.setenv("CX_KAFKA", '{"sasl_password": "hunter2", "brokers": 5}')
     assert main(["demo", "--out", str(tmp_path)]) == 2
-    assert "limits.max_message_bytes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "limits.max_message_bytes" in err and "kafka.brokers" in err
+    assert "hunter2" not in err
 
 
 def test_the_console_script_runs() -> None:
