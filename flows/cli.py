@@ -68,6 +68,40 @@ def _cmd_replay_run(args: argparse.Namespace) -> int:
     return _offline([Path(p) for p in args.logs], Path(args.out))
 
 
+def _cmd_replay_record(args: argparse.Namespace) -> int:
+    from replay.kafka_io import progress_printer, record
+
+    settings = _settings()
+    count = record(
+        settings.kafka.client_config(),
+        args.topic or settings.topics.events,
+        Path(args.out),
+        max_messages=args.max_messages,
+        max_seconds=args.max_seconds,
+        progress=progress_printer("recorded"),
+    )
+    print(f"recorded {count} messages to {args.out}")
+    return 0
+
+
+def _cmd_replay_play(args: argparse.Namespace) -> int:
+    from replay.kafka_io import play, progress_printer
+    from sinks.kafka import producer_config
+
+    if not args.to_kafka:
+        msg = "say where to play the log: --to-kafka (or use `cxstream replay run` for files)"
+        raise UsageError(msg)
+    log = Path(args.log)
+    if not log.is_file():
+        msg = f"no log file at {log}"
+        raise UsageError(msg)
+    settings = _settings()
+    config = producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes)
+    count = play(config, log, topic=args.topic, speed=args.speed, progress=progress_printer("sent"))
+    print(f"sent {count} messages from {log}")
+    return 0
+
+
 def _cmd_schema_export(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -102,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     replay_run.add_argument("logs", nargs="+", help="log files (JSON lines, .gz allowed)")
     replay_run.add_argument("--out", required=True, help="output directory")
     replay_run.set_defaults(func=_cmd_replay_run)
+
+    rec = replay.add_parser("record", help="record a Kafka topic into a log, from its beginning")
+    rec.add_argument("--topic", help="topic to record (default: the events topic)")
+    rec.add_argument("--out", required=True, help="log file to write (.gz to compress)")
+    rec.add_argument("--max-messages", type=int, help="stop after this many messages")
+    rec.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    rec.set_defaults(func=_cmd_replay_record)
+
+    play = replay.add_parser("play", help="publish a log to Kafka")
+    play.add_argument("log")
+    play.add_argument("--to-kafka", action="store_true", help="publish to the Kafka brokers")
+    play.add_argument("--topic", help="publish to this topic instead of the recorded one")
+    play.add_argument(
+        "--speed", type=float, help="keep the recorded pace, times this factor (default: max)"
+    )
+    play.set_defaults(func=_cmd_replay_play)
 
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(
         dest="schema_command", required=True, metavar="ACTION"
