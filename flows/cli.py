@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from flows.decode import describe_validation_error
 from flows.settings import Settings
+from flows.stores import StoreUnavailableError
 from flows.topics import KafkaUnavailableError
 from replay.log import LogFormatError
 
@@ -102,6 +103,57 @@ def _cmd_replay_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identifier(text: str) -> tuple[str, str]:
+    from schemas.identifiers import IdentifierError, normalise_identifier, normalise_type
+
+    id_type, sep, value = text.partition(":")
+    if not sep or not value:
+        msg = f"{text!r} is not TYPE:VALUE (for example email:ann@example.com or crm_id:C-1)"
+        raise UsageError(msg)
+    try:
+        id_type = normalise_type(id_type)
+        return id_type, normalise_identifier(id_type, value, _settings().limits.phone_country_code)
+    except IdentifierError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _cmd_profile_get(args: argparse.Namespace) -> int:
+    from flows.stores import make_store
+
+    id_type, value = _identifier(args.identifier)
+    store = make_store(_settings(), default="redis")
+    try:
+        customer_id = store.lookup(id_type, value)
+        profile = store.profile(customer_id) if customer_id is not None else None
+    finally:
+        store.close()
+    if profile is None:
+        print(f"no customer with {id_type}:{value}", file=sys.stderr)
+        return 1
+    print(profile.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    from flows.stores import make_store
+
+    id_type, value = _identifier(args.identifier)
+    store = make_store(_settings(), default="redis")
+    try:
+        customer_id = store.lookup(id_type, value)
+        if customer_id is None:
+            print(f"no customer with {id_type}:{value}; nothing erased", file=sys.stderr)
+            return 1
+        report = store.erase(customer_id)
+    finally:
+        store.close()
+    print(
+        f"erased {report.customer_id}: profile, {len(report.identifiers)} identifier links, "
+        f"{len(report.aliases)} merged-away ids"
+    )
+    return 0
+
+
 def _cmd_schema_export(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -153,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.set_defaults(func=_cmd_replay_play)
 
+    profile = sub.add_parser("profile", help="the single customer view").add_subparsers(
+        dest="profile_command", required=True, metavar="ACTION"
+    )
+    get = profile.add_parser("get", help="print a customer's 360 profile from Redis")
+    get.add_argument("identifier", help="any identifier as TYPE:VALUE, e.g. email:ann@example.com")
+    get.set_defaults(func=_cmd_profile_get)
+
+    erase = sub.add_parser("erase", help="erase a customer (profile and identifier links)")
+    erase.add_argument("identifier", help="any identifier as TYPE:VALUE")
+    erase.set_defaults(func=_cmd_erase)
+
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(
         dest="schema_command", required=True, metavar="ACTION"
     )
@@ -166,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (UsageError, KafkaUnavailableError, LogFormatError) as exc:
+    except (UsageError, KafkaUnavailableError, LogFormatError, StoreUnavailableError) as exc:
         print(f"cxstream: error: {exc}", file=sys.stderr)
         return 2
     return code

@@ -1,7 +1,8 @@
 """The cxstream dataflow: one flow, read top to bottom, whatever feeds it.
 
 ``cxstream run`` (Kafka in and out), ``cxstream demo``, replay, tests and
-benchmarks all build this same flow and swap only the input and the sink.
+benchmarks all build this same flow and swap only the input, the sink and the
+profile store (Redis, or the in-memory twin for offline runs).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from bytewax.outputs import Sink
 
 from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
-from flows.encode import Output, encode
-from flows.journey import journey_builder
-from flows.resolve import PrimaryIdentifierResolver, Resolved, Resolver
+from flows.encode import Encoded, Output, encode
+from flows.resolve import StoreResolver, identity_outputs
 from flows.settings import Settings
 from schemas.envelope import InteractionEvent
-from schemas.outputs import IdentityMerge
-from schemas.records import Emitted, RawMessage
+from schemas.records import RawMessage
+from state.store import ProfileStore
 
 InputBuilder = Callable[[Dataflow], Stream[RawMessage]]
 
@@ -29,27 +29,14 @@ def _is_event(item: InteractionEvent | object) -> bool:
     return isinstance(item, InteractionEvent)
 
 
-def _merges(resolved: Resolved) -> list[IdentityMerge]:
-    return list(resolved.merges)
-
-
-def _customer(resolved: Resolved) -> bool:
-    return resolved.customer_id is not None
-
-
-def _customer_key(resolved: Resolved) -> str:
-    assert resolved.customer_id is not None
-    return resolved.customer_id
-
-
 def build_flow(
     settings: Settings,
     inputs: InputBuilder,
-    sink: Sink[tuple[str, Emitted]],
-    resolver: Resolver | None = None,
+    sink: Sink[Encoded],
+    store: ProfileStore,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``."""
-    resolver = resolver or PrimaryIdentifierResolver()
+    resolver = StoreResolver(store)
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
@@ -62,23 +49,20 @@ def build_flow(
     # (shard, InteractionEvent)
     fresh = op.stateful_batch("dedupe", sharded, dedupe_builder(settings.dedupe))
     # (shard, InteractionEvent), each id once
-    resolved = op.flat_map_batch("resolve", op.key_rm("unshard", fresh), resolver.resolve_batch)
-    # Resolved(customer_id, event, merges)
-    merges = op.flat_map("merges", resolved, _merges)
-    # IdentityMerge
-    known = op.filter("identified", resolved, _customer)
-    by_customer = op.key_on("by_customer", known, _customer_key)
-    # (customer_id, Resolved)
-    profiles = op.key_rm(
-        "profiles", op.stateful_batch("journey", by_customer, journey_builder(settings.profiles))
-    )
-    # ProfileSnapshot
-    # nps    -- issue 4: touchpoint windows keyed by touchpoint plug in here (not built yet)
-    # score  -- issue 5: River churn models on the journey state (not built yet)
-    # decide -- issue 6: next-best-action rules and arbitration (not built yet)
-    outputs = op.merge("outputs", dead, merges, profiles)
-    # DeadLetter | IdentityMerge | ProfileSnapshot
-    encoded = op.map("encode", outputs, encode)
+    unsharded = op.key_rm("unshard", fresh)
+    resolved = op.flat_map_batch("resolve", unsharded, resolver.resolve_batch)
+    # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
+    identity = op.flat_map("identity", resolved, identity_outputs)
+    # IdentityMerge | IdentityErasure | Alert
+    profiles = op.flat_map_batch("profile", resolved, resolver.apply_profiles)
+    # ProfileSnapshot, when due (rate-limited per customer in event time)
+    # journey -- issue 4: stage machine and sentiment windows, keyed by customer_id
+    # nps     -- issue 4: touchpoint windows keyed by touchpoint
+    # score   -- issue 5: River churn models on the journey state
+    # decide  -- issue 6: next-best-action rules and arbitration
+    outputs = op.merge("outputs", dead, identity, profiles)
+    # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot
+    encoded = op.flat_map("encode", outputs, encode)
     # (kind, Emitted)
     op.output("emit", encoded, sink)
     return flow

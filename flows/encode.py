@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
     DeadLetter,
+    IdentityErasure,
     IdentityMerge,
     NextBestAction,
     NpsWindow,
@@ -15,18 +14,24 @@ from schemas.outputs import (
 )
 from schemas.records import Emitted
 
-Output = NextBestAction | Alert | NpsWindow | IdentityMerge | ProfileSnapshot | DeadLetter
+Output = (
+    NextBestAction
+    | Alert
+    | NpsWindow
+    | IdentityMerge
+    | IdentityErasure
+    | ProfileSnapshot
+    | DeadLetter
+)
+Encoded = tuple[str, Emitted]
 
 
-def _route(model: BaseModel) -> tuple[str, str, str]:
-    """(kind, key, id) of an output: keys keep one customer's (or touchpoint's) outputs in order."""
+def _route(model: Output) -> tuple[str, str, str]:
+    """(kind, key, id): keys keep one customer's (or touchpoint's) outputs in order."""
     match model:
         case ProfileSnapshot():
-            return (
-                "profiles",
-                model.customer_id,
-                output_id("profile", model.customer_id, model.version),
-            )
+            out_id = output_id("profile", model.customer_id, model.version)
+            return "profiles", model.customer_id, out_id
         case NextBestAction():
             return "nba", model.customer_id, model.id
         case Alert():
@@ -35,16 +40,23 @@ def _route(model: BaseModel) -> tuple[str, str, str]:
             return "nps", model.touchpoint, model.id
         case IdentityMerge():
             return "identity", model.survivor_id, model.id
+        case IdentityErasure():
+            return "identity", model.customer_id, model.id
         case DeadLetter():
             return "dlq", model.id, model.id
-    msg = f"no output route for {type(model).__name__}"
-    raise TypeError(msg)
 
 
-def encode(model: Output) -> tuple[str, Emitted]:
-    """Serialise one output; the kind doubles as the stream key for file sinks."""
+def encode(model: Output) -> list[Encoded]:
+    """Serialise one output; the kind doubles as the stream key for file sinks.
+
+    An erasure also sends a tombstone (no value) for the customer to the
+    compacted profiles topic, so the profile disappears there too.
+    """
     kind, key, out_id = _route(model)
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
-    return kind, Emitted(kind, key, out_id, model.model_dump_json().encode(), headers)
+    encoded = [(kind, Emitted(kind, key, out_id, model.model_dump_json().encode(), headers))]
+    if isinstance(model, IdentityErasure):
+        encoded.append(("profiles", Emitted("profiles", key, out_id, None, headers)))
+    return encoded

@@ -45,12 +45,12 @@ def _from_kafka(item: KafkaItem) -> RawMessage:
 
 
 def kafka_input(settings: Settings, tail: bool = True) -> InputBuilder:
-    """Consume the events topic; ``tail=False`` stops at the end of every partition."""
+    """Consume the events and privacy topics; ``tail=False`` stops at the end of every partition."""
 
     def build(flow: Dataflow) -> Stream[RawMessage]:
         source = KafkaSource(
             [settings.kafka.brokers],
-            [settings.topics.events],
+            [settings.topics.events, settings.identity.privacy_topic],
             tail=tail,
             starting_offset=OFFSET_BEGINNING,
             add_config=settings.kafka.client_config(),

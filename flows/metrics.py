@@ -20,3 +20,11 @@ OUTPUTS = Counter("cx_outputs_total", "Output records written, by kind.", ["kind
 ANONYMOUS = Counter(
     "cx_anonymous_events_total", "Valid events without any identifier (no customer to update)."
 )
+RESOLUTIONS = Counter(
+    "cx_identity_resolutions_total", "Events resolved to a customer, by outcome.", ["outcome"]
+)
+MERGES = Counter("cx_identity_merges_total", "Customers merged into another.")
+IDENTITY_CONFLICTS = Counter(
+    "cx_identity_conflicts_total", "Links or merges refused by identifier limits."
+)
+ERASURES = Counter("cx_identity_erasures_total", "Customers erased on request.")

@@ -14,7 +14,9 @@ from bytewax.testing import run_main
 from flows.dataflow import build_flow
 from flows.inputs import log_input
 from flows.settings import Settings
-from sinks.jsonl import OFFLINE_FILES, JsonlDirSink
+from flows.stores import make_store
+from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, write_profiles
+from state.store import ProfileStore
 
 SAMPLE_LOG = Path(__file__).resolve().parent.parent / "replay" / "samples" / "demo.jsonl"
 
@@ -61,15 +63,24 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
     return RunSummary(out_dir, counts, dict(reasons), examples)
 
 
-def run_offline(settings: Settings, logs: list[Path], out_dir: Path) -> RunSummary:
-    """Run the flow over ``logs`` (in order, as fast as possible) and summarise the outputs."""
+def run_offline(
+    settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore | None = None
+) -> RunSummary:
+    """Run the flow over ``logs`` (in order, as fast as possible) and summarise the outputs.
+
+    The store is the in-memory twin unless ``CX_IDENTITY__STORE=redis`` (or one is given).
+    """
     # Sink partitions are opened lazily, on their first record: start every file
     # empty so a kind with no output never shows a previous run's records.
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OFFLINE_FILES.values():
         (out_dir / name).write_bytes(b"")
-    flow = build_flow(settings, log_input(logs, settings.kafka.batch_size), JsonlDirSink(out_dir))
+    store = store or make_store(settings, default="memory")
+    sink = JsonlDirSink(out_dir)
+    flow = build_flow(settings, log_input(logs, settings.kafka.batch_size), sink, store)
     run_main(  # type: ignore[no-untyped-call]
         flow, epoch_interval=timedelta(seconds=settings.epoch_interval_seconds)
     )
+    profiles = (store.profile(cid) for cid in store.customers())
+    write_profiles(out_dir / OFFLINE_FILES["profiles"], (p for p in profiles if p is not None))
     return summarise(out_dir)

@@ -1,62 +1,135 @@
-"""resolve: identifiers -> customer_id.
+"""resolve: identifiers -> customer_id, against the profile store (one call per batch).
 
-PLACEHOLDER until issue 3 (identity resolution against the profile store):
-the customer is named after the event's highest-priority identifier, with no
-stitching or merging across events. The batch interface is the real one: the
-store-backed resolver makes one Redis script call per batch.
+Each batch of events becomes one ``resolve_batch`` call. Merges go out as
+:class:`IdentityMerge` events, refused merges and full identifier types as
+``identity_conflict`` alerts. An erase request (type ``cx.privacy.erase`` by
+default, on the events or the privacy topic) erases the customer its
+identifiers resolve to, in order with the events around it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import timedelta
 
 from flows import metrics
 from schemas.envelope import InteractionEvent
-from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from schemas.ids import output_id
-from schemas.outputs import IdentityMerge
+from schemas.outputs import Alert, IdentityErasure, IdentityMerge, ProfileSnapshot
+from state.profile_hash import delta_for
+from state.store import Conflict, Merge, ProfileStore, ResolveRequest
 
-_PRIORITY = {id_type: rank for rank, id_type in enumerate(KNOWN_IDENTIFIER_TYPES)}
+ERASE_TYPE = "cx.privacy.erase"
+CONFLICT_DUE = timedelta(hours=24)
+
+IdentityOutput = IdentityMerge | IdentityErasure | Alert
 
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """An event with the customer it belongs to (None: no identifiers, anonymous)."""
+    """An event with its customer (None: anonymous, or an erase request)."""
 
     customer_id: str | None
     event: InteractionEvent
-    merges: tuple[IdentityMerge, ...] = field(default_factory=tuple)
+    outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
 
 
-class Resolver(Protocol):
-    def resolve_batch(self, events: list[InteractionEvent]) -> list[Resolved]: ...
+def _merge_event(merge: Merge, event: InteractionEvent) -> IdentityMerge:
+    return IdentityMerge(
+        id=output_id("identity", merge.event_id, merge.merged_id, merge.survivor_id),
+        survivor_id=merge.survivor_id,
+        merged_id=merge.merged_id,
+        event_id=merge.event_id,
+        reason=merge.reason,
+        time=event.time,
+        linking_identifiers=list(merge.linking_identifiers),
+    )
 
 
-def primary_identifier(identifiers: dict[str, str]) -> tuple[str, str] | None:
-    """The identifier that names a customer: known types by priority, then others by name.
+def _conflict_alert(conflict: Conflict, event: InteractionEvent) -> Alert:
+    return Alert(
+        id=output_id("alert", "identity_conflict", conflict.event_id, *conflict.identifiers),
+        kind="identity_conflict",
+        severity="medium",
+        customer_id=conflict.customer_ids[0],
+        time=event.time,
+        due_at=event.time + CONFLICT_DUE,
+        message=f"identity not linked: {conflict.reason}",
+        evidence={
+            "event_ids": [conflict.event_id],
+            "customer_ids": list(conflict.customer_ids),
+            "identifiers": list(conflict.identifiers),
+            "reason": conflict.reason,
+        },
+    )
 
-    >>> primary_identifier({"cookie_id": "c1", "email": "a@b.co"})
-    ('email', 'a@b.co')
-    >>> primary_identifier({}) is None
-    True
-    """
-    if not identifiers:
-        return None
-    id_type = min(identifiers, key=lambda t: (_PRIORITY.get(t, len(_PRIORITY)), t))
-    return id_type, identifiers[id_type]
 
+class StoreResolver:
+    """The flow's resolve and profile steps over one :class:`ProfileStore`."""
 
-class PrimaryIdentifierResolver:
-    """Deterministic, stateless stand-in for the identity graph (see module docstring)."""
+    def __init__(self, store: ProfileStore, erase_type: str = ERASE_TYPE) -> None:
+        self.store = store
+        self.erase_type = erase_type
 
     def resolve_batch(self, events: list[InteractionEvent]) -> list[Resolved]:
-        out = []
+        out: list[Resolved] = []
+        segment: list[InteractionEvent] = []
         for event in events:
-            primary = primary_identifier(event.data.identifiers)
-            if primary is None:
-                metrics.ANONYMOUS.inc()
-                out.append(Resolved(None, event))
+            if event.type == self.erase_type:
+                out += self._resolve(segment)
+                segment = []
+                out.append(self._erase(event))
             else:
-                out.append(Resolved(output_id("cust", *primary), event))
+                segment.append(event)
+        out += self._resolve(segment)
         return out
+
+    def _resolve(self, events: Sequence[InteractionEvent]) -> list[Resolved]:
+        if not events:
+            return []
+        requests = [ResolveRequest(e.id, e.epoch_ms, e.data.identifiers) for e in events]
+        resolved = []
+        for event, result in zip(events, self.store.resolve_batch(requests), strict=True):
+            outputs: list[IdentityOutput] = [_merge_event(m, event) for m in result.merges]
+            outputs += [_conflict_alert(c, event) for c in result.conflicts]
+            if result.customer_id is None:
+                metrics.ANONYMOUS.inc()
+            else:
+                metrics.RESOLUTIONS.labels("created" if result.created else "known").inc()
+            metrics.MERGES.inc(len(result.merges))
+            metrics.IDENTITY_CONFLICTS.inc(len(result.conflicts))
+            resolved.append(Resolved(result.customer_id, event, tuple(outputs)))
+        return resolved
+
+    def _erase(self, event: InteractionEvent) -> Resolved:
+        erasures: list[IdentityOutput] = []
+        seen: set[str] = set()
+        for id_type, value in event.data.identifiers.items():
+            customer_id = self.store.lookup(id_type, value)
+            if customer_id is None or customer_id in seen:
+                continue
+            seen.add(customer_id)
+            report = self.store.erase(customer_id)
+            metrics.ERASURES.inc()
+            erasures.append(
+                IdentityErasure(
+                    id=output_id("erasure", event.id, report.customer_id),
+                    customer_id=report.customer_id,
+                    event_id=event.id,
+                    time=event.time,
+                    existed=report.existed,
+                    identifiers_removed=len(report.identifiers),
+                    aliases_removed=len(report.aliases),
+                )
+            )
+        return Resolved(None, event, tuple(erasures))
+
+    def apply_profiles(self, batch: list[Resolved]) -> list[ProfileSnapshot]:
+        """The profile step: fold the batch into the profiles, return those due to publish."""
+        deltas = [delta_for(r.customer_id, r.event) for r in batch if r.customer_id is not None]
+        return self.store.apply_profiles(deltas) if deltas else []
+
+
+def identity_outputs(resolved: Resolved) -> tuple[IdentityOutput, ...]:
+    return resolved.outputs

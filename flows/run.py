@@ -20,10 +20,13 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from flows.dataflow import build_flow
+from flows.encode import Encoded, encode
 from flows.inputs import kafka_input
 from flows.settings import Settings
+from flows.stores import make_store
 from flows.topics import ensure_topics
-from sinks.kafka import KafkaOutputSink, producer_config
+from schemas.outputs import ProfileSnapshot
+from sinks.kafka import KafkaOutputSink, producer_config, publish
 
 
 def _free_ports(count: int) -> list[int]:
@@ -35,6 +38,10 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def encoded_profiles(profiles: list[ProfileSnapshot]) -> list[Encoded]:
+    return [item for profile in profiles for item in encode(profile)]
 
 
 def run_process(
@@ -49,11 +56,10 @@ def run_process(
         ensure_topics(settings)
     if settings.metrics.enabled and settings.metrics.port:
         start_http_server(settings.metrics.port + (process_id or 0), addr=settings.metrics.host)
-    sink = KafkaOutputSink(
-        producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes),
-        settings.topics.output_topics(),
-    )
-    flow = build_flow(settings, kafka_input(settings, tail=tail), sink)
+    config = producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes)
+    sink = KafkaOutputSink(config, settings.topics.output_topics())
+    store = make_store(settings, default="redis")
+    flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store)
     cli_main(  # type: ignore[no-untyped-call]
         flow,
         workers_per_process=1,
@@ -61,6 +67,9 @@ def run_process(
         addresses=addresses,
         epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
     )
+    # End of input (--no-tail): changes still held back by the rate limit go out now.
+    publish(config, settings.topics.output_topics(), encoded_profiles(store.flush_pending()))
+    store.close()
 
 
 def spawn_cluster(processes: int, *, tail: bool = True) -> int:

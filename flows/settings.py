@@ -7,7 +7,9 @@ The object is frozen and passed down; nothing reads the environment later.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +75,54 @@ class RedisSettings(_Section):
     prefix: str = "cx:"
 
 
+class IdentitySettings(_Section):
+    """Identity resolution: which store, which guards, and PII hashing."""
+
+    # "memory" or "redis"; unset: `run` uses Redis, offline runs (demo, replay) memory.
+    store: Literal["memory", "redis"] | None = None
+    priority: tuple[str, ...] = (
+        "crm_id",
+        "loyalty_id",
+        "email",
+        "phone",
+        "social_handle",
+        "device_id",
+        "cookie_id",
+    )
+    limits: dict[str, int] = Field(
+        default_factory=lambda: {
+            "crm_id": 1,
+            "loyalty_id": 1,
+            "email": 5,
+            "phone": 5,
+            "social_handle": 5,
+            "device_id": 10,
+            "cookie_id": 50,
+        }
+    )
+    default_limit: int = Field(default=20, ge=1)
+    blocked_values: tuple[str, ...] = (
+        "unknown",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "test",
+        "test@test.com",
+        "test@example.com",
+        "noreply@example.com",
+        "0000000000",
+        "+10000000000",
+        "1234567890",
+        "+11234567890",
+    )
+    blocked_patterns: tuple[str, ...] = (r"^\+?0+$", r"^(test|noreply|no-reply)@", r"^\W*$")
+    # Keyed hashing (HMAC-SHA256) of identifier values before they reach Redis or outputs.
+    hash_identifiers: bool = False
+    hash_key: SecretStr | None = None
+    privacy_topic: str = "cx.privacy"
+
+
 class LimitSettings(_Section):
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     phone_country_code: str = Field(default="1", pattern=r"^[1-9]\d{0,2}$")
@@ -106,8 +156,16 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()
+    identity: IdentitySettings = IdentitySettings()
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()
     metrics: MetricsSettings = MetricsSettings()
     epoch_interval_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hash_key_when_hashing(self) -> Settings:
+        if self.identity.hash_identifiers and self.identity.hash_key is None:
+            msg = "identity.hash_identifiers needs CX_IDENTITY__HASH_KEY (a secret key)"
+            raise ValueError(msg)
+        return self

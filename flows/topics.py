@@ -25,7 +25,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         )
         raise KafkaUnavailableError(msg) from exc
     topics = settings.topics
-    wanted = [topics.events, *topics.output_topics().values()]
+    wanted = [topics.events, settings.identity.privacy_topic, *topics.output_topics().values()]
     max_bytes = str(settings.kafka.max_message_bytes)
     new = []
     for name in dict.fromkeys(wanted):

@@ -135,10 +135,10 @@ def _journey(rng: random.Random, c: _Customer, days: int) -> list[dict[str, Any]
             "web": {"cookie_id": c.cookie_id, "email": c.email},
             "app": {"device_id": c.device_id, "email": c.email},
             "store": {"loyalty_id": c.loyalty_id, "crm_id": c.crm_id},
-            "call_center": {"phone": c.phone},
+            "call_center": {"phone": c.phone, "crm_id": c.crm_id},  # verified caller
             "chat": {"email": c.email},
             "email": {"email": c.email},
-            "social": {"social_handle": c.handle},
+            "social": {"social_handle": c.handle, "email": c.email},  # DM with email
             "service_desk": {"crm_id": c.crm_id, "email": c.email},
         }[channel]
         if channel in ("web", "store", "app") and rng.random() < 0.5:

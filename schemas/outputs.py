@@ -83,6 +83,18 @@ class IdentityMerge(_Output):
     linking_identifiers: list[str] = Field(default_factory=list)
 
 
+class IdentityErasure(_Output):
+    """A customer erased on request (topic ``cx.identity``; ``cx.profiles`` gets a tombstone)."""
+
+    id: str
+    customer_id: str
+    event_id: str
+    time: datetime
+    existed: bool
+    identifiers_removed: int
+    aliases_removed: int
+
+
 class ProfileSnapshot(_Output):
     """The single customer view of one customer (compacted topic ``cx.profiles``)."""
 
@@ -129,6 +141,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "alerts": Alert,
     "nps": NpsWindow,
     "identity": IdentityMerge,
+    "identity_erasure": IdentityErasure,
     "profiles": ProfileSnapshot,
     "dlq": DeadLetter,
 }

@@ -31,5 +31,5 @@ class Emitted:
     kind: str
     key: str
     id: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (deletes the key from a compacted topic)
     headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)

@@ -1,6 +1,6 @@
 """Bytewax sinks: Kafka (idempotent producer) and JSON-lines files."""
 
-from sinks.jsonl import OFFLINE_FILES, JsonlDirSink
+from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, write_profiles
 from sinks.kafka import KafkaDeliveryError, KafkaOutputSink, producer_config
 
 __all__ = [
@@ -9,4 +9,5 @@ __all__ = [
     "KafkaDeliveryError",
     "KafkaOutputSink",
     "producer_config",
+    "write_profiles",
 ]

@@ -1,19 +1,20 @@
 """JSON-lines file sink for offline runs: one file per output kind.
 
-``profiles.jsonl`` is the final snapshot of every profile (the latest version
-per customer, sorted by customer id), written when the run ends. The other
-files hold every record in the order it was produced.
+Each file holds every record of its kind in the order it was produced, except
+``profiles.jsonl``: the final snapshot of every profile, read from the store
+when the run ends (:func:`write_profiles`), sorted by customer id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows import metrics
+from schemas.outputs import ProfileSnapshot
 from schemas.records import OUTPUT_KINDS, Emitted
 
 OFFLINE_FILES: dict[str, str] = {kind: f"{kind}.jsonl" for kind in OUTPUT_KINDS}
@@ -25,7 +26,7 @@ class _AppendPartition(StatefulSinkPartition[Emitted, None]):
         self._file: BinaryIO = path.open("wb")
 
     def write_batch(self, values: list[Emitted]) -> None:
-        self._file.write(b"".join(out.value + b"\n" for out in values))
+        self._file.write(b"".join(out.value + b"\n" for out in values if out.value is not None))
         if values:
             metrics.OUTPUTS.labels(values[0].kind).inc(len(values))
 
@@ -36,25 +37,21 @@ class _AppendPartition(StatefulSinkPartition[Emitted, None]):
         self._file.close()
 
 
-class _LatestProfilePartition(StatefulSinkPartition[Emitted, None]):
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._latest: dict[str, tuple[int, bytes]] = {}
+class _DiscardPartition(StatefulSinkPartition[Emitted, None]):
+    """Profiles of an offline run come from the store when it ends, not from the stream."""
 
     def write_batch(self, values: list[Emitted]) -> None:
-        for out in values:
-            version = orjson.loads(out.value)["version"]
-            current = self._latest.get(out.key)
-            if current is None or version >= current[0]:
-                self._latest[out.key] = (version, out.value)
-        metrics.OUTPUTS.labels("profiles").inc(len(values))
+        return None
 
     def snapshot(self) -> None:
         return None
 
-    def close(self) -> None:
-        lines = (self._latest[key][1] + b"\n" for key in sorted(self._latest))
-        self._path.write_bytes(b"".join(lines))
+
+def write_profiles(path: Path, profiles: Iterable[ProfileSnapshot]) -> int:
+    """Write final profiles, one JSON line each, in the order given; return how many."""
+    lines = [profile.model_dump_json().encode() + b"\n" for profile in profiles]
+    path.write_bytes(b"".join(lines))
+    return len(lines)
 
 
 class JsonlDirSink(FixedPartitionedSink[Emitted, None]):
@@ -76,5 +73,5 @@ class JsonlDirSink(FixedPartitionedSink[Emitted, None]):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / OFFLINE_FILES[for_part]
         if for_part == "profiles":
-            return _LatestProfilePartition(path)
+            return _DiscardPartition()
         return _AppendPartition(path)

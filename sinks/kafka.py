@@ -71,6 +71,15 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         self._producer.flush()
 
 
+def publish(config: dict[str, Any], topics: dict[str, str], items: list[Item]) -> None:
+    """Send items outside a dataflow (e.g. a final flush), with the same guarantees."""
+    if not items:
+        return
+    partition = _KafkaPartition(dict(config), topics)
+    partition.write_batch(items)
+    partition.close()
+
+
 class KafkaOutputSink(DynamicSink[Item]):
     """Writes every output kind to its Kafka topic."""
 

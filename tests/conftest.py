@@ -11,12 +11,15 @@ from typing import Any
 import bytewax.operators as op
 import orjson
 import pytest
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.dataflow import build_flow
 from flows.settings import Settings
+from flows.stores import make_store
 from schemas.records import Emitted, RawMessage
+from state.store import ProfileStore
 
 KAFKA = "127.0.0.1:9092"
 REDIS = ("127.0.0.1", 6379)
@@ -51,18 +54,30 @@ def raw(value: bytes | dict[str, Any], offset: int = 0, topic: str = "cx.events"
     return RawMessage(body, None, topic, 0, offset, 1_772_445_600_000 + offset)
 
 
-def run_flow(messages: list[RawMessage], settings: Settings | None = None) -> dict[str, list[Any]]:
-    """Run the real flow over ``messages``; return decoded outputs by kind."""
+def run_flow(
+    messages: list[RawMessage],
+    settings: Settings | None = None,
+    store: ProfileStore | None = None,
+    batch_size: int = 1,
+) -> dict[str, list[Any]]:
+    """Run the real flow over ``messages``; return decoded outputs by kind.
+
+    Tombstones (no value) are returned as ``{"tombstone": key}``. The store is a
+    fresh in-memory one unless given; ``batch_size`` is the source's batch size.
+    """
     collected: list[tuple[str, Emitted]] = []
 
     def inputs(flow: Dataflow) -> Any:
-        return op.input("input", flow, TestingSource(messages))
+        return op.input("input", flow, TestingSource(messages, batch_size))
 
-    flow = build_flow(settings or Settings(), inputs, TestingSink(collected))
+    settings = settings or Settings()
+    store = store or make_store(settings, default="memory")
+    flow = build_flow(settings, inputs, TestingSink(collected), store)
     run_main(flow)
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for kind, out in collected:
-        by_kind[kind].append(orjson.loads(out.value))
+        value = {"tombstone": out.key} if out.value is None else orjson.loads(out.value)
+        by_kind[kind].append(value)
     return by_kind
 
 
@@ -95,5 +110,16 @@ def redis_url() -> str:
 
 @pytest.fixture
 def topic_prefix() -> Iterator[str]:
-    """A unique topic-name prefix so integration tests never see each other's data."""
-    yield f"t{uuid.uuid4().hex[:10]}."
+    """A unique prefix for topic names and ``test:<prefix>`` Redis keys, so integration
+    tests never see each other's data; the Redis keys are deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    client = redis.Redis(*REDIS)
+    try:
+        keys = list(client.scan_iter(match=f"test:{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.unlink(*keys[start : start + 500])
+    except redis.RedisError:
+        pass  # the test itself reports a missing Redis
+    finally:
+        client.close()

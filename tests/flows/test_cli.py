@@ -66,7 +66,16 @@ def test_schema_export(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(
         f"{n}.schema.json"
-        for n in ("interaction_event", "nba", "alerts", "nps", "identity", "profiles", "dlq")
+        for n in (
+            "interaction_event",
+            "nba",
+            "alerts",
+            "nps",
+            "identity",
+            "identity_erasure",
+            "profiles",
+            "dlq",
+        )
     )
     envelope = orjson.loads((tmp_path / "interaction_event.schema.json").read_bytes())
     assert {"id", "source", "type", "time", "data"} <= set(envelope["required"])

@@ -2,71 +2,101 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from flows.settings import ProfileSettings, Settings
+from flows.stores import make_store
+from schemas.records import RawMessage
 from tests.conftest import make_event, raw, run_flow
+
+
+def _messages(events: list[dict[str, Any]]) -> list[RawMessage]:
+    return [raw(e, offset=i) for i, e in enumerate(events)]
 
 
 def test_each_valid_event_is_counted_once_and_bad_ones_are_dead_letters() -> None:
     events = [make_event(n, identifiers={"email": f"u{n % 3}@example.com"}) for n in range(12)]
-    messages = [raw(e, offset=i) for i, e in enumerate(events)]
+    messages = _messages(events)
     messages.append(raw(events[0], offset=12))  # re-delivery
     messages.append(raw(b"garbage", offset=13))
-    out = run_flow(messages)
-    profiles = {p["customer_id"]: p for p in out["profiles"]}  # latest per customer
+    store = make_store(Settings(), default="memory")
+    out = run_flow(messages, store=store)
+    profiles = [store.profile(cid) for cid in store.customers()]
     assert len(profiles) == 3
-    assert sum(p["event_count"] for p in profiles.values()) == 12
+    assert sum(p.event_count for p in profiles if p) == 12
     assert [d["reason"] for d in out["dlq"]] == ["not_json"]
     assert out["dlq"][0]["offset"] == 13
 
 
+def test_identity_is_stitched_and_merges_are_announced() -> None:
+    events = [
+        make_event(1, identifiers={"cookie_id": "ck-9"}),
+        make_event(2, identifiers={"email": "ann@example.com"}, amount=20.0),
+        make_event(3, identifiers={"cookie_id": "ck-9", "email": "Ann@Example.com"}),
+        make_event(4, identifiers={"phone": "+14155550100", "cookie_id": "ck-9"}),
+    ]
+    store = make_store(Settings(), default="memory")
+    out = run_flow(_messages(events), store=store)
+    (merge,) = out["identity"]
+    assert merge["event_id"] == "evt-3"
+    assert merge["reason"] == "shared email, cookie_id"
+    assert store.customers() == [merge["survivor_id"]]
+    profile = store.profile(merge["merged_id"])  # an alias still finds the profile
+    assert profile is not None
+    assert profile.event_count == 4 and profile.lifetime_value == 20.0
+    assert profile.identifiers == {
+        "email": ["ann@example.com"],
+        "phone": ["+14155550100"],
+        "cookie_id": ["ck-9"],
+    }
+
+
+def test_conflicts_raise_alerts_and_junk_never_links() -> None:
+    events = [
+        make_event(1, identifiers={"crm_id": "C-1", "email": "test@test.com"}),
+        make_event(2, identifiers={"crm_id": "C-2", "email": "test@test.com"}),
+        make_event(3, identifiers={"crm_id": "C-2", "phone": "+14155550100"}),
+        make_event(4, identifiers={"crm_id": "C-1", "phone": "+14155550100"}),
+    ]
+    store = make_store(Settings(), default="memory")
+    out = run_flow(_messages(events), store=store)
+    assert len(store.customers()) == 2  # junk email and the shared phone link nobody
+    (alert,) = out["alerts"]
+    assert alert["kind"] == "identity_conflict"
+    assert alert["evidence"]["event_ids"] == ["evt-4"]
+    assert "crm_id limit 1 would be exceeded" in alert["message"]
+
+
 def test_profiles_are_rate_limited_in_event_time() -> None:
     settings = Settings(profiles=ProfileSettings(emit_interval_seconds=3600))
-    # One customer, one event a minute for 30 minutes, one message per batch.
+    store = make_store(settings, default="memory")
     events = [make_event(n, identifiers={"crm_id": "C-1"}) for n in range(30)]
-    out = run_flow([raw(e, offset=i) for i, e in enumerate(events)], settings)
-    versions = [p["version"] for p in out["profiles"]]
-    assert versions[0] == 1  # first sight is published at once
-    assert versions[-1] == 30  # and the final state at end of input
-    assert len(versions) <= 3
+    out = run_flow(_messages(events), settings, store)
+    assert [p["version"] for p in out["profiles"]] == [1]  # first sight at once, then held
+    assert [p.version for p in store.flush_pending()] == [30]
 
 
-def test_profile_fields_follow_the_events() -> None:
+def test_an_erase_request_erases_inside_the_flow() -> None:
     events = [
-        make_event(1, identifiers={"email": "Ann@Example.com", "cookie_id": "ck1"}),
-        make_event(
-            2,
-            identifiers={"email": "ann@example.com"},
-            channel="store",
-            touchpoint="store.paris",
-            amount=30.0,
-            currency="EUR",
-        ),
-        {
-            **make_event(3, identifiers={"email": "ann@example.com"}, case_id="c9"),
-            "type": "cx.service_desk.case.opened",
-        },
-        {
-            **make_event(
-                4, identifiers={"email": "ann@example.com"}, nps=3, consent={"sms": False}
-            ),
-            "type": "cx.survey.nps",
-        },
+        make_event(1, identifiers={"email": "ann@example.com", "phone": "+14155550100"}),
+        {**make_event(2, identifiers={"phone": "(415) 555-0100"}), "type": "cx.privacy.erase"},
+        make_event(3, identifiers={"email": "bob@example.com"}),
     ]
-    out = run_flow([raw(e, offset=i) for i, e in enumerate(events)])
-    (profile,) = {p["customer_id"]: p for p in out["profiles"]}.values()
-    assert profile["identifiers"] == {"email": ["ann@example.com"], "cookie_id": ["ck1"]}
-    assert profile["channel_counts"] == {"web": 3, "store": 1}
-    assert profile["lifetime_value"] == 30.0
-    assert profile["open_cases"] == ["c9"]
-    assert profile["last_nps"] == 3
-    assert profile["consent"] == {"sms": False}
-    assert profile["last_event_id"] == "evt-4"
+    store = make_store(Settings(), default="memory")
+    out = run_flow(_messages(events), store=store)
+    (erasure,) = out["identity"]
+    assert erasure["existed"] and erasure["identifiers_removed"] == 2
+    assert {"tombstone": erasure["customer_id"]} in out["profiles"]
+    assert store.lookup("email", "ann@example.com") is None
+    assert [store.profile(c).identifiers for c in store.customers()] == [  # type: ignore[union-attr]
+        {"email": ["bob@example.com"]}
+    ]
 
 
 def test_outputs_are_deterministic() -> None:
     events = [make_event(n, identifiers={"phone": f"+4420794609{n % 4:02d}"}) for n in range(40)]
-    messages = [raw(e, offset=i) for i, e in enumerate(events)] + [raw(b"{", offset=99)]
-    first = orjson.dumps(run_flow(messages))
-    assert orjson.dumps(run_flow(messages)) == first
+    messages = [*_messages(events), raw(b"{", offset=99)]
+    first = orjson.dumps(run_flow(messages, batch_size=7))
+    assert orjson.dumps(run_flow(messages, batch_size=7)) == first

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from flows.settings import KafkaSettings, Settings, TopicSettings
+from flows.settings import IdentitySettings, KafkaSettings, Settings, TopicSettings
 from flows.topics import ensure_topics
 from schemas.records import OUTPUT_KINDS
 from tests.conftest import make_event
@@ -90,13 +90,15 @@ def _consume_all(brokers: str, topic: str) -> list[Any]:
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_valid_events_once_invalid_in_dlq_nothing_lost(
-    kafka_brokers: str, topic_prefix: str, processes: int
+    kafka_brokers: str, redis_url: str, topic_prefix: str, processes: int
 ) -> None:
     env = {
         **os.environ,
         "CX_KAFKA__BROKERS": kafka_brokers,
         "CX_METRICS__ENABLED": "false",
         "CX_EPOCH_INTERVAL_SECONDS": "1",
+        "CX_REDIS__PREFIX": f"test:{topic_prefix}",
+        "CX_IDENTITY__PRIVACY_TOPIC": f"{topic_prefix}cx.privacy",
         **{
             f"CX_TOPICS__{kind.upper()}": f"{topic_prefix}cx.{kind}"
             for kind in ("events", "nba", "alerts", "nps", "identity", "profiles", "dlq")
@@ -104,6 +106,7 @@ def test_valid_events_once_invalid_in_dlq_nothing_lost(
     }
     topics = {k: env[f"CX_TOPICS__{k.upper()}"] for k in ("events", "profiles", "dlq")}
     settings = Settings(
+        identity=IdentitySettings(privacy_topic=env["CX_IDENTITY__PRIVACY_TOPIC"]),
         kafka=KafkaSettings(brokers=kafka_brokers),
         topics=TopicSettings(
             **{k: env[f"CX_TOPICS__{k.upper()}"] for k in OUTPUT_KINDS}, events=topics["events"]

@@ -1,0 +1,201 @@
+"""The identity graph in Redis: one EVALSHA per batch, atomic per batch.
+
+The graph walk is ``state/lua/identity.lua`` (key layout in its header); this
+module prepares requests (block, hash, order, new ids: Redis Lua has no BLAKE2b),
+ships a batch as the script's arguments and turns the reply into results with the
+same code the in-memory twin uses.
+
+The script is called by its SHA1, computed locally; a server that does not know it
+(restart, SCRIPT FLUSH, failover) answers NOSCRIPT and gets it loaded once. So a
+batch costs exactly one round trip once the script is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any
+
+import orjson
+import redis
+from redis.exceptions import NoScriptError
+
+from schemas.outputs import ProfileSnapshot
+from state.hashing import Hasher, PlainIdentifiers
+from state.profile_hash import ProfileDelta, ProfileRules, snapshot_from_hash
+from state.store import (
+    ErasedReport,
+    IdentityPolicy,
+    Outcome,
+    ResolveRequest,
+    ResolveResult,
+    assemble,
+    group_members,
+    prepare,
+)
+
+_IDENTITY = (files("state") / "lua" / "identity.lua").read_text(encoding="utf-8")
+_PROFILE = (files("state") / "lua" / "profile.lua").read_text(encoding="utf-8")
+# One script: the "#!lua" line first, then the profile library the walk folds with.
+_SHEBANG, _, _BODY = _IDENTITY.partition("\n")
+SCRIPT = f"{_SHEBANG}\n{_PROFILE}\n{_BODY}"
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+SCAN_COUNT = 1000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class RedisProfileStore:
+    """:class:`state.store.ProfileStore` on a Redis primary.
+
+    Parameters
+    ----------
+    client
+        A ``redis.Redis`` (credentials, TLS and timeouts are set on it) or a URL.
+        A client made from a URL is closed by :meth:`close`; a given one is not.
+    prefix
+        Every key starts with it, so stores (and test runs) can share a server.
+    policy, hasher
+        As for :class:`state.memory.MemoryProfileStore`.
+
+    Attributes
+    ----------
+    round_trips
+        Network calls made so far: one per ``resolve_batch`` with anything to link.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | str,
+        prefix: str = "cx:",
+        policy: IdentityPolicy | None = None,
+        hasher: Hasher | None = None,
+        rules: ProfileRules | None = None,
+    ) -> None:
+        self._owns_client = isinstance(client, str)
+        self._client = redis.Redis.from_url(client) if isinstance(client, str) else client
+        self.prefix = prefix
+        self.policy = policy or IdentityPolicy()
+        self.hasher = hasher or PlainIdentifiers()
+        self.rules = rules or ProfileRules()
+        self.round_trips = 0
+        self._policy_json = orjson.dumps(
+            {
+                "priority": self.policy.priority,
+                "limits": dict(self.policy.limits),
+                "default_limit": self.policy.default_limit,
+                "recent_limit": self.rules.recent_limit,
+            }
+        )
+
+    def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
+        prepared = [prepare(request, self.policy, self.hasher) for request in requests]
+        arguments: list[str | int] = []
+        for p in prepared:
+            if p.members:
+                arguments += (p.event_id, p.event_time_ms, p.new_id, len(p.members), *p.members)
+        replies: list[Any] = (
+            self._call("resolve", self._policy_json, *arguments) if arguments else []
+        )
+        outcomes = iter(replies)
+        return [
+            assemble(p, _outcome(next(outcomes)) if p.members else Outcome(None), self.policy)
+            for p in prepared
+        ]
+
+    def lookup(self, id_type: str, value: str) -> str | None:
+        member = f"{id_type}:{self.hasher.hash(id_type, value)}"
+        owner = self._call("lookup", member)
+        return None if owner is None else _text(owner)
+
+    def canonical(self, customer_id: str) -> str:
+        return _text(self._call("canonical", customer_id))
+
+    def identifiers(self, customer_id: str) -> dict[str, list[str]]:
+        members = [_text(m) for m in self._call("identifiers", customer_id)]
+        return group_members(members, self.policy)
+
+    def customers(self) -> list[str]:
+        # SCAN rather than a registry set: a set every batch writes would be the
+        # one hot key that stops the graph from ever being sharded.
+        head = f"{self.prefix}cust:"
+        pattern = _escape_glob(head) + "*"
+        found: list[str] = []
+        cursor = 0
+        while True:
+            self.round_trips += 1
+            cursor, keys = self._client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            for key in keys:
+                customer_id = _text(key)[len(head) :]
+                if ":" not in customer_id:
+                    found.append(customer_id)
+            if cursor == 0:
+                return sorted(found)
+
+    def erase(self, customer_id: str) -> ErasedReport:
+        cid, existed, members, aliases = self._call("erase", customer_id)
+        return ErasedReport(
+            _text(cid),
+            bool(existed),
+            tuple(sorted(_text(m) for m in members)),
+            tuple(sorted(_text(a) for a in aliases)),
+        )
+
+    def apply_profiles(self, deltas: Sequence[ProfileDelta]) -> list[ProfileSnapshot]:
+        if not deltas:
+            return []
+        batch = {
+            "interval": self.rules.emit_interval_ms,
+            "recent": self.rules.recent_limit,
+            "deltas": [delta.to_wire() for delta in deltas],
+        }
+        return [self._snapshot(row) for row in self._call("profile", orjson.dumps(batch))]
+
+    def profile(self, customer_id: str) -> ProfileSnapshot | None:
+        row = self._call("profile_get", customer_id)
+        return None if row is None else self._snapshot(row)
+
+    def flush_pending(self) -> list[ProfileSnapshot]:
+        return [self._snapshot(row) for row in self._call("flush")]
+
+    def _snapshot(self, row: list[Any]) -> ProfileSnapshot:
+        cid, flat, recent, members = row
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        identifiers = group_members([_text(m) for m in members], self.policy)
+        return snapshot_from_hash(_text(cid), fields, identifiers, [_text(r) for r in recent])
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def _call(self, op: str, *arguments: str | bytes | int) -> Any:
+        self.round_trips += 1
+        try:
+            return self._client.evalsha(SCRIPT_SHA, 0, self.prefix, op, *arguments)
+        except NoScriptError:
+            self.round_trips += 2
+            self._client.script_load(SCRIPT)
+            return self._client.evalsha(SCRIPT_SHA, 0, self.prefix, op, *arguments)
+
+
+def _outcome(reply: bytes | str) -> Outcome:
+    text = _text(reply)
+    if text.startswith("+"):
+        return Outcome(text[1:], created=True)
+    if not text.startswith("["):
+        return Outcome(text)
+    customer_id, created, merged, refused, limited = orjson.loads(text)
+    return Outcome(
+        customer_id,
+        bool(created),
+        tuple((m_id, tuple(linking)) for m_id, linking in merged),
+        tuple((r_id, tuple(over), tuple(linking)) for r_id, over, linking in refused),
+        tuple(limited),
+    )

@@ -1,0 +1,189 @@
+"""Profile-store fixtures: both implementations, a real Redis, and a graph checker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from state.hashing import Hasher
+from state.memory import MemoryProfileStore
+from state.profile_hash import ProfileRules
+from state.redis_store import RedisProfileStore
+from state.store import IdentityPolicy, ProfileStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+START_REDIS = "start Redis with `bash scripts/services.sh start`"
+
+StoreFactory = Callable[..., ProfileStore]
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis; fails (never skips) when it does not answer."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    problem = None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        problem = str(exc)
+    if problem is not None:  # outside the except: no chained traceback in the report
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({problem}): {START_REDIS}", pytrace=False
+        )
+    yield client
+    client.close()
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    # The prefix is a fresh uuid, so it needs no glob escaping.
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own, deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Makes stores of one kind: ``factory(policy=None, hasher=None)``.
+
+    Each Redis store gets its own prefix, so two stores of one test are as
+    independent as two memory stores.
+    """
+    made: list[tuple[ProfileStore, str | None]] = []
+    client: redis.Redis | None = None
+    if request.param == "redis":
+        client = request.getfixturevalue("redis_client")
+
+    def factory(
+        policy: IdentityPolicy | None = None,
+        hasher: Hasher | None = None,
+        rules: ProfileRules | None = None,
+    ) -> ProfileStore:
+        store: ProfileStore
+        if client is None:
+            store = MemoryProfileStore(policy, hasher, rules)
+            made.append((store, None))
+        else:
+            prefix = f"test:{uuid.uuid4().hex[:12]}:"
+            store = RedisProfileStore(client, prefix, policy, hasher, rules)
+            made.append((store, prefix))
+        return store
+
+    yield factory
+    # Every Redis contract test doubles as a consistency check of the graph it left.
+    problems: list[str] = []
+    for store, prefix in made:
+        store.close()
+        if client is not None and prefix is not None:
+            problems += _graph_problems(client, prefix)
+            delete_prefix(client, prefix)
+    if problems:
+        pytest.fail("inconsistent identity graph:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> ProfileStore:
+    """A store with the default policy, memory or Redis."""
+    return store_factory()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
+    """Everything wrong with the identity graph under ``prefix`` (empty: consistent).
+
+    Checks that links and member sets agree both ways, that the per-type counters
+    match the sets, that no customer is empty, and that every alias reaches a
+    live customer in one hop (merges keep them flat), so there are no cycles.
+    """
+    ids: dict[str, str] = {}
+    customers: dict[str, dict[str, str]] = {}
+    members: dict[str, set[str]] = {}
+    merged: dict[str, set[str]] = {}
+    aliases: dict[str, str] = {}
+    profiles: set[str] = set()
+    for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
+        key = _text(raw_key)[len(prefix) :]
+        kind, _, rest = key.partition(":")
+        if kind == "id":
+            ids[rest] = _text(client.get(raw_key) or b"")
+        elif kind == "alias":
+            aliases[rest] = _text(client.get(raw_key) or b"")
+        elif kind == "cust" and rest.endswith(":ids"):
+            members[rest[: -len(":ids")]] = {_text(m) for m in client.smembers(raw_key)}
+        elif kind == "cust" and rest.endswith(":merged"):
+            merged[rest[: -len(":merged")]] = {_text(m) for m in client.smembers(raw_key)}
+        elif kind == "cust":
+            customers[rest] = {_text(f): _text(v) for f, v in client.hgetall(raw_key).items()}
+        elif kind == "prof" and rest == "pending":
+            profiles.update(_text(m) for m in client.zrange(raw_key, 0, -1))
+        elif kind == "prof":
+            profiles.add(rest.removesuffix(":recent"))
+        else:
+            raise AssertionError(f"unexpected key {key}")
+
+    problems: list[str] = [
+        f"profile data of {cid}, which is not a live customer"
+        for cid in sorted(profiles - set(customers))
+    ]
+    for member, cid in ids.items():
+        if cid not in customers:
+            problems.append(f"id:{member} -> {cid}, which has no customer record")
+        elif member not in members.get(cid, set()):
+            problems.append(f"id:{member} -> {cid}, which does not list it")
+    for cid, held in members.items():
+        if cid not in customers:
+            problems.append(f"identifier set of {cid}, which has no customer record")
+        problems.extend(
+            f"{cid} lists {m}, which links to {ids.get(m)}" for m in held if ids.get(m) != cid
+        )
+    for cid, record in customers.items():
+        held = members.get(cid, set())
+        if not held:
+            problems.append(f"customer {cid} has no identifiers")
+        if "created_ms" not in record or "created_by" not in record:
+            problems.append(f"customer {cid} lacks created_ms/created_by")
+        counts: dict[str, int] = {}
+        for m in held:
+            counts[m.partition(":")[0]] = counts.get(m.partition(":")[0], 0) + 1
+        recorded = {f[2:]: int(v) for f, v in record.items() if f.startswith("n:")}
+        if recorded != counts:
+            problems.append(f"customer {cid} counters {recorded} != identifiers {counts}")
+    for alias, target in aliases.items():
+        if alias in customers:
+            problems.append(f"alias {alias} is also a live customer")
+        if target not in customers:
+            problems.append(f"alias {alias} -> {target}, not a live customer (chain or orphan)")
+        elif alias not in merged.get(target, set()):
+            problems.append(f"alias {alias} -> {target}, which does not list it as merged")
+    for cid, held_aliases in merged.items():
+        if cid not in customers:
+            problems.append(f"merged set of {cid}, which has no customer record")
+        problems.extend(
+            f"{cid} lists merged {a}, whose alias is {aliases.get(a)}"
+            for a in held_aliases
+            if aliases.get(a) != cid
+        )
+    return problems
+
+
+@pytest.fixture
+def graph_problems(redis_client: redis.Redis) -> Callable[[str], list[str]]:
+    """``graph_problems(prefix)``: what is inconsistent in the Redis graph under a prefix."""
+
+    def check(prefix: str) -> list[str]:
+        return _graph_problems(redis_client, prefix)
+
+    return check
