@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
+from state.store import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, DEFAULT_LIMITS
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,43 +83,13 @@ class IdentitySettings(_Section):
 
     # "memory" or "redis"; unset: `run` uses Redis, offline runs (demo, replay) memory.
     store: Literal["memory", "redis"] | None = None
-    priority: tuple[str, ...] = (
-        "crm_id",
-        "loyalty_id",
-        "email",
-        "phone",
-        "social_handle",
-        "device_id",
-        "cookie_id",
-    )
-    limits: dict[str, int] = Field(
-        default_factory=lambda: {
-            "crm_id": 1,
-            "loyalty_id": 1,
-            "email": 5,
-            "phone": 5,
-            "social_handle": 5,
-            "device_id": 10,
-            "cookie_id": 50,
-        }
-    )
+    priority: tuple[str, ...] = KNOWN_IDENTIFIER_TYPES
+    # Most values of a type one customer may hold (a merge over a limit is refused).
+    limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     default_limit: int = Field(default=20, ge=1)
-    blocked_values: tuple[str, ...] = (
-        "unknown",
-        "none",
-        "null",
-        "n/a",
-        "na",
-        "test",
-        "test@test.com",
-        "test@example.com",
-        "noreply@example.com",
-        "0000000000",
-        "+10000000000",
-        "1234567890",
-        "+11234567890",
-    )
-    blocked_patterns: tuple[str, ...] = (r"^\+?0+$", r"^(test|noreply|no-reply)@", r"^\W*$")
+    # Placeholders that never link anyone (compared case-insensitively), and patterns.
+    blocked_values: tuple[str, ...] = tuple(sorted(DEFAULT_BLOCKED_VALUES))
+    blocked_patterns: tuple[str, ...] = DEFAULT_BLOCKED_PATTERNS
     # Keyed hashing (HMAC-SHA256) of identifier values before they reach Redis or outputs.
     hash_identifiers: bool = False
     hash_key: SecretStr | None = None

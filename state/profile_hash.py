@@ -223,7 +223,8 @@ def snapshot_from_hash(
     open_cases = sorted(
         k[5:] for k, v in h.items() if k.startswith("case:") and k[-1] != "@" and v == "1"
     )
-    return ProfileSnapshot(
+    # The hash was written by our own rules: construct without re-validating (hot path).
+    return ProfileSnapshot.model_construct(
         customer_id=customer_id,
         version=int(h["v"]),
         identifiers={t: sorted(v) for t, v in sorted(identifiers.items())},
