@@ -103,6 +103,40 @@ def _cmd_replay_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from replay.synthetic import generate_world, write_world
+
+    if args.customers < 1 or args.days < 1:
+        raise UsageError("--customers and --days must be at least 1")
+
+    def progress(done: int) -> None:
+        print(f"generated {done}/{args.customers} customers", file=sys.stderr, flush=True)
+
+    world = generate_world(args.customers, args.days, args.seed, progress=progress)
+    events, truth = write_world(world, Path(args.out))
+    print(f"wrote {events} and {truth}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from replay.evaluate import evaluate
+
+    out_dir, truth = Path(args.dir), Path(args.truth)
+    if not (out_dir / "profiles.jsonl").is_file():
+        msg = f"no profiles.jsonl in {out_dir}; run `cxstream replay run LOG --out {out_dir}` first"
+        raise UsageError(msg)
+    if not truth.is_file():
+        raise UsageError(f"no truth file at {truth}; `cxstream generate` writes truth.json")
+    log = Path(args.log) if args.log else None
+    if log is not None and not log.is_file():
+        raise UsageError(f"no log file at {log}")
+    scores = evaluate(out_dir, truth, log)
+    print(orjson.dumps(scores, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 def _identifier(text: str) -> tuple[str, str]:
     from schemas.identifiers import IdentifierError, normalise_identifier, normalise_type
 
@@ -204,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, help="keep the recorded pace, times this factor (default: max)"
     )
     play.set_defaults(func=_cmd_replay_play)
+
+    gen = sub.add_parser("generate", help="write a synthetic CX world: event log + ground truth")
+    gen.add_argument("--customers", type=int, default=1000)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--out", required=True, help="directory for events.jsonl.gz and truth.json")
+    gen.set_defaults(func=_cmd_generate)
+
+    ev = sub.add_parser("evaluate", help="score an offline run against a world's ground truth")
+    ev.add_argument("dir", help="output directory of `cxstream replay run`")
+    ev.add_argument("--truth", required=True, help="truth.json from `cxstream generate`")
+    ev.add_argument("--log", help="the world's events log: also report achievable recall")
+    ev.set_defaults(func=_cmd_evaluate)
 
     profile = sub.add_parser("profile", help="the single customer view").add_subparsers(
         dest="profile_command", required=True, metavar="ACTION"

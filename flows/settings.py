@@ -13,7 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
-from state.store import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, DEFAULT_LIMITS
+from state.store import (
+    DEFAULT_BLOCKED_PATTERNS,
+    DEFAULT_BLOCKED_VALUES,
+    DEFAULT_LIMITS,
+    DEFAULT_WEAK_TYPES,
+)
 
 
 class _Section(BaseModel):
@@ -90,6 +95,9 @@ class IdentitySettings(_Section):
     # Placeholders that never link anyone (compared case-insensitively), and patterns.
     blocked_values: tuple[str, ...] = tuple(sorted(DEFAULT_BLOCKED_VALUES))
     blocked_patterns: tuple[str, ...] = DEFAULT_BLOCKED_PATTERNS
+    # Types that may attach to a customer but never merge two known ones (e.g. a
+    # family's shared device); none by default.
+    weak_types: tuple[str, ...] = DEFAULT_WEAK_TYPES
     # Keyed hashing (HMAC-SHA256) of identifier values before they reach Redis or outputs.
     hash_identifiers: bool = False
     hash_key: SecretStr | None = None

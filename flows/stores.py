@@ -27,6 +27,7 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
         default_limit=ident.default_limit,
         blocked_values=frozenset(ident.blocked_values),
         blocked_patterns=ident.blocked_patterns,
+        weak_types=ident.weak_types,
     )
 
 

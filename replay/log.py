@@ -103,7 +103,9 @@ def decode_record(line: bytes) -> RawMessage:
 
 def _open(path: Path, mode: str) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "b")  # type: ignore[return-value]
+        # mtime=0: the header carries no wall-clock time, so the same log gives the same
+        # bytes; level 6 compresses nearly as well as 9 at twice the speed.
+        return gzip.GzipFile(path, mode + "b", compresslevel=6, mtime=0)  # type: ignore[return-value]
     return path.open(mode + "b")
 
 

@@ -63,12 +63,16 @@ def normalise_phone(value: str, default_country_code: str = "1") -> str:
 
     >>> normalise_phone("020 7946 0958", default_country_code="44")
     '+442079460958'
+    >>> normalise_phone("1-415-555-0100")
+    '+14155550100'
     """
     compact = _PHONE_STRIP_RE.sub("", value)
     if compact.startswith("+"):
         digits = compact[1:]
     elif compact.startswith("00"):
         digits = compact[2:]
+    elif default_country_code == "1" and len(compact) == 11 and compact.startswith("1"):
+        digits = compact  # North American "1-415-555-0100": the 1 is the country code
     else:
         national = compact[1:] if compact.startswith("0") else compact
         digits = default_country_code + national

@@ -232,7 +232,9 @@ class MemoryProfileStore:
             survivor = self._customers[target]
             for other in ranked[1:]:
                 linking = tuple(i for i, o in enumerate(owners) if o in (target, other))
-                over = self._over_limits(survivor, self._customers[other])
+                over = self._over_limits(survivor, self._customers[other]) or self._weak_link(
+                    survivor, self._customers[other], prepared.members, owners, target, other
+                )
                 if over:
                     refused.append((other, over, linking))
                 else:
@@ -260,6 +262,29 @@ class MemoryProfileStore:
         else:
             rank, best = len(self.policy.priority) + 1, ""
         return rank, best, customer.created_ms, customer_id
+
+    def _weak_link(
+        self,
+        survivor: _Customer,
+        other: _Customer,
+        members: tuple[str, ...],
+        owners: list[str | None],
+        survivor_id: str,
+        other_id: str,
+    ) -> tuple[str, ...]:
+        """``("weak:<type>",)`` when only weak identifiers tie two known customers."""
+        policy = self.policy
+
+        def strong(customer: _Customer) -> bool:
+            return any(n > 0 and not policy.is_weak(t) for t, n in customer.counts.items())
+
+        if not (strong(survivor) and strong(other)):
+            return ()
+        for owner_id in (survivor_id, other_id):
+            held = [member_type(m) for m, o in zip(members, owners, strict=True) if o == owner_id]
+            if all(policy.is_weak(t) for t in held):
+                return (f"weak:{min(held, key=policy.type_key)}",)
+        return ()
 
     def _over_limits(self, survivor: _Customer, other: _Customer) -> tuple[str, ...]:
         over = [

@@ -92,6 +92,7 @@ class RedisProfileStore:
                 "limits": dict(self.policy.limits),
                 "default_limit": self.policy.default_limit,
                 "recent_limit": self.rules.recent_limit,
+                "weak": self.policy.weak_types,
             }
         )
 

@@ -148,6 +148,36 @@ local function resolve_all(policy)
     return over
   end
 
+  local weak = {}
+  for _, id_type in ipairs(policy.weak or {}) do weak[id_type] = true end
+
+  local function strong(c)
+    for id_type, count in pairs(c.counts) do
+      if count > 0 and not weak[id_type] then return true end
+    end
+    return false
+  end
+
+  -- {'weak:<type>'} when only weak identifiers (shared devices) tie two known customers
+  local function weak_link(s, m, members, owners)
+    if not (strong(s) and strong(m)) then return {} end
+    for _, cid in ipairs({s.id, m.id}) do
+      local held, all_weak = {}, true
+      for i = 1, #members do
+        if owners[i] == cid then
+          local id_type = member_type(members[i])
+          held[#held + 1] = id_type
+          if not weak[id_type] then all_weak = false end
+        end
+      end
+      if all_weak then
+        table.sort(held, type_before)
+        return {'weak:' .. held[1]}
+      end
+    end
+    return {}
+  end
+
   local function fold(m, s)
     local members = redis.call('SMEMBERS', ids_key(m.id))
     for _, member in ipairs(members) do redis.call('SET', id_key(member), s.id) end
@@ -219,6 +249,7 @@ local function resolve_all(policy)
           if owners[i] == s.id or owners[i] == m.id then linking[#linking + 1] = i - 1 end
         end
         local over = over_limits(s, m)
+        if #over == 0 then over = weak_link(s, m, members, owners) end
         if #over > 0 then
           refused[#refused + 1] = {m.id, over, linking}
         else

@@ -17,7 +17,7 @@ from multiprocessing.synchronize import Barrier
 import redis
 
 from state.redis_store import RedisProfileStore
-from state.store import ResolveRequest
+from state.store import IdentityPolicy, ResolveRequest
 from tests.state.conftest import REDIS_URL
 
 PROCESSES = 4
@@ -26,6 +26,9 @@ BATCH = 20
 # fewest and most of each type per component: under the default limits, so no
 # merge is ever refused, and always two types, so the component can be connected
 TYPES = {"email": (0, 3), "phone": (0, 2), "device_id": (1, 4), "cookie_id": (1, 6)}
+# Devices and cookies here connect the components, so none counts as weak (the
+# weak-identifier rule has its own tests in the contract suite).
+POLICY = IdentityPolicy(weak_types=())
 
 Event = tuple[str, int, dict[str, str]]
 Report = tuple[list[str], list[str], list[str]]  # created, merged away, unexpected
@@ -68,7 +71,7 @@ def _worker(
     rng = random.Random(seed)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     rng.shuffle(batches)
-    store = RedisProfileStore(REDIS_URL, prefix)
+    store = RedisProfileStore(REDIS_URL, prefix, POLICY)
     created: list[str] = []
     merged: list[str] = []
     unexpected: list[str] = []
@@ -107,7 +110,7 @@ def test_processes_converge_on_one_customer_per_component(
     assert [w.exitcode for w in workers] == [0] * PROCESSES
     assert [problem for *_, problems in reports for problem in problems] == []
 
-    store = RedisProfileStore(redis_client, redis_prefix)
+    store = RedisProfileStore(redis_client, redis_prefix, POLICY)
     owners = [{store.lookup(t, v) for t, v in ids} for ids in components]
     assert all(len(o) == 1 and None not in o for o in owners), "a component is split or unlinked"
     canonical = sorted(o.pop() or "" for o in owners)

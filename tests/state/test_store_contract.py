@@ -43,7 +43,30 @@ def cid(result: ResolveResult) -> str:
     return result.customer_id
 
 
+NO_WEAK = IdentityPolicy(weak_types=())
+
+
 class TestProfileStoreContract:
+    def test_weak_identifiers_never_merge_two_known_customers(
+        self, store_factory: StoreFactory
+    ) -> None:
+        store = store_factory(IdentityPolicy(weak_types=("device_id", "cookie_id")))
+        mum = cid(one(store, "e1", 1, email="mum@example.com", device_id="family-tablet"))
+        kid = cid(one(store, "e2", 2, email="kid@example.com"))
+        result = one(store, "e3", 3, email="kid@example.com", device_id="family-tablet")
+        assert result.customer_id == mum and result.merges == ()  # mum holds the device
+        (conflict,) = result.conflicts
+        assert conflict.reason == "only device_id links two known customers"
+        assert set(conflict.customer_ids) == {mum, kid}
+        assert store.canonical(kid) == kid
+        # An anonymous visitor (only weak identifiers) still stitches to a customer.
+        visitor = cid(one(store, "e4", 4, cookie_id="ck-7"))
+        stitched = one(store, "e5", 5, cookie_id="ck-7", email="kid@example.com")
+        assert [m.merged_id for m in stitched.merges] == [visitor]
+        # A strong identifier in the link merges as before.
+        both = one(store, "e6", 6, email="mum@example.com", phone="+14155550100")
+        assert both.customer_id == mum
+
     def test_new_identifiers_create_a_customer(self, store: ProfileStore) -> None:
         result = one(store, "e1", 1_000, email="ann@example.com", cookie_id="ck-1")
         assert result == ResolveResult(new_customer_id("e1"), True, (), (), ())
@@ -108,7 +131,10 @@ class TestProfileStoreContract:
             assert store.lookup(id_type, value) == b
         assert store.canonical(a) == store.canonical(c) == store.canonical(b) == b
 
-    def test_the_crm_id_holder_survives_even_when_younger(self, store: ProfileStore) -> None:
+    def test_the_crm_id_holder_survives_even_when_younger(
+        self, store_factory: StoreFactory
+    ) -> None:
+        store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
         old = cid(one(store, "e1", 1_000, email="ann@example.com", cookie_id="ck-1"))
         young = cid(one(store, "e2", 9_000, crm_id="C-1"))
         result = one(store, "e3", 10_000, crm_id="C-1", cookie_id="ck-1")
@@ -138,7 +164,8 @@ class TestProfileStoreContract:
         assert store.customers() == [ids[0]]
         assert result.customer_id == ids[0]
 
-    def test_unknown_types_rank_last_by_name(self, store: ProfileStore) -> None:
+    def test_unknown_types_rank_last_by_name(self, store_factory: StoreFactory) -> None:
+        store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
         by_zeta = cid(one(store, "e1", 1, zeta_id="z"))
         by_alpha = cid(one(store, "e2", 2, alpha_id="a"))
         by_cookie = cid(one(store, "e3", 3, cookie_id="c"))
@@ -262,7 +289,8 @@ class TestProfileStoreContract:
         assert again == ResolveResult(created.customer_id, False, (), (), ())
         assert store.identifiers(cid(created)) == {"cookie_id": ["ck-1", "ck-9"]}
 
-    def test_creation_time_survives_merges(self, store: ProfileStore) -> None:
+    def test_creation_time_survives_merges(self, store_factory: StoreFactory) -> None:
+        store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
         old = cid(one(store, "e1", 100, email="old@example.com"))
         one(store, "e2", 50, cookie_id="ck")  # older, but weaker
         one(store, "e3", 200, email="old@example.com", cookie_id="ck")

@@ -1,0 +1,198 @@
+"""Score an offline run's outputs against a synthetic world's ground truth.
+
+* Identity: pairwise precision, recall and F1 over the identifiers the world's
+  people used (shared and junk identifiers excluded): two identifiers are a
+  true pair when one person used both, a predicted pair when one profile holds
+  both. Computed from a contingency table, never by listing pairs.
+* Dead letters: the offsets in ``dlq.jsonl`` against the injected invalid ones.
+* Events: the events counted by all profiles against the distinct valid
+  events of the world that carry identifiers (duplicates must not count twice).
+* Churn AUC from the profiles' ``churn_score`` and NPS windows, once the flow
+  produces them; until then they are reported as unavailable.
+
+Only worlds written with identifier hashing off can be scored.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def _pairs(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def _prf(tp: int, predicted: int, actual: int) -> dict[str, float]:
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """Pairwise precision/recall/F1 of identity resolution over identifiers."""
+    shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
+    person_of: dict[str, str] = {}
+    for person in truth["customers"]:
+        for id_type, values in person["identifiers"].items():
+            for value in values:
+                member = f"{id_type}:{value}"
+                if member not in shared:
+                    person_of[member] = person["person_id"]
+    customer_of: dict[str, str] = {}
+    for profile in profiles:
+        for id_type, values in profile["identifiers"].items():
+            for value in values:
+                customer_of[f"{id_type}:{value}"] = profile["customer_id"]
+    cells: Counter[tuple[str, str]] = Counter()
+    predicted: Counter[str] = Counter()
+    actual: Counter[str] = Counter()
+    for member, person in person_of.items():
+        customer = customer_of.get(member, "unseen:" + member)  # never seen: its own cluster
+        cells[(customer, person)] += 1
+        predicted[customer] += 1
+        actual[person] += 1
+    tp = sum(_pairs(n) for n in cells.values())
+    scores = _prf(
+        tp, sum(_pairs(n) for n in predicted.values()), sum(_pairs(n) for n in actual.values())
+    )
+    people_with_ids = len(actual)
+    split = sum(1 for p in actual if sum(1 for (_, q) in cells if q == p) > 1)
+    mixed = sum(1 for c in predicted if sum(1 for (d, _) in cells if d == c) > 1)
+    return {
+        **scores,
+        "people": people_with_ids,
+        "customers": len({c for c in predicted if not c.startswith("unseen:")}),
+        "people_split": split,
+        "customers_mixing_people": mixed,
+    }
+
+
+def evidence_components(log: Path, shared: set[str]) -> dict[str, str]:
+    """Identifier -> component, joining identifiers that appear in one valid event.
+
+    No resolver can link identifiers that never appear together (directly or
+    through others), so these components bound the achievable recall.
+    """
+    from pydantic import ValidationError
+
+    from replay.log import read_log
+    from schemas.envelope import InteractionEvent
+
+    parent: dict[str, str] = {}
+
+    def find(member: str) -> str:
+        root = parent.setdefault(member, member)
+        while root != parent[root]:
+            parent[root] = parent[parent[root]]
+            root = parent[root]
+        return root
+
+    for message in read_log(log):
+        try:
+            event = InteractionEvent.model_validate_json(message.value or b"")
+        except ValidationError:
+            continue
+        members = [f"{t}:{v}" for t, v in event.data.identifiers.items()]
+        members = [m for m in members if m not in shared]
+        for member in members:
+            parent[find(member)] = find(members[0])
+    return {member: find(member) for member in parent}
+
+
+def achievable_recall(truth: dict[str, Any], components: dict[str, str]) -> float:
+    """Pairwise recall of a resolver that links exactly the evidence components."""
+    shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
+    cells: Counter[tuple[str, str]] = Counter()
+    actual: Counter[str] = Counter()
+    for person in truth["customers"]:
+        for id_type, values in person["identifiers"].items():
+            for value in values:
+                member = f"{id_type}:{value}"
+                if member not in shared:
+                    cells[(components.get(member, member), person["person_id"])] += 1
+                    actual[person["person_id"]] += 1
+    true_pairs = sum(_pairs(n) for n in actual.values())
+    return round(sum(_pairs(n) for n in cells.values()) / true_pairs, 4) if true_pairs else 1.0
+
+
+def dead_letter_scores(dead: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """Dead-lettered offsets against the injected invalid messages."""
+    injected = set(truth["invalid_offsets"])
+    caught = {d["offset"] for d in dead}
+    return {
+        "injected": len(injected),
+        "dead_letters": len(caught),
+        **_prf(len(injected & caught), len(caught), len(injected)),
+    }
+
+
+def _auc(scores: list[tuple[float, bool]]) -> float | None:
+    positives = sum(1 for _, y in scores if y)
+    negatives = len(scores) - positives
+    if not positives or not negatives:
+        return None
+    ranked = sorted(scores)
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):  # average ranks over ties
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        rank_sum += sum(1 for _, y in ranked[i:j] if y) * (i + j + 1) / 2
+        i = j
+    return round((rank_sum - positives * (positives + 1) / 2) / (positives * negatives), 4)
+
+
+def churn_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """Churn AUC of the profiles' churn scores against who churned (majority person)."""
+    churned = {p["person_id"]: p["churned"] for p in truth["customers"]}
+    owner: dict[str, str] = {}
+    for person in truth["customers"]:
+        for id_type, values in person["identifiers"].items():
+            for value in values:
+                owner[f"{id_type}:{value}"] = person["person_id"]
+    scored = []
+    for profile in profiles:
+        if profile.get("churn_score") is None:
+            continue
+        people = Counter(
+            owner[f"{t}:{v}"]
+            for t, values in profile["identifiers"].items()
+            for v in values
+            if f"{t}:{v}" in owner
+        )
+        if people:
+            scored.append((float(profile["churn_score"]), churned[people.most_common(1)[0][0]]))
+    if not scored:
+        return {"auc": None, "note": "no churn scores in the profiles yet"}
+    return {"auc": _auc(scored), "scored_profiles": len(scored)}
+
+
+def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[str, Any]:
+    """Every score for the run in ``out_dir`` against ``truth_path``.
+
+    With the world's ``log``, identity also reports the achievable recall.
+    """
+    truth = orjson.loads(truth_path.read_bytes())
+    profiles = _rows(out_dir / "profiles.jsonl")
+    counted = sum(p["event_count"] for p in profiles)
+    nps = _rows(out_dir / "nps.jsonl")
+    identity = identity_scores(profiles, truth)
+    if log is not None:
+        shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
+        identity["achievable_recall"] = achievable_recall(truth, evidence_components(log, shared))
+    return {
+        "identity": identity,
+        "dead_letters": dead_letter_scores(_rows(out_dir / "dlq.jsonl"), truth),
+        "events": {"counted_by_profiles": counted, "distinct_valid": truth["stats"]["events"]},
+        "churn": churn_scores(profiles, truth),
+        "nps": {"windows": len(nps)} if nps else {"windows": 0, "note": "no NPS windows yet"},
+    }

@@ -1,0 +1,33 @@
+"""Golden test: a small committed log and its committed expected outputs.
+
+A change that alters any output shows up here as a diff. When the change is
+intended, regenerate with ``CX_UPDATE_GOLDEN=1 pytest tests/replay/test_golden.py``
+and review the diff of ``tests/replay/golden/expected/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flows.offline import run_offline
+from flows.settings import Settings
+from replay.log import write_log
+from replay.synthetic import generate_world
+from sinks.jsonl import OFFLINE_FILES
+
+GOLDEN = Path(__file__).parent / "golden"
+LOG = GOLDEN / "events.jsonl"
+EXPECTED = GOLDEN / "expected"
+
+
+def test_the_golden_log_gives_the_golden_outputs(tmp_path: Path) -> None:
+    if os.environ.get("CX_UPDATE_GOLDEN"):
+        write_log(LOG, generate_world(25, 21, seed=2026).messages())
+        run_offline(Settings(), [LOG], EXPECTED)
+    run_offline(Settings(), [LOG], tmp_path)
+    for name in OFFLINE_FILES.values():
+        expected = (EXPECTED / name).read_bytes().splitlines()
+        got = (tmp_path / name).read_bytes().splitlines()
+        assert got == expected, f"{name} differs from the golden output"
+    assert (EXPECTED / "profiles.jsonl").stat().st_size > 0
