@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -46,14 +47,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _offline(logs: list[Path], out_dir: Path) -> int:
-    from flows.offline import run_offline
+def _offline(logs: list[Path], out_dir: Path, processes: int = 1) -> int:
+    from flows.offline import OfflineRunError, run_offline
 
     for log in logs:
         if not log.is_file():
             msg = f"no log file at {log}; record one with `cxstream replay record` or use the demo"
             raise UsageError(msg)
-    summary = run_offline(_settings(), logs, out_dir)
+    try:
+        summary = run_offline(_settings(), logs, out_dir, processes=processes)
+    except OfflineRunError as exc:
+        raise UsageError(str(exc)) from exc
     print(summary.render())
     return 0
 
@@ -66,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay_run(args: argparse.Namespace) -> int:
-    return _offline([Path(p) for p in args.logs], Path(args.out))
+    return _offline([Path(p) for p in args.logs], Path(args.out), args.processes)
 
 
 def _cmd_replay_record(args: argparse.Namespace) -> int:
@@ -215,12 +219,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     demo.set_defaults(func=_cmd_demo)
 
+    _add_replay(sub)
+    _add_world(sub)
+    _add_customer(sub)
+
+    schema = sub.add_parser("schema", help="event schemas").add_subparsers(
+        dest="schema_command", required=True, metavar="ACTION"
+    )
+    export = schema.add_parser("export", help="write the JSON Schema of every event to DIR")
+    export.add_argument("dir")
+    export.set_defaults(func=_cmd_schema_export)
+    return parser
+
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _add_replay(sub: Subparsers) -> None:
     replay = sub.add_parser("replay", help="recorded event logs").add_subparsers(
         dest="replay_command", required=True, metavar="ACTION"
     )
     replay_run = replay.add_parser("run", help="run logs through the flow into JSONL files")
     replay_run.add_argument("logs", nargs="+", help="log files (JSON lines, .gz allowed)")
     replay_run.add_argument("--out", required=True, help="output directory")
+    replay_run.add_argument(
+        "-p",
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes (more than 1 needs CX_IDENTITY__STORE=redis)",
+    )
     replay_run.set_defaults(func=_cmd_replay_run)
 
     rec = replay.add_parser("record", help="record a Kafka topic into a log, from its beginning")
@@ -239,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.set_defaults(func=_cmd_replay_play)
 
+
+def _add_world(sub: Subparsers) -> None:
     gen = sub.add_parser("generate", help="write a synthetic CX world: event log + ground truth")
     gen.add_argument("--customers", type=int, default=1000)
     gen.add_argument("--days", type=int, default=30)
@@ -252,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--log", help="the world's events log: also report achievable recall")
     ev.set_defaults(func=_cmd_evaluate)
 
+
+def _add_customer(sub: Subparsers) -> None:
     profile = sub.add_parser("profile", help="the single customer view").add_subparsers(
         dest="profile_command", required=True, metavar="ACTION"
     )
@@ -262,14 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
     erase = sub.add_parser("erase", help="erase a customer (profile and identifier links)")
     erase.add_argument("identifier", help="any identifier as TYPE:VALUE")
     erase.set_defaults(func=_cmd_erase)
-
-    schema = sub.add_parser("schema", help="event schemas").add_subparsers(
-        dest="schema_command", required=True, metavar="ACTION"
-    )
-    export = schema.add_parser("export", help="write the JSON Schema of every event to DIR")
-    export.add_argument("dir")
-    export.set_defaults(func=_cmd_schema_export)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

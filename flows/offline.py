@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import build_flow
 from flows.inputs import log_input
@@ -63,24 +64,78 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
     return RunSummary(out_dir, counts, dict(reasons), examples)
 
 
+class OfflineRunError(RuntimeError):
+    """A worker process of a multi-process offline run failed."""
+
+
+def _offline_flow(settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore) -> Any:
+    return build_flow(
+        settings, log_input(logs, settings.kafka.batch_size), JsonlDirSink(out_dir), store
+    )
+
+
+def _cluster_worker(logs: list[Path], out_dir: Path, addresses: list[str], proc_id: int) -> None:
+    # A fresh process: settings come from the same CX_* environment as the parent's.
+    settings = Settings()
+    store = make_store(settings, default="redis")
+    cluster_main(  # type: ignore[no-untyped-call]
+        _offline_flow(settings, logs, out_dir, store),
+        addresses,
+        proc_id,
+        epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
+    )
+    store.close()
+
+
+def _run_cluster(logs: list[Path], out_dir: Path, processes: int) -> None:
+    from flows.run import free_ports
+
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_cluster_worker, args=(logs, out_dir, addresses, i))
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    failed = [w.exitcode for w in workers if w.exitcode != 0]
+    if failed:
+        msg = f"{len(failed)} of {processes} worker processes failed (exit codes {failed})"
+        raise OfflineRunError(msg)
+
+
 def run_offline(
-    settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore | None = None
+    settings: Settings,
+    logs: list[Path],
+    out_dir: Path,
+    store: ProfileStore | None = None,
+    processes: int = 1,
 ) -> RunSummary:
     """Run the flow over ``logs`` (in order, as fast as possible) and summarise the outputs.
 
-    The store is the in-memory twin unless ``CX_IDENTITY__STORE=redis`` (or one is given).
+    The store is the in-memory twin unless ``CX_IDENTITY__STORE=redis`` (or one is
+    given). Several ``processes`` form one Bytewax cluster and share the identity
+    graph, so they need the Redis store (``CX_IDENTITY__STORE=redis``).
     """
     # Sink partitions are opened lazily, on their first record: start every file
     # empty so a kind with no output never shows a previous run's records.
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OFFLINE_FILES.values():
         (out_dir / name).write_bytes(b"")
-    store = store or make_store(settings, default="memory")
-    sink = JsonlDirSink(out_dir)
-    flow = build_flow(settings, log_input(logs, settings.kafka.batch_size), sink, store)
-    run_main(  # type: ignore[no-untyped-call]
-        flow, epoch_interval=timedelta(seconds=settings.epoch_interval_seconds)
-    )
+    if processes > 1:
+        if settings.identity.store != "redis":
+            msg = "several processes share one identity graph: set CX_IDENTITY__STORE=redis"
+            raise OfflineRunError(msg)
+        _run_cluster(logs, out_dir, processes)
+        store = store or make_store(settings, default="redis")
+    else:
+        store = store or make_store(settings, default="memory")
+        run_main(  # type: ignore[no-untyped-call]
+            _offline_flow(settings, logs, out_dir, store),
+            epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
+        )
     profiles = (store.profile(cid) for cid in store.customers())
     write_profiles(out_dir / OFFLINE_FILES["profiles"], (p for p in profiles if p is not None))
     return summarise(out_dir)

@@ -29,7 +29,7 @@ from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     socks = [socket.socket() for _ in range(count)]
     try:
         for sock in socks:
@@ -74,7 +74,7 @@ def run_process(
 
 def spawn_cluster(processes: int, *, tail: bool = True) -> int:
     """Start ``processes`` local processes as one cluster; return the worst exit code."""
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
     args = [sys.executable, "-m", "flows.cli", "run", "--addresses", addresses]
     if not tail:
         args.append("--no-tail")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from flows.offline import run_offline
@@ -11,6 +12,7 @@ from flows.settings import RedisSettings, Settings
 from flows.stores import make_store
 from replay.log import write_log
 from replay.sample import generate_sample
+from replay.synthetic import generate_world
 from state.redis_store import RedisProfileStore
 from tests.conftest import run_flow
 
@@ -44,3 +46,36 @@ def test_memory_and_redis_stores_give_identical_outputs(
         memory = (tmp_path / "memory" / name).read_bytes()
         assert memory == (tmp_path / "redis" / name).read_bytes(), name
         assert memory or name == "alerts.jsonl", name
+
+
+def _canonical(out: Path) -> dict[str, object]:
+    """Outputs with customer ids (which name a customer by its first event) left out."""
+    profiles = [orjson.loads(line) for line in (out / "profiles.jsonl").read_bytes().splitlines()]
+    customers = sorted(
+        (
+            orjson.dumps(p["identifiers"], option=orjson.OPT_SORT_KEYS).decode(),
+            p["event_count"],
+            p["lifetime_value"],
+            p["last_event_id"],
+        )
+        for p in profiles
+    )
+    dead = sorted((out / "dlq.jsonl").read_bytes().splitlines())
+    return {"customers": customers, "dead": dead}
+
+
+def test_one_and_two_processes_give_the_same_outputs(
+    redis_url: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "world.jsonl"
+    write_log(log, generate_world(80, 30, seed=9).messages())
+    monkeypatch.setenv("CX_IDENTITY__STORE", "redis")
+    monkeypatch.setenv("CX_REDIS__URL", redis_url)
+    monkeypatch.setenv("CX_KAFKA__BATCH_SIZE", "50")  # many batches: real interleaving
+    results = []
+    for processes in (1, 2):
+        monkeypatch.setenv("CX_REDIS__PREFIX", f"test:{topic_prefix}{processes}:")
+        run_offline(Settings(), [log], tmp_path / str(processes), processes=processes)
+        results.append(_canonical(tmp_path / str(processes)))
+    assert results[0]["customers"], "the world produced no profiles"
+    assert results[0] == results[1]
