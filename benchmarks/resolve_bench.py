@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import redis
 
-from flows.resolve import StoreResolver
+from flows.resolve import Journeyed, StoreResolver
 from replay.sample import generate_sample
 from schemas.envelope import InteractionEvent
 from state.memory import MemoryProfileStore
@@ -46,7 +46,7 @@ def _run(store: ProfileStore, events: list[InteractionEvent], batch: int) -> dic
     started = time.perf_counter()
     for start in range(0, len(events), batch):
         resolved = resolver.resolve_batch(events[start : start + batch])
-        resolver.apply_profiles(resolved)
+        resolver.apply_profiles([Journeyed(r, None, None, {}) for r in resolved])
     seconds = time.perf_counter() - started
     return {"events": len(events), "seconds": round(seconds, 3),
             "events_per_second": round(len(events) / seconds),

@@ -16,7 +16,9 @@ from bytewax.outputs import Sink
 from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
 from flows.encode import Encoded, Output, encode
-from flows.resolve import StoreResolver, identity_outputs
+from flows.journey import journey_builder
+from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
+from flows.sentiment import VaderScorer
 from flows.settings import Settings
 from schemas.envelope import InteractionEvent
 from schemas.records import RawMessage
@@ -29,6 +31,19 @@ def _is_event(item: InteractionEvent | object) -> bool:
     return isinstance(item, InteractionEvent)
 
 
+def _known(resolved: Resolved) -> bool:
+    return resolved.customer_id is not None
+
+
+def _customer(resolved: Resolved) -> str:
+    assert resolved.customer_id is not None
+    return resolved.customer_id
+
+
+def _is_journeyed(item: Journeyed | object) -> bool:
+    return isinstance(item, Journeyed)
+
+
 def build_flow(
     settings: Settings,
     inputs: InputBuilder,
@@ -37,6 +52,8 @@ def build_flow(
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``."""
     resolver = StoreResolver(store)
+    conf = settings.journey
+    journeys = journey_builder(conf, VaderScorer(conf.text_max_chars, conf.text_max_symbols))
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
@@ -54,13 +71,19 @@ def build_flow(
     # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
     identity = op.flat_map("identity", resolved, identity_outputs)
     # IdentityMerge | IdentityErasure | Alert
-    profiles = op.flat_map_batch("profile", resolved, resolver.apply_profiles)
+    by_customer = op.key_on("by_customer", op.filter("identified", resolved, _known), _customer)
+    # (customer_id, Resolved)
+    journey = op.key_rm("journeys", op.stateful_batch("journey", by_customer, journeys))
+    # Journeyed | Alert (sentiment_drop, detractor)
+    split_journey = op.branch("split_journey", journey, _is_journeyed)
+    journeyed: Stream[Journeyed] = split_journey.trues  # type: ignore[assignment]
+    journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
+    profiles = op.flat_map_batch("profile", journeyed, resolver.apply_profiles)
     # ProfileSnapshot, when due (rate-limited per customer in event time)
-    # journey -- issue 4: stage machine and sentiment windows, keyed by customer_id
     # nps     -- issue 4: touchpoint windows keyed by touchpoint
     # score   -- issue 5: River churn models on the journey state
     # decide  -- issue 6: next-best-action rules and arbitration
-    outputs = op.merge("outputs", dead, identity, profiles)
+    outputs = op.merge("outputs", dead, identity, journey_alerts, profiles)
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot
     encoded = op.flat_map("encode", outputs, encode)
     # (kind, Emitted)

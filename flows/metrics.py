@@ -28,3 +28,5 @@ IDENTITY_CONFLICTS = Counter(
     "cx_identity_conflicts_total", "Links or merges refused by identifier limits."
 )
 ERASURES = Counter("cx_identity_erasures_total", "Customers erased on request.")
+SENTIMENT_FAILURES = Counter("cx_sentiment_failures_total", "Texts the sentiment scorer failed on.")
+ALERTS = Counter("cx_alerts_total", "Alerts raised, by kind.", ["kind"])

@@ -125,10 +125,30 @@ class StoreResolver:
             )
         return Resolved(None, event, tuple(erasures))
 
-    def apply_profiles(self, batch: list[Resolved]) -> list[ProfileSnapshot]:
+    def apply_profiles(self, batch: list[Journeyed]) -> list[ProfileSnapshot]:
         """The profile step: fold the batch into the profiles, return those due to publish."""
-        deltas = [delta_for(r.customer_id, r.event) for r in batch if r.customer_id is not None]
+        deltas = [
+            delta_for(
+                j.resolved.customer_id,
+                j.resolved.event,
+                stage=j.stage,
+                sentiment=j.sentiment,
+                latest=j.figures,
+            )
+            for j in batch
+            if j.resolved.customer_id is not None
+        ]
         return self.store.apply_profiles(deltas) if deltas else []
+
+
+@dataclass(frozen=True, slots=True)
+class Journeyed:
+    """A resolved event with what the journey step learnt from it."""
+
+    resolved: Resolved
+    stage: str | None
+    sentiment: float | None
+    figures: dict[str, str]  # latest-wins profile fields, as strings
 
 
 def identity_outputs(resolved: Resolved) -> tuple[IdentityOutput, ...]:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.stages import DEFAULT_STAGE_MAP
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from state.store import (
     DEFAULT_BLOCKED_PATTERNS,
@@ -104,6 +105,22 @@ class IdentitySettings(_Section):
     privacy_topic: str = "cx.privacy"
 
 
+class JourneySettings(_Section):
+    """Journey stages, sentiment windows and sentiment alerts."""
+
+    # event action ("order.placed") or full type -> stage; "resolved" leaves service
+    stage_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STAGE_MAP))
+    window_hours: tuple[float, ...] = (24.0, 168.0)
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    max_samples: int = Field(default=200, ge=1)
+    drop_threshold: float = Field(default=-0.4, ge=-1, le=1)
+    drop_delta: float = Field(default=0.5, gt=0)
+    drop_min_samples: int = Field(default=2, ge=1)
+    detractor_sla_hours: float = Field(default=48.0, gt=0)
+    text_max_chars: int = Field(default=2000, ge=1)
+    text_max_symbols: int = Field(default=20, ge=0)
+
+
 class LimitSettings(_Section):
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     phone_country_code: str = Field(default="1", pattern=r"^[1-9]\d{0,2}$")
@@ -138,6 +155,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()
     identity: IdentitySettings = IdentitySettings()
+    journey: JourneySettings = JourneySettings()
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()

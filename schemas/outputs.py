@@ -117,6 +117,10 @@ class ProfileSnapshot(_Output):
     open_cases: list[str] = Field(default_factory=list)
     segment: str | None = None
     journey_stage: str | None = None
+    # rolling mean sentiment per window ("24h", "168h"), its EWMA trend, mean per stage
+    sentiment_windows: dict[str, float] = Field(default_factory=dict)
+    sentiment_trend: float | None = None
+    sentiment_by_stage: dict[str, float] = Field(default_factory=dict)
     recent: list[dict[str, Any]] = Field(default_factory=list)
     last_event_id: str
 

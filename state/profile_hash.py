@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ import orjson
 from schemas.envelope import InteractionEvent
 from schemas.outputs import ProfileSnapshot
 
+_WINDOW_FIELD = re.compile(r"^sent_[0-9.]+h$")
 _CASE_ACTIONS = {"case.opened": "1", "case.resolved": "0", "case.closed": "0"}
 _COUNTERS = ("v", "count", "ltv_c", "orders")
 
@@ -70,6 +72,7 @@ class ProfileDelta:
     consent: dict[str, str] = field(default_factory=dict)
     case: tuple[str, str] | None = None  # (case id, "1" open / "0" closed)
     recent: str = ""  # JSON of the recent-interaction entry
+    latest: dict[str, str] = field(default_factory=dict)  # more latest-wins fields
 
     def to_wire(self) -> dict[str, Any]:
         """The delta as sent to the Lua script (short keys, no None values)."""
@@ -96,6 +99,8 @@ class ProfileDelta:
             wire["consent"] = self.consent
         if self.case is not None:
             wire["case"] = list(self.case)
+        if self.latest:
+            wire["latest"] = self.latest
         return wire
 
 
@@ -104,9 +109,22 @@ def _action(event_type: str) -> str:
     return ".".join(parts[-2:])
 
 
-def delta_for(customer_id: str, event: InteractionEvent) -> ProfileDelta:
-    """The profile change of one resolved event."""
+def delta_for(
+    customer_id: str,
+    event: InteractionEvent,
+    *,
+    stage: str | None = None,
+    sentiment: float | None = None,
+    latest: Mapping[str, str] | None = None,
+) -> ProfileDelta:
+    """The profile change of one resolved event.
+
+    ``stage`` and ``sentiment`` are what the journey step made of the event (they
+    default to the event's own hints); ``latest`` holds more latest-wins fields.
+    """
     data = event.data
+    stage = stage if stage is not None else data.journey_stage
+    sentiment = sentiment if sentiment is not None else data.sentiment
     ms = event.epoch_ms
     action = _action(event.type)
     case = None
@@ -119,6 +137,7 @@ def delta_for(customer_id: str, event: InteractionEvent) -> ProfileDelta:
             "type": event.type,
             "channel": data.channel,
             "touchpoint": data.touchpoint,
+            **({"stage": stage} if stage is not None else {}),
         }
     ).decode()
     return ProfileDelta(
@@ -131,11 +150,12 @@ def delta_for(customer_id: str, event: InteractionEvent) -> ProfileDelta:
         order=action == "order.placed",
         nps=str(data.nps) if data.nps is not None else None,
         csat=str(data.csat) if data.csat is not None else None,
-        sentiment=repr(float(data.sentiment)) if data.sentiment is not None else None,
-        stage=data.journey_stage,
+        sentiment=repr(float(sentiment)) if sentiment is not None else None,
+        stage=stage,
         consent={k: "1" if v else "0" for k, v in (data.consent or {}).items()},
         case=case,
         recent=recent,
+        latest=dict(latest or {}),
     )
 
 
@@ -183,6 +203,8 @@ def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bo
         _set_latest(h, "consent:" + purpose, st, {"consent:" + purpose: granted})
     if d.case is not None:
         _set_latest(h, "case:" + d.case[0], st, {"case:" + d.case[0]: d.case[1]})
+    for name, value in sorted(d.latest.items()):
+        _set_latest(h, name, st, {name: value})
     if "emit" not in h or d.ms - int(h["emit"]) >= emit_interval_ms:
         h["emit"] = str(d.ms)
         return True
@@ -220,6 +242,12 @@ def snapshot_from_hash(
     consent = {
         k[8:]: v == "1" for k, v in sorted(h.items()) if k.startswith("consent:") and k[-1] != "@"
     }
+    windows = {k[5:]: float(v) for k, v in sorted(h.items()) if _WINDOW_FIELD.match(k)}
+    by_stage = {
+        k[11:]: float(v)
+        for k, v in sorted(h.items())
+        if k.startswith("sent_stage:") and k[-1] != "@"
+    }
     open_cases = sorted(
         k[5:] for k, v in h.items() if k.startswith("case:") and k[-1] != "@" and v == "1"
     )
@@ -242,6 +270,9 @@ def snapshot_from_hash(
         consent=consent,
         open_cases=open_cases,
         journey_stage=h.get("stage"),
+        sentiment_windows=windows,
+        sentiment_trend=float(h["sent_trend"]) if "sent_trend" in h else None,
+        sentiment_by_stage=by_stage,
         recent=[orjson.loads(item) for item in recent],
         last_event_id=h["last_event"],
     )

@@ -38,6 +38,9 @@ local function apply_delta(P, cid, d, interval_ms, recent_limit)
   if d.case ~= nil then
     set_latest(key, 'case:' .. d.case[1], d.s, {'case:' .. d.case[1], d.case[2]})
   end
+  if d.latest ~= nil then
+    for name, value in pairs(d.latest) do set_latest(key, name, d.s, {name, value}) end
+  end
   if recent_limit > 0 then
     redis.call('ZADD', key .. ':recent', ms, d.r)
     redis.call('ZREMRANGEBYRANK', key .. ':recent', 0, -(recent_limit + 1))
