@@ -77,7 +77,7 @@ def _offline_flow(settings: Settings, logs: list[Path], out_dir: Path, store: Pr
 def _cluster_worker(logs: list[Path], out_dir: Path, addresses: list[str], proc_id: int) -> None:
     # A fresh process: settings come from the same CX_* environment as the parent's.
     settings = Settings()
-    store = make_store(settings, default="redis")
+    store = make_store(settings, default="redis", publish=False)
     cluster_main(  # type: ignore[no-untyped-call]
         _offline_flow(settings, logs, out_dir, store),
         addresses,
@@ -129,9 +129,10 @@ def run_offline(
             msg = "several processes share one identity graph: set CX_IDENTITY__STORE=redis"
             raise OfflineRunError(msg)
         _run_cluster(logs, out_dir, processes)
-        store = store or make_store(settings, default="redis")
+        store = store or make_store(settings, default="redis", publish=False)
     else:
-        store = store or make_store(settings, default="memory")
+        # Offline, profiles.jsonl is the final state read back below: nothing to publish.
+        store = store or make_store(settings, default="memory", publish=False)
         run_main(  # type: ignore[no-untyped-call]
             _offline_flow(settings, logs, out_dir, store),
             epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),

@@ -69,11 +69,17 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def make_store(settings: Settings, default: Literal["memory", "redis"]) -> ProfileStore:
-    """The store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset."""
+def make_store(
+    settings: Settings, default: Literal["memory", "redis"], publish: bool = True
+) -> ProfileStore:
+    """The store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
+
+    ``publish=False`` keeps profiles without publishing changes (offline runs).
+    """
     rules = ProfileRules(
         emit_interval_ms=round(settings.profiles.emit_interval_seconds * 1000),
         recent_limit=settings.profiles.recent_interactions,
+        publish=publish,
     )
     policy, keyed = identity_policy(settings), hasher(settings)
     if (settings.identity.store or default) == "memory":

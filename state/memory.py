@@ -149,12 +149,15 @@ class MemoryProfileStore:
                     recent.append((delta.ms, delta.recent))
                     recent.sort()
                     del recent[:-limit]
-            if apply_delta(self._profiles.setdefault(cid, {}), delta, self.rules.emit_interval_ms):
+            profile = self._profiles.setdefault(cid, {})
+            if not self.rules.publish:
+                apply_delta(profile, delta, 0)
+            elif apply_delta(profile, delta, self.rules.emit_interval_ms):
                 self._pending.pop(cid, None)
                 due[cid] = None
             else:
                 self._pending.setdefault(cid, delta.ms)
-        if max_ms is not None:
+        if max_ms is not None and self.rules.publish:
             horizon = max_ms - self.rules.emit_interval_ms
             for cid in self._pending_until(horizon):
                 self._profiles[cid]["emit"] = str(max_ms)

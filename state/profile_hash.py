@@ -47,6 +47,8 @@ class ProfileRules:
 
     emit_interval_ms: int = 60_000
     recent_limit: int = 10
+    # False: keep profiles without publishing them (offline runs read them at the end)
+    publish: bool = True
 
 
 def stamp(ms: int, event_id: str) -> str:
@@ -238,19 +240,27 @@ def snapshot_from_hash(
     recent: list[str],
 ) -> ProfileSnapshot:
     """The output view of a stored profile."""
-    channels = {k[2:]: int(v) for k, v in sorted(h.items()) if k.startswith("n:")}
-    consent = {
-        k[8:]: v == "1" for k, v in sorted(h.items()) if k.startswith("consent:") and k[-1] != "@"
-    }
-    windows = {k[5:]: float(v) for k, v in sorted(h.items()) if _WINDOW_FIELD.match(k)}
-    by_stage = {
-        k[11:]: float(v)
-        for k, v in sorted(h.items())
-        if k.startswith("sent_stage:") and k[-1] != "@"
-    }
-    open_cases = sorted(
-        k[5:] for k, v in h.items() if k.startswith("case:") and k[-1] != "@" and v == "1"
-    )
+    channels: dict[str, int] = {}
+    consent: dict[str, bool] = {}
+    windows: dict[str, float] = {}
+    by_stage: dict[str, float] = {}
+    open_cases: list[str] = []
+    for name, value in sorted(h.items()):  # one pass; sorted, so every run gives one order
+        if name[-1] == "@":
+            continue
+        head, sep, rest = name.partition(":")
+        if sep:
+            if head == "n":
+                channels[rest] = int(value)
+            elif head == "consent":
+                consent[rest] = value == "1"
+            elif head == "case":
+                if value == "1":
+                    open_cases.append(rest)
+            elif head == "sent_stage":
+                by_stage[rest] = float(value)
+        elif name.startswith("sent_") and _WINDOW_FIELD.match(name):
+            windows[name[5:]] = float(value)
     # The hash was written by our own rules: construct without re-validating (hot path).
     return ProfileSnapshot.model_construct(
         customer_id=customer_id,

@@ -153,7 +153,8 @@ class RedisProfileStore:
         if not deltas:
             return []
         batch = {
-            "interval": self.rules.emit_interval_ms,
+            "interval": self.rules.emit_interval_ms if self.rules.publish else 0,
+            "publish": self.rules.publish,
             "recent": self.rules.recent_limit,
             "deltas": [delta.to_wire() for delta in deltas],
         }

@@ -368,13 +368,14 @@ elseif OP == 'profile' then
     if redis.call('EXISTS', cust_key(cid)) == 1 then
       local ms = tonumber(d.ms)
       if (not max_ms) or ms > max_ms then max_ms = ms end
-      if apply_delta(P, cid, d, batch.interval, batch.recent) and not is_due[cid] then
+      if apply_delta(P, cid, d, batch.interval, batch.recent) and batch.publish
+          and not is_due[cid] then
         is_due[cid] = true
         due[#due + 1] = cid
       end
     end
   end
-  if max_ms then
+  if max_ms and batch.publish then
     local ready = redis.call('ZRANGEBYSCORE', P .. 'prof:pending', '-inf', max_ms - batch.interval)
     for _, cid in ipairs(ready) do
       redis.call('ZREM', P .. 'prof:pending', cid)

@@ -150,3 +150,12 @@ def test_profiles_show_stored_identifiers(store_factory: StoreFactory, hashing: 
     assert profile is not None
     shown = profile.identifiers["email"][0]
     assert (shown == "a@b.co") is not hashing
+
+
+def test_a_store_that_does_not_publish_still_keeps_profiles(store_factory: StoreFactory) -> None:
+    store = store_factory(rules=ProfileRules(publish=False))
+    assert feed(store, [ev(1, 0, identifiers={"crm_id": "C-1"})]) == []
+    assert feed(store, [ev(2, 90, identifiers={"crm_id": "C-1"})]) == []
+    assert store.flush_pending() == []
+    profile = store.profile(store.lookup("crm_id", "C-1") or "")
+    assert profile is not None and profile.version == 2
