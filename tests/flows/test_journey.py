@@ -138,7 +138,7 @@ def test_vader_is_bounded_and_never_raises() -> None:
 def test_the_profile_carries_the_journey() -> None:
     events = [
         {**make_event(1, identifiers=ANN, text="I love it, thanks!"), "type": "cx.chat.message"},
-        {**make_event(2, identifiers=ANN, text="This is awful, nobody helps."), "type": "cx.chat.message"},
+        {**make_event(2, identifiers=ANN, text="Awful, nobody helps."), "type": "cx.chat.message"},
         {**make_event(3, identifiers=ANN, nps=3), "type": "cx.survey.nps"},
         {**make_event(4, identifiers=ANN), "type": "cx.order.placed"},
     ]
