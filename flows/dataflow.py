@@ -17,9 +17,12 @@ from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
 from flows.encode import Encoded, Output, encode
 from flows.journey import journey_builder
+from flows.nps import nps_builder, nps_key
 from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
 from flows.sentiment import VaderScorer
 from flows.settings import Settings
+from flows.sla import sla_builder, sla_key
+from flows.ticks import case_items, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.records import RawMessage
 from state.store import ProfileStore
@@ -80,11 +83,19 @@ def build_flow(
     journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
     profiles = op.flat_map_batch("profile", journeyed, resolver.apply_profiles)
     # ProfileSnapshot, when due (rate-limited per customer in event time)
-    # nps     -- issue 4: touchpoint windows keyed by touchpoint
+    # Survey answers and case events are a small share of traffic, so touchpoint NPS
+    # and case SLAs each run under one key, with one event-time tick per input batch:
+    # a quiet touchpoint's windows close when event time moves on anywhere.
+    surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
+    nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_builder(settings.nps)))
+    # NpsWindow | Alert (touchpoint_nps_drop)
+    cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
+    sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_builder(settings.sla)))
+    # Alert (sla_breach)
     # score   -- issue 5: River churn models on the journey state
     # decide  -- issue 6: next-best-action rules and arbitration
-    outputs = op.merge("outputs", dead, identity, journey_alerts, profiles)
-    # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot
+    outputs = op.merge("outputs", dead, identity, journey_alerts, profiles, nps, sla)
+    # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot | NpsWindow
     encoded = op.flat_map("encode", outputs, encode)
     # (kind, Emitted)
     op.output("emit", encoded, sink)

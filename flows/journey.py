@@ -32,6 +32,7 @@ from datetime import timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
+from flows.nps import detractor_alert
 from flows.resolve import Journeyed, Resolved
 from flows.sentiment import SentimentScorer
 from flows.settings import JourneySettings
@@ -87,8 +88,10 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
             alert = self._drop_alert(resolved, figures)
             if alert is not None:
                 out.append(alert)
-        if data.nps is not None and data.nps <= 6 and resolved.customer_id is not None:
-            out.append(detractor_alert(resolved, conf.detractor_sla_hours))
+        detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
+        if detractor is not None:
+            metrics.ALERTS.labels("detractor").inc()
+            out.append(detractor)
         out.insert(0, Journeyed(resolved, stage, sentiment, figures))
         return out
 
@@ -159,25 +162,6 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def detractor_alert(resolved: Resolved, sla_hours: float) -> Alert:
-    """Close-the-loop alert for an NPS response of 0-6, due within ``sla_hours``."""
-    event = resolved.event
-    nps = event.data.nps
-    assert nps is not None
-    metrics.ALERTS.labels("detractor").inc()
-    return Alert(
-        id=output_id("alert", "detractor", event.id),
-        kind="detractor",
-        severity="high" if nps <= 3 else "medium",
-        customer_id=resolved.customer_id,
-        touchpoint=event.data.touchpoint,
-        time=event.time,
-        due_at=event.time + timedelta(hours=sla_hours),
-        message=f"detractor: NPS {nps} at {event.data.touchpoint}; follow up with the customer",
-        evidence={"event_ids": [event.id], "nps": nps, "csat": event.data.csat},
-    )
 
 
 def journey_builder(

@@ -29,11 +29,15 @@ class RunSummary:
     out_dir: Path
     counts: dict[str, int]
     dead_letter_reasons: dict[str, int]
+    alert_kinds: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def render(self) -> str:
         lines = [f"outputs in {self.out_dir}/"]
         lines += [f"  {OFFLINE_FILES[k]:<16}{n:>7}" for k, n in self.counts.items()]
+        if self.alert_kinds:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.alert_kinds.items()))
+            lines.append(f"alerts by kind: {kinds}")
         if self.dead_letter_reasons:
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.dead_letter_reasons.items()))
             lines.append(f"dead letters by reason: {reasons}")
@@ -52,6 +56,7 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
     """Count the records of each output file and pick a few examples."""
     counts: dict[str, int] = {}
     reasons: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     examples: dict[str, list[dict[str, Any]]] = {}
     for kind, name in OFFLINE_FILES.items():
         path = out_dir / name
@@ -59,9 +64,11 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
         counts[kind] = len(rows)
         if kind == "dlq":
             reasons.update(orjson.loads(r)["reason"] for r in rows)
-        if kind in ("nba", "alerts", "profiles") and rows:
+        if kind == "alerts":
+            kinds.update(orjson.loads(r)["kind"] for r in rows)
+        if kind in ("nba", "alerts", "nps") and rows:
             examples[kind] = [orjson.loads(r) for r in rows[:examples_per_kind]]
-    return RunSummary(out_dir, counts, dict(reasons), examples)
+    return RunSummary(out_dir, counts, dict(reasons), dict(kinds), examples)
 
 
 class OfflineRunError(RuntimeError):

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.nps import NpsSettings
+from flows.sla import SlaSettings
 from flows.stages import DEFAULT_STAGE_MAP
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from state.store import (
@@ -156,6 +158,8 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     identity: IdentitySettings = IdentitySettings()
     journey: JourneySettings = JourneySettings()
+    nps: NpsSettings = NpsSettings()
+    sla: SlaSettings = SlaSettings()
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()
