@@ -7,8 +7,9 @@
 * Dead letters: the offsets in ``dlq.jsonl`` against the injected invalid ones.
 * Events: the events counted by all profiles against the distinct valid
   events of the world that carry identifiers (duplicates must not count twice).
-* Churn AUC from the profiles' ``churn_score`` and NPS windows, once the flow
-  produces them; until then they are reported as unavailable.
+* NPS: the touchpoints' NPS over the daily windows, rank-correlated with the
+  world's hidden touchpoint quality.
+* Churn AUC from the profiles' ``churn_score``, once the flow produces it.
 
 Only worlds written with identifier hashing off can be scored.
 """
@@ -176,6 +177,83 @@ def churn_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[
     return {"auc": _auc(scored), "scored_profiles": len(scored)}
 
 
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and values[order[j]] == values[order[i]]:
+            j += 1
+        for k in range(i, j):
+            ranks[order[k]] = (i + j - 1) / 2
+        i = j
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Rank correlation of two equally long lists (None when undefined).
+
+    >>> spearman([1, 2, 3], [10, 20, 35]), spearman([1, 2, 3], [3, 2, 1])
+    (1.0, -1.0)
+    """
+    if len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx) ** 0.5
+    vy = sum((b - my) ** 2 for b in ry) ** 0.5
+    return round(cov / (vx * vy), 4) if vx and vy else None
+
+
+def nps_scores(windows: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """Touchpoint NPS from the daily windows against each touchpoint's true quality.
+
+    Uses the latest revision of every per-touchpoint window of the longest length;
+    reports the responses counted and the rank correlation of the response-weighted
+    NPS per touchpoint with the world's hidden touchpoint quality.
+    """
+    if not windows:
+        return {"windows": 0, "note": "no NPS windows in the output"}
+    latest: dict[str, dict[str, Any]] = {}
+    for window in windows:
+        if (
+            window["channel"] is None
+            and window["revision"] >= latest.get(window["id"], {"revision": -1})["revision"]
+        ):
+            latest[window["id"]] = window
+    by_len: dict[str, list[dict[str, Any]]] = {}
+    for window in latest.values():
+        by_len.setdefault(_length(window), []).append(window)
+    longest = max(by_len, key=float)
+    totals: dict[str, list[int]] = {}
+    for window in by_len[longest]:
+        t = totals.setdefault(window["touchpoint"], [0, 0, 0])
+        t[0] += window["promoters"]
+        t[1] += window["detractors"]
+        t[2] += window["responses"]
+    quality = {name: tp["quality"] for name, tp in truth["touchpoints"].items()}
+    names = sorted(n for n in totals if n in quality and totals[n][2] > 0)
+    measured = [100.0 * (totals[n][0] - totals[n][1]) / totals[n][2] for n in names]
+    return {
+        "windows": len(windows),
+        "window_seconds": float(longest),
+        "responses": sum(t[2] for t in totals.values()),
+        "touchpoints": len(names),
+        "rank_correlation_with_true_quality": spearman(measured, [quality[n] for n in names]),
+        "nps_by_touchpoint": {n: round(m, 1) for n, m in zip(names, measured, strict=True)},
+    }
+
+
+def _length(window: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    start = datetime.fromisoformat(window["window_start"])
+    end = datetime.fromisoformat(window["window_end"])
+    return str((end - start).total_seconds())
+
+
 def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[str, Any]:
     """Every score for the run in ``out_dir`` against ``truth_path``.
 
@@ -194,5 +272,5 @@ def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[s
         "dead_letters": dead_letter_scores(_rows(out_dir / "dlq.jsonl"), truth),
         "events": {"counted_by_profiles": counted, "distinct_valid": truth["stats"]["events"]},
         "churn": churn_scores(profiles, truth),
-        "nps": {"windows": len(nps)} if nps else {"windows": 0, "note": "no NPS windows yet"},
+        "nps": nps_scores(nps, truth),
     }

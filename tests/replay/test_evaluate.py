@@ -41,6 +41,7 @@ def test_generate_replay_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert identity["precision"] >= 0.9
     assert identity["recall"] <= identity["achievable_recall"] + 1e-9
     assert identity["recall"] >= 0.9 * identity["achievable_recall"]
+    assert scores["nps"]["windows"] > 0 and scores["nps"]["responses"] > 0
     # every distinct valid event with identifiers is counted once (anonymous ones are not)
     events = scores["events"]
     assert (
