@@ -48,9 +48,12 @@ def _run(store: ProfileStore, events: list[InteractionEvent], batch: int) -> dic
         resolved = resolver.resolve_batch(events[start : start + batch])
         resolver.apply_profiles([Journeyed(r, None, None, {}) for r in resolved])
     seconds = time.perf_counter() - started
-    return {"events": len(events), "seconds": round(seconds, 3),
-            "events_per_second": round(len(events) / seconds),
-            "us_per_event": round(seconds / len(events) * 1e6, 1)}
+    return {
+        "events": len(events),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(events) / seconds),
+        "us_per_event": round(seconds / len(events) * 1e6, 1),
+    }
 
 
 def main() -> None:
