@@ -17,6 +17,7 @@ from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
 from flows.encode import Encoded, Output, encode
 from flows.journey import journey_builder
+from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
 from flows.nps import nps_builder, nps_key
 from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
 from flows.sentiment import VaderScorer
@@ -60,43 +61,52 @@ def build_flow(
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
-    decoded = op.map("decode", raw, Decoder(settings.limits))
+    decoded = op.flat_map_batch("decode", raw, timed_map("decode", Decoder(settings.limits)))
     # InteractionEvent | DeadLetter
     split = op.branch("split_dead", decoded, _is_event)
     events: Stream[InteractionEvent] = split.trues  # type: ignore[assignment]
     dead: Stream[Output] = split.falses  # type: ignore[assignment]
     sharded = op.key_on("shard", events, shard_key(settings.dedupe.shards))
     # (shard, InteractionEvent)
-    fresh = op.stateful_batch("dedupe", sharded, dedupe_builder(settings.dedupe))
+    dedupe = timed_logic("dedupe", dedupe_builder(settings.dedupe))
+    fresh = op.stateful_batch("dedupe", sharded, dedupe)
     # (shard, InteractionEvent), each id once
     unsharded = op.key_rm("unshard", fresh)
-    resolved = op.flat_map_batch("resolve", unsharded, resolver.resolve_batch)
+    resolved = op.flat_map_batch(
+        "resolve", unsharded, timed_batch("resolve", resolver.resolve_batch)
+    )
     # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
     identity = op.flat_map("identity", resolved, identity_outputs)
     # IdentityMerge | IdentityErasure | Alert
     by_customer = op.key_on("by_customer", op.filter("identified", resolved, _known), _customer)
     # (customer_id, Resolved)
-    journey = op.key_rm("journeys", op.stateful_batch("journey", by_customer, journeys))
+    journey = op.key_rm(
+        "journeys", op.stateful_batch("journey", by_customer, timed_logic("journey", journeys))
+    )
     # Journeyed | Alert (sentiment_drop, detractor)
     split_journey = op.branch("split_journey", journey, _is_journeyed)
     journeyed: Stream[Journeyed] = split_journey.trues  # type: ignore[assignment]
     journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
-    profiles = op.flat_map_batch("profile", journeyed, resolver.apply_profiles)
+    profiles = op.flat_map_batch(
+        "profile", journeyed, timed_batch("profile", resolver.apply_profiles)
+    )
     # ProfileSnapshot, when due (rate-limited per customer in event time)
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
     # and case SLAs each run under one key, with one event-time tick per input batch:
     # a quiet touchpoint's windows close when event time moves on anywhere.
     surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
-    nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_builder(settings.nps)))
+    nps_logic = timed_logic("nps", nps_builder(settings.nps))
+    nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_logic))
     # NpsWindow | Alert (touchpoint_nps_drop)
     cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
-    sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_builder(settings.sla)))
+    sla_logic = timed_logic("sla", sla_builder(settings.sla))
+    sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
     # score   -- issue 5: River churn models on the journey state
     # decide  -- issue 6: next-best-action rules and arbitration
     outputs = op.merge("outputs", dead, identity, journey_alerts, profiles, nps, sla)
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot | NpsWindow
-    encoded = op.flat_map("encode", outputs, encode)
+    encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)
     return flow

@@ -102,5 +102,5 @@ class Decoder:
             return dead_letter(raw, _classify(exc, value), describe_validation_error(exc))
         except (RecursionError, ValueError) as exc:  # defensive: the parser's own limits
             return dead_letter(raw, "not_json", f"{type(exc).__name__}: {exc}")
-        metrics.EVENTS_IN.labels(event.channel_label).inc()
+        metrics.count_event(event.data.channel, event.type)
         return event

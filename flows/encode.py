@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flows import metrics
 from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
@@ -53,6 +54,8 @@ def encode(model: Output) -> list[Encoded]:
     compacted profiles topic, so the profile disappears there too.
     """
     kind, key, out_id = _route(model)
+    if isinstance(model, Alert):
+        metrics.ALERTS.labels(model.kind).inc()
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)

@@ -31,7 +31,6 @@ from datetime import timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows import metrics
 from flows.nps import detractor_alert
 from flows.resolve import Journeyed, Resolved
 from flows.sentiment import SentimentScorer
@@ -90,7 +89,6 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
                 out.append(alert)
         detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
         if detractor is not None:
-            metrics.ALERTS.labels("detractor").inc()
             out.append(detractor)
         out.insert(0, Journeyed(resolved, stage, sentiment, figures))
         return out
@@ -134,7 +132,6 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
             return None
         state.in_drop = True
         event = resolved.event
-        metrics.ALERTS.labels("sentiment_drop").inc()
         return Alert(
             id=output_id("alert", "sentiment_drop", event.id),
             kind="sentiment_drop",

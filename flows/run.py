@@ -17,11 +17,11 @@ from datetime import timedelta
 from types import FrameType
 
 from bytewax.run import cli_main
-from prometheus_client import start_http_server
 
 from flows.dataflow import build_flow
 from flows.encode import Encoded, encode
 from flows.inputs import kafka_input
+from flows.observability import Health, dependency_checks, serve
 from flows.settings import Settings
 from flows.stores import make_store
 from flows.topics import ensure_topics
@@ -54,19 +54,27 @@ def run_process(
     """Run this process's share of the flow until input ends (``tail=False``) or a signal."""
     if process_id in (None, 0):
         ensure_topics(settings)
+    use_redis = (settings.identity.store or "redis") == "redis"
+    health = Health(dependency_checks(settings, use_redis=use_redis))
     if settings.metrics.enabled and settings.metrics.port:
-        start_http_server(settings.metrics.port + (process_id or 0), addr=settings.metrics.host)
+        # /metrics, /healthz and /readyz; the daemon thread ends with the process
+        serve(settings.metrics.host, settings.metrics.port + (process_id or 0), health)
     config = producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes)
     sink = KafkaOutputSink(config, settings.topics.output_topics())
     store = make_store(settings, default="redis")
     flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store)
-    cli_main(  # type: ignore[no-untyped-call]
-        flow,
-        workers_per_process=1,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
-    )
+    health.started()
+    try:
+        cli_main(  # type: ignore[no-untyped-call]
+            flow,
+            workers_per_process=1,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
+        )
+    except Exception as exc:
+        health.failed(f"{type(exc).__name__}: {exc}")
+        raise
     # End of input (--no-tail): changes still held back by the rate limit go out now.
     publish(config, settings.topics.output_topics(), encoded_profiles(store.flush_pending()))
     store.close()

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from flows.observability import InstrumentedRedis
 from flows.settings import Settings
 from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
 from state.memory import MemoryProfileStore
@@ -42,7 +43,7 @@ def redis_client(settings: Settings) -> redis.Redis:
     """A client for the configured Redis, checked with PING."""
     conf = settings.redis
     password = conf.password.get_secret_value() if conf.password is not None else None
-    client = redis.Redis.from_url(
+    client = InstrumentedRedis.from_url(
         conf.url, username=conf.username, password=password, socket_connect_timeout=5
     )
     try:
