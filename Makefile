@@ -19,9 +19,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/cxstream demo --out out/demo
 
-## services: install (if missing) and start Redis and Kafka on 127.0.0.1
+## services: install (if missing) and start Redis and Kafka on 127.0.0.1; install Prometheus
+## (the Prometheus test starts its own server) and check its config and alert rules
 services:
 	bash scripts/services.sh start
+	bash scripts/prometheus.sh install
+	bash scripts/prometheus.sh check
 
 stop:
 	bash scripts/services.sh stop
