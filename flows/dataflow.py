@@ -16,7 +16,7 @@ from bytewax.outputs import Sink
 from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
 from flows.encode import Encoded, Output, encode
-from flows.journey import journey_builder
+from flows.journey import Models, journey_builder
 from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
 from flows.nps import nps_builder, nps_key
 from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
@@ -57,7 +57,9 @@ def build_flow(
     """Wire the named steps of the architecture between ``inputs`` and ``sink``."""
     resolver = StoreResolver(store)
     conf = settings.journey
-    journeys = journey_builder(conf, VaderScorer(conf.text_max_chars, conf.text_max_symbols))
+    scorer = VaderScorer(conf.text_max_chars, conf.text_max_symbols)
+    # One set of models per flow, i.e. per worker process (see online_models)
+    journeys = journey_builder(conf, scorer, Models.build(settings.models))
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
@@ -83,7 +85,8 @@ def build_flow(
     journey = op.key_rm(
         "journeys", op.stateful_batch("journey", by_customer, timed_logic("journey", journeys))
     )
-    # Journeyed | Alert (sentiment_drop, detractor)
+    # Journeyed | Alert (sentiment_drop, detractor, churn_risk, model_drift); the journey
+    # step also scores: churn probability and segment, from online_models
     split_journey = op.branch("split_journey", journey, _is_journeyed)
     journeyed: Stream[Journeyed] = split_journey.trues  # type: ignore[assignment]
     journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
@@ -102,7 +105,6 @@ def build_flow(
     sla_logic = timed_logic("sla", sla_builder(settings.sla))
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
-    # score   -- issue 5: River churn models on the journey state
     # decide  -- issue 6: next-best-action rules and arbitration
     outputs = op.merge("outputs", dead, identity, journey_alerts, profiles, nps, sla)
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot | NpsWindow

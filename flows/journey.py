@@ -36,6 +36,10 @@ from flows.resolve import Journeyed, Resolved
 from flows.sentiment import SentimentScorer
 from flows.settings import JourneySettings
 from flows.stages import mapped_stage, next_stage
+from online_models.churn import ChurnEngine
+from online_models.features import CustomerFeatures
+from online_models.segmentation import Segmenter
+from online_models.settings import ModelSettings
 from schemas.ids import output_id
 from schemas.outputs import Alert
 
@@ -50,15 +54,33 @@ class JourneyState:
     trend: float | None = None
     by_stage: dict[str, tuple[float, int]] = field(default_factory=dict)
     in_drop: bool = False
+    features: CustomerFeatures = field(default_factory=CustomerFeatures)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The online models of one worker, shared by all its customers (see online_models)."""
+
+    churn: ChurnEngine
+    segments: Segmenter
+
+    @classmethod
+    def build(cls, settings: ModelSettings) -> Models:
+        return cls(ChurnEngine(settings), Segmenter(settings))
 
 
 class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
     def __init__(
-        self, settings: JourneySettings, scorer: SentimentScorer, state: JourneyState
+        self,
+        settings: JourneySettings,
+        scorer: SentimentScorer,
+        state: JourneyState,
+        models: Models | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.state = state
+        self.models = models
 
     def on_batch(self, values: list[Resolved]) -> tuple[Iterable[Journeyed | Alert], bool]:
         out: list[Journeyed | Alert] = []
@@ -90,6 +112,14 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
         detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
         if detractor is not None:
             out.append(detractor)
+        if self.models is not None and resolved.customer_id is not None:
+            # score: churn (predict, then learn as labels mature) and the segment
+            score, model_alerts = self.models.churn.step(
+                resolved.customer_id, event, state.features, sentiment, stage
+            )
+            figures["churn"] = f"{score:.4f}"
+            figures["segment"] = self.models.segments.assign(state.features, event.epoch_ms)
+            out += model_alerts
         out.insert(0, Journeyed(resolved, stage, sentiment, figures))
         return out
 
@@ -162,10 +192,10 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
 
 
 def journey_builder(
-    settings: JourneySettings, scorer: SentimentScorer
+    settings: JourneySettings, scorer: SentimentScorer, models: Models | None = None
 ) -> Callable[[bytes | None], JourneyLogic]:
     def build(resume: bytes | None) -> JourneyLogic:
         state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
-        return JourneyLogic(settings, scorer, state)
+        return JourneyLogic(settings, scorer, state, models)
 
     return build

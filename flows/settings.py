@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from flows.nps import NpsSettings
 from flows.sla import SlaSettings
 from flows.stages import DEFAULT_STAGE_MAP
+from online_models.settings import ModelSettings
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from state.store import (
     DEFAULT_BLOCKED_PATTERNS,
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
     journey: JourneySettings = JourneySettings()
     nps: NpsSettings = NpsSettings()
     sla: SlaSettings = SlaSettings()
+    models: ModelSettings = ModelSettings()
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()

@@ -283,6 +283,8 @@ def snapshot_from_hash(
         sentiment_windows=windows,
         sentiment_trend=float(h["sent_trend"]) if "sent_trend" in h else None,
         sentiment_by_stage=by_stage,
+        churn_score=float(h["churn"]) if "churn" in h else None,
+        segment=h.get("segment"),
         recent=[orjson.loads(item) for item in recent],
         last_event_id=h["last_event"],
     )

@@ -1,0 +1,245 @@
+"""Delayed churn labels without leakage.
+
+When a customer is scored, :meth:`DelayedLabels.add` may keep the feature
+snapshot *as it was at scoring time* (copied into a compact array: later
+changes to the customer's features cannot reach it), with its due time
+``scored + horizon``. Its label arrives later, in event time:
+
+positive
+    a churn event of that customer at ``c`` with ``scored <= c <= due``
+    (:meth:`DelayedLabels.churn` returns it at once, to learn from);
+negative
+    the watermark (the latest event time seen) passing ``due + grace`` with no
+    such churn. The grace waits for churn events that arrive late; once a
+    label is given it is final.
+
+:meth:`DelayedLabels.advance` moves the watermark and returns every snapshot
+whose ``due + grace`` it passed, with its final label: the negatives (new)
+and the positives (already returned by :meth:`churn`). That is the stream to
+*evaluate* on: each snapshot enters it exactly one horizon after it was taken,
+whatever its label, so the evaluation never sees more positives than the
+period it covers has (a positive is known early, a negative only at the end).
+
+Bounds and out-of-order events
+    - at most one snapshot per customer per ``interval`` of event time (the
+      first event of the interval is kept); at most ``max_per_customer``
+      unlabelled per customer and ``max_pending`` awaiting ``advance`` in all:
+      beyond either the oldest is dropped (counted in ``dropped``);
+    - an event older than ``watermark - grace`` is scored but never kept (it
+      could not be labelled fairly; :meth:`late` tells);
+    - a kept snapshot stamped *after* a churn that arrives later (the
+      customer had already left when it was taken) is discarded, not learnt
+      (counted in ``discarded``);
+    - a churn is remembered for ``grace`` of event time, so a snapshot that
+      arrives late but within the grace and precedes it is labelled positive
+      at once.
+
+>>> labels = DelayedLabels(horizon_ms=10, grace_ms=0, interval_ms=1)
+>>> x = {"a": 1.0}
+>>> labels.add("ann", "e1", 0, x, 0.2, warm=True) is None
+True
+>>> x["a"] = 99.0  # what happens to the features later does not matter
+>>> [(d.snapshot.features(), d.label) for d in labels.churn("ann", 5)]
+[({'a': 1.0}, True)]
+>>> _ = labels.add("bob", "e2", 3, {"a": 2.0}, 0.1, warm=True)
+>>> labels.advance(10), [(d.snapshot.customer_id, d.label) for d in labels.advance(14)]
+([], [('ann', True), ('bob', False)])
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import deque
+from dataclasses import dataclass
+
+# Snapshot states: unlabelled; labelled positive, awaiting its horizon; final; dropped.
+PENDING, POSITIVE, DONE, DROPPED = 0, 1, 2, 3
+MAX_KEY_SETS = 64  # distinct feature-name tuples shared between snapshots
+
+
+@dataclass(slots=True, eq=False)
+class Snapshot:
+    """The features of one customer as they were when scored, and that score."""
+
+    customer_id: str
+    event_id: str
+    scored_ms: int
+    due_ms: int
+    keys: tuple[str, ...]
+    values: array[float]
+    score: float
+    warm: bool  # the engine was past its warm-up when it made ``score``
+    state: int = PENDING
+
+    def features(self) -> dict[str, float]:
+        """The feature dict as it was at scoring time (a fresh copy)."""
+        return dict(zip(self.keys, self.values, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A snapshot with its label, and the event time at which the label became known."""
+
+    snapshot: Snapshot
+    label: bool
+    known_ms: int
+
+
+class DelayedLabels:
+    """Pending snapshots of many customers, labelled as event time goes by."""
+
+    def __init__(
+        self,
+        horizon_ms: int,
+        grace_ms: int = 0,
+        interval_ms: int = 86_400_000,
+        max_per_customer: int = 64,
+        max_pending: int = 1_000_000,
+    ) -> None:
+        self.horizon_ms = horizon_ms
+        self.grace_ms = grace_ms
+        self.interval_ms = interval_ms
+        self.max_per_customer = max_per_customer
+        self.max_pending = max_pending
+        self.watermark_ms: int | None = None
+        self.pending = 0  # unlabelled
+        self.awaiting = 0  # labelled positive, horizon not yet passed
+        self.dropped = 0
+        self.discarded = 0
+        self._by_customer: dict[str, deque[Snapshot]] = {}  # unlabelled, by customer
+        self._due: list[tuple[int, int, Snapshot]] = []  # heap; finished entries linger
+        self._seq = 0
+        self._churns: dict[str, int] = {}  # customer -> latest churn time, kept for the grace
+        self._churn_heap: list[tuple[int, str]] = []
+        self._key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def late(self, t_ms: int) -> bool:
+        """True if an event at ``t_ms`` is too far behind the watermark to be kept."""
+        wm = self.watermark_ms
+        return wm is not None and t_ms < wm - self.grace_ms
+
+    def wants(self, customer_id: str, t_ms: int) -> bool:
+        """True if a snapshot of ``customer_id`` at ``t_ms`` would be kept."""
+        if self.late(t_ms):
+            return False
+        queue = self._by_customer.get(customer_id)
+        return not queue or t_ms - queue[-1].scored_ms >= self.interval_ms
+
+    def add(
+        self,
+        customer_id: str,
+        event_id: str,
+        t_ms: int,
+        x: dict[str, float],
+        score: float,
+        warm: bool,
+    ) -> Labelled | None:
+        """Keep a snapshot of ``x`` (if :meth:`wants` it); its label if already known."""
+        if not self.wants(customer_id, t_ms):
+            return None
+        keys = tuple(x)
+        if len(self._key_sets) < MAX_KEY_SETS:
+            keys = self._key_sets.setdefault(keys, keys)
+        values = array("d", x.values())
+        snap = Snapshot(
+            customer_id, event_id, t_ms, t_ms + self.horizon_ms, keys, values, score, warm
+        )
+        self._seq += 1
+        heapq.heappush(self._due, (snap.due_ms, self._seq, snap))
+        churned = self._churns.get(customer_id)
+        if churned is not None and t_ms <= churned <= snap.due_ms:
+            snap.state = POSITIVE  # a late event before a churn already seen
+            self.awaiting += 1
+            known = Labelled(snap, True, max(churned, self.watermark_ms or churned))
+        else:
+            queue = self._by_customer.setdefault(customer_id, deque())
+            queue.append(snap)
+            self.pending += 1
+            if len(queue) > self.max_per_customer:
+                self._drop(queue[0])
+            known = None
+        while self.pending + self.awaiting > self.max_pending:
+            self._drop(heapq.heappop(self._due)[2])
+        return known
+
+    def churn(self, customer_id: str, t_ms: int) -> list[Labelled]:
+        """Label positive the customer's snapshots whose horizon holds ``t_ms``."""
+        if self._churns.get(customer_id, t_ms - 1) < t_ms:
+            self._churns[customer_id] = t_ms
+            heapq.heappush(self._churn_heap, (t_ms, customer_id))
+        out: list[Labelled] = []
+        for snap in list(self._by_customer.get(customer_id, ())):
+            if snap.scored_ms > t_ms:  # taken after the customer had left
+                self._unqueue(snap, DROPPED)
+                self.discarded += 1
+            elif t_ms <= snap.due_ms:
+                self._unqueue(snap, POSITIVE)
+                self.awaiting += 1
+                out.append(Labelled(snap, True, t_ms))
+            # else: the churn came after the horizon; advance() labels it negative
+        return out
+
+    def advance(self, t_ms: int) -> list[Labelled]:
+        """Move the watermark to ``t_ms`` (never back); return the snapshots it finished."""
+        if self.watermark_ms is not None and t_ms <= self.watermark_ms:
+            return []
+        self.watermark_ms = t_ms
+        limit = t_ms - self.grace_ms
+        out: list[Labelled] = []
+        due = self._due
+        while due and due[0][0] < limit:
+            snap = heapq.heappop(due)[2]
+            if snap.state == PENDING:
+                self._unqueue(snap, DONE)
+                out.append(Labelled(snap, False, t_ms))
+            elif snap.state == POSITIVE:
+                snap.state = DONE
+                self.awaiting -= 1
+                out.append(Labelled(snap, True, t_ms))
+        churns = self._churn_heap
+        while churns and churns[0][0] < limit:
+            churned, customer = heapq.heappop(churns)
+            if self._churns.get(customer) == churned:
+                del self._churns[customer]
+        if len(due) > 2 * (self.pending + self.awaiting) + 1024:  # finished entries: compact
+            self._due = [entry for entry in due if entry[2].state in (PENDING, POSITIVE)]
+            heapq.heapify(self._due)
+        return out
+
+    def forget(self, customer_id: str) -> int:
+        """Drop every snapshot of a customer (erasure); return how many."""
+        n = 0
+        for snap in list(self._by_customer.get(customer_id, ())):
+            self._unqueue(snap, DROPPED)
+            n += 1
+        for _, _, snap in self._due:
+            if snap.customer_id == customer_id and snap.state == POSITIVE:
+                snap.state = DROPPED
+                snap.values = array("d")
+                self.awaiting -= 1
+                n += 1
+        self._churns.pop(customer_id, None)
+        return n
+
+    def customers(self) -> int:
+        """How many customers have unlabelled snapshots."""
+        return len(self._by_customer)
+
+    def _drop(self, snap: Snapshot) -> None:
+        if snap.state == PENDING:
+            self._unqueue(snap, DROPPED)
+        elif snap.state == POSITIVE:
+            snap.state = DROPPED
+            self.awaiting -= 1
+        else:
+            return
+        self.dropped += 1
+
+    def _unqueue(self, snap: Snapshot, state: int) -> None:
+        snap.state = state
+        queue = self._by_customer[snap.customer_id]
+        queue.remove(snap)
+        if not queue:
+            del self._by_customer[snap.customer_id]
+        self.pending -= 1
