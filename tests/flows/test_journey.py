@@ -147,6 +147,8 @@ def test_the_profile_carries_the_journey() -> None:
     (profile,) = [store.profile(c) for c in store.customers()]
     assert profile is not None
     assert profile.journey_stage == "purchase"
+    assert profile.churn_score is not None and 0 <= profile.churn_score <= 1
+    assert profile.segment is not None and profile.segment.startswith("seg-")
     assert set(profile.sentiment_windows) == {"24h", "168h"}
     assert profile.sentiment_trend is not None and profile.sentiment is not None
     assert [r.get("stage") for r in profile.recent][-1] == "purchase"
