@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-STAGES: tuple[str, ...] = (
-    "awareness",
-    "consideration",
-    "purchase",
-    "onboarding",
-    "usage",
-    "service",
-    "loyalty",
-    "churned",
-)
+from schemas.vocabulary import STAGES
+
 _PROGRESS = ("awareness", "consideration", "purchase", "onboarding", "usage", "loyalty")
 STAGE_ALIASES = {"churn": "churned", "advocacy": "loyalty", "retention": "loyalty"}
 

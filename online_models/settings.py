@@ -23,29 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The journey stages of flows.stages, repeated so this package does not import the flow
-# package that imports it.
-STAGES: tuple[str, ...] = (
-    "awareness",
-    "consideration",
-    "purchase",
-    "onboarding",
-    "usage",
-    "service",
-    "loyalty",
-    "churned",
-)
-CHANNELS: tuple[str, ...] = (
-    "web",
-    "app",
-    "call_center",
-    "email",
-    "chat",
-    "social",
-    "store",
-    "survey",
-    "service_desk",
-)
+from schemas.vocabulary import CHANNELS, STAGES
+
 # The classifiers online_models.factory builds (named here so settings do not import River).
 ModelName = Literal["logreg", "hoeffding", "arf", "naive_bayes"]
 DAY_MS = 86_400_000

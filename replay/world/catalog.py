@@ -6,6 +6,7 @@ the truth file, so a flow has to discover it (for example from touchpoint NPS).
 
 >>> TOUCHPOINTS["call_center.billing"].channel
 'call_center'
+>>> from schemas.vocabulary import CHANNELS
 >>> sorted(set(CHANNELS) - {tp.channel for tp in TOUCHPOINTS.values()})  # a survey is about one
 ['survey']
 """
@@ -13,18 +14,6 @@ the truth file, so a flow has to discover it (for example from touchpoint NPS).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-CHANNELS: tuple[str, ...] = (
-    "web",
-    "app",
-    "call_center",
-    "email",
-    "chat",
-    "social",
-    "store",
-    "survey",
-    "service_desk",
-)
 
 
 @dataclass(frozen=True, slots=True)
