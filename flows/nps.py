@@ -64,11 +64,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bytewax.operators import StatefulBatchLogic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flows.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
-from flows.ticks import Tick
+from flows.ticks import EngineLogic, Tick
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
@@ -467,31 +466,17 @@ class NpsEngine:
                 del past[start]
 
 
-class NpsLogic(StatefulBatchLogic[NpsItem, NpsOutput, NpsSnapshot]):
-    """The single-key Bytewax step around :class:`NpsEngine`."""
-
-    def __init__(self, engine: NpsEngine) -> None:
-        self.engine = engine
-
-    def on_batch(self, values: list[NpsItem]) -> tuple[Iterable[NpsOutput], bool]:
-        return self.engine.process(values), StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[NpsOutput], bool]:
-        return self.engine.close_all(), StatefulBatchLogic.RETAIN
-
-    def snapshot(self) -> NpsSnapshot:
-        return self.engine.snapshot()
-
-
 def nps_key(_: NpsItem) -> str:
     """Key function: every survey response and tick goes to the one NPS engine."""
     return NPS_KEY
 
 
-def nps_builder(settings: NpsSettings) -> Callable[[NpsSnapshot | None], NpsLogic]:
+def nps_builder(
+    settings: NpsSettings,
+) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery."""
 
-    def build(resume: NpsSnapshot | None) -> NpsLogic:
-        return NpsLogic(NpsEngine.restore(settings, resume))
+    def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:
+        return EngineLogic(NpsEngine.restore(settings, resume))
 
     return build

@@ -49,10 +49,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from bytewax.operators import StatefulBatchLogic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.ticks import CASE_FINISHED, CASE_OPENED, CaseItem, Tick, case_action
+from flows.ticks import CASE_FINISHED, CASE_OPENED, CaseItem, EngineLogic, Tick, case_action
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, Severity
@@ -337,31 +336,17 @@ class SlaEngine:
             heapq.heapify(state.due)
 
 
-class SlaLogic(StatefulBatchLogic[SlaItem, Alert, SlaSnapshot]):
-    """The single-key Bytewax step around :class:`SlaEngine`."""
-
-    def __init__(self, engine: SlaEngine) -> None:
-        self.engine = engine
-
-    def on_batch(self, values: list[SlaItem]) -> tuple[Iterable[Alert], bool]:
-        return self.engine.process(values), StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[Alert], bool]:
-        return self.engine.close_all(), StatefulBatchLogic.RETAIN
-
-    def snapshot(self) -> SlaSnapshot:
-        return self.engine.snapshot()
-
-
 def sla_key(_: SlaItem) -> str:
     """Key function: every case event and tick goes to the one SLA engine."""
     return SLA_KEY
 
 
-def sla_builder(settings: SlaSettings) -> Callable[[SlaSnapshot | None], SlaLogic]:
+def sla_builder(
+    settings: SlaSettings,
+) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery."""
 
-    def build(resume: SlaSnapshot | None) -> SlaLogic:
-        return SlaLogic(SlaEngine.restore(settings, resume))
+    def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:
+        return EngineLogic(SlaEngine.restore(settings, resume))
 
     return build

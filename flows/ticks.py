@@ -35,8 +35,11 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from bytewax.operators import StatefulBatchLogic
 
 from flows.resolve import Resolved
 from schemas.envelope import InteractionEvent
@@ -53,6 +56,35 @@ class Tick:
     """The latest event time of one input batch, in ms since the Unix epoch."""
 
     ms: int
+
+
+ItemT = TypeVar("ItemT")
+OutT = TypeVar("OutT")
+
+
+class TickedEngine(Protocol[ItemT, OutT]):
+    """An engine fed items and ticks under one key (NPS windows, case SLAs)."""
+
+    def process(self, items: list[ItemT]) -> list[OutT]: ...
+    def close_all(self) -> list[OutT]: ...
+    def snapshot(self) -> bytes: ...
+
+
+class EngineLogic(StatefulBatchLogic[ItemT, OutT, bytes], Generic[ItemT, OutT]):
+    """The single-key Bytewax step around a :class:`TickedEngine`: items in, outputs
+    out, everything still open closed at end of input, the engine's own snapshot."""
+
+    def __init__(self, engine: TickedEngine[ItemT, OutT]) -> None:
+        self.engine = engine
+
+    def on_batch(self, values: list[ItemT]) -> tuple[Iterable[OutT], bool]:
+        return self.engine.process(values), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[OutT], bool]:
+        return self.engine.close_all(), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return self.engine.snapshot()
 
 
 def _parts(item: InteractionEvent | Resolved) -> tuple[str | None, InteractionEvent]:
