@@ -51,10 +51,11 @@ from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.ticks import CASE_FINISHED, CASE_OPENED, CaseItem, EngineLogic, Tick, case_action
+from flows.ticks import CaseItem, EngineLogic, Tick, case_action
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, Severity
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED
 
 SLA_KEY = "sla"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.vocabulary import STAGES
+from schemas.vocabulary import STAGES, action_of
 
 _PROGRESS = ("awareness", "consideration", "purchase", "onboarding", "usage", "loyalty")
 STAGE_ALIASES = {"churn": "churned", "advocacy": "loyalty", "retention": "loyalty"}
@@ -36,10 +36,6 @@ DEFAULT_STAGE_MAP: dict[str, str] = {
 }
 
 
-def _action(event_type: str) -> str:
-    return ".".join(event_type.rsplit(".", 2)[-2:])
-
-
 def mapped_stage(event_type: str, hint: str | None, stage_map: dict[str, str]) -> str | None:
     """The stage (or ``"resolved"``) an event points to, before the machine applies it.
 
@@ -52,7 +48,7 @@ def mapped_stage(event_type: str, hint: str | None, stage_map: dict[str, str]) -
         stage = STAGE_ALIASES.get(hint.lower(), hint.lower())
         if stage in STAGES:
             return stage
-    return stage_map.get(event_type) or stage_map.get(_action(event_type))
+    return stage_map.get(event_type) or stage_map.get(action_of(event_type))
 
 
 def next_stage(current: str | None, before_service: str | None, target: str | None) -> str | None:

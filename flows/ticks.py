@@ -43,9 +43,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.resolve import Resolved
 from schemas.envelope import InteractionEvent
-
-CASE_OPENED = "case.opened"
-CASE_FINISHED: frozenset[str] = frozenset({"case.resolved", "case.closed"})
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
 
 CaseItem = tuple[str | None, InteractionEvent]
 """A service-case event with the customer id it resolved to (None: anonymous)."""
@@ -114,7 +112,7 @@ def case_action(event: InteractionEvent) -> str | None:
     """
     if event.data.case_id is None:
         return None
-    action = ".".join(event.type.lower().split(".")[-2:])
+    action = action_of(event.type.lower())
     return action if action == CASE_OPENED or action in CASE_FINISHED else None
 
 

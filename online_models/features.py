@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from online_models.settings import DAY_MS, HOUR_MS, FeatureSettings
 from schemas.envelope import InteractionEvent
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
 
 DEFAULT_FEATURES = FeatureSettings()
 FRICTION_SUFFIXES = (".crashed", ".failed")
@@ -246,10 +247,10 @@ class CustomerFeatures:
             self._bump("complaints", weight)
 
     def _case(self, event: InteractionEvent, t: int, conf: FeatureSettings) -> None:
-        case_id, etype = event.data.case_id, event.type
+        case_id, action = event.data.case_id, action_of(event.type)
         if case_id is None:
             return
-        if etype.endswith(".case.opened"):
+        if action == CASE_OPENED:
             if case_id in self.open_cases:
                 return
             priority = str(event.data.attributes.get(conf.priority_attribute, "")).upper()
@@ -257,7 +258,7 @@ class CustomerFeatures:
             self.open_cases[case_id] = (t, round(hours * HOUR_MS))
             while len(self.open_cases) > conf.max_open_cases:
                 del self.open_cases[min(self.open_cases, key=lambda c: self.open_cases[c][0])]
-        elif etype.endswith((".case.resolved", ".case.closed")):
+        elif action in CASE_FINISHED:
             self.open_cases.pop(case_id, None)
 
 

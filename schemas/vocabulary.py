@@ -24,3 +24,15 @@ STAGES: tuple[str, ...] = (
     "loyalty",
     "churned",
 )
+
+CASE_OPENED = "case.opened"
+CASE_FINISHED: frozenset[str] = frozenset({"case.resolved", "case.closed"})
+
+
+def action_of(event_type: str) -> str:
+    """The action of ``cx.<channel>.<action>``: the type's last two dot-separated parts.
+
+    >>> action_of("cx.web.order.placed"), action_of("cx.service_desk.case.opened")
+    ('order.placed', 'case.opened')
+    """
+    return ".".join(event_type.rsplit(".", 2)[-2:])

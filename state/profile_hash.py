@@ -35,9 +35,11 @@ import orjson
 
 from schemas.envelope import InteractionEvent
 from schemas.outputs import ProfileSnapshot
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
 
 _WINDOW_FIELD = re.compile(r"^sent_[0-9.]+h$")
-_CASE_ACTIONS = {"case.opened": "1", "case.resolved": "0", "case.closed": "0"}
+# case action -> "1" open / "0" closed
+_CASE_ACTIONS = {CASE_OPENED: "1", **dict.fromkeys(CASE_FINISHED, "0")}
 _COUNTERS = ("v", "count", "ltv_c", "orders")
 
 
@@ -106,11 +108,6 @@ class ProfileDelta:
         return wire
 
 
-def _action(event_type: str) -> str:
-    parts = event_type.rsplit(".", 2)
-    return ".".join(parts[-2:])
-
-
 def delta_for(
     customer_id: str,
     event: InteractionEvent,
@@ -128,7 +125,7 @@ def delta_for(
     stage = stage if stage is not None else data.journey_stage
     sentiment = sentiment if sentiment is not None else data.sentiment
     ms = event.epoch_ms
-    action = _action(event.type)
+    action = action_of(event.type)
     case = None
     if data.case_id is not None and action in _CASE_ACTIONS:
         case = (data.case_id, _CASE_ACTIONS[action])
