@@ -38,42 +38,66 @@ def _prf(tp: int, predicted: int, actual: int) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
 
 
-def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
-    """Pairwise precision/recall/F1 of identity resolution over identifiers."""
-    shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
-    person_of: dict[str, str] = {}
-    for person in truth["customers"]:
-        for id_type, values in person["identifiers"].items():
-            for value in values:
-                member = f"{id_type}:{value}"
-                if member not in shared:
-                    person_of[member] = person["person_id"]
-    customer_of: dict[str, str] = {}
-    for profile in profiles:
-        for id_type, values in profile["identifiers"].items():
-            for value in values:
-                customer_of[f"{id_type}:{value}"] = profile["customer_id"]
+def _shared(truth: dict[str, Any]) -> set[str]:
+    """The identifiers several people used (households, junk): no one's evidence."""
+    return {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
+
+
+def _person_of(truth: dict[str, Any], exclude: set[str] | None = None) -> dict[str, str]:
+    """``"type:value"`` -> the person who used it (leaving out ``exclude``)."""
+    skip = exclude or set()
+    return {
+        f"{id_type}:{value}": person["person_id"]
+        for person in truth["customers"]
+        for id_type, values in person["identifiers"].items()
+        for value in values
+        if f"{id_type}:{value}" not in skip
+    }
+
+
+Contingency = tuple[Counter[tuple[str, str]], Counter[str], Counter[str]]
+
+
+def _contingency(person_of: dict[str, str], cluster_of: dict[str, str]) -> Contingency:
+    """(cluster, person) cells and the cluster and person sizes; an identifier no
+    cluster holds is a cluster of its own."""
     cells: Counter[tuple[str, str]] = Counter()
+    for member, person in person_of.items():
+        cells[(cluster_of.get(member, "unseen:" + member), person)] += 1
     predicted: Counter[str] = Counter()
     actual: Counter[str] = Counter()
-    for member, person in person_of.items():
-        customer = customer_of.get(member, "unseen:" + member)  # never seen: its own cluster
-        cells[(customer, person)] += 1
-        predicted[customer] += 1
-        actual[person] += 1
+    for (cluster, person), n in cells.items():
+        predicted[cluster] += n
+        actual[person] += n
+    return cells, predicted, actual
+
+
+def _pairwise(contingency: Contingency) -> dict[str, float]:
+    cells, predicted, actual = contingency
     tp = sum(_pairs(n) for n in cells.values())
-    scores = _prf(
+    return _prf(
         tp, sum(_pairs(n) for n in predicted.values()), sum(_pairs(n) for n in actual.values())
     )
-    people_with_ids = len(actual)
-    split = sum(1 for p in actual if sum(1 for (_, q) in cells if q == p) > 1)
-    mixed = sum(1 for c in predicted if sum(1 for (d, _) in cells if d == c) > 1)
+
+
+def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
+    """Pairwise precision/recall/F1 of identity resolution over identifiers."""
+    customer_of = {
+        f"{id_type}:{value}": profile["customer_id"]
+        for profile in profiles
+        for id_type, values in profile["identifiers"].items()
+        for value in values
+    }
+    contingency = _contingency(_person_of(truth, _shared(truth)), customer_of)
+    cells, predicted, actual = contingency
+    clusters_per_person = Counter(person for _, person in cells)
+    people_per_cluster = Counter(cluster for cluster, _ in cells)
     return {
-        **scores,
-        "people": people_with_ids,
+        **_pairwise(contingency),
+        "people": len(actual),
         "customers": len({c for c in predicted if not c.startswith("unseen:")}),
-        "people_split": split,
-        "customers_mixing_people": mixed,
+        "people_split": sum(1 for n in clusters_per_person.values() if n > 1),
+        "customers_mixing_people": sum(1 for n in people_per_cluster.values() if n > 1),
     }
 
 
@@ -111,18 +135,7 @@ def evidence_components(log: Path, shared: set[str]) -> dict[str, str]:
 
 def achievable_recall(truth: dict[str, Any], components: dict[str, str]) -> float:
     """Pairwise recall of a resolver that links exactly the evidence components."""
-    shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
-    cells: Counter[tuple[str, str]] = Counter()
-    actual: Counter[str] = Counter()
-    for person in truth["customers"]:
-        for id_type, values in person["identifiers"].items():
-            for value in values:
-                member = f"{id_type}:{value}"
-                if member not in shared:
-                    cells[(components.get(member, member), person["person_id"])] += 1
-                    actual[person["person_id"]] += 1
-    true_pairs = sum(_pairs(n) for n in actual.values())
-    return round(sum(_pairs(n) for n in cells.values()) / true_pairs, 4) if true_pairs else 1.0
+    return _pairwise(_contingency(_person_of(truth, _shared(truth)), components))["recall"]
 
 
 def dead_letter_scores(dead: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
@@ -141,25 +154,15 @@ def _auc(scores: list[tuple[float, bool]]) -> float | None:
     negatives = len(scores) - positives
     if not positives or not negatives:
         return None
-    ranked = sorted(scores)
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):  # average ranks over ties
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        rank_sum += sum(1 for _, y in ranked[i:j] if y) * (i + j + 1) / 2
-        i = j
+    ranks = _ranks([score for score, _ in scores])  # 0-based, ties averaged
+    rank_sum = sum(r + 1 for r, (_, y) in zip(ranks, scores, strict=True) if y)
     return round((rank_sum - positives * (positives + 1) / 2) / (positives * negatives), 4)
 
 
 def churn_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
     """Churn AUC of the profiles' churn scores against who churned (majority person)."""
     churned = {p["person_id"]: p["churned"] for p in truth["customers"]}
-    owner: dict[str, str] = {}
-    for person in truth["customers"]:
-        for id_type, values in person["identifiers"].items():
-            for value in values:
-                owner[f"{id_type}:{value}"] = person["person_id"]
+    owner = _person_of(truth)
     scored = []
     for profile in profiles:
         if profile.get("churn_score") is None:
@@ -265,8 +268,8 @@ def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[s
     nps = _rows(out_dir / "nps.jsonl")
     identity = identity_scores(profiles, truth)
     if log is not None:
-        shared = {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
-        identity["achievable_recall"] = achievable_recall(truth, evidence_components(log, shared))
+        components = evidence_components(log, _shared(truth))
+        identity["achievable_recall"] = achievable_recall(truth, components)
     return {
         "identity": identity,
         "dead_letters": dead_letter_scores(_rows(out_dir / "dlq.jsonl"), truth),
