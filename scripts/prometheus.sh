@@ -40,60 +40,33 @@ LOG="$STATE_DIR/prometheus.log"
 
 log() { printf '[prometheus] %s\n' "$*" >&2; }
 die() { printf '[prometheus] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
 
 # ---------------------------------------------------------------- helpers
 
-alive() {  # alive PID -> the process exists and is not a zombie
-    kill -0 "$1" 2>/dev/null || return 1
-    [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
-}
 
 our_pid() {  # prints the pid of the prometheus this script started for $STATE_DIR, if it lives
     local pid
-    [ -s "$PIDFILE" ] || return 1
-    pid="$(tr -dc '0-9' <"$PIDFILE")"
-    [ -n "$pid" ] && alive "$pid" || return 1
-    # the pid must still be a prometheus on our config (pids get reused)
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config.file=$CONFIG" || return 1
+    pid="$(pid_from "$PIDFILE")" && pid_matches "$pid" "--config.file=$CONFIG" || return 1
     printf '%s' "$pid"
 }
 
-port_open() {  # port_open PORT -> something accepts TCP connections on 127.0.0.1:PORT
-    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" >/dev/null 2>&1
-}
 
 http_ok() {  # http_ok URL -> 2xx within 2 s
     curl -fsS --max-time 2 -o /dev/null "$1" 2>/dev/null
 }
 
-tail_log() {
-    [ -f "$LOG" ] || return 0
-    printf -- '----- last lines of %s -----\n' "$LOG" >&2
-    tail -n 30 "$LOG" >&2 || true
-}
 
-take_lock() {  # serialise concurrent start/stop on one state dir (the server gets 9>&-)
-    exec 9>"$STATE_DIR/.lock"
-    flock -w 120 9 || die "could not take $STATE_DIR/.lock"
-}
 
 ensure_installed() {
     if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
         && command -v curl >/dev/null 2>&1; then
         return 0
     fi
-    command -v apt-get >/dev/null 2>&1 \
-        || die "prometheus is not installed and apt-get is not available: install Prometheus >= 2.42 (prometheus and promtool on PATH)"
-    log "apt-get update && apt-get install -y prometheus (Debian package; its system service is not used)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
-        || die "apt-get update failed"
-    # --no-install-recommends: no node exporter and friends, we only need the two binaries
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        prometheus curl >&2 || die "apt-get install prometheus failed"
+    # the Debian package; its system service is not used, only the two binaries
+    apt_install prometheus curl || die "apt-get install prometheus failed"
     command -v prometheus >/dev/null 2>&1 || die "prometheus is still missing after apt-get install"
     command -v promtool >/dev/null 2>&1 || die "promtool is still missing after apt-get install"
 }
@@ -134,11 +107,11 @@ wait_ready() {  # wait_ready PID
     until http_ok "http://$HOST:$PORT/-/ready"; do
         if ! alive "$pid"; then
             rm -f "$PIDFILE"
-            tail_log
+            tail_log "$LOG"
             die "prometheus exited during startup (log: $LOG)"
         fi
         if ((SECONDS >= deadline)); then
-            tail_log
+            tail_log "$LOG"
             die "prometheus did not become ready on $HOST:$PORT within ${START_TIMEOUT}s (pid $pid; '$0 stop' cleans up)"
         fi
         sleep 0.2
@@ -151,7 +124,7 @@ cmd_start() {
     ensure_installed
     mkdir -p "$STATE_DIR" "$DATA_DIR"
     [ -f "$STATE_DIR/.gitignore" ] || printf '*\n' >"$STATE_DIR/.gitignore"
-    take_lock
+    take_lock "$STATE_DIR" 120
 
     write_config "$CONFIG.new"
     if ! promtool check config "$CONFIG.new" >"$STATE_DIR/check.log" 2>&1; then
@@ -177,7 +150,7 @@ cmd_start() {
         log "config changed: reloading pid $pid"
         # /-/reload (--web.enable-lifecycle) answers once the new config is applied
         curl -fsS --max-time 30 -X POST "http://$HOST:$PORT/-/reload" >/dev/null \
-            || { tail_log; die "prometheus refused the new config $CONFIG"; }
+            || { tail_log "$LOG"; die "prometheus refused the new config $CONFIG"; }
         wait_ready "$pid"
         echo "prometheus ready on http://$HOST:$PORT (reloaded, pid $pid, scraping $TARGETS)"
         return 0
@@ -206,24 +179,14 @@ cmd_start() {
 }
 
 stop_server() {  # stop_server PID
-    local pid="$1" i
-    log "stopping pid $pid"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "still alive after 15s, sending KILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
-    fi
+    log "stopping pid $1"
+    terminate "$1" 15
     rm -f "$PIDFILE" "$PORTFILE"
 }
 
 cmd_stop() {
     [ -d "$STATE_DIR" ] || { log "not running (no state in $STATE_DIR)"; return 0; }
-    take_lock
+    take_lock "$STATE_DIR" 120
     local pid
     if pid="$(our_pid)"; then
         stop_server "$pid"

@@ -54,49 +54,19 @@ KAFKA_START_TIMEOUT="${CX_KAFKA_START_TIMEOUT:-90}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- helpers
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
 
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-}
 
-port_open() {  # port_open PORT -> 0 when something accepts TCP connections on 127.0.0.1:PORT
-    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" >/dev/null 2>&1
-}
 
-alive() {  # alive PID -> the process exists and is not a zombie
-    kill -0 "$1" 2>/dev/null || return 1
-    # a killed daemon whose parent does not reap it lingers as a zombie: count it as dead
-    [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
-}
 
-pid_from() {  # pid_from PIDFILE -> prints the pid if the file exists and the process lives
-    local f="$1" pid
-    [ -s "$f" ] || return 1
-    pid="$(tr -dc '0-9' <"$f")"
-    [ -n "$pid" ] && alive "$pid" || return 1
-    printf '%s' "$pid"
-}
 
-pid_matches() {  # pid_matches PID PATTERN -> the process' command line contains PATTERN
-    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "$2"
-}
 
 stop_pid() {  # stop_pid NAME PIDFILE PATTERN GRACE_SECONDS
-    local name="$1" pidfile="$2" pattern="$3" grace="$4" pid i
+    local name="$1" pidfile="$2" pattern="$3" grace="$4" pid
     if ! pid="$(pid_from "$pidfile")"; then
         rm -f "$pidfile"
         log "$name: not running (nothing started by this script)"
@@ -108,28 +78,11 @@ stop_pid() {  # stop_pid NAME PIDFILE PATTERN GRACE_SECONDS
         return 0
     fi
     log "$name: stopping pid $pid"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        log "$name: still alive after ${grace}s, sending KILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
-    fi
+    terminate "$pid" "$grace"
     rm -f "$pidfile"
     log "$name: stopped"
 }
 
-tail_log() {  # tail_log FILE...
-    local f
-    for f in "$@"; do
-        [ -f "$f" ] || continue
-        printf -- '----- last lines of %s -----\n' "$f" >&2
-        tail -n 40 "$f" >&2 || true
-    done
-}
 
 prepare_state_dir() {
     mkdir -p "$STATE_DIR" "$LOG_DIR"
@@ -137,12 +90,6 @@ prepare_state_dir() {
     [ -f "$STATE_DIR/.gitignore" ] || printf '*\n' >"$STATE_DIR/.gitignore"
 }
 
-take_lock() {  # serialise concurrent start/stop calls (daemons are started with 9>&-)
-    if command -v flock >/dev/null 2>&1; then
-        exec 9>"$STATE_DIR/.lock"
-        flock -w 300 9 || die "could not take $STATE_DIR/.lock"
-    fi
-}
 
 # ---------------------------------------------------------------- redis
 
@@ -404,14 +351,14 @@ start_kafka() {
 
 cmd_start() {
     prepare_state_dir
-    take_lock
+    take_lock "$STATE_DIR" 300
     start_redis
     start_kafka
 }
 
 cmd_stop() {
     prepare_state_dir
-    take_lock
+    take_lock "$STATE_DIR" 300
     stop_pid kafka "$KAFKA_PIDFILE" kafka.Kafka 45
     stop_pid redis "$REDIS_PIDFILE" redis-server 15
 }
