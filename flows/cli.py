@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from flows.decode import describe_validation_error
+from flows.nba.catalogue import CatalogueError, load_catalogue
+from flows.recovery import RecoveryError
 from flows.settings import Settings
 from flows.stores import StoreUnavailableError
 from flows.topics import KafkaUnavailableError
@@ -33,9 +35,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flows.run import run_process, spawn_cluster
 
     settings = _settings()
+    load_catalogue(settings.nba.catalogue)  # a malformed catalogue stops here, not in workers
     tail = not args.no_tail
     if args.processes > 1 and args.process_id is None:
-        return spawn_cluster(args.processes, tail=tail)
+        return spawn_cluster(settings, args.processes, tail=tail)
     addresses = args.addresses.split(";") if args.addresses else None
     if (addresses is None) != (args.process_id is None):
         msg = (
@@ -54,8 +57,10 @@ def _offline(logs: list[Path], out_dir: Path, processes: int = 1) -> int:
         if not log.is_file():
             msg = f"no log file at {log}; record one with `cxstream replay record` or use the demo"
             raise UsageError(msg)
+    settings = _settings()
+    load_catalogue(settings.nba.catalogue)  # a malformed catalogue stops here, not in workers
     try:
-        summary = run_offline(_settings(), logs, out_dir, processes=processes)
+        summary = run_offline(settings, logs, out_dir, processes=processes)
     except OfflineRunError as exc:
         raise UsageError(str(exc)) from exc
     print(summary.render())
@@ -192,6 +197,29 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    import orjson
+
+    from flows.nba.backtest import backtest
+
+    for path in (args.log, args.rules, args.current):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"no file at {path}")
+    current = Path(args.current) if args.current else None
+    report = backtest(_settings(), Path(args.log), Path(args.rules), current)
+    print(report.render())
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.run import run
+
+    return run(args)
+
+
 def _cmd_schema_export(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -220,8 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     _add_replay(sub)
+    backtest = sub.add_parser(
+        "backtest", help="replay a log with the current and a new NBA catalogue; diff the NBAs"
+    )
+    backtest.add_argument("--rules", required=True, help="the new catalogue (TOML)")
+    backtest.add_argument("--log", required=True, help="a recorded log (JSON lines, .gz allowed)")
+    backtest.add_argument(
+        "--current", help="the current catalogue (default: CX_NBA__CATALOGUE or the shipped one)"
+    )
+    backtest.add_argument("--json", help="also write the report as JSON to this file")
+    backtest.set_defaults(func=_cmd_backtest)
     _add_world(sub)
     _add_customer(sub)
+
+    from benchmarks.options import add_arguments
+
+    bench = sub.add_parser("bench", help="benchmark the pipeline against the real Kafka and Redis")
+    add_arguments(bench)
+    bench.set_defaults(func=_cmd_bench)
 
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(
         dest="schema_command", required=True, metavar="ACTION"
@@ -301,7 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (UsageError, KafkaUnavailableError, LogFormatError, StoreUnavailableError) as exc:
+    except (
+        UsageError,
+        KafkaUnavailableError,
+        LogFormatError,
+        StoreUnavailableError,
+        RecoveryError,
+        CatalogueError,
+    ) as exc:
         print(f"cxstream: error: {exc}", file=sys.stderr)
         return 2
     return code

@@ -13,11 +13,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
+from flows.checkpoint import ModelCheckpoint, load_models
 from flows.decode import Decoder
 from flows.dedupe import dedupe_builder, shard_key
 from flows.encode import Encoded, Output, encode
-from flows.journey import Models, journey_builder
+from flows.journey import journey_builder
 from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
+from flows.nba import Decider, load_catalogue
 from flows.nps import nps_builder, nps_key
 from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
 from flows.sentiment import VaderScorer
@@ -58,8 +60,13 @@ def build_flow(
     resolver = StoreResolver(store)
     conf = settings.journey
     scorer = VaderScorer(conf.text_max_chars, conf.text_max_symbols)
-    # One set of models per flow, i.e. per worker process (see online_models)
-    journeys = journey_builder(conf, scorer, Models.build(settings.models))
+    # One set of models per flow, i.e. per worker process (see online_models). The
+    # catalogue is read here, so a malformed one stops the start, not the first event.
+    nba = settings.nba
+    decider = Decider(load_catalogue(nba.catalogue), nba) if nba.enabled else None
+    models = load_models(settings.models)
+    checkpoint = ModelCheckpoint(models, settings.models) if settings.models.export_path else None
+    journeys = journey_builder(conf, scorer, models, decider, checkpoint)
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
@@ -85,8 +92,9 @@ def build_flow(
     journey = op.key_rm(
         "journeys", op.stateful_batch("journey", by_customer, timed_logic("journey", journeys))
     )
-    # Journeyed | Alert (sentiment_drop, detractor, churn_risk, model_drift); the journey
-    # step also scores: churn probability and segment, from online_models
+    # Journeyed | Alert (sentiment_drop, detractor, churn_risk, model_drift) | NextBestAction;
+    # the journey step also scores (churn, segment, category propensity: online_models) and
+    # decides (next-best actions: flows/nba), as both need the customer's state
     split_journey = op.branch("split_journey", journey, _is_journeyed)
     journeyed: Stream[Journeyed] = split_journey.trues  # type: ignore[assignment]
     journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
@@ -105,9 +113,9 @@ def build_flow(
     sla_logic = timed_logic("sla", sla_builder(settings.sla))
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
-    # decide  -- issue 6: next-best-action rules and arbitration
     outputs = op.merge("outputs", dead, identity, journey_alerts, profiles, nps, sla)
-    # DeadLetter | IdentityMerge | IdentityErasure | Alert | ProfileSnapshot | NpsWindow
+    # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
+    # | NpsWindow
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)

@@ -1,18 +1,37 @@
 """decode: bytes -> InteractionEvent, or a DeadLetter with the original bytes and a reason.
 
-Never raises: anything that cannot become an event becomes a dead letter.
+Never raises: anything that cannot become an event becomes a dead letter. Each
+limit of ``CX_LIMITS__*`` has its own reason, and the error names the setting:
+
+>>> decode = Decoder(LimitSettings(max_identifiers=1))
+>>> letter = decode(RawMessage(b'{"id": "e1", "source": "/s", "type": "cx.web.login",'
+...     b' "time": "2026-03-02T10:00:00Z", "data": {"channel": "web", "touchpoint": "t",'
+...     b' "identifiers": {"email": "a@b.co", "phone": "+442079460958"}}}'))
+>>> letter.reason
+'too_many_identifiers'
+>>> print(letter.error)
+data.identifiers: 2 identifiers, over the limit of 1 (raise CX_LIMITS__MAX_IDENTIFIERS to accept it)
+
+Reasons: ``empty``, ``kafka_error``, ``too_large``, ``not_utf8``, ``not_json``,
+``not_an_object``, ``too_deep``, ``text_too_long``, ``too_many_identifiers``,
+``too_many_values``, ``invalid_event`` and ``decode_failed`` (the decoder
+itself failed: a bug, reported rather than allowed to stop the flow). An
+over-long text is a dead letter, not cut: a cut text would be scored and kept
+as if it were whole, and the producer would never learn of it.
 """
 
 from __future__ import annotations
 
 import base64
 from hashlib import blake2b
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from flows import metrics
 from flows.settings import LimitSettings
-from schemas.envelope import InteractionEvent
+from schemas.envelope import LIMIT_ERRORS, MAX_JSON_DEPTH, InteractionEvent, Limits
 from schemas.ids import output_id
 from schemas.outputs import DeadLetter
 from schemas.records import RawMessage
@@ -20,14 +39,45 @@ from schemas.records import RawMessage
 MAX_ERROR_CHARS = 1000
 _MAX_LISTED_ERRORS = 5
 
+#: Every dead-letter reason decode gives (the ``reason`` label of cx_dead_letters_total).
+REASONS: tuple[str, ...] = (
+    "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
+    "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
+    "decode_failed",
+)  # fmt: skip
 
-def dead_letter(raw: RawMessage, reason: str, error: str) -> DeadLetter:
-    """Build the dead letter of ``raw``; its id depends only on where or what the input was."""
+#: Limit reason -> the setting that raises it.
+LIMIT_SETTINGS: dict[str, str] = {
+    "too_large": "CX_LIMITS__MAX_MESSAGE_BYTES",
+    "too_deep": "CX_LIMITS__MAX_DEPTH",
+    "text_too_long": "CX_LIMITS__MAX_TEXT_CHARS",
+    "too_many_identifiers": "CX_LIMITS__MAX_IDENTIFIERS",
+    "too_many_values": "CX_LIMITS__MAX_VALUES",
+}
+
+
+def dead_letter(
+    raw: RawMessage, reason: str, error: str, max_original_bytes: int | None = None
+) -> DeadLetter:
+    """Build the dead letter of ``raw``; its id depends only on where or what the input was.
+
+    The original bytes are kept whole unless longer than ``max_original_bytes``: then
+    only that prefix is kept (``original_size`` still gives the full size), so the
+    dead letter itself fits the dead-letter topic.
+    """
     value = raw.value or b""
     if raw.offset is not None:
         dl_id = output_id("dlq", raw.topic or "", raw.partition or 0, raw.offset)
     else:
         dl_id = output_id("dlq", blake2b(value, digest_size=16).hexdigest())
+    kept = value
+    if max_original_bytes is not None and len(value) > max_original_bytes:
+        kept = value[:max_original_bytes]
+        cut = (
+            f" [original cut to its first {max_original_bytes} bytes "
+            "(CX_LIMITS__MAX_DEAD_LETTER_BYTES)]"
+        )
+        error = error[: MAX_ERROR_CHARS - len(cut)] + cut
     metrics.DEAD_LETTERS.labels(reason).inc()
     return DeadLetter(
         id=dl_id,
@@ -38,9 +88,33 @@ def dead_letter(raw: RawMessage, reason: str, error: str) -> DeadLetter:
         offset=raw.offset,
         timestamp_ms=raw.timestamp_ms,
         key_b64=base64.b64encode(raw.key).decode() if raw.key is not None else None,
-        original_b64=base64.b64encode(value).decode(),
+        original_b64=base64.b64encode(kept).decode(),
         original_size=len(value),
     )
+
+
+def count_json_values(value: bytes) -> int:
+    r"""About how many JSON values ``value`` holds, counted without parsing it.
+
+    Every value but the first follows a comma or opens a container; commas and
+    brackets inside strings are skipped (escaped quotes first removed). An empty
+    container counts one too many. Linear time, in C: a few ms per MB at worst.
+
+    >>> count_json_values(b'{"a": "x,[y", "b": [1, 2, {}], "c\\"": 3}')
+    8
+    """
+    bare = value.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(bare.split(b'"')[0::2])
+    return outside.count(b",") + outside.count(b"{") + outside.count(b"[") + 1
+
+
+def _describe(err: ErrorDetails, show_input: bool) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    if not show_input:
+        return f"{loc}: {err['msg']}"
+    got = repr(err.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{loc}: {err['msg']} (got {got})"
 
 
 def describe_validation_error(exc: ValidationError, show_input: bool = True) -> str:
@@ -48,31 +122,38 @@ def describe_validation_error(exc: ValidationError, show_input: bool = True) -> 
 
     ``show_input=False`` leaves the offending values out (settings may hold secrets).
     """
-    parts = []
-    for err in exc.errors(include_url=False)[:_MAX_LISTED_ERRORS]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if show_input:
-            got = repr(err.get("input"))
-            got = got if len(got) <= 60 else got[:57] + "..."
-            parts.append(f"{loc}: {err['msg']} (got {got})")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    if exc.error_count() > _MAX_LISTED_ERRORS:
-        parts.append(f"... and {exc.error_count() - _MAX_LISTED_ERRORS} more")
+    errors = exc.errors(include_url=False)
+    parts = [_describe(err, show_input) for err in errors[:_MAX_LISTED_ERRORS]]
+    if len(errors) > _MAX_LISTED_ERRORS:
+        parts.append(f"... and {len(errors) - _MAX_LISTED_ERRORS} more")
     return "; ".join(parts)
 
 
-def _classify(exc: ValidationError, value: bytes) -> str:
-    first = exc.errors(include_url=False)[0]
+def _classify(exc: ValidationError, value: bytes) -> tuple[str, str]:
+    """The dead-letter reason and error of a failed validation.
+
+    A broken limit wins over other errors: it is the one the producer must fix first,
+    and its error names the setting.
+    """
+    errors = exc.errors(include_url=False)
+    first = errors[0]
     if first["type"] == "json_invalid":
         try:
             value.decode("utf-8")
         except UnicodeDecodeError:
-            return "not_utf8"
-        return "not_json"
+            return "not_utf8", describe_validation_error(exc)
+        if "recursion limit" in first["msg"]:
+            msg = f"<root>: nested deeper than the JSON parser's limit of {MAX_JSON_DEPTH} levels"
+            return "too_deep", f"{msg} ({LIMIT_SETTINGS['too_deep']} cannot raise it)"
+        return "not_json", describe_validation_error(exc)
     if first["type"] == "model_type" and not first["loc"]:
-        return "not_an_object"
-    return "invalid_event"
+        return "not_an_object", describe_validation_error(exc)
+    for err in errors:
+        if err["type"] in LIMIT_ERRORS:
+            reason = err["type"]
+            setting = LIMIT_SETTINGS[reason]
+            return reason, f"{_describe(err, False)} (raise {setting} to accept it)"
+    return "invalid_event", describe_validation_error(exc)
 
 
 class Decoder:
@@ -80,27 +161,51 @@ class Decoder:
 
     def __init__(self, limits: LimitSettings) -> None:
         self.limits = limits
-        self._context = {"phone_country_code": limits.phone_country_code}
+        self._context: dict[str, Any] = {
+            "phone_country_code": limits.phone_country_code,
+            "limits": Limits(
+                max_text_chars=limits.max_text_chars,
+                max_identifiers=limits.max_identifiers,
+                max_depth=limits.max_depth,
+            ),
+        }
+
+    def _dead(self, raw: RawMessage, reason: str, error: str) -> DeadLetter:
+        return dead_letter(raw, reason, error, self.limits.max_dead_letter_bytes)
+
+    def _too_many_values(self, raw: RawMessage, value: bytes) -> DeadLetter | None:
+        try:
+            value.decode("utf-8")  # garbage is not_utf8, whatever it holds
+        except UnicodeDecodeError:
+            return None
+        count = count_json_values(value)
+        if count <= self.limits.max_values:
+            return None
+        limit, setting = self.limits.max_values, LIMIT_SETTINGS["too_many_values"]
+        error = f"message holds about {count} JSON values, over the limit of {limit}"
+        return self._dead(raw, "too_many_values", f"{error} (raise {setting} to accept it)")
 
     def __call__(self, raw: RawMessage) -> InteractionEvent | DeadLetter:
         value = raw.value
         if not value:
             for name, header in raw.headers:
                 if name == "cx-kafka-error":
-                    return dead_letter(raw, "kafka_error", header.decode(errors="replace"))
-            return dead_letter(raw, "empty", "message has no value; send a CloudEvent JSON object")
+                    return self._dead(raw, "kafka_error", header.decode(errors="replace"))
+            return self._dead(raw, "empty", "message has no value; send a CloudEvent JSON object")
         if len(value) > self.limits.max_message_bytes:
-            return dead_letter(
-                raw,
-                "too_large",
-                f"message is {len(value)} bytes, over the limit of "
-                f"{self.limits.max_message_bytes} (CX_LIMITS__MAX_MESSAGE_BYTES)",
-            )
+            limit, setting = self.limits.max_message_bytes, LIMIT_SETTINGS["too_large"]
+            error = f"message is {len(value)} bytes, over the limit of {limit}"
+            return self._dead(raw, "too_large", f"{error} (raise {setting} to accept it)")
+        # Cheap bound first: commas and brackets anywhere, strings included.
+        if value.count(b",") + value.count(b"{") + value.count(b"[") >= self.limits.max_values:
+            too_many = self._too_many_values(raw, value)
+            if too_many is not None:
+                return too_many
         try:
             event = InteractionEvent.model_validate_json(value, context=self._context)
         except ValidationError as exc:
-            return dead_letter(raw, _classify(exc, value), describe_validation_error(exc))
-        except (RecursionError, ValueError) as exc:  # defensive: the parser's own limits
-            return dead_letter(raw, "not_json", f"{type(exc).__name__}: {exc}")
+            return self._dead(raw, *_classify(exc, value))
+        except Exception as exc:  # one bad message must not stop the flow
+            return self._dead(raw, "decode_failed", f"{type(exc).__name__}: {exc}")
         metrics.count_event(event.data.channel, event.type)
         return event

@@ -51,7 +51,8 @@ def encode(model: Output) -> list[Encoded]:
     """Serialise one output; the kind doubles as the stream key for file sinks.
 
     An erasure also sends a tombstone (no value) for the customer to the
-    compacted profiles topic, so the profile disappears there too.
+    compacted profiles topic, so the profile disappears there too; so does a
+    merge for the merged-away id, whose events now count in the survivor's profile.
     """
     kind, key, out_id = _route(model)
     if isinstance(model, Alert):
@@ -62,4 +63,6 @@ def encode(model: Output) -> list[Encoded]:
     encoded = [(kind, Emitted(kind, key, out_id, model.model_dump_json().encode(), headers))]
     if isinstance(model, IdentityErasure):
         encoded.append(("profiles", Emitted("profiles", key, out_id, None, headers)))
+    elif isinstance(model, IdentityMerge):
+        encoded.append(("profiles", Emitted("profiles", model.merged_id, out_id, None, headers)))
     return encoded

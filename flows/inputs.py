@@ -1,4 +1,10 @@
-"""Input builders: where the flow's RawMessage stream comes from."""
+"""Input builders: where the flow's RawMessage stream comes from.
+
+The Kafka input also tells :func:`flows.metrics.note_appends` the append times of
+each batch it hands out, so the Kafka sink can record end-to-end latency
+(``cx_e2e_latency_seconds``; the approximation is described in
+:func:`flows.metrics.observe_outputs`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
+from flows import metrics
 from flows.dataflow import InputBuilder
 from flows.settings import Settings
 from replay.source import ReplayLogSource
@@ -44,6 +51,13 @@ def _from_kafka(item: KafkaItem) -> RawMessage:
     return raw
 
 
+def from_kafka_batch(items: list[KafkaItem]) -> list[RawMessage]:
+    """Convert one consumer batch and note its append times (one call per batch)."""
+    raws = [_from_kafka(item) for item in items]
+    metrics.note_appends([r.timestamp_ms for r in raws if r.timestamp_ms is not None])
+    return raws
+
+
 def kafka_input(settings: Settings, tail: bool = True) -> InputBuilder:
     """Consume the events and privacy topics; ``tail=False`` stops at the end of every partition."""
 
@@ -57,7 +71,7 @@ def kafka_input(settings: Settings, tail: bool = True) -> InputBuilder:
             batch_size=settings.kafka.batch_size,
             raise_on_errors=False,
         )
-        return op.map("from_kafka", op.input("input", flow, source), _from_kafka)
+        return op.flat_map_batch("from_kafka", op.input("input", flow, source), from_kafka_batch)
 
     return build
 

@@ -15,10 +15,16 @@ Keyed by customer_id. For each event the step works out
 * a ``sentiment_drop`` alert when the shortest window's mean falls below a
   threshold or more than a delta under the longest window's mean (once per
   drop; it re-arms when sentiment recovers), and the close-the-loop
-  ``detractor`` alert for NPS 0-6.
+  ``detractor`` alert for NPS 0-6;
+* the **scores** (with :class:`Models`): churn probability, segment, and the
+  category interest that next-category propensity reads;
+* the **decision** (with a :class:`~flows.nba.Decider`): next-best actions
+  from the catalogue, under the customer's consent and contact history, which
+  live here too (see :mod:`flows.nba`).
 
-A merged-away customer's journey state stays behind under its old id; the
-survivor's journey continues from its own.
+A merged-away customer's journey state (contact history and consent
+included) stays behind under its old id; the survivor's journey continues
+from its own.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bytewax.operators import StatefulBatchLogic
 
+from flows import metrics
+from flows.nba import ContactHistory, Decider, build_context
 from flows.nps import detractor_alert
 from flows.resolve import Journeyed, Resolved
 from flows.sentiment import SentimentScorer
@@ -38,10 +47,17 @@ from flows.settings import JourneySettings
 from flows.stages import mapped_stage, next_stage
 from online_models.churn import ChurnEngine
 from online_models.features import CustomerFeatures
+from online_models.propensity import CategoryInterest, PropensityModel
 from online_models.segmentation import Segmenter
 from online_models.settings import ModelSettings
+from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
-from schemas.outputs import Alert
+from schemas.outputs import Alert, NextBestAction
+
+if TYPE_CHECKING:
+    from flows.checkpoint import ModelCheckpoint
+
+JourneyOut = Journeyed | Alert | NextBestAction
 
 
 @dataclass
@@ -54,7 +70,11 @@ class JourneyState:
     trend: float | None = None
     by_stage: dict[str, tuple[float, int]] = field(default_factory=dict)
     in_drop: bool = False
+    # mean sentiment over the shortest and longest window, as of the latest sample
+    windows: tuple[float | None, float | None] = (None, None)
     features: CustomerFeatures = field(default_factory=CustomerFeatures)
+    interest: CategoryInterest = field(default_factory=CategoryInterest)
+    contacts: ContactHistory = field(default_factory=ContactHistory)
 
 
 @dataclass(frozen=True)
@@ -63,32 +83,68 @@ class Models:
 
     churn: ChurnEngine
     segments: Segmenter
+    propensity: PropensityModel = field(default_factory=PropensityModel)
 
     @classmethod
     def build(cls, settings: ModelSettings) -> Models:
-        return cls(ChurnEngine(settings), Segmenter(settings))
+        churn = ChurnEngine(settings)
+        churn.on_label = ModelGauges(churn)
+        return cls(churn, Segmenter(settings), PropensityModel(settings))
+
+    @property
+    def churn_ready(self) -> bool:
+        """Whether churn scores may drive actions: the engine is past its warm-up."""
+        return self.churn.warm
 
 
-class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
+class ModelGauges:
+    """Publish the churn model's prequential AUC and log loss as Prometheus gauges.
+
+    Called with every label the engine learns; the figures are read every
+    ``every`` labels (River's ROC AUC is not free), labelled by model name only.
+    """
+
+    def __init__(self, churn: ChurnEngine, every: int = 256) -> None:
+        self.churn = churn
+        self.every = every
+        self.seen = 0
+
+    def __call__(self, _item: object) -> None:
+        self.seen += 1
+        if self.seen % self.every:
+            return
+        report = self.churn.evaluation.report()
+        name = self.churn.settings.churn.model
+        if report["auc"] is not None:
+            metrics.MODEL_AUC.labels(name).set(report["auc"])
+        if report["log_loss"] is not None:
+            metrics.MODEL_LOG_LOSS.labels(name).set(report["log_loss"])
+
+
+class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
     def __init__(
         self,
         settings: JourneySettings,
         scorer: SentimentScorer,
         state: JourneyState,
         models: Models | None = None,
+        decider: Decider | None = None,
+        checkpoint: ModelCheckpoint | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.state = state
         self.models = models
+        self.decider = decider
+        self.checkpoint = checkpoint
 
-    def on_batch(self, values: list[Resolved]) -> tuple[Iterable[Journeyed | Alert], bool]:
-        out: list[Journeyed | Alert] = []
+    def on_batch(self, values: list[Resolved]) -> tuple[Iterable[JourneyOut], bool]:
+        out: list[JourneyOut] = []
         for resolved in values:
             out += self._step(resolved)
         return out, StatefulBatchLogic.RETAIN
 
-    def _step(self, resolved: Resolved) -> list[Journeyed | Alert]:
+    def _step(self, resolved: Resolved) -> list[JourneyOut]:
         event, state, conf = resolved.event, self.state, self.settings
         data = event.data
         target = mapped_stage(event.type, data.journey_stage, conf.stage_map)
@@ -102,7 +158,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
         sentiment = data.sentiment
         if sentiment is None and data.text:
             sentiment = self.scorer.score(data.text)
-        out: list[Journeyed | Alert] = []
+        out: list[JourneyOut] = []
         figures: dict[str, str] = {}
         if sentiment is not None:
             figures = self._fold_sentiment(event.epoch_ms, float(sentiment), stage)
@@ -119,9 +175,53 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
             )
             figures["churn"] = f"{score:.4f}"
             figures["segment"] = self.models.segments.assign(state.features, event.epoch_ms)
+            self.models.propensity.observe(state.interest, event)
             out += model_alerts
+        if self.decider is not None and resolved.customer_id is not None:
+            out += self._decide(resolved.customer_id, event, sentiment, stage, figures)
         out.insert(0, Journeyed(resolved, stage, sentiment, figures))
         return out
+
+    def _decide(
+        self,
+        customer_id: str,
+        event: InteractionEvent,
+        sentiment: float | None,
+        stage: str | None,
+        figures: dict[str, str],
+    ) -> list[NextBestAction]:
+        """decide: the next-best actions this event triggers (see flows.nba)."""
+        assert self.decider is not None
+        state, models, data = self.state, self.models, event.data
+        now = event.epoch_ms
+        if data.consent:
+            state.contacts.fold_consent(now, data.consent, self.decider.settings)
+        top = None
+        if models is not None and self.decider.needs_propensity and state.interest.weights:
+            # only customers who showed an interest: popularity alone is no signal
+            best = models.propensity.top_k(state.interest, now, k=1)
+            top = best[0] if best else None
+        ctx = build_context(
+            customer_id=customer_id,
+            event_type=event.type,
+            channel=data.channel,
+            touchpoint=data.touchpoint,
+            features=state.features,
+            now_ms=now,
+            nps=data.nps,
+            csat=data.csat,
+            sentiment=sentiment,
+            amount=data.amount,
+            stage=stage,
+            sentiment_trend=state.trend,
+            sentiment_short=state.windows[0],
+            sentiment_long=state.windows[1],
+            segment=figures.get("segment"),
+            churn=state.features.churn_score,
+            churn_ready=models is not None and models.churn_ready,
+            top_category=top,
+        )
+        return self.decider.decide(ctx, state.contacts, event.id, event.time, now)
 
     def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:
         state, conf = self.state, self.settings
@@ -144,6 +244,8 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
             figures[f"sent_{hours:g}h_n"] = str(len(recent))
         for name, (total, count) in state.by_stage.items():
             figures[f"sent_stage:{name}"] = f"{total / count:.4f}"
+        short, long_ = min(conf.window_hours), max(conf.window_hours)
+        state.windows = (float(figures[f"sent_{short:g}h"]), float(figures[f"sent_{long_:g}h"]))
         return figures
 
     def _drop_alert(self, resolved: Resolved, figures: dict[str, str]) -> Alert | None:
@@ -187,15 +289,26 @@ class JourneyLogic(StatefulBatchLogic[Resolved, "Journeyed | Alert", bytes]):
             },
         )
 
+    def on_eof(self) -> tuple[Iterable[JourneyOut], bool]:
+        if self.checkpoint is not None:
+            self.checkpoint.at_eof()
+        return (), StatefulBatchLogic.RETAIN
+
     def snapshot(self) -> bytes:
+        if self.checkpoint is not None:  # the shared models, now and then (flows.checkpoint)
+            self.checkpoint.maybe_export()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def journey_builder(
-    settings: JourneySettings, scorer: SentimentScorer, models: Models | None = None
+    settings: JourneySettings,
+    scorer: SentimentScorer,
+    models: Models | None = None,
+    decider: Decider | None = None,
+    checkpoint: ModelCheckpoint | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
     def build(resume: bytes | None) -> JourneyLogic:
         state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
-        return JourneyLogic(settings, scorer, state, models)
+        return JourneyLogic(settings, scorer, state, models, decider, checkpoint)
 
     return build

@@ -14,7 +14,9 @@ The helpers below are the only way the flow should feed the histograms:
   event; never time single items on the hot path. Time per item is
   ``rate(cx_step_seconds_sum) / rate(cx_step_items_total)``.
 - :func:`redis_call` counts and times one Redis round trip by operation.
-- :func:`observe_e2e` / :func:`observe_e2e_many` record Kafka append time -> output.
+- :func:`observe_e2e` / :func:`observe_e2e_many` record Kafka append time -> output;
+  in the running flow :func:`note_appends` (input) and :func:`observe_outputs` (Kafka
+  sink) feed it once per batch (the approximation is in :func:`observe_outputs`).
 
 Series of the closed vocabularies are created at import with value 0, so a
 counter's first increment is seen by ``rate()`` and "no events" alerts have a
@@ -24,6 +26,7 @@ series to look at.
 from __future__ import annotations
 
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -62,8 +65,10 @@ KNOWN_TYPE_FAMILIES: frozenset[str] = frozenset(
 )  # fmt: skip
 #: ``reason`` values of cx_dead_letters_total written by flows/decode.py.
 DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "empty", "too_large", "not_utf8", "not_json", "not_an_object", "invalid_event", "kafka_error",
-)  # fmt: skip
+    "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
+    "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
+    "decode_failed",
+)  # fmt: skip (flows.decode.REASONS, which a test keeps equal)
 #: ``kind`` values of cx_alerts_total.
 ALERT_KINDS: tuple[str, ...] = (
     "detractor", "sentiment_drop", "identity_conflict", "touchpoint_nps_drop", "sla_breach",
@@ -176,6 +181,13 @@ REDIS_SECONDS = Histogram(
         0.1, 0.25, 0.5, 1.0, 2.5,
     ),
 )  # fmt: skip
+STORE_RETRIES = Counter(
+    "cx_store_retries_total", "Profile-store calls retried while Redis was unreachable.", ["op"]
+)
+STORE_AVAILABLE = Gauge(
+    "cx_store_available", "0 while profile-store calls are failing and being retried, else 1."
+)
+STORE_AVAILABLE.set(1)
 
 # ---------------------------------------------------------------- build info
 
@@ -419,3 +431,75 @@ def observe_e2e_many(append_ms: Iterable[int | None]) -> None:
     for ms in append_ms:
         if ms is not None and ms > 0:
             observe(max(0.0, now - ms) / 1000.0)
+
+
+# ---------------------------------------------------------------- end-to-end latency in the flow
+
+#: Inputs remembered per worker while no output is written (a flow whose sink never
+#: calls :func:`observe_outputs` must not grow without bound); the oldest go first.
+MAX_PENDING_APPENDS = 100_000
+#: An output written with no new input since the previous write (e.g. the second
+#: sink call of one activation) reuses the previous inputs for this long; later
+#: outputs (timer-driven NPS/SLA, end-of-input flushes) are not attributed to input.
+REUSE_WINDOW_MS = 1000.0
+
+
+class _Appends(threading.local):
+    """One worker's Kafka append times of input not yet matched to output."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self.last: list[int] = []
+        self.last_at_ms = 0.0
+
+
+_appends = _Appends()
+
+
+def note_appends(append_ms: list[int]) -> None:
+    """The input step of this worker hands out a batch appended to Kafka at ``append_ms``.
+
+    Called once per input batch (see :func:`flows.inputs.kafka_input`).
+    """
+    pending = _appends.pending
+    pending.extend(append_ms)
+    if len(pending) > MAX_PENDING_APPENDS:
+        del pending[: len(pending) - MAX_PENDING_APPENDS]
+
+
+def observe_outputs(count: int, now_ms: float | None = None) -> int:
+    """Record ``cx_e2e_latency_seconds`` for ``count`` outputs this worker just produced.
+
+    The approximation: outputs are not traced back to the input that caused them
+    (that would cost an id per item through every step). Instead each worker
+    remembers the append times of the input batches it handed to the flow since
+    its last sink write, and the ``count`` outputs of this write are spread over
+    them in arrival order (output ``i`` of ``n`` takes input ``i * k // n`` of
+    ``k``). With one clock read per write this is exact when every input yields
+    one output in order, and otherwise keeps the distribution's shape; outputs
+    from another worker's input (after a key exchange) use this worker's input
+    of the same moment. Returns how many latencies were observed.
+
+    >>> note_appends([1_000, 1_010])
+    >>> observe_outputs(4, now_ms=1_030)  # latencies 30, 30, 20, 20 ms
+    4
+    >>> observe_outputs(1, now_ms=1_040)  # no new input: reuses the last, 40 ms
+    1
+    >>> observe_outputs(1, now_ms=9_000)  # too long after any input: not observed
+    0
+    """
+    now = time.time() * 1000.0 if now_ms is None else now_ms
+    state = _appends
+    times = state.pending
+    if times:
+        state.pending, state.last, state.last_at_ms = [], times, now
+    elif now - state.last_at_ms <= REUSE_WINDOW_MS:
+        times = state.last
+    if not times or count <= 0:
+        return 0
+    observe = E2E_LATENCY.observe
+    known = len(times)
+    for i in range(count):
+        # Broker and worker clocks may disagree by a little: negative counts as 0.
+        observe(max(0.0, now - times[i * known // count]) / 1000.0)
+    return count

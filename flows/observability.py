@@ -198,11 +198,9 @@ def dependency_checks(
     checks: dict[str, Check] = {}
     if use_redis:
         conf = settings.redis
-        password = conf.password.get_secret_value() if conf.password is not None else None
         client = redis.Redis.from_url(
             conf.url,
-            username=conf.username,
-            password=password,
+            **conf.connection_kwargs(),  # credentials and TLS, as the store connects
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a probe answers now; the store's client retries

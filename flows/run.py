@@ -22,6 +22,8 @@ from flows.dataflow import build_flow
 from flows.encode import Encoded, encode
 from flows.inputs import kafka_input
 from flows.observability import Health, dependency_checks, serve
+from flows.recovery import prepare_recovery
+from flows.retry import Retrier, RetryingStore
 from flows.settings import Settings
 from flows.stores import make_store
 from flows.topics import ensure_topics
@@ -61,7 +63,8 @@ def run_process(
         serve(settings.metrics.host, settings.metrics.port + (process_id or 0), health)
     config = producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes)
     sink = KafkaOutputSink(config, settings.topics.output_topics())
-    store = make_store(settings, default="redis")
+    recovery = prepare_recovery(settings.recovery, workers=len(addresses or [None]))
+    store = RetryingStore(make_store(settings, default="redis"), Retrier(settings.retry))
     flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store)
     health.started()
     try:
@@ -71,6 +74,7 @@ def run_process(
             process_id=process_id,
             addresses=addresses,
             epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
+            recovery_config=recovery,
         )
     except Exception as exc:
         health.failed(f"{type(exc).__name__}: {exc}")
@@ -80,8 +84,10 @@ def run_process(
     store.close()
 
 
-def spawn_cluster(processes: int, *, tail: bool = True) -> int:
+def spawn_cluster(settings: Settings, processes: int, *, tail: bool = True) -> int:
     """Start ``processes`` local processes as one cluster; return the worst exit code."""
+    # Created here once, before the children race for it (they take a lock anyway).
+    prepare_recovery(settings.recovery, workers=processes)
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
     args = [sys.executable, "-m", "flows.cli", "run", "--addresses", addresses]
     if not tail:

@@ -7,15 +7,33 @@ The object is frozen and passed down; nothing reads the environment later.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.nba.settings import NbaSettings
 from flows.nps import NpsSettings
 from flows.sla import SlaSettings
 from flows.stages import DEFAULT_STAGE_MAP
 from online_models.settings import ModelSettings
+from schemas.envelope import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_TEXT_CHARS,
+    DEFAULT_MAX_VALUES,
+    MAX_IDENTIFIERS,
+    MAX_JSON_DEPTH,
+)
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from state.store import (
     DEFAULT_BLOCKED_PATTERNS,
@@ -36,6 +54,13 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
+    # Client certificate (mutual TLS): files, or the key inline (PEM) from a secret store.
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_pem: SecretStr | None = None
+    ssl_key_password: SecretStr | None = None
+    # "https" checks the broker's name against its certificate (librdkafka's default).
+    ssl_endpoint_identification: Literal["https", "none"] | None = None
     batch_size: int = Field(default=1000, ge=1)
     # Largest message the producer sends: dead letters carry the original bytes.
     max_message_bytes: int = Field(default=16_000_000, ge=1024)
@@ -54,6 +79,16 @@ class KafkaSettings(_Section):
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location:
             config["ssl.ca.location"] = self.ssl_ca_location
+        if self.ssl_certificate_location:
+            config["ssl.certificate.location"] = self.ssl_certificate_location
+        if self.ssl_key_location:
+            config["ssl.key.location"] = self.ssl_key_location
+        if self.ssl_key_pem is not None:
+            config["ssl.key.pem"] = self.ssl_key_pem.get_secret_value()
+        if self.ssl_key_password is not None:
+            config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        if self.ssl_endpoint_identification is not None:
+            config["ssl.endpoint.identification.algorithm"] = self.ssl_endpoint_identification
         return config
 
 
@@ -81,10 +116,79 @@ class TopicSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """The profile store's Redis; a ``rediss://`` URL turns TLS on.
+
+    Credentials written into the URL are moved into ``username`` / ``password``
+    (the URL shows in logs and errors, the secret never does):
+
+    >>> conf = RedisSettings(url="redis://ann:s3cret@db:6380/1")
+    >>> conf.url, conf.username, conf.password
+    ('redis://db:6380/1', 'ann', SecretStr('**********'))
+    """
+
     url: str = "redis://127.0.0.1:6379/0"
     username: str | None = None
     password: SecretStr | None = None
     prefix: str = "cx:"
+    # TLS (rediss:// only): CA bundle, client certificate (mutual TLS), checks.
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_url(cls, data: Any) -> Any:
+        # Never raises: an error here would print its input, secrets included.
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        if not at:
+            return data
+        user, colon, secret = userinfo.partition(":")
+        moved = {**data, "url": urlunsplit(parts._replace(netloc=hostport))}
+        if user and data.get("username") is None:
+            moved["username"] = unquote(user)
+        if colon and secret and data.get("password") is None:
+            moved["password"] = unquote(secret)
+        return moved
+
+    @field_validator("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _tls_needs_rediss(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not str(info.data.get("url", "")).startswith("rediss://"):
+            msg = "TLS settings need a rediss:// URL (CX_REDIS__URL=rediss://host:port/0)"
+            raise ValueError(msg)
+        return value
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``redis.Redis.from_url(self.url, ...)``: credentials and TLS.
+
+        >>> sorted(RedisSettings(url="rediss://db:6380/0").connection_kwargs())
+        ['password', 'ssl_cert_reqs', 'ssl_check_hostname', 'username']
+        """
+        kwargs: dict[str, Any] = {
+            "username": self.username,
+            "password": self.password.get_secret_value() if self.password is not None else None,
+        }
+        if self.url.startswith("rediss://"):
+            kwargs["ssl_cert_reqs"] = self.ssl_cert_reqs
+            kwargs["ssl_check_hostname"] = self.ssl_check_hostname
+            optional = {
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_password": (
+                    self.ssl_key_password.get_secret_value()
+                    if self.ssl_key_password is not None
+                    else None
+                ),
+            }
+            kwargs.update({k: v for k, v in optional.items() if v is not None})
+        return kwargs
 
 
 class IdentitySettings(_Section):
@@ -125,7 +229,21 @@ class JourneySettings(_Section):
 
 
 class LimitSettings(_Section):
+    """Bounds on one input message; an event over any of them becomes a dead letter
+    whose reason names the limit (see flows/decode.py)."""
+
     max_message_bytes: int = Field(default=1_000_000, ge=1)
+    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
+    # The store refuses more than 1000 identifiers in one request.
+    max_identifiers: int = Field(default=MAX_IDENTIFIERS, ge=1, le=1000)
+    # JSON nesting of the whole message (the event object is depth 1, data 2).
+    max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=3, le=MAX_JSON_DEPTH)
+    # JSON values (objects, arrays, strings, numbers, ...) in one message, counted
+    # before parsing: building millions of tiny objects is what costs time.
+    max_values: int = Field(default=DEFAULT_MAX_VALUES, ge=100)
+    # A dead letter carries at most this much of its original (base64 grows it by 4/3,
+    # and it must fit CX_KAFKA__MAX_MESSAGE_BYTES); original_size keeps the full size.
+    max_dead_letter_bytes: int = Field(default=10_000_000, ge=1)
     phone_country_code: str = Field(default="1", pattern=r"^[1-9]\d{0,2}$")
 
 
@@ -139,6 +257,10 @@ class ProfileSettings(_Section):
     # A profile is sent to cx.profiles at most once per this much event time per customer.
     emit_interval_seconds: float = Field(default=60.0, ge=0)
     recent_interactions: int = Field(default=10, ge=0)
+    # Event time before a customer's latest event during which applied event ids are
+    # remembered, so a replayed or retried event does not count twice (0: off). Same
+    # default as dedupe.ttl_seconds: a duplicate older than both passes both.
+    idempotence_window_seconds: float = Field(default=7 * 86400, ge=0)
 
 
 class MetricsSettings(_Section):
@@ -147,11 +269,41 @@ class MetricsSettings(_Section):
     port: int = Field(default=9108, ge=0, le=65535)
 
 
+class RecoverySettings(_Section):
+    """Bytewax recovery for ``cxstream run``: state and Kafka offsets survive a crash.
+
+    The directory holds ``partitions`` SQLite files, created on first use; that count is
+    fixed for good and bounds the worker processes you can ever run against it. Every
+    process of a cluster must see the same directory (a local disk for ``-p N``, a shared
+    one across machines). A snapshot is taken at the end of each epoch
+    (``epoch_interval_seconds``).
+    """
+
+    enabled: bool = True
+    directory: Path = Path(".cxstream/recovery")
+    partitions: int = Field(default=8, ge=1)
+    # Keep superseded snapshots this long (time to copy the directory to a backup).
+    backup_interval_seconds: float = Field(default=0.0, ge=0)
+
+
+class RetrySettings(_Section):
+    """Retries of profile-store calls while Redis is unreachable (capped exponential backoff)."""
+
+    initial_backoff_seconds: float = Field(default=0.1, gt=0)
+    max_backoff_seconds: float = Field(default=5.0, gt=0)
+    # Stop the flow after this long without Redis; None retries until it comes back.
+    give_up_after_seconds: float | None = Field(default=None, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable in cxstream."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CX_", env_nested_delimiter="__", frozen=True, extra="forbid"
+        env_prefix="CX_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,  # inputs may hold secrets
     )
 
     kafka: KafkaSettings = KafkaSettings()
@@ -162,10 +314,13 @@ class Settings(BaseSettings):
     nps: NpsSettings = NpsSettings()
     sla: SlaSettings = SlaSettings()
     models: ModelSettings = ModelSettings()
+    nba: NbaSettings = NbaSettings()
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()
     metrics: MetricsSettings = MetricsSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    retry: RetrySettings = RetrySettings()
     epoch_interval_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")

@@ -40,22 +40,53 @@ def hasher(settings: Settings) -> Hasher:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A client for the configured Redis, checked with PING."""
+    """A client for the configured Redis (credentials and TLS from the settings),
+    checked with PING.
+
+    Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
+    driver's own message is left out (it may quote the URL), and the exception is
+    not chained (a traceback would show the client's arguments).
+    """
     conf = settings.redis
-    password = conf.password.get_secret_value() if conf.password is not None else None
-    client = InstrumentedRedis.from_url(
-        conf.url, username=conf.username, password=password, socket_connect_timeout=5
-    )
+    where = _without_credentials(conf.url)
     try:
+        client = InstrumentedRedis.from_url(
+            conf.url, socket_connect_timeout=5, **conf.connection_kwargs()
+        )
         client.ping()
-    except redis.RedisError as exc:
+    except redis.AuthenticationError:
         msg = (
-            f"cannot reach Redis at {_without_credentials(conf.url)} ({type(exc).__name__}); "
-            "start it with "
-            "`bash scripts/services.sh start` or set CX_REDIS__URL"
+            f"Redis at {where} refused the credentials; check CX_REDIS__USERNAME "
+            "and CX_REDIS__PASSWORD"
+        )
+        raise StoreUnavailableError(msg) from None
+    except redis.ResponseError as exc:
+        hint = _response_hint(str(exc))
+        raise StoreUnavailableError(f"Redis at {where} refused the connection: {hint}") from None
+    except (redis.RedisError, ValueError, OSError) as exc:
+        msg = (
+            f"cannot reach Redis at {where} ({type(exc).__name__}{_tls_hint(conf.url, exc)}); "
+            "start it with `bash scripts/services.sh start` or set CX_REDIS__URL"
         )
         raise StoreUnavailableError(msg) from None
     return client
+
+
+def _response_hint(message: str) -> str:
+    """What to change for a Redis error reply (the reply itself never holds a secret,
+    but only its error code is kept to be sure)."""
+    code = message.split(" ", 1)[0] if message else "error"
+    if code.upper() in ("NOAUTH", "WRONGPASS"):
+        return f"{code}; set CX_REDIS__PASSWORD (and CX_REDIS__USERNAME for an ACL user)"
+    return f"{code}; check CX_REDIS__URL and the credentials"
+
+
+def _tls_hint(url: str, exc: Exception) -> str:
+    if "SSL" in type(exc).__name__ or "certificate" in str(exc).lower():
+        return ": TLS failed, check CX_REDIS__SSL_CA_CERTS and the server's certificate"
+    if not url.startswith("rediss://") and "Connection closed by server" in str(exc):
+        return ": the server may want TLS, use a rediss:// URL"
+    return ""
 
 
 def _without_credentials(url: str) -> str:

@@ -31,6 +31,15 @@ popularity; the mechanics are tested on crafted streams.)
 >>> model.observe(ann, event(2, "cx.order.placed", items=[{"sku": "nimbus-speaker"}]))
 >>> model.top_k(ann, ann.last_ms or 0, k=1)
 [('nimbus-speaker', 1.0)]
+
+A first purchase with nothing looked at before teaches no vocabulary; a
+browser of an unseen category then gets the categories' popularity:
+
+>>> fresh, bob = PropensityModel(), CategoryInterest()
+>>> fresh.observe(CategoryInterest(), event(3, "cx.order.placed", sku="lumen-lamp"))
+>>> fresh.observe(bob, event(4, "cx.web.page.viewed", page="/products/vega-stick"))
+>>> fresh.top_k(bob, bob.last_ms or 0)
+[('lumen-lamp', 1.0)]
 """
 
 from __future__ import annotations
@@ -151,7 +160,10 @@ class PropensityModel:
         k = k or conf.top_k
         x = interest.vector(now_ms, conf.half_life_days)
         if self.model.class_counts:
-            proba = self.model.predict_proba_one(x)
+            # Only categories some buyer had looked at: an unseen one says nothing, and
+            # with no vocabulary yet River's likelihood would divide by zero.
+            known = self.model.feature_counts
+            proba = self.model.predict_proba_one({c: w for c, w in x.items() if c in known})
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
             proba = {c: w / total for c, w in x.items()} if total else {}

@@ -123,5 +123,9 @@ class ModelSettings(_Section):
     churn: ChurnSettings = ChurnSettings()
     propensity: PropensitySettings = PropensitySettings()
     segmentation: SegmentationSettings = SegmentationSettings()
-    # Where the flow exports the trained churn engine (online_models.persistence); None: never.
+    # Where the flow exports its trained models (online_models.persistence); None: never.
     export_path: str | None = None
+    # At most once per this much wall time (at a Bytewax snapshot), and at end of input.
+    export_interval_seconds: float = Field(default=300.0, ge=0)
+    # A file exported before: the models start from it (warm start) instead of untrained.
+    import_path: str | None = None

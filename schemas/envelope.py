@@ -3,11 +3,29 @@
 Unknown fields are kept (``extra="allow"``) at both levels, so producers can
 add to the contract without losing data. ``channel`` and ``type`` are open
 vocabularies: a new value is processed, never rejected for being new.
+
+Size limits come from the validation context (``context={"limits": Limits(...)}``,
+defaults below when absent); breaking one raises an error whose ``type`` is one of
+:data:`LIMIT_ERRORS`, so the decoder can give each its own dead-letter reason:
+
+>>> import orjson
+>>> from pydantic import ValidationError
+>>> event = {"id": "e1", "source": "/s", "type": "cx.chat.message",
+...          "time": "2026-03-02T10:00:00Z",
+...          "data": {"channel": "chat", "touchpoint": "bot", "text": "x" * 11}}
+>>> try:
+...     InteractionEvent.model_validate_json(
+...         orjson.dumps(event), context={"limits": Limits(max_text_chars=10)})
+... except ValidationError as exc:
+...     print(exc.errors()[0]["type"], "-", exc.errors()[0]["msg"])
+text_too_long - text is 11 characters, over the limit of 10
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,7 +39,9 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from schemas.identifiers import IdentifierError, normalise_identifier, normalise_type
 
@@ -29,7 +49,61 @@ KNOWN_CHANNELS: frozenset[str] = frozenset(
     {"web", "app", "call_center", "email", "chat", "social", "store", "survey", "service_desk"}
 )
 
+# Defaults of the configurable limits (CX_LIMITS__*, flows/settings.py LimitSettings).
 MAX_IDENTIFIERS = 32
+DEFAULT_MAX_TEXT_CHARS = 100_000
+DEFAULT_MAX_DEPTH = 32
+DEFAULT_MAX_VALUES = 10_000
+#: Nesting the JSON parser itself refuses (pydantic-core's recursion guard).
+MAX_JSON_DEPTH = 200
+
+#: Error types of broken limits (each is also the dead-letter reason).
+LIMIT_ERRORS: frozenset[str] = frozenset({"text_too_long", "too_many_identifiers", "too_deep"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on one event, passed in the validation context under ``"limits"``."""
+
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    max_identifiers: int = MAX_IDENTIFIERS
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    limits = (info.context or {}).get("limits")
+    return limits if isinstance(limits, Limits) else _DEFAULT_LIMITS
+
+
+def check_free_values(groups: list[tuple[Collection[Any], int]], limits: Limits) -> None:
+    """Walk free-form JSON values (attributes, unknown fields) without recursion.
+
+    ``groups`` are ``(values, depth a container among them has)``. Raises a
+    ``too_deep`` error, or ``not_finite`` for NaN and Infinity (pydantic's parser
+    accepts them; JSON has no such numbers). How many values there are at most is
+    checked before parsing (flows/decode.py ``count_json_values``).
+
+    >>> check_free_values([([1, {"b": [2]}], 4)], Limits(max_depth=5))
+    >>> check_free_values([([1, {"b": [2]}], 4)], Limits(max_depth=4))
+    Traceback (most recent call last):
+    pydantic_core._pydantic_core.PydanticCustomError: nested deeper than 4 levels
+    """
+    stack = list(groups)
+    while stack:
+        values, depth = stack.pop()
+        for value in values:
+            if isinstance(value, dict | list):
+                if depth > limits.max_depth:
+                    raise PydanticCustomError(
+                        "too_deep", "nested deeper than {limit} levels", {"limit": limits.max_depth}
+                    )
+                stack.append((value.values() if isinstance(value, dict) else value, depth + 1))
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise PydanticCustomError("not_finite", "NaN and Infinity are not JSON numbers")
+
 
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
 Number = StrictInt | StrictFloat
@@ -44,7 +118,8 @@ class CxData(BaseModel):
     touchpoint: NonEmptyStr
     journey_stage: NonEmptyStr | None = None
     identifiers: dict[str, str] = Field(default_factory=dict)
-    text: Annotated[str, Field(max_length=100_000)] | None = None
+    # Length is checked against the context's limit (see _text_within_limit).
+    text: str | None = None
     sentiment: Annotated[Number, Field(ge=-1.0, le=1.0)] | None = None
     nps: Annotated[StrictInt, Field(ge=0, le=10)] | None = None
     csat: Annotated[StrictInt, Field(ge=1, le=5)] | None = None
@@ -67,9 +142,27 @@ class CxData(BaseModel):
     @field_validator("amount", "sentiment")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
+        try:
+            # float() of a 400-digit integer overflows: later arithmetic would too
+            finite = value is None or math.isfinite(float(value))
+        except OverflowError:
+            finite = False
+        if not finite:
             msg = "must be a finite number"
             raise ValueError(msg)
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _text_within_limit(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A dead letter, not a cut: a cut text would be scored and kept as if whole.
+        limit = _limits(info).max_text_chars
+        if value is not None and len(value) > limit:
+            raise PydanticCustomError(
+                "text_too_long",
+                "text is {chars} characters, over the limit of {limit}",
+                {"chars": len(value), "limit": limit},
+            )
         return value
 
     @field_validator("identifiers", mode="before")
@@ -77,9 +170,14 @@ class CxData(BaseModel):
     def _normalise_identifiers(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, dict):
             return value  # pydantic reports the type error
-        if len(value) > MAX_IDENTIFIERS:
-            msg = f"at most {MAX_IDENTIFIERS} identifiers per event, got {len(value)}"
-            raise ValueError(msg)
+        limit = _limits(info).max_identifiers
+        if len(value) > limit:
+            # checked before normalising: a flood would cost time per identifier
+            raise PydanticCustomError(
+                "too_many_identifiers",
+                "{count} identifiers, over the limit of {limit}",
+                {"count": len(value), "limit": limit},
+            )
         country = (info.context or {}).get("phone_country_code", "1")
         out: dict[str, str] = {}
         for raw_type, raw_value in value.items():
@@ -121,6 +219,18 @@ class InteractionEvent(BaseModel):
             msg = "id must not be blank"
             raise ValueError(msg)
         return stripped
+
+    @model_validator(mode="after")
+    def _free_values_within_limits(self, info: ValidationInfo) -> InteractionEvent:
+        # Depth: the event object is 1, data 2, data's fields 3.
+        groups: list[tuple[Collection[Any], int]] = [
+            ((self.model_extra or {}).values(), 2),
+            ((self.data.model_extra or {}).values(), 3),
+            (self.data.attributes.values(), 4),
+        ]
+        if any(values for values, _ in groups):
+            check_free_values(groups, _limits(info))
+        return self
 
     @property
     def channel_label(self) -> str:

@@ -69,6 +69,18 @@ def test_conflicts_raise_alerts_and_junk_never_links() -> None:
     assert "crm_id limit 1 would be exceeded" in alert["message"]
 
 
+def test_a_merge_tombstones_the_merged_away_profile() -> None:
+    events = [
+        make_event(1, identifiers={"email": "ann@example.com"}),
+        make_event(2, identifiers={"phone": "+14155550100"}),
+        make_event(3, identifiers={"email": "ann@example.com", "phone": "+14155550100"}),
+    ]
+    out = run_flow(_messages(events), store=make_store(Settings(), default="memory"))
+    (merge,) = out["identity"]
+    assert {"tombstone": merge["merged_id"]} in out["profiles"]
+    assert {"tombstone": merge["survivor_id"]} not in out["profiles"]
+
+
 def test_profiles_are_rate_limited_in_event_time() -> None:
     settings = Settings(profiles=ProfileSettings(emit_interval_seconds=3600))
     store = make_store(settings, default="memory")

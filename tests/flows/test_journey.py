@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.journey import JourneyLogic, JourneyState
+from flows.journey import JourneyLogic, JourneyState, Models, journey_builder
+from flows.nba import Decider, NbaSettings, load_catalogue
 from flows.resolve import Journeyed, Resolved
 from flows.sentiment import VaderScorer, bound_text
 from flows.settings import JourneySettings, Settings
 from flows.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
 from flows.stores import make_store
+from online_models.settings import ModelSettings
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert
+from schemas.ids import output_id
+from schemas.outputs import Alert, NextBestAction
 from tests.conftest import make_event, raw, run_flow
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+T0_MS = int(T0.timestamp() * 1000)
 ANN = {"email": "ann@example.com"}
 
 
@@ -37,7 +42,7 @@ def logic(**settings: Any) -> JourneyLogic:
     return JourneyLogic(JourneySettings(**settings), FixedScorer(), JourneyState())
 
 
-def run(journey: JourneyLogic, *items: Resolved) -> list[Journeyed | Alert]:
+def run(journey: JourneyLogic, *items: Resolved) -> list[Journeyed | Alert | NextBestAction]:
     return list(journey.on_batch(list(items))[0])
 
 
@@ -138,7 +143,7 @@ def test_vader_is_bounded_and_never_raises() -> None:
 def test_the_profile_carries_the_journey() -> None:
     events = [
         {**make_event(1, identifiers=ANN, text="I love it, thanks!"), "type": "cx.chat.message"},
-        {**make_event(2, identifiers=ANN, text="Awful, nobody helps."), "type": "cx.chat.message"},
+        {**make_event(2, identifiers=ANN, sentiment=-0.8), "type": "cx.chat.message"},
         {**make_event(3, identifiers=ANN, nps=3), "type": "cx.survey.nps"},
         {**make_event(4, identifiers=ANN), "type": "cx.order.placed"},
     ]
@@ -153,3 +158,126 @@ def test_the_profile_carries_the_journey() -> None:
     assert profile.sentiment_trend is not None and profile.sentiment is not None
     assert [r.get("stage") for r in profile.recent][-1] == "purchase"
     assert {a["kind"] for a in out["alerts"]} >= {"detractor"}
+
+
+# -- decide: next-best actions inside the journey step (flows/nba) -------------------------
+
+
+def decide_logic(catalogue: str | None = None, **model_settings: Any) -> JourneyLogic:
+    models = Models.build(ModelSettings(**model_settings))
+    decider = Decider(load_catalogue(catalogue), NbaSettings())
+    return JourneyLogic(JourneySettings(), FixedScorer(), JourneyState(), models, decider)
+
+
+def nbas(out: list[Any]) -> list[NextBestAction]:
+    return [o for o in out if isinstance(o, NextBestAction)]
+
+
+def test_feedback_loops_close_on_every_survey_answer() -> None:
+    journey = decide_logic()
+    out = run(journey, ev(1, 0, "cx.survey.nps", nps=2, touchpoint="store.till"))
+    assert [a.kind for a in out if isinstance(a, Alert)] == ["detractor"]
+    (recovery,) = nbas(out)
+    assert (recovery.action, recovery.action_class) == ("service_recovery", "service")
+    assert "NPS 2 at store.till" in recovery.message
+    assert recovery.reason_codes[:2] == ["rule:service_recovery", "nps=2 <= 6"]
+    assert [n.action for n in nbas(run(journey, ev(2, 200, "cx.survey.nps", nps=8)))] == [
+        "passive_feedback"
+    ]
+    promoter = nbas(run(journey, ev(3, 400, "cx.survey.nps", nps=10)))
+    assert [(n.action, n.channel) for n in promoter] == [("promoter_referral", "email")]
+    assert promoter[0].profile_excerpt["last_nps"] == 10
+
+
+def test_consent_is_folded_from_events_and_stops_marketing() -> None:
+    journey = decide_logic()
+    run(journey, ev(1, 0, "cx.email.consent.updated", consent={"marketing_email": False}))
+    assert nbas(run(journey, ev(2, 1, "cx.survey.nps", nps=10))) == []
+    assert journey.state.contacts.consent == {"marketing_email": (T0_MS, False)}
+    run(journey, ev(3, 2, "cx.email.consent.updated", consent={"marketing_email": True}))
+    assert [n.action for n in nbas(run(journey, ev(4, 3, "cx.survey.nps", nps=9)))] == [
+        "promoter_referral"
+    ]
+
+
+def test_churn_rules_wait_for_the_warm_up(tmp_path: Path) -> None:
+    rules = tmp_path / "churn.toml"
+    rules.write_text(
+        '[[action]]\nid = "save"\nclass = "retention"\nchannel = "call_center"\nvalue = 10\n'
+        'when = ["churn >= 0.2"]\nmessage = "churn {churn:.2f}"\n'
+    )
+    cold = decide_logic(str(rules))  # the default warm-up: 1000 labels
+    assert not cold.models.churn_ready  # type: ignore[union-attr]
+    assert nbas(run(cold, ev(1, 0, text="bad"))) == []
+    assert cold.decider.suppressed == {}  # type: ignore[union-attr]
+    warm = decide_logic(str(rules), churn={"warmup_labels": 0, "warmup_per_class": 0})
+    (save,) = nbas(run(warm, ev(1, 0, text="bad")))
+    assert save.action == "save" and save.score == warm.state.features.churn_score
+    assert save.reason_codes[1] == f"churn={save.score:g} >= 0.2"
+
+
+def test_propensity_feeds_the_next_category_offer() -> None:
+    journey = decide_logic()
+    order = {"items": [{"sku": "lumen-lamp"}]}
+    run(journey, ev(1, 0, "cx.web.page.viewed", attributes={"page": "/products/lumen-lamp"}))
+    run(journey, ev(2, 1, "cx.order.placed", amount=30.0, attributes=order))
+    out = nbas(
+        run(journey, ev(3, 100, "cx.web.page.viewed", attributes={"page": "/products/lumen-lamp"}))
+    )
+    (offer,) = [n for n in out if n.action == "next_category_offer"]
+    assert offer.profile_excerpt["top_category"] == "lumen-lamp"
+    assert offer.message.startswith("Show lumen-lamp picks")
+    assert journey.state.interest.weights  # the interest lives in the journey state
+
+
+def test_the_flow_emits_nbas_deterministically() -> None:
+    events = [
+        {**make_event(1, identifiers=ANN, nps=3), "type": "cx.survey.nps"},
+        {**make_event(2, identifiers=ANN, sentiment=-0.8), "type": "cx.chat.message"},
+        {**make_event(3, identifiers={"email": "bo@example.com"}, nps=10), "type": "cx.survey.nps"},
+    ]
+    first = run_flow([raw(e, offset=i) for i, e in enumerate(events)])
+    again = run_flow([raw(e, offset=i) for i, e in enumerate(events)])
+    assert first["nba"] == again["nba"]
+    assert [n["action"] for n in first["nba"]] == [
+        "service_recovery",
+        "sentiment_outreach",
+        "promoter_referral",
+    ]
+    assert first["nba"][0]["id"] == output_id("nba", "service_recovery", "evt-1")
+
+
+def test_a_disabled_decide_step_emits_nothing() -> None:
+    events = [{**make_event(1, identifiers=ANN, nps=3), "type": "cx.survey.nps"}]
+    out = run_flow([raw(events[0])], settings=Settings(nba=NbaSettings(enabled=False)))
+    assert out["nba"] == [] and [a["kind"] for a in out["alerts"]] == ["detractor"]
+
+
+def test_contact_history_survives_a_snapshot() -> None:
+    journey = decide_logic()
+    run(journey, ev(1, 0, "cx.survey.nps", nps=2, consent={"marketing": False}))
+    resumed = journey_builder(JourneySettings(), FixedScorer(), journey.models, journey.decider)(
+        journey.snapshot()
+    )
+    assert resumed.state.contacts == journey.state.contacts
+    assert resumed.state.contacts.consent == {"marketing": (T0_MS, False)}
+    # the recovery call is in its cool-down after the resume too
+    assert nbas(run(resumed, ev(2, 1, "cx.survey.nps", nps=1))) == []
+    assert resumed.decider is not None and resumed.decider.suppressed["cooldown"] == 1
+
+
+def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
+    from flows import metrics
+    from flows.journey import ModelGauges
+    from online_models.churn import ChurnEngine
+    from online_models.settings import ModelSettings
+
+    churn = ChurnEngine(ModelSettings())
+    gauges = ModelGauges(churn, every=4)
+    for i in range(8):
+        churn.evaluation.update(i % 2 == 0, 0.8 if i % 2 == 0 else 0.3)
+        gauges(None)
+    report = churn.evaluation.report()
+    assert report["auc"] == 1.0
+    assert metrics.MODEL_AUC.labels("logreg")._value.get() == report["auc"]
+    assert metrics.MODEL_LOG_LOSS.labels("logreg")._value.get() == report["log_loss"]

@@ -90,11 +90,12 @@ def _consume_all(brokers: str, topic: str) -> list[Any]:
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_valid_events_once_invalid_in_dlq_nothing_lost(
-    kafka_brokers: str, redis_url: str, topic_prefix: str, processes: int
+    kafka_brokers: str, redis_url: str, topic_prefix: str, processes: int, tmp_path: Path
 ) -> None:
     env = {
         **os.environ,
         "CX_KAFKA__BROKERS": kafka_brokers,
+        "CX_RECOVERY__DIRECTORY": str(tmp_path / "recovery"),
         "CX_METRICS__ENABLED": "false",
         "CX_EPOCH_INTERVAL_SECONDS": "1",
         "CX_REDIS__PREFIX": f"test:{topic_prefix}",

@@ -1,0 +1,153 @@
+"""``cxstream bench`` / ``python -m benchmarks.run``: the full-pipeline benchmark.
+
+Against the real Kafka and Redis, on topics and keys under a unique prefix that
+are deleted at the end:
+
+1. fill one input topic (2 partitions) with ``--events`` messages of the mix;
+2. the ceiling: plain consume -> orjson -> produce over it;
+3. ``cxstream run --no-tail`` with 1 and 2 processes over it: throughput, Redis
+   round trips per event, per-step profile, RSS over the run;
+4. latency at each ``--rates`` for ``--seconds`` (a fresh tailing flow each).
+
+Results go to ``bench.json`` and ``bench.png`` in ``--results-dir``
+(default ``benchmarks/results``); ``--markdown`` prints the README table of a
+saved ``bench.json``. ``--soak SECONDS`` runs only the soak (``--rate``, default
+1.5 x the highest sustainable rate in the saved ``bench.json``), writes
+``soak.json`` and exits 1 when lag, RSS or latency do not stay bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.harness import BenchEnv
+from benchmarks.latency import latency_at, soak
+from benchmarks.options import add_arguments
+from benchmarks.report import chart, markdown, targets
+from benchmarks.throughput import ceiling, pipeline
+from benchmarks.workload import fill
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    say(f"wrote {path}")
+
+
+def bench(args: argparse.Namespace, env: BenchEnv) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "settings": {
+            "events": args.events,
+            "rates": args.rates,
+            "seconds_per_rate": args.seconds,
+            "seed": args.seed,
+            "input_partitions": env.partitions,
+        },
+    }
+    topic = env.input_topic()
+    env.create_topic(topic)
+    say(f"filling {topic} with {args.events} messages of the synthetic mix")
+    fill(env.client_config, topic, env.partitions, args.events, args.seed,
+         lambda n: say(f"filled {n}/{args.events}") if n % 50_000 == 0 else None)  # fmt: skip
+    results["ceiling"] = ceiling(env, topic, args.events, say)
+    say(f"ceiling: {results['ceiling']['events_per_second']:,.0f} ev/s")
+    results["pipeline"] = {}
+    for processes in args.processes:
+        run = pipeline(env, topic, processes, args.events, say)
+        run["ratio_to_ceiling"] = round(
+            run["events_per_second_per_process"] / results["ceiling"]["events_per_second"], 4
+        )
+        results["pipeline"][str(processes)] = run
+        say(f"pipeline -p {processes}: {run['events_per_second']:,.0f} ev/s")
+    one, two = results["pipeline"].get("1"), results["pipeline"].get("2")
+    if one and two:
+        results["scaling_1_to_2"] = round(two["events_per_second"] / one["events_per_second"], 3)
+    results["latency"] = [
+        latency_at(env, rate, args.seconds, args.seed + 1, say) for rate in args.rates
+    ]
+    results["sustainable_rate"] = max(
+        (r["rate"] for r in results["latency"] if r["sustainable"]), default=None
+    )
+    results["targets"] = targets(results)
+    return results
+
+
+def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
+    rate = args.rate
+    if rate is None:
+        saved = args.results_dir / "bench.json"
+        if not saved.is_file():
+            say(f"no {saved} to take the sustainable rate from: pass --rate or run the bench")
+            return 2
+        sustainable = orjson.loads(saved.read_bytes()).get("sustainable_rate")
+        if not sustainable:
+            say(f"{saved} has no sustainable rate: pass --rate")
+            return 2
+        rate = 1.5 * sustainable
+    say(f"soak: {args.soak:g} s at {rate:g} ev/s")
+    result = soak(env, rate, args.soak, args.seed + 2, say)
+    result["machine"] = _machine()
+    _write(args.results_dir / "soak.json", result)
+    for name, c in result["checks"].items():
+        verdict = "ok" if c["ok"] else "GROWING"
+        say(f"soak {name}: max {c['second_half_max']} (limit {c['limit']}) {verdict}")
+    return 0 if result["bounded"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxstream bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown(orjson.loads((args.results_dir / "bench.json").read_bytes())))
+        return 0
+    env = BenchEnv(brokers=args.brokers, redis_url=args.redis_url)
+    say(f"topics and Redis keys under {env.prefix!r} (deleted at the end)")
+    try:
+        if args.soak is not None:
+            return _soak(args, env)
+        results = bench(args, env)
+    finally:
+        say("cleaning up")
+        env.cleanup()
+    _write(args.results_dir / "bench.json", results)
+    chart(results, args.results_dir / "bench.png")
+    say(f"wrote {args.results_dir / 'bench.png'}")
+    print(markdown(results))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The decision context: one flat dict of named fields that rules and messages read.
+
+Every rule condition and message template of the catalogue names fields of
+this context; :data:`FIELDS` is the full list, with the kind of value each
+holds. A field whose value is unknown (no NPS answer yet, a model that is not
+warm, ...) is ``None``: every comparison with it is false, and a message shows
+it as ``n/a``.
+
+The context is built per trigger event, inside the journey step, by
+:func:`build_context`.
+
+>>> from online_models.features import CustomerFeatures
+>>> ctx = build_context(customer_id="c-1", event_type="cx.survey.nps", channel="survey",
+...     touchpoint="store.till", nps=3, features=CustomerFeatures())
+>>> ctx["nps"], ctx["nps_group"], ctx["open_cases"], ctx["churn_ready"], ctx["churn"]
+(3, 'detractor', 0, False, None)
+>>> sorted(set(ctx) ^ set(FIELDS))
+[]
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from online_models.features import CustomerFeatures
+from online_models.settings import DAY_MS
+
+Kind = Literal["number", "text", "bool"]
+Value = float | int | str | bool | None
+Context = dict[str, Value]
+
+#: Field name -> (kind, meaning). The README lists the same table.
+FIELDS: dict[str, tuple[Kind, str]] = {
+    # the trigger event
+    "customer_id": ("text", "the customer id"),
+    "event_type": ("text", "type of the trigger event, e.g. cx.survey.nps"),
+    "channel": ("text", "channel of the trigger event"),
+    "touchpoint": ("text", "touchpoint of the trigger event"),
+    "nps": ("number", "NPS answer (0-10) carried by the trigger event"),
+    "nps_group": ("text", "promoter (9-10), passive (7-8) or detractor (0-6) of that answer"),
+    "csat": ("number", "CSAT answer (1-5) carried by the trigger event"),
+    "sentiment": ("number", "sentiment (-1..1) of the trigger event"),
+    "amount": ("number", "amount of the trigger event"),
+    # the journey
+    "stage": ("text", "journey stage after the event"),
+    "sentiment_trend": ("number", "exponentially weighted sentiment trend"),
+    "sentiment_short": ("number", "mean sentiment over the shortest window (24 h)"),
+    "sentiment_long": ("number", "mean sentiment over the longest window (7 d)"),
+    # the profile
+    "lifetime_value": ("number", "total spend"),
+    "orders": ("number", "orders placed"),
+    "days_since_order": ("number", "days since the last order (None: never ordered)"),
+    "tenure_days": ("number", "days since the customer was first seen"),
+    "last_nps": ("number", "latest NPS answer"),
+    "last_csat": ("number", "latest CSAT answer"),
+    "open_cases": ("number", "service cases open"),
+    "breached_cases": ("number", "open cases past their SLA"),
+    "segment": ("text", "online segment, e.g. seg-2"),
+    # the models
+    "churn": ("number", "churn probability (None before the churn model is warm)"),
+    "churn_ready": ("bool", "whether the churn model is past its warm-up"),
+    "top_category": ("text", "category the customer is likeliest to buy next"),
+    "category_propensity": ("number", "probability of that category"),
+}
+
+
+def nps_group(nps: int | None) -> str | None:
+    """``promoter``, ``passive`` or ``detractor``; None without an answer.
+
+    >>> [nps_group(n) for n in (10, 7, 6, None)]
+    ['promoter', 'passive', 'detractor', None]
+    """
+    if nps is None:
+        return None
+    return "promoter" if nps >= 9 else "passive" if nps >= 7 else "detractor"
+
+
+def build_context(
+    *,
+    customer_id: str,
+    event_type: str,
+    channel: str,
+    touchpoint: str,
+    features: CustomerFeatures,
+    now_ms: int = 0,
+    nps: int | None = None,
+    csat: int | None = None,
+    sentiment: float | None = None,
+    amount: float | None = None,
+    stage: str | None = None,
+    sentiment_trend: float | None = None,
+    sentiment_short: float | None = None,
+    sentiment_long: float | None = None,
+    segment: str | None = None,
+    churn: float | None = None,
+    churn_ready: bool = False,
+    top_category: tuple[str, float] | None = None,
+) -> Context:
+    """The context of one decision (see :data:`FIELDS`).
+
+    ``churn`` is blanked until ``churn_ready``: an untrained model's score
+    must not drive an action, whatever the rule says.
+    """
+    f = features
+    last_order = f.last_order_ms
+    return {
+        "customer_id": customer_id,
+        "event_type": event_type,
+        "channel": channel,
+        "touchpoint": touchpoint,
+        "nps": nps,
+        "nps_group": nps_group(nps),
+        "csat": csat,
+        "sentiment": _round(sentiment),
+        "amount": amount,
+        "stage": stage,
+        "sentiment_trend": _round(sentiment_trend),
+        "sentiment_short": _round(sentiment_short),
+        "sentiment_long": _round(sentiment_long),
+        "lifetime_value": round(f.spend, 2),
+        "orders": f.orders,
+        "days_since_order": (
+            round(max(0, now_ms - last_order) / DAY_MS, 2) if last_order is not None else None
+        ),
+        "tenure_days": (
+            round(max(0, now_ms - f.first_ms) / DAY_MS, 2) if f.first_ms is not None else 0.0
+        ),
+        "last_nps": f.nps_last,
+        "last_csat": f.csat_last,
+        "open_cases": len(f.open_cases),
+        "breached_cases": sum(1 for opened, sla in f.open_cases.values() if now_ms - opened > sla),
+        "segment": segment,
+        "churn": _round(churn) if churn_ready else None,
+        "churn_ready": churn_ready,
+        "top_category": top_category[0] if top_category else None,
+        "category_propensity": top_category[1] if top_category else None,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)

@@ -1,0 +1,135 @@
+"""The decide step: eligibility, consent, contact policy, arbitration, one NBA per pick.
+
+The journey step calls :meth:`Decider.decide` for every event of a customer,
+after journey and scores, with the decision context
+(:func:`flows.nba.context.build_context`) and the customer's
+:class:`~flows.nba.policy.ContactHistory`. Per trigger:
+
+1. **eligibility**: the actions whose ``when`` conditions all hold;
+2. **arbitration** ranks them by ``propensity x value x lever``
+   (:mod:`flows.nba.arbitration`); one without a known propensity is held
+   back as ``no_score``;
+3. **policy**, best first: consent, open case, cool-down, day and week caps
+   (:mod:`flows.nba.policy`); the first ``top_n`` that pass are sent, those
+   after are held back as ``arbitration``.
+
+Every held-back action is counted by reason in ``cx_nba_suppressed_total``
+and in :attr:`Decider.suppressed`; every NBA in ``cx_nba_total``.
+
+The NBA id is ``output_id("nba", action id, trigger event id)``: a replayed
+event gives the same id. Its reason codes say which rule fired, each
+condition's field value against its threshold, and the priority's factors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from flows import metrics
+from flows.nba.arbitration import Candidate, rank
+from flows.nba.catalogue import Catalogue
+from flows.nba.context import Context
+from flows.nba.policy import WEEK_MS, ContactHistory
+from flows.nba.settings import NbaSettings
+from schemas.ids import output_id
+from schemas.outputs import NextBestAction
+
+#: Context fields copied into every NBA for the agent desktop.
+EXCERPT: dict[str, str] = {  # excerpt key -> context field
+    "segment": "segment",
+    "lifetime_value": "lifetime_value",
+    "churn_risk": "churn",
+    "last_nps": "last_nps",
+    "sentiment_trend": "sentiment_trend",
+    "open_cases": "open_cases",
+    "stage": "stage",
+    "top_category": "top_category",
+}
+SUPPRESSION_REASONS = (
+    "no_score", "consent", "open_case", "cooldown", "daily_cap", "weekly_cap", "arbitration",
+)  # fmt: skip
+
+
+class Decider:
+    """Next-best actions from one catalogue under one contact policy (one per worker)."""
+
+    def __init__(self, catalogue: Catalogue, settings: NbaSettings | None = None) -> None:
+        self.catalogue = catalogue
+        self.settings = settings or NbaSettings()
+        self.keep_ms = max([WEEK_MS, *(a.cooldown_ms for a in catalogue.actions)])
+        # Only work out the category propensity when some action reads it.
+        self.needs_propensity = catalogue.uses("top_category", "category_propensity")
+        self.suppressed: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self._metric = {r: metrics.NBA_SUPPRESSED.labels(r).inc for r in SUPPRESSION_REASONS}
+
+    def decide(
+        self,
+        ctx: Context,
+        history: ContactHistory,
+        event_id: str,
+        time: datetime,
+        now_ms: int,
+    ) -> list[NextBestAction]:
+        """The NBAs for one trigger event; records them in ``history``."""
+        eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
+        if not eligible:
+            return []
+        conf = self.settings
+        ranked = rank(self.catalogue, ctx, eligible)
+        self._hold("no_score", len(eligible) - len(ranked))
+        chosen: list[Candidate] = []
+        open_cases = bool(ctx.get("open_cases"))
+        for candidate in ranked:
+            action = candidate.action
+            if not history.consents(action.consent, action.channel):
+                reason: str | None = "consent"
+            elif open_cases and action.action_class in conf.blocked_by_open_case:
+                reason = "open_case"
+            else:
+                reason = history.blocked(
+                    action.id, action.action_class, action.cooldown_ms, now_ms, len(chosen), conf
+                )
+            if reason is None and len(chosen) >= conf.top_n:
+                reason = "arbitration"
+            if reason is not None:
+                self._hold(reason)
+                continue
+            chosen.append(candidate)
+        out = []
+        for candidate in chosen:
+            action = candidate.action
+            history.record(action.id, action.action_class, now_ms, self.keep_ms)
+            self.sent[action.id] += 1
+            metrics.NBA.labels(action.id).inc()
+            out.append(self._nba(candidate, ctx, event_id, time))
+        return out
+
+    def _nba(
+        self, candidate: Candidate, ctx: Context, event_id: str, time: datetime
+    ) -> NextBestAction:
+        action = candidate.action
+        reasons = [f"rule:{action.id}", *(c.explain(ctx) for c in action.when), candidate.reason()]
+        excerpt: dict[str, Any] = {key: ctx.get(name) for key, name in EXCERPT.items()}
+        return NextBestAction(
+            id=output_id("nba", action.id, event_id),
+            customer_id=str(ctx["customer_id"]),
+            action=action.id,
+            action_class=action.action_class,
+            channel=action.channel,
+            priority=candidate.priority,
+            score=round(candidate.propensity, 4),
+            message=action.render(ctx),
+            reason_codes=reasons,
+            trigger_event_ids=[event_id],
+            time=time,
+            expires_at=time + timedelta(milliseconds=action.expiry_ms),
+            profile_excerpt=excerpt,
+        )
+
+    def _hold(self, reason: str, n: int = 1) -> None:
+        if n > 0:
+            self.suppressed[reason] += n
+            self._metric[reason](n)

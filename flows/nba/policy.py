@@ -1,0 +1,118 @@
+"""Contact policy and consent: one customer's contact history, kept in journey state.
+
+Per customer the journey state holds a :class:`ContactHistory`: the actions
+sent over the last week of event time, or the longest cool-down if longer
+(for the day and week caps and the cool-downs), and the customer's consent,
+folded from ``data.consent`` of their events (purpose -> granted; the latest
+by event time wins). It is small and bounded: at most :data:`MAX_SENT` sends
+and ``max_consent_purposes`` purposes.
+
+An action is held back, checked in this order, for:
+
+``consent``
+    it needs a consent purpose (marketing: ``marketing`` by default) and the
+    customer opted out of that purpose or of ``<purpose>_<channel>`` (an opt
+    out of ``marketing_email`` stops marketing by email); a purpose never
+    mentioned counts as allowed. Service and retention actions need none.
+``open_case``
+    its class is in ``blocked_by_open_case`` (marketing and sales) and the
+    customer has a service case open;
+``cooldown``
+    the same action went to this customer within its ``cooldown_hours``
+    before or after the trigger (events may arrive out of order);
+``daily_cap`` / ``weekly_cap``
+    the customer already got ``max_per_day`` actions in the 24 h, or
+    ``max_per_week`` in the 7 days, up to the trigger's event time (the
+    actions chosen for this trigger count too); classes in ``cap_exempt``
+    (service) pass but are counted.
+
+Like the rest of the journey state, the history is per customer id: when two
+customers merge, the merged-away id's history (and consent) stays behind and
+the survivor keeps its own.
+
+>>> from flows.nba.settings import NbaSettings
+>>> h = ContactHistory()
+>>> h.fold_consent(1_000, {"marketing_email": False}, NbaSettings())
+>>> h.consents("marketing", "email"), h.consents("marketing", "sms"), h.consents(None, "email")
+(False, True, True)
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from flows.nba.settings import NbaSettings
+
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+MAX_SENT = 256  # hard bound on remembered sends, whatever the settings
+
+
+@dataclass(slots=True)
+class ContactHistory:
+    """One customer's sends and consent (see the module docstring)."""
+
+    sent: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, action, class), sorted
+    consent: dict[str, tuple[int, bool]] = field(default_factory=dict)  # purpose -> (ms, granted)
+
+    def fold_consent(self, t_ms: int, changes: dict[str, bool], conf: NbaSettings) -> None:
+        """Take in an event's consent changes; an older change never overrides a newer one."""
+        for purpose, granted in sorted(changes.items()):
+            known = self.consent.get(purpose)
+            if known is None or known[0] <= t_ms:
+                self.consent[purpose] = (t_ms, bool(granted))
+        while len(self.consent) > conf.max_consent_purposes:
+            del self.consent[min(self.consent, key=lambda p: (self.consent[p][0], p))]
+
+    def consents(self, purpose: str | None, channel: str) -> bool:
+        """Whether an action needing ``purpose`` may go out by ``channel``."""
+        if purpose is None:
+            return True
+        for key in (purpose, f"{purpose}_{channel}"):
+            known = self.consent.get(key)
+            if known is not None and not known[1]:
+                return False
+        return True
+
+    def blocked(
+        self,
+        action_id: str,
+        action_class: str,
+        cooldown_ms: int,
+        now_ms: int,
+        chosen: int,
+        conf: NbaSettings,
+    ) -> str | None:
+        """The contact-policy reason holding an action back at ``now_ms``, or None.
+
+        ``chosen`` actions were already picked for this trigger (they count towards
+        the caps). Consent and open cases are checked by the caller, first.
+        """
+        if cooldown_ms and any(
+            name == action_id and abs(now_ms - ms) < cooldown_ms for ms, name, _ in self.sent
+        ):
+            return "cooldown"
+        if action_class in conf.cap_exempt:
+            return None
+        if self._count(now_ms - DAY_MS, now_ms) + chosen >= conf.max_per_day:
+            return "daily_cap"
+        if self._count(now_ms - WEEK_MS, now_ms) + chosen >= conf.max_per_week:
+            return "weekly_cap"
+        return None
+
+    def record(self, action_id: str, action_class: str, now_ms: int, keep_ms: int) -> None:
+        """Remember a send; forget sends older than ``keep_ms`` before the latest
+        (the longer of a week and the longest cool-down): no cap or cool-down needs them."""
+        bisect.insort(self.sent, (now_ms, action_id, action_class))
+        horizon = self.sent[-1][0] - max(keep_ms, WEEK_MS)
+        drop = bisect.bisect_left(self.sent, (horizon + 1,))
+        if drop or len(self.sent) > MAX_SENT:
+            del self.sent[: max(drop, len(self.sent) - MAX_SENT)]
+
+    def _count(self, after_ms: int, until_ms: int) -> int:
+        """Sends in (after_ms, until_ms]."""
+        sent = self.sent
+        return bisect.bisect_right(sent, (until_ms, "\U0010ffff")) - bisect.bisect_right(
+            sent, (after_ms, "\U0010ffff")
+        )

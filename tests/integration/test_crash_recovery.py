@@ -1,0 +1,229 @@
+"""Crash test: kill -9 the real flow at random points, restart it, lose nothing.
+
+The flow runs on the real Kafka and Redis with Bytewax recovery on. The input
+goes to one partition, in the order of the reference run, so that event-time
+lateness (which decides what an NPS window holds) is the same in both; the
+state itself is spread over one or two processes. The flow is killed
+(SIGKILL to the whole process group, cluster children included) in its first
+epoch, mid-stream with two processes, and with snapshots every 0.2 s (so the
+kill likely lands during one), each time restarted, sometimes with a different
+number of processes; a last run drains the input and stops at its end. The
+verifier (tests/integration/verifier.py) then checks every output topic and the
+Redis graph against a fault-free offline run of the same input.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from flows.decode import Decoder
+from flows.offline import run_offline
+from flows.settings import (
+    IdentitySettings,
+    KafkaSettings,
+    LimitSettings,
+    RedisSettings,
+    Settings,
+    TopicSettings,
+)
+from flows.stores import make_store
+from flows.topics import ensure_topics
+from replay.log import write_log
+from replay.synthetic import generate_world
+from schemas.outputs import DeadLetter
+from schemas.records import OUTPUT_KINDS, RawMessage
+from tests.integration.verifier import Reference, verify
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+SEED = 20261123
+
+
+def flow_env(brokers: str, prefix: str, recovery: Path) -> dict[str, str]:
+    """The environment of a `cxstream run` on topics and Redis keys of its own."""
+    return {
+        **os.environ,
+        "CX_KAFKA__BROKERS": brokers,
+        "CX_METRICS__ENABLED": "false",
+        "CX_REDIS__PREFIX": f"test:{prefix}",
+        "CX_RECOVERY__DIRECTORY": str(recovery),
+        "CX_IDENTITY__PRIVACY_TOPIC": f"{prefix}cx.privacy",
+        "CX_TOPICS__EVENTS": f"{prefix}cx.events",
+        "CX_TOPICS__PARTITIONS": "1",
+        **{f"CX_TOPICS__{kind.upper()}": f"{prefix}cx.{kind}" for kind in OUTPUT_KINDS},
+    }
+
+
+def settings_of(env: dict[str, str], redis_url: str) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(brokers=env["CX_KAFKA__BROKERS"]),
+        redis=RedisSettings(url=redis_url, prefix=env["CX_REDIS__PREFIX"]),
+        identity=IdentitySettings(privacy_topic=env["CX_IDENTITY__PRIVACY_TOPIC"]),
+        topics=TopicSettings(
+            partitions=1,
+            events=env["CX_TOPICS__EVENTS"],
+            **{kind: env[f"CX_TOPICS__{kind.upper()}"] for kind in OUTPUT_KINDS},
+        ),
+    )
+
+
+def produce(brokers: str, topic: str, values: list[bytes]) -> list[RawMessage]:
+    """Send ``values``; return them as delivered (partition, offset, timestamp)."""
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 20})
+    delivered: list[RawMessage] = []
+
+    def done(err: object, msg: object) -> None:
+        assert err is None, err
+        delivered.append(
+            RawMessage(
+                msg.value(),  # type: ignore[attr-defined]
+                None,
+                topic,
+                msg.partition(),  # type: ignore[attr-defined]
+                msg.offset(),  # type: ignore[attr-defined]
+                msg.timestamp()[1],  # type: ignore[attr-defined]
+            )
+        )
+
+    for i, value in enumerate(values):
+        producer.produce(topic, value, partition=0, on_delivery=done)
+        if i % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return sorted(delivered, key=lambda r: r.offset or 0)
+
+
+def consumed(brokers: str, topic: str) -> int:
+    """How many messages of ``topic`` exist (sum of partition end offsets)."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "crash-test-probe"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def flows() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:  # never leave a cluster behind, whatever happened
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start(
+    env: dict[str, str], processes: int, *, tail: bool, epoch: float
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "flows.cli", "run", "--processes", str(processes)]
+    return subprocess.Popen(
+        [*args] if tail else [*args, "--no-tail"],
+        cwd=REPO,
+        env={**env, "CX_EPOCH_INTERVAL_SECONDS": str(epoch)},
+        start_new_session=True,  # its own process group: one killpg reaches the children
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_output(brokers: str, topics: list[str], above: int, timeout: float = 60) -> int:
+    """Wait until the output topics hold more than ``above`` messages; return how many."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total = sum(consumed(brokers, t) for t in topics)
+        if total > above:
+            return total
+        time.sleep(0.1)
+    raise AssertionError(f"no new output within {timeout} s")
+
+
+def test_killed_runs_resume_and_lose_or_duplicate_nothing(
+    kafka_brokers: str,
+    redis_url: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    flows: list[subprocess.Popen[bytes]],
+) -> None:
+    rng = random.Random(SEED)
+    env = flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery")
+    settings = settings_of(env, redis_url)
+    ensure_topics(settings)
+    world = generate_world(1200, 60, seed=SEED)
+    messages = produce(
+        kafka_brokers, settings.topics.events, [m.value or b"" for m in world.messages()]
+    )
+
+    # The reference: the same messages, once, offline, with the in-memory store.
+    log = tmp_path / "input.jsonl"
+    write_log(log, messages)
+    run_offline(Settings(), [log], tmp_path / "reference")
+    decode = Decoder(LimitSettings())
+    invalid: set[tuple[int, int]] = set()
+    surveys: dict[str, set[str]] = defaultdict(set)
+    for message in messages:
+        item = decode(message)
+        if isinstance(item, DeadLetter):
+            invalid.add((message.partition or 0, message.offset or 0))
+        elif item.data.nps is not None:
+            surveys[item.data.touchpoint or ""].add(item.id)
+    answers = {touchpoint: len(ids) for touchpoint, ids in surveys.items()}
+    reference = Reference.from_offline(tmp_path / "reference", invalid, answers)
+    assert reference.event_count > 20_000 and invalid and reference.responses
+
+    outputs = [settings.topics.dlq, settings.topics.identity, settings.topics.profiles]
+    seen = 0
+    # (processes, epoch seconds, extra seconds after new output appears before kill -9)
+    kills = [
+        (1, 5.0, 0.0),  # in the first epoch: before the first snapshot
+        (2, 0.5, rng.uniform(0.5, 2.0)),  # mid-stream, two processes
+        (1, 0.2, rng.uniform(0.3, 1.5)),  # snapshots every 0.2 s: likely during one
+        (2, 1.0, rng.uniform(0.5, 2.0)),
+    ]
+    for processes, epoch, delay in kills[: int(os.environ.get("DBG_KILLS", "9"))]:
+        proc = start(env, processes, tail=True, epoch=epoch)
+        flows.append(proc)
+        seen = wait_for_output(kafka_brokers, outputs, seen)
+        time.sleep(delay)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    final = start(env, 2, tail=False, epoch=1.0)
+    flows.append(final)
+    _, stderr = final.communicate(timeout=300)
+    assert final.returncode == 0, stderr.decode()[-3000:]
+
+    store = make_store(settings, default="redis")
+    try:
+        profiles = [p for cid in store.customers() if (p := store.profile(cid)) is not None]
+    finally:
+        store.close()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        problems = verify(
+            kafka_brokers,
+            {kind: getattr(settings.topics, kind) for kind in OUTPUT_KINDS},
+            client,
+            settings.redis.prefix,
+            reference,
+            profiles,
+        )
+    finally:
+        client.close()
+    assert not problems, "\n".join(problems)

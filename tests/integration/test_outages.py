@@ -1,0 +1,261 @@
+"""Outages mid-stream: Redis stops and comes back; the flow waits, resumes, loses nothing.
+
+The test runs its own redis-server (append-only file, so a restart keeps the
+data, as a production Redis with persistence would) and stops it with SIGTERM
+while ``cxstream run`` is working through a backlog on the real Kafka. Redis comes
+back a few seconds later; the flow, which retried with backoff meanwhile, must
+finish the backlog with every event counted once, the identity graph consistent,
+and the outage visible in its metrics and logs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from flows.offline import run_offline
+from flows.settings import Settings
+from flows.stores import make_store
+from flows.topics import ensure_topics
+from replay.log import write_log
+from replay.synthetic import generate_world
+from schemas.outputs import ProfileSnapshot
+from tests.integration.test_crash_recovery import (
+    REPO,
+    flow_env,
+    produce,
+    settings_of,
+    wait_for_output,
+)
+from tests.integration.verifier import consume_all
+from tests.state.conftest import _graph_problems
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own, which can be stopped and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis finishes the running script and exits
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def metric(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def test_redis_stopped_mid_stream_then_back_loses_nothing(
+    kafka_brokers: str, own_redis: RedisServer, topic_prefix: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"),
+        "CX_REDIS__URL": own_redis.url,
+        "CX_METRICS__ENABLED": "true",
+        "CX_METRICS__PORT": str(port),
+        "CX_RETRY__MAX_BACKOFF_SECONDS": "0.5",
+        "CX_EPOCH_INTERVAL_SECONDS": "1",
+    }
+    settings = settings_of(env, own_redis.url)
+    ensure_topics(settings)
+    world = generate_world(400, 60, seed=7)
+    messages = produce(
+        kafka_brokers, settings.topics.events, [m.value or b"" for m in world.messages()]
+    )
+    log = tmp_path / "input.jsonl"
+    write_log(log, messages)
+    run_offline(Settings(), [log], tmp_path / "reference")
+    expected = sum(p.event_count for p in _profiles(tmp_path / "reference" / "profiles.jsonl"))
+
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_output(kafka_brokers, [settings.topics.identity, settings.topics.dlq], 0)
+        assert flow.poll() is None, "the flow ended before Redis stopped"
+        own_redis.stop()
+        time.sleep(3)  # the flow keeps retrying meanwhile
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            during = reply.read().decode()
+        own_redis.start()
+        _, stderr = flow.communicate(timeout=240)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    assert flow.returncode == 0, stderr[-3000:]
+    assert metric(during, "cx_store_retries_total") > 0
+    assert metric(during, "cx_store_available") == 0
+    assert "profile store unreachable" in stderr and "profile store back" in stderr
+
+    store = make_store(settings, default="redis")
+    try:
+        counted = sum(p.event_count for c in store.customers() if (p := store.profile(c)))
+    finally:
+        store.close()
+    assert counted == expected
+    client = redis.Redis.from_url(own_redis.url)
+    try:
+        assert _graph_problems(client, settings.redis.prefix) == []
+    finally:
+        client.close()
+
+
+def _profiles(path: Path) -> list[ProfileSnapshot]:
+    return [ProfileSnapshot.model_validate_json(line) for line in path.read_bytes().splitlines()]
+
+
+class KafkaBroker:
+    """A second KRaft broker of the test's own (scripts/services.sh with other ports and state)."""
+
+    def __init__(self, state: Path) -> None:
+        self.port, controller = free_port(), free_port()
+        self.env = {
+            **os.environ,
+            "CX_SERVICES_STATE": str(state),
+            "CX_KAFKA_PORT": str(self.port),
+            "CX_KAFKA_CONTROLLER_PORT": str(controller),
+            "CX_KAFKA_HEAP_OPTS": "-Xmx512m -Xms256m",
+        }
+
+    @property
+    def brokers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _services(self, command: str) -> None:
+        done = subprocess.run(
+            ["bash", str(REPO / "scripts" / "services.sh"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    def start(self) -> None:
+        self._services("start")  # reuses the shared Redis; formats storage only once
+
+    def stop(self) -> None:
+        self._services("stop")  # SIGTERM: a controlled shutdown, like a rolling restart
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path / "services")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_kafka_broker_restarted_mid_stream_loses_nothing(
+    own_kafka: KafkaBroker, redis_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = {
+        **flow_env(own_kafka.brokers, topic_prefix, tmp_path / "recovery"),
+        "CX_EPOCH_INTERVAL_SECONDS": "1",
+    }
+    settings = settings_of(env, redis_url)
+    ensure_topics(settings)
+    world = generate_world(600, 60, seed=8)
+    values = [m.value or b"" for m in world.messages()]
+    messages = produce(own_kafka.brokers, settings.topics.events, values)
+    log = tmp_path / "input.jsonl"
+    write_log(log, messages)
+    run_offline(Settings(), [log], tmp_path / "reference")
+    reference = tmp_path / "reference"
+    expected = sum(p.event_count for p in _profiles(reference / "profiles.jsonl"))
+    dead = len((reference / "dlq.jsonl").read_bytes().splitlines())
+
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_output(own_kafka.brokers, [settings.topics.identity, settings.topics.dlq], 0)
+        assert flow.poll() is None, "the flow ended before the broker restart"
+        own_kafka.stop()
+        time.sleep(2)
+        own_kafka.start()
+        _, stderr = flow.communicate(timeout=300)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    assert flow.returncode == 0, stderr[-3000:]
+
+    store = make_store(settings, default="redis")
+    try:
+        counted = sum(p.event_count for c in store.customers() if (p := store.profile(c)))
+    finally:
+        store.close()
+    assert counted == expected
+    letters = consume_all(own_kafka.brokers, settings.topics.dlq)
+    reasons = Counter(orjson.loads(m.value())["reason"] for m in letters)
+    assert sum(reasons.values()) == dead, reasons  # no kafka_error letters from the restart
