@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -103,6 +103,55 @@ def metric(text: str, name: str) -> float:
     )
 
 
+def backlog(brokers: str, settings: Settings, customers: int, seed: int, tmp: Path) -> Path:
+    """Produce a synthetic world to the events topic; run it offline; return that output dir."""
+    ensure_topics(settings)
+    world = generate_world(customers, 60, seed=seed)
+    values = [m.value or b"" for m in world.messages()]
+    log = tmp / "input.jsonl"
+    write_log(log, produce(brokers, settings.topics.events, values))
+    run_offline(Settings(), [log], tmp / "reference")
+    return tmp / "reference"
+
+
+def run_through(
+    brokers: str, settings: Settings, env: dict[str, str], disrupt: Callable[[], None]
+) -> str:
+    """Run the flow to the end of the backlog, calling ``disrupt`` once it is under way;
+    return its stderr."""
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_output(brokers, [settings.topics.identity, settings.topics.dlq], 0)
+        assert flow.poll() is None, "the flow ended before the outage"
+        disrupt()
+        _, stderr = flow.communicate(timeout=300)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    assert flow.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+def counted_events(settings: Settings) -> int:
+    """Events counted in the store's profiles."""
+    store = make_store(settings, default="redis")
+    try:
+        return sum(p.event_count for c in store.customers() if (p := store.profile(c)))
+    finally:
+        store.close()
+
+
+def reference_events(reference: Path) -> int:
+    return sum(p.event_count for p in _profiles(reference / "profiles.jsonl"))
+
+
 def test_redis_stopped_mid_stream_then_back_loses_nothing(
     kafka_brokers: str, own_redis: RedisServer, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -116,47 +165,22 @@ def test_redis_stopped_mid_stream_then_back_loses_nothing(
         "CX_EPOCH_INTERVAL_SECONDS": "1",
     }
     settings = settings_of(env, own_redis.url)
-    ensure_topics(settings)
-    world = generate_world(400, 60, seed=7)
-    messages = produce(
-        kafka_brokers, settings.topics.events, [m.value or b"" for m in world.messages()]
-    )
-    log = tmp_path / "input.jsonl"
-    write_log(log, messages)
-    run_offline(Settings(), [log], tmp_path / "reference")
-    expected = sum(p.event_count for p in _profiles(tmp_path / "reference" / "profiles.jsonl"))
+    reference = backlog(kafka_brokers, settings, 400, 7, tmp_path)
+    during = ""
 
-    flow = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_output(kafka_brokers, [settings.topics.identity, settings.topics.dlq], 0)
-        assert flow.poll() is None, "the flow ended before Redis stopped"
+    def outage() -> None:
+        nonlocal during
         own_redis.stop()
         time.sleep(3)  # the flow keeps retrying meanwhile
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             during = reply.read().decode()
         own_redis.start()
-        _, stderr = flow.communicate(timeout=240)
-    finally:
-        if flow.poll() is None:
-            flow.kill()
-    assert flow.returncode == 0, stderr[-3000:]
+
+    stderr = run_through(kafka_brokers, settings, env, outage)
     assert metric(during, "cx_store_retries_total") > 0
     assert metric(during, "cx_store_available") == 0
     assert "profile store unreachable" in stderr and "profile store back" in stderr
-
-    store = make_store(settings, default="redis")
-    try:
-        counted = sum(p.event_count for c in store.customers() if (p := store.profile(c)))
-    finally:
-        store.close()
-    assert counted == expected
+    assert counted_events(settings) == reference_events(reference)
     client = redis.Redis.from_url(own_redis.url)
     try:
         assert _graph_problems(client, settings.redis.prefix) == []
@@ -219,43 +243,16 @@ def test_kafka_broker_restarted_mid_stream_loses_nothing(
         "CX_EPOCH_INTERVAL_SECONDS": "1",
     }
     settings = settings_of(env, redis_url)
-    ensure_topics(settings)
-    world = generate_world(600, 60, seed=8)
-    values = [m.value or b"" for m in world.messages()]
-    messages = produce(own_kafka.brokers, settings.topics.events, values)
-    log = tmp_path / "input.jsonl"
-    write_log(log, messages)
-    run_offline(Settings(), [log], tmp_path / "reference")
-    reference = tmp_path / "reference"
-    expected = sum(p.event_count for p in _profiles(reference / "profiles.jsonl"))
-    dead = len((reference / "dlq.jsonl").read_bytes().splitlines())
+    reference = backlog(own_kafka.brokers, settings, 600, 8, tmp_path)
 
-    flow = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_output(own_kafka.brokers, [settings.topics.identity, settings.topics.dlq], 0)
-        assert flow.poll() is None, "the flow ended before the broker restart"
+    def restart() -> None:
         own_kafka.stop()
         time.sleep(2)
         own_kafka.start()
-        _, stderr = flow.communicate(timeout=300)
-    finally:
-        if flow.poll() is None:
-            flow.kill()
-    assert flow.returncode == 0, stderr[-3000:]
 
-    store = make_store(settings, default="redis")
-    try:
-        counted = sum(p.event_count for c in store.customers() if (p := store.profile(c)))
-    finally:
-        store.close()
-    assert counted == expected
+    run_through(own_kafka.brokers, settings, env, restart)
+    assert counted_events(settings) == reference_events(reference)
+    dead = len((reference / "dlq.jsonl").read_bytes().splitlines())
     letters = consume_all(own_kafka.brokers, settings.topics.dlq)
     reasons = Counter(orjson.loads(m.value())["reason"] for m in letters)
     assert sum(reasons.values()) == dead, reasons  # no kafka_error letters from the restart
