@@ -64,11 +64,12 @@ KNOWN_TYPE_FAMILIES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 #: ``reason`` values of cx_dead_letters_total written by flows/decode.py.
+# The same as flows.decode.REASONS (a test keeps them equal).
 DEAD_LETTER_REASONS: tuple[str, ...] = (
     "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
     "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
     "decode_failed",
-)  # fmt: skip (flows.decode.REASONS, which a test keeps equal)
+)  # fmt: skip
 #: ``kind`` values of cx_alerts_total.
 ALERT_KINDS: tuple[str, ...] = (
     "detractor", "sentiment_drop", "identity_conflict", "touchpoint_nps_drop", "sla_breach",

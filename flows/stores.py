@@ -112,6 +112,7 @@ def make_store(
         emit_interval_ms=round(settings.profiles.emit_interval_seconds * 1000),
         recent_limit=settings.profiles.recent_interactions,
         publish=publish,
+        idempotence_window_ms=round(settings.profiles.idempotence_window_seconds * 1000),
     )
     policy, keyed = identity_policy(settings), hasher(settings)
     if (settings.identity.store or default) == "memory":

@@ -30,8 +30,11 @@ from state.hashing import Hasher, PlainIdentifiers
 from state.profile_hash import (
     ProfileDelta,
     ProfileRules,
-    apply_delta,
+    applied_horizon,
     fold,
+    fold_delta,
+    parse_recent,
+    publish_due,
     snapshot_from_hash,
 )
 from state.store import (
@@ -89,6 +92,8 @@ class MemoryProfileStore:
         self._profiles: dict[str, dict[str, str]] = {}
         self._recent: dict[str, list[tuple[int, str]]] = {}
         self._pending: dict[str, int] = {}
+        # event ids applied to each profile, with their event time (idempotence)
+        self._applied: dict[str, dict[str, int]] = {}
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         # all prepared first: a bad request refuses the batch before any change
@@ -135,34 +140,55 @@ class MemoryProfileStore:
     # -- profiles ------------------------------------------------------------------
 
     def apply_profiles(self, deltas: Sequence[ProfileDelta]) -> list[ProfileSnapshot]:
+        # Mirrors apply_profiles in state/lua/profile.lua, which groups the deltas per
+        # customer; customers are independent, so applying in batch order is the same.
         due: dict[str, None] = {}
         max_ms: int | None = None
-        limit = self.rules.recent_limit
+        rules = self.rules
+        limit, window = rules.recent_limit, rules.idempotence_window_ms
+        touched: set[str] = set()
         for delta in deltas:
             cid = self.canonical(delta.customer_id)
             if cid not in self._customers:
                 continue  # erased (or never resolved): never resurrect a profile
             max_ms = delta.ms if max_ms is None else max(max_ms, delta.ms)
-            if limit > 0:
-                recent = self._recent.setdefault(cid, [])
-                if (delta.ms, delta.recent) not in recent:  # a sorted *set* in Redis
-                    recent.append((delta.ms, delta.recent))
-                    recent.sort()
-                    del recent[:-limit]
             profile = self._profiles.setdefault(cid, {})
-            if not self.rules.publish:
-                apply_delta(profile, delta, 0)
-            elif apply_delta(profile, delta, self.rules.emit_interval_ms):
+            applied = self._applied.setdefault(cid, {}) if window > 0 else None
+            # A re-applied event (a replay after a crash, a retried call) changes no
+            # field, but still meets the publication rule below: a publication lost
+            # with the first attempt's reply goes out again.
+            if applied is None or delta.event_id not in applied:
+                if applied is not None:
+                    applied[delta.event_id] = delta.ms
+                    touched.add(cid)
+                fold_delta(profile, delta)
+                if limit > 0 and delta.recent:
+                    self._add_recent(cid, delta.ms, delta.recent)
+            if not rules.publish:
+                continue
+            if publish_due(profile, delta.ms, rules.emit_interval_ms):
                 self._pending.pop(cid, None)
                 due[cid] = None
             else:
                 self._pending.setdefault(cid, delta.ms)
-        if max_ms is not None and self.rules.publish:
-            horizon = max_ms - self.rules.emit_interval_ms
+        for cid in touched:
+            horizon = applied_horizon(self._profiles[cid], window)
+            applied = self._applied[cid]
+            if min(applied.values()) < horizon:
+                self._applied[cid] = {e: ms for e, ms in applied.items() if ms >= horizon}
+        if max_ms is not None and rules.publish:
+            horizon = max_ms - rules.emit_interval_ms
             for cid in self._pending_until(horizon):
                 self._profiles[cid]["emit"] = str(max_ms)
                 due[cid] = None
         return [self._snapshot(cid) for cid in due]
+
+    def _add_recent(self, cid: str, ms: int, entry: str) -> None:
+        recent = self._recent.setdefault(cid, [])
+        if (ms, entry) not in recent:  # a sorted *set* in Redis
+            recent.append((ms, entry))
+            recent.sort()
+            del recent[: -self.rules.recent_limit]
 
     def _pending_until(self, horizon: int | None) -> list[str]:
         ready = sorted(
@@ -180,13 +206,14 @@ class MemoryProfileStore:
         return [self._snapshot(cid) for cid in self._pending_until(None)]
 
     def _snapshot(self, cid: str) -> ProfileSnapshot:
-        recent = [entry for _, entry in self._recent.get(cid, [])]
+        recent = parse_recent([entry for _, entry in self._recent.get(cid, [])])
         return snapshot_from_hash(cid, self._profiles[cid], self.identifiers(cid), recent)
 
     def _drop_profile(self, cid: str) -> None:
         self._profiles.pop(cid, None)
         self._recent.pop(cid, None)
         self._pending.pop(cid, None)
+        self._applied.pop(cid, None)
 
     def _fold_profile(self, merged_id: str, survivor_id: str) -> None:
         source = self._profiles.get(merged_id)
@@ -199,6 +226,9 @@ class MemoryProfileStore:
         pending = self._pending.get(merged_id)
         if pending is not None:
             self._pending[survivor_id] = min(pending, self._pending.get(survivor_id, pending))
+        applied = self._applied.get(merged_id)
+        if applied:
+            self._applied.setdefault(survivor_id, {}).update(applied)
         self._drop_profile(merged_id)
 
     def close(self) -> None:

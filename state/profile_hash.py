@@ -12,6 +12,11 @@ is the one of the latest event by event time, each with a ``<name>@`` stamp:
 ``nps``, ``csat``, ``sent``, ``stage``, ``consent:<purpose>``, ``case:<id>``;
 ``emit`` is the event time of the last publication.
 
+Next to the hash each store keeps the ids of the events applied to the profile
+with their event time, for ``ProfileRules.idempotence_window_ms`` before the
+customer's latest event (:func:`applied_horizon`): a replayed or retried event
+changes nothing the second time. Merges pool them; erase drops them.
+
 A stamp is ``"<15-digit ms>|<event id>"``: comparing stamps as strings orders
 by event time, then by event id, so the order of arrival never matters.
 
@@ -45,12 +50,17 @@ _COUNTERS = ("v", "count", "ltv_c", "orders")
 
 @dataclass(frozen=True, slots=True)
 class ProfileRules:
-    """How profiles are kept: publication rate limit (event time) and recent-list size."""
+    """How profiles are kept: publication rate limit (event time), recent-list size
+    and how long applied event ids are remembered (idempotence window)."""
 
     emit_interval_ms: int = 60_000
     recent_limit: int = 10
     # False: keep profiles without publishing them (offline runs read them at the end)
     publish: bool = True
+    # How much event time (before the customer's latest event) the ids of applied
+    # events are remembered, so a re-applied event changes nothing; 0: not at all.
+    # The default is the dedupe step's TTL: a duplicate older than both passes both.
+    idempotence_window_ms: int = 7 * 86_400_000
 
 
 def stamp(ms: int, event_id: str) -> str:
@@ -78,34 +88,48 @@ class ProfileDelta:
     recent: str = ""  # JSON of the recent-interaction entry
     latest: dict[str, str] = field(default_factory=dict)  # more latest-wins fields
 
-    def to_wire(self) -> dict[str, Any]:
-        """The delta as sent to the Lua script (short keys, no None values)."""
-        wire: dict[str, Any] = {
-            "c": self.customer_id,
-            "s": stamp(self.ms, self.event_id),
-            "ms": str(self.ms),
-            "e": self.event_id,
-            "ch": self.channel,
-            "tp": self.touchpoint,
-            "amt": self.amount_cents,
-            "ord": 1 if self.order else 0,
-            "r": self.recent,
-        }
-        for key, value in (
-            ("nps", self.nps),
-            ("csat", self.csat),
-            ("sent", self.sentiment),
-            ("stage", self.stage),
-        ):
-            if value is not None:
-                wire[key] = value
-        if self.consent:
-            wire["consent"] = self.consent
+    def latest_fields(self) -> list[tuple[str, str]]:
+        """The single-field latest-wins groups this delta sets, in the order they apply."""
+        fields = [
+            (name, value)
+            for name, value in (
+                ("nps", self.nps),
+                ("csat", self.csat),
+                ("sent", self.sentiment),
+                ("stage", self.stage),
+            )
+            if value is not None
+        ]
+        fields += [("consent:" + p, g) for p, g in sorted(self.consent.items())]
         if self.case is not None:
-            wire["case"] = list(self.case)
-        if self.latest:
-            wire["latest"] = self.latest
-        return wire
+            fields.append(("case:" + self.case[0], self.case[1]))
+        fields += sorted(self.latest.items())
+        return fields
+
+    def to_args(self) -> list[str | int]:
+        """The delta as the Lua script's plain arguments (see ``lua/profile.lua``):
+        customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
+        (0/1), recent entry, then n and n name/value pairs (:meth:`latest_fields`).
+
+        >>> ProfileDelta("c1", "e1", 5, "web", "web.home", nps="9").to_args()
+        ['c1', 'e1', '000000000000005|e1', 5, 'web', 'web.home', 0, 0, '', 1, 'nps', '9']
+        """
+        latest = self.latest_fields()
+        args: list[str | int] = [
+            self.customer_id,
+            self.event_id,
+            stamp(self.ms, self.event_id),
+            self.ms,
+            self.channel,
+            self.touchpoint,
+            self.amount_cents,
+            1 if self.order else 0,
+            self.recent,
+            len(latest),
+        ]
+        for name, value in latest:
+            args += (name, value)
+        return args
 
 
 def delta_for(
@@ -169,8 +193,8 @@ def _incr(h: dict[str, str], name: str, by: int) -> None:
     h[name] = str(int(h.get(name, "0")) + by)
 
 
-def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bool:
-    """Apply ``d`` to the hash ``h``; return True when the profile is due for publication."""
+def fold_delta(h: dict[str, str], d: ProfileDelta) -> None:
+    """Fold the fields of ``d`` into the hash ``h`` (publication aside: see :func:`publish_due`)."""
     st = stamp(d.ms, d.event_id)
     _incr(h, "v", 1)
     _incr(h, "count", 1)
@@ -190,24 +214,33 @@ def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bo
             "last_touchpoint": d.touchpoint,
         },
     )
-    for name, value in (
-        ("nps", d.nps),
-        ("csat", d.csat),
-        ("sent", d.sentiment),
-        ("stage", d.stage),
-    ):
-        if value is not None:
-            _set_latest(h, name, st, {name: value})
-    for purpose, granted in sorted(d.consent.items()):
-        _set_latest(h, "consent:" + purpose, st, {"consent:" + purpose: granted})
-    if d.case is not None:
-        _set_latest(h, "case:" + d.case[0], st, {"case:" + d.case[0]: d.case[1]})
-    for name, value in sorted(d.latest.items()):
+    for name, value in d.latest_fields():
         _set_latest(h, name, st, {name: value})
-    if "emit" not in h or d.ms - int(h["emit"]) >= emit_interval_ms:
-        h["emit"] = str(d.ms)
+
+
+def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
+    """The rate limit: due when ``emit_interval_ms`` of event time passed since the
+    last publication (then recorded in ``emit``) or the profile was never published."""
+    if "emit" not in h or ms - int(h["emit"]) >= emit_interval_ms:
+        h["emit"] = str(ms)
         return True
     return False
+
+
+def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bool:
+    """Apply ``d`` to the hash ``h``; return True when the profile is due for publication."""
+    fold_delta(h, d)
+    return publish_due(h, d.ms, emit_interval_ms)
+
+
+def applied_horizon(h: Mapping[str, str], window_ms: int) -> int:
+    """Applied event ids older than this (ms) are forgotten: ``window_ms`` before the
+    customer's latest event.
+
+    >>> applied_horizon({"last_ms": "900000"}, 600_000)
+    300000
+    """
+    return int(h["last_ms"]) - window_ms
 
 
 def fold(into: dict[str, str], src: Mapping[str, str]) -> None:
@@ -226,6 +259,51 @@ def fold(into: dict[str, str], src: Mapping[str, str]) -> None:
 _LAST_FIELDS = ("last_ms", "last_event", "last_channel", "last_touchpoint")
 
 
+def parse_recent(entries: list[str]) -> list[dict[str, Any]]:
+    """Recent-interaction entries (JSON objects) parsed in one call.
+
+    >>> parse_recent(['{"id":"e1"}', '{"id":"e2"}'])
+    [{'id': 'e1'}, {'id': 'e2'}]
+    """
+    parsed: list[dict[str, Any]] = orjson.loads("[" + ",".join(entries) + "]")
+    return parsed
+
+
+# snapshot_from_hash runs once per published profile: half its time went into
+# model_construct walking every field for aliases and defaults. Every field is
+# given here, so the instance is assembled as model_construct would leave it
+# (tests/state/test_profile_hash.py holds the two equal).
+_SNAPSHOT_FIELDS = tuple(ProfileSnapshot.model_fields)
+_new_snapshot = ProfileSnapshot.__new__
+_set = object.__setattr__
+if ProfileSnapshot.__pydantic_post_init__ or ProfileSnapshot.__private_attributes__:
+    raise TypeError("ProfileSnapshot gained a post-init or private attributes: use model_construct")
+
+
+def trusted_snapshot(values: dict[str, Any]) -> ProfileSnapshot:
+    """A :class:`ProfileSnapshot` from values that name every field, without validation.
+
+    >>> h = {"v": "1", "count": "1", "first": "0", "last_ms": "0", "last_event": "e1", "nps": "9"}
+    >>> values = dict(reversed(snapshot_from_hash("c1", h, {}, []).__dict__.items()))
+    >>> trusted, constructed = trusted_snapshot(values), ProfileSnapshot.model_construct(**values)
+    >>> trusted == constructed, trusted.model_dump_json() == constructed.model_dump_json()
+    (True, True)
+    """
+    if tuple(values) != _SNAPSHOT_FIELDS:
+        # Serialisation follows the order of __dict__: keep the declared one.
+        missing = sorted(set(_SNAPSHOT_FIELDS) - set(values))
+        if missing:
+            msg = f"a trusted snapshot needs every field; missing {missing}"
+            raise ValueError(msg)
+        values = {name: values[name] for name in _SNAPSHOT_FIELDS}
+    snapshot = _new_snapshot(ProfileSnapshot)
+    _set(snapshot, "__dict__", values)
+    _set(snapshot, "__pydantic_fields_set__", set(_SNAPSHOT_FIELDS))
+    _set(snapshot, "__pydantic_extra__", None)
+    _set(snapshot, "__pydantic_private__", None)
+    return snapshot
+
+
 def _ms_to_dt(ms: str) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
@@ -234,19 +312,25 @@ def snapshot_from_hash(
     customer_id: str,
     h: Mapping[str, str],
     identifiers: Mapping[str, list[str]],
-    recent: list[str],
+    recent: list[dict[str, Any]],
 ) -> ProfileSnapshot:
-    """The output view of a stored profile."""
+    """The output view of a stored profile; ``recent`` holds the parsed entries, oldest first.
+
+    Fields are read in whatever order the store lists them; the small dicts built
+    from them are sorted at the end, so every store and every run gives one order.
+    """
     channels: dict[str, int] = {}
     consent: dict[str, bool] = {}
     windows: dict[str, float] = {}
     by_stage: dict[str, float] = {}
     open_cases: list[str] = []
-    for name, value in sorted(h.items()):  # one pass; sorted, so every run gives one order
-        if name[-1] == "@":
-            continue
-        head, sep, rest = name.partition(":")
-        if sep:
+    for name, value in h.items():
+        # Most fields are plain names read directly below; only the prefixed groups
+        # and the sentiment windows are collected here (a hot loop: cheap tests first).
+        if ":" in name:
+            if name[-1] == "@":
+                continue
+            head, _, rest = name.partition(":")
             if head == "n":
                 channels[rest] = int(value)
             elif head == "consent":
@@ -256,32 +340,34 @@ def snapshot_from_hash(
                     open_cases.append(rest)
             elif head == "sent_stage":
                 by_stage[rest] = float(value)
-        elif name.startswith("sent_") and _WINDOW_FIELD.match(name):
+        elif name[:5] == "sent_" and _WINDOW_FIELD.match(name):
             windows[name[5:]] = float(value)
     # The hash was written by our own rules: construct without re-validating (hot path).
-    return ProfileSnapshot.model_construct(
-        customer_id=customer_id,
-        version=int(h["v"]),
-        identifiers={t: sorted(v) for t, v in sorted(identifiers.items())},
-        first_seen=_ms_to_dt(h["first"]),
-        last_seen=_ms_to_dt(h["last_ms"]),
-        event_count=int(h["count"]),
-        channel_counts=channels,
-        last_channel=h.get("last_channel"),
-        last_touchpoint=h.get("last_touchpoint"),
-        lifetime_value=int(h.get("ltv_c", "0")) / 100,
-        orders=int(h.get("orders", "0")),
-        last_nps=int(h["nps"]) if "nps" in h else None,
-        last_csat=int(h["csat"]) if "csat" in h else None,
-        sentiment=float(h["sent"]) if "sent" in h else None,
-        consent=consent,
-        open_cases=open_cases,
-        journey_stage=h.get("stage"),
-        sentiment_windows=windows,
-        sentiment_trend=float(h["sent_trend"]) if "sent_trend" in h else None,
-        sentiment_by_stage=by_stage,
-        churn_score=float(h["churn"]) if "churn" in h else None,
-        segment=h.get("segment"),
-        recent=[orjson.loads(item) for item in recent],
-        last_event_id=h["last_event"],
+    return trusted_snapshot(
+        {  # in the declared order of the fields
+            "customer_id": customer_id,
+            "version": int(h["v"]),
+            "identifiers": {t: sorted(v) for t, v in sorted(identifiers.items())},
+            "first_seen": _ms_to_dt(h["first"]),
+            "last_seen": _ms_to_dt(h["last_ms"]),
+            "event_count": int(h["count"]),
+            "channel_counts": dict(sorted(channels.items())),
+            "last_channel": h.get("last_channel"),
+            "last_touchpoint": h.get("last_touchpoint"),
+            "lifetime_value": int(h.get("ltv_c", "0")) / 100,
+            "orders": int(h.get("orders", "0")),
+            "last_nps": int(h["nps"]) if "nps" in h else None,
+            "last_csat": int(h["csat"]) if "csat" in h else None,
+            "sentiment": float(h["sent"]) if "sent" in h else None,
+            "churn_score": float(h["churn"]) if "churn" in h else None,
+            "consent": dict(sorted(consent.items())),
+            "open_cases": sorted(open_cases),
+            "segment": h.get("segment"),
+            "journey_stage": h.get("stage"),
+            "sentiment_windows": dict(sorted(windows.items())),
+            "sentiment_trend": float(h["sent_trend"]) if "sent_trend" in h else None,
+            "sentiment_by_stage": dict(sorted(by_stage.items())),
+            "recent": recent,
+            "last_event_id": h["last_event"],
+        }
     )

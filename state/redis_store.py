@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -46,6 +46,27 @@ SCAN_COUNT = 1000
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _json_array(items: list[bytes] | list[str]) -> bytes | str:
+    """JSON texts joined into one array text (bytes or str, as the client decodes).
+
+    >>> _json_array([b'{"a":1}', b'{"b":2}']), _json_array([])
+    (b'[{"a":1},{"b":2}]', b'[]')
+    """
+    if items and isinstance(items[0], str):
+        return "[" + ",".join(items) + "]"
+    return b"[" + b",".join(cast(list[bytes], items)) + b"]"
+
+
+def _grouped(members: list[str]) -> dict[str, list[str]]:
+    """``"type:value"`` members as ``{type: values}``: what a snapshot needs, which
+    orders types by name (no policy ranking, unlike :func:`group_members`)."""
+    grouped: dict[str, list[str]] = {}
+    for member in members:
+        id_type, _, value = member.partition(":")
+        grouped.setdefault(id_type, []).append(value)
+    return grouped
 
 
 def _escape_glob(text: str) -> str:
@@ -152,26 +173,35 @@ class RedisProfileStore:
     def apply_profiles(self, deltas: Sequence[ProfileDelta]) -> list[ProfileSnapshot]:
         if not deltas:
             return []
-        batch = {
-            "interval": self.rules.emit_interval_ms if self.rules.publish else 0,
-            "publish": self.rules.publish,
-            "recent": self.rules.recent_limit,
-            "deltas": [delta.to_wire() for delta in deltas],
-        }
-        return [self._snapshot(row) for row in self._call("profile", orjson.dumps(batch))]
+        rules = self.rules
+        arguments: list[str | int] = [
+            rules.emit_interval_ms,
+            1 if rules.publish else 0,
+            rules.recent_limit,
+            rules.idempotence_window_ms,
+        ]
+        for delta in deltas:
+            arguments += delta.to_args()
+        return self._snapshots(self._call("profile", *arguments))
 
     def profile(self, customer_id: str) -> ProfileSnapshot | None:
         row = self._call("profile_get", customer_id)
-        return None if row is None else self._snapshot(row)
+        return None if row is None else self._snapshots([row])[0]
 
     def flush_pending(self) -> list[ProfileSnapshot]:
-        return [self._snapshot(row) for row in self._call("flush")]
+        return self._snapshots(self._call("flush"))
 
-    def _snapshot(self, row: list[Any]) -> ProfileSnapshot:
-        cid, flat, recent, members = row
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        identifiers = group_members([_text(m) for m in members], self.policy)
-        return snapshot_from_hash(_text(cid), fields, identifiers, [_text(r) for r in recent])
+    def _snapshots(self, rows: list[list[Any]]) -> list[ProfileSnapshot]:
+        # rows as read_profiles in identity.lua sends them
+        return [
+            snapshot_from_hash(
+                _text(cid),
+                orjson.loads(fields),
+                _grouped([_text(m) for m in members]),
+                orjson.loads(_json_array(recent)),
+            )
+            for cid, fields, recent, members in rows
+        ]
 
     def close(self) -> None:
         if self._owns_client:

@@ -257,6 +257,14 @@ class ProfileStore(Protocol):
         ``emit_interval_ms`` of event time (the batch's latest event time also
         releases earlier pending changes). A delta for an erased or unknown
         customer is dropped.
+
+        Idempotent per event id: an event already applied to the customer (or to a
+        customer merged into it) within ``idempotence_window_ms`` of event time
+        before the customer's latest event changes no field. It still meets the
+        publication rule, so a publication lost with a crashed or retried call's
+        reply goes out again (at once, or when the rate limit allows). An event
+        older than the window is applied again, as the dedupe step lets through a
+        duplicate older than its TTL.
         """
         ...
 

@@ -17,6 +17,9 @@
 --   canonical    customer id   -> canonical customer id
 --   identifiers  customer id   -> the canonical customer's "type:value" members
 --   erase        customer id   -> {canonical id, existed (0/1), {members}, {aliases}}
+--   profile      rules, then deltas (state/lua/profile.lua) -> due profiles (read_profiles)
+--   profile_get  customer id   -> its profile (read_profiles, one entry) or nil
+--   flush        (nothing)     -> every pending profile (read_profiles)
 --
 -- Keys (P = prefix):
 --   P id:<type>:<value>  string  customer id the identifier links to
@@ -86,12 +89,16 @@ local function sadd_all(key, members)
   end
 end
 
--- {cid, flat profile hash, recent entries, identifier members} per customer
-local function read_profiles(cids)
+-- The profiles of cids: {cid, hash as JSON, {recent entries}, {identifier members}}
+-- each. The hash goes as one cjson text (cheaper to parse than a flat array of
+-- fields); the entries and members go as they are (joining them here cost more than
+-- the client's join). tables holds profiles this call already has in hand.
+local function read_profiles(cids, tables)
   local out = {}
   for i, cid in ipairs(cids) do
     local key = P .. 'prof:' .. cid
-    out[i] = {cid, redis.call('HGETALL', key), redis.call('ZRANGE', key .. ':recent', 0, -1),
+    out[i] = {cid, cjson.encode(tables and tables[cid] or read_hash(key)),
+              redis.call('ZRANGE', key .. ':recent', 0, -1),
               redis.call('SMEMBERS', ids_key(cid))}
   end
   return out
@@ -356,37 +363,19 @@ elseif OP == 'erase' then
   drop_profile(P, cid)
   return {cid, 1, members, aliases}
 elseif OP == 'profile' then
-  -- ARG: cjson {interval, recent, deltas}; returns the profiles due for publication
-  local ok, batch = pcall(cjson.decode, ARG)
-  if not ok or type(batch) ~= 'table' or type(batch.deltas) ~= 'table' then
-    return redis.error_reply('the profile batch is not {interval, recent, deltas} JSON')
+  -- ARGV[3..6]: interval ms, publish (0/1), recent limit, idempotence window ms; from
+  -- ARGV[7] on the deltas (state/lua/profile.lua). Returns the profiles due for
+  -- publication (read_profiles).
+  local batch = {interval = tonumber(ARGV[3]), publish = ARGV[4] == '1',
+                 recent = tonumber(ARGV[5]), window = tonumber(ARGV[6])}
+  if not (batch.interval and batch.recent and batch.window) then
+    return redis.error_reply('profile needs interval, publish, recent and window first')
   end
-  local due, is_due, max_ms = {}, {}, nil
-  for _, d in ipairs(batch.deltas) do
-    local cid = canonical(d.c)
-    -- an erased (or never resolved) customer never gets a profile back
-    if redis.call('EXISTS', cust_key(cid)) == 1 then
-      local ms = tonumber(d.ms)
-      if (not max_ms) or ms > max_ms then max_ms = ms end
-      if apply_delta(P, cid, d, batch.interval, batch.recent) and batch.publish
-          and not is_due[cid] then
-        is_due[cid] = true
-        due[#due + 1] = cid
-      end
-    end
-  end
-  if max_ms and batch.publish then
-    local ready = redis.call('ZRANGEBYSCORE', P .. 'prof:pending', '-inf', max_ms - batch.interval)
-    for _, cid in ipairs(ready) do
-      redis.call('ZREM', P .. 'prof:pending', cid)
-      redis.call('HSET', P .. 'prof:' .. cid, 'emit', string.format('%d', max_ms))
-      if not is_due[cid] then
-        is_due[cid] = true
-        due[#due + 1] = cid
-      end
-    end
-  end
-  return read_profiles(due)
+  local problem = check_deltas(7)
+  if problem then return redis.error_reply(problem) end
+  local function live(cid) return redis.call('EXISTS', cust_key(cid)) == 1 end
+  local due, tables = apply_profiles(P, batch, 7, canonical, live)
+  return read_profiles(due, tables)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)
   if redis.call('EXISTS', P .. 'prof:' .. cid) == 0 then return false end

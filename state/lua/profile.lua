@@ -1,99 +1,311 @@
 -- Profile library for the Redis store: mirrors state/profile_hash.py rule for rule.
 -- Prepended to the scripts that use it. Keys: P .. 'prof:' .. id (hash),
--- P .. 'prof:' .. id .. ':recent' (sorted set), P .. 'prof:pending' (sorted set).
+-- P .. 'prof:' .. id .. ':recent' (sorted set of entries by event time),
+-- P .. 'prof:' .. id .. ':applied' (sorted set of applied event ids by event time),
+-- P .. 'prof:pending' (sorted set of customers with unpublished changes).
+--
+-- A batch is folded per customer: one HGETALL, the deltas applied to a Lua table,
+-- one HSET of the fields that changed (and one ZADD per sorted set), instead of a
+-- dozen commands per delta. Customers never share a field, so the result is the
+-- one of applying the deltas one by one in batch order.
 
 local COUNTERS = {v = true, count = true, ltv_c = true, orders = true}
 local LAST_FIELDS = {'last_ms', 'last_event', 'last_channel', 'last_touchpoint'}
+-- unpack() is bounded by the Lua C stack (8000 slots): long argument lists go in chunks
+local CHUNK = 1000
 
-local function set_latest(key, name, st, values)
-  local current = redis.call('HGET', key, name .. '@')
-  if (not current) or st > current then
-    redis.call('HSET', key, name .. '@', st, unpack(values))
+-- Integers as Redis and Python write them (tostring would switch to 1e+14).
+local function int(n) return string.format('%d', n) end
+
+-- redis.call(command, key, [fixed,] items...) with items in chunks of `step`-sized runs
+local function call_chunked(command, key, fixed, items, step)
+  local size = CHUNK * step
+  for i = 1, #items, size do
+    local j = math.min(i + size - 1, #items)
+    if fixed then
+      redis.call(command, key, fixed, unpack(items, i, j))
+    else
+      redis.call(command, key, unpack(items, i, j))
+    end
   end
 end
 
--- Apply one delta (see ProfileDelta.to_wire) to customer cid; return true when due.
-local function apply_delta(P, cid, d, interval_ms, recent_limit)
+local function read_hash(key)
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
+-- A batch arrives as plain arguments, one run per delta (ProfileDelta.to_args):
+--   customer, event id, stamp, ms, channel, touchpoint, amount (cents), order (0/1),
+--   recent entry, n, then n name/value pairs of single-field latest-wins groups.
+-- No cjson document: decoding one cost more than applying it, as for resolve.
+-- Deltas are referred to by the position of their first argument.
+local D_EVENT, D_STAMP, D_MS, D_CHANNEL, D_TOUCHPOINT = 1, 2, 3, 4, 5
+local D_AMOUNT, D_ORDER, D_RECENT, D_N, D_PAIRS = 6, 7, 8, 9, 10
+
+local function delta_end(at) return at + D_PAIRS + 2 * tonumber(ARGV[at + D_N]) end
+
+-- nil when the deltas from `first` on are well formed, else what is wrong: checked
+-- before the first write, since Redis does not roll back a script that fails midway
+local function check_deltas(first)
+  local at = first
+  while at <= #ARGV do
+    local n = tonumber(ARGV[at + D_N] or '')
+    if not n or n < 0 or n ~= math.floor(n) or at + D_N + 2 * n > #ARGV then
+      return 'a delta is customer, event id, stamp, ms, channel, touchpoint, amount, '
+        .. 'order, recent, n, then n name/value pairs'
+    end
+    for _, k in ipairs({D_MS, D_AMOUNT, D_ORDER}) do
+      if not tonumber(ARGV[at + k]) then return 'ms, amount and order must be numbers' end
+    end
+    at = delta_end(at)
+  end
+  return nil
+end
+
+-- h: the profile as a Lua table; dirty: the fields to write back
+local function set_latest(h, dirty, name, st, value)
+  local at = name .. '@'
+  local current = h[at]
+  if (not current) or st > current then
+    h[at] = st
+    h[name] = value
+    dirty[at] = true
+    dirty[name] = true
+  end
+end
+
+local function incr(h, dirty, name, by)
+  h[name] = int((tonumber(h[name]) or 0) + by)
+  dirty[name] = true
+end
+
+-- Fold the fields of the delta at ARGV[at] into h (state/profile_hash.py fold_delta).
+local function fold_delta(h, dirty, at)
+  local st, ms, channel = ARGV[at + D_STAMP], ARGV[at + D_MS], ARGV[at + D_CHANNEL]
+  incr(h, dirty, 'v', 1)
+  incr(h, dirty, 'count', 1)
+  incr(h, dirty, 'n:' .. channel, 1)
+  incr(h, dirty, 'ltv_c', tonumber(ARGV[at + D_AMOUNT]))
+  incr(h, dirty, 'orders', tonumber(ARGV[at + D_ORDER]))
+  local first = h.first
+  if (not first) or tonumber(ms) < tonumber(first) then
+    h.first = ms
+    dirty.first = true
+  end
+  local current = h['last@']
+  if (not current) or st > current then
+    h['last@'], h.last_ms, h.last_event = st, ms, ARGV[at + D_EVENT]
+    h.last_channel, h.last_touchpoint = channel, ARGV[at + D_TOUCHPOINT]
+    dirty['last@'], dirty.last_ms, dirty.last_event = true, true, true
+    dirty.last_channel, dirty.last_touchpoint = true, true
+  end
+  for k = at + D_PAIRS, delta_end(at) - 1, 2 do
+    set_latest(h, dirty, ARGV[k], st, ARGV[k + 1])
+  end
+end
+
+-- Apply one customer's deltas (batch order; `group` holds their positions, `index`
+-- their rank in the batch). Returns the rank of the delta that made the profile due
+-- (nil: not due) and the profile table as written.
+local function apply_customer(P, cid, group, index, batch)
   local key = P .. 'prof:' .. cid
-  local ms = tonumber(d.ms)
-  redis.call('HINCRBY', key, 'v', 1)
-  redis.call('HINCRBY', key, 'count', 1)
-  redis.call('HINCRBY', key, 'n:' .. d.ch, 1)
-  redis.call('HINCRBY', key, 'ltv_c', d.amt)
-  redis.call('HINCRBY', key, 'orders', d.ord)
-  local first = redis.call('HGET', key, 'first')
-  if (not first) or ms < tonumber(first) then
-    redis.call('HSET', key, 'first', d.ms)
-  end
-  set_latest(key, 'last', d.s,
-    {'last_ms', d.ms, 'last_event', d.e, 'last_channel', d.ch, 'last_touchpoint', d.tp})
-  for _, name in ipairs({'nps', 'csat', 'sent', 'stage'}) do
-    if d[name] ~= nil then set_latest(key, name, d.s, {name, d[name]}) end
-  end
-  if d.consent ~= nil then
-    for purpose, granted in pairs(d.consent) do
-      set_latest(key, 'consent:' .. purpose, d.s, {'consent:' .. purpose, granted})
+  local h, dirty = read_hash(key), {}
+  local window, interval = batch.window, batch.interval
+  local seen = nil
+  if window > 0 then
+    seen = {}
+    local ids = {}
+    for k, at in ipairs(group) do ids[k] = ARGV[at + D_EVENT] end
+    for i = 1, #ids, CHUNK do
+      local j = math.min(i + CHUNK - 1, #ids)
+      local scores = redis.call('ZMSCORE', key .. ':applied', unpack(ids, i, j))
+      for k = i, j do
+        if scores[k - i + 1] then seen[ids[k]] = true end
+      end
     end
   end
-  if d.case ~= nil then
-    set_latest(key, 'case:' .. d.case[1], d.s, {'case:' .. d.case[1], d.case[2]})
+  local recent, applied = {}, {}
+  -- pending: nil untouched, 'rem' removed, 'nx' add unless pending, 'set' add
+  local pending, pending_ms, due_at = nil, nil, nil
+  for k, at in ipairs(group) do
+    local ms, event = tonumber(ARGV[at + D_MS]), ARGV[at + D_EVENT]
+    -- A re-applied event changes no field but still meets the publication rule:
+    -- a publication lost with the first attempt's reply goes out again.
+    if not (seen and seen[event]) then
+      if seen then
+        seen[event] = true
+        applied[#applied + 1] = ms
+        applied[#applied + 1] = event
+      end
+      fold_delta(h, dirty, at)
+      local entry = ARGV[at + D_RECENT]
+      if entry ~= '' then
+        recent[#recent + 1] = ms
+        recent[#recent + 1] = entry
+      end
+    end
+    if batch.publish then
+      local emit = h.emit
+      if (not emit) or ms - tonumber(emit) >= interval then
+        h.emit = ARGV[at + D_MS]
+        dirty.emit = true
+        pending = 'rem'
+        due_at = due_at or index[k]
+      elseif pending == nil then
+        pending, pending_ms = 'nx', ms
+      elseif pending == 'rem' then
+        pending, pending_ms = 'set', ms
+      end
+    end
   end
-  if d.latest ~= nil then
-    for name, value in pairs(d.latest) do set_latest(key, name, d.s, {name, value}) end
+  local fields = {}
+  for name in pairs(dirty) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = h[name]
   end
-  if recent_limit > 0 then
-    redis.call('ZADD', key .. ':recent', ms, d.r)
-    redis.call('ZREMRANGEBYRANK', key .. ':recent', 0, -(recent_limit + 1))
+  if #fields > 0 then call_chunked('HSET', key, nil, fields, 2) end
+  if #recent > 0 and batch.recent > 0 then
+    call_chunked('ZADD', key .. ':recent', nil, recent, 2)
+    redis.call('ZREMRANGEBYRANK', key .. ':recent', 0, -(batch.recent + 1))
   end
-  local emit = redis.call('HGET', key, 'emit')
-  if (not emit) or ms - tonumber(emit) >= interval_ms then
-    redis.call('HSET', key, 'emit', d.ms)
+  if #applied > 0 then
+    call_chunked('ZADD', key .. ':applied', nil, applied, 2)
+    -- same horizon as state/profile_hash.py applied_horizon
+    local horizon = tonumber(h.last_ms) - window
+    redis.call('ZREMRANGEBYSCORE', key .. ':applied', '-inf', '(' .. int(horizon))
+  end
+  if pending == 'rem' then
     redis.call('ZREM', P .. 'prof:pending', cid)
-    return true
+  elseif pending == 'nx' then
+    redis.call('ZADD', P .. 'prof:pending', 'NX', pending_ms, cid)
+  elseif pending == 'set' then
+    redis.call('ZADD', P .. 'prof:pending', pending_ms, cid)
   end
-  redis.call('ZADD', P .. 'prof:pending', 'NX', ms, cid)
-  return false
+  return due_at, h
+end
+
+-- Fold the deltas from ARGV[first] on into the profiles; batch = {interval, publish,
+-- recent, window}. canonical(id) follows aliases; live(cid) says whether the customer
+-- exists (an erased or never resolved one never gets a profile back). Returns the
+-- customers due for publication (in the order they became due, then released pending
+-- ones by time) and the profile tables written, by customer.
+local function apply_profiles(P, batch, first, canonical, live)
+  local groups, indexes, order, canon, alive = {}, {}, {}, {}, {}
+  local max_ms, rank, at = nil, 0, first
+  while at <= #ARGV do
+    rank = rank + 1
+    local c = ARGV[at]
+    local cid = canon[c]
+    if not cid then
+      cid = canonical(c)
+      canon[c] = cid
+    end
+    local ok = alive[cid]
+    if ok == nil then
+      ok = live(cid)
+      alive[cid] = ok
+    end
+    if ok then
+      local ms = tonumber(ARGV[at + D_MS])
+      if (not max_ms) or ms > max_ms then max_ms = ms end
+      local group = groups[cid]
+      if not group then
+        group = {}
+        groups[cid] = group
+        indexes[cid] = {}
+        order[#order + 1] = cid
+      end
+      group[#group + 1] = at
+      indexes[cid][#group] = rank
+    end
+    at = delta_end(at)
+  end
+  local became_due, tables = {}, {}
+  for _, cid in ipairs(order) do
+    local due_at, h = apply_customer(P, cid, groups[cid], indexes[cid], batch)
+    tables[cid] = h
+    if due_at then became_due[#became_due + 1] = {due_at, cid} end
+  end
+  table.sort(became_due, function(a, b) return a[1] < b[1] end)
+  local due, is_due = {}, {}
+  for k, entry in ipairs(became_due) do
+    due[k] = entry[2]
+    is_due[entry[2]] = true
+  end
+  if max_ms and batch.publish then
+    local pkey = P .. 'prof:pending'
+    local ready = redis.call('ZRANGEBYSCORE', pkey, '-inf', int(max_ms - batch.interval))
+    if #ready > 0 then
+      call_chunked('ZREM', pkey, nil, ready, 1)
+      local emit = int(max_ms)
+      for _, cid in ipairs(ready) do
+        redis.call('HSET', P .. 'prof:' .. cid, 'emit', emit)
+        if tables[cid] then tables[cid].emit = emit end
+        if not is_due[cid] then
+          is_due[cid] = true
+          due[#due + 1] = cid
+        end
+      end
+    end
+  end
+  return due, tables
 end
 
 local function drop_profile(P, cid)
-  redis.call('DEL', P .. 'prof:' .. cid, P .. 'prof:' .. cid .. ':recent')
+  local key = P .. 'prof:' .. cid
+  redis.call('DEL', key, key .. ':recent', key .. ':applied')
   redis.call('ZREM', P .. 'prof:pending', cid)
 end
 
--- Fold the profile of src into dst and delete src's: counters add, latest stamp wins.
+-- Fold the profile of src into dst and delete src's: counters add, latest stamp wins,
+-- applied event ids are pooled (so re-applying either side's events stays a no-op).
 local function fold_profile(P, src, dst, recent_limit)
   local skey, dkey = P .. 'prof:' .. src, P .. 'prof:' .. dst
-  local flat = redis.call('HGETALL', skey)
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  local h = read_hash(skey)
+  local d, dirty = read_hash(dkey), {}
   for name, value in pairs(h) do
     if COUNTERS[name] or string.sub(name, 1, 2) == 'n:' then
-      redis.call('HINCRBY', dkey, name, value)
+      incr(d, dirty, name, tonumber(value))
     elseif name == 'first' then
-      local first = redis.call('HGET', dkey, 'first')
-      if (not first) or tonumber(value) < tonumber(first) then
-        redis.call('HSET', dkey, 'first', value)
+      if (not d.first) or tonumber(value) < tonumber(d.first) then
+        d.first = value
+        dirty.first = true
       end
     end
   end
   for name, st in pairs(h) do
     if string.sub(name, -1) == '@' then
       local group = string.sub(name, 1, -2)
-      local values = {}
-      local members = (group == 'last') and LAST_FIELDS or {group}
-      for _, m in ipairs(members) do
-        if h[m] ~= nil then
-          values[#values + 1] = m
-          values[#values + 1] = h[m]
+      local current = d[name]
+      if (not current) or st > current then
+        d[name] = st
+        dirty[name] = true
+        for _, m in ipairs((group == 'last') and LAST_FIELDS or {group}) do
+          if h[m] ~= nil then
+            d[m] = h[m]
+            dirty[m] = true
+          end
         end
       end
-      set_latest(dkey, group, st, values)
     end
   end
+  local fields = {}
+  for name in pairs(dirty) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = d[name]
+  end
+  if #fields > 0 then call_chunked('HSET', dkey, nil, fields, 2) end
   if redis.call('EXISTS', skey .. ':recent') == 1 then
     redis.call('ZUNIONSTORE', dkey .. ':recent', 2, dkey .. ':recent', skey .. ':recent',
       'AGGREGATE', 'MAX')
     redis.call('ZREMRANGEBYRANK', dkey .. ':recent', 0, -(recent_limit + 1))
+  end
+  if redis.call('EXISTS', skey .. ':applied') == 1 then
+    redis.call('ZUNIONSTORE', dkey .. ':applied', 2, dkey .. ':applied', skey .. ':applied',
+      'AGGREGATE', 'MAX')
   end
   local pending = redis.call('ZSCORE', P .. 'prof:pending', src)
   if pending then

@@ -130,7 +130,7 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         elif kind == "prof" and rest == "pending":
             profiles.update(_text(m) for m in client.zrange(raw_key, 0, -1))
         elif kind == "prof":
-            profiles.add(rest.removesuffix(":recent"))
+            profiles.add(rest.removesuffix(":recent").removesuffix(":applied"))
         else:
             raise AssertionError(f"unexpected key {key}")
 
