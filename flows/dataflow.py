@@ -21,7 +21,13 @@ from flows.journey import journey_builder
 from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
 from flows.nba import Decider, load_catalogue
 from flows.nps import nps_builder, nps_key
-from flows.resolve import Journeyed, Resolved, StoreResolver, identity_outputs
+from flows.resolve import (
+    Journeyed,
+    Resolved,
+    StoreResolver,
+    erased_customers,
+    identity_outputs,
+)
 from flows.sentiment import VaderScorer
 from flows.settings import Settings
 from flows.sla import sla_builder, sla_key
@@ -87,7 +93,10 @@ def build_flow(
     # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
     identity = op.flat_map("identity", resolved, identity_outputs)
     # IdentityMerge | IdentityErasure | Alert
-    by_customer = op.key_on("by_customer", op.filter("identified", resolved, _known), _customer)
+    erased = op.flat_map("erased", resolved, erased_customers)
+    # Resolved(erased customer_id, erase request): the journey step forgets that customer
+    identified = op.merge("to_journey", op.filter("identified", resolved, _known), erased)
+    by_customer = op.key_on("by_customer", identified, _customer)
     # (customer_id, Resolved)
     journey = op.key_rm(
         "journeys", op.stateful_batch("journey", by_customer, timed_logic("journey", journeys))

@@ -41,7 +41,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows import metrics
 from flows.nba import ContactHistory, Decider, build_context
 from flows.nps import detractor_alert
-from flows.resolve import Journeyed, Resolved
+from flows.resolve import ERASE_TYPE, Journeyed, Resolved
 from flows.sentiment import SentimentScorer
 from flows.settings import JourneySettings
 from flows.stages import mapped_stage, next_stage
@@ -140,9 +140,20 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
 
     def on_batch(self, values: list[Resolved]) -> tuple[Iterable[JourneyOut], bool]:
         out: list[JourneyOut] = []
+        erased = False
         for resolved in values:
-            out += self._step(resolved)
-        return out, StatefulBatchLogic.RETAIN
+            erased = resolved.event.type == ERASE_TYPE
+            if erased:
+                self._forget(resolved)
+            else:
+                out += self._step(resolved)
+        return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
+
+    def _forget(self, resolved: Resolved) -> None:
+        """An erased customer: drop the journey, features, contacts and model snapshots."""
+        self.state = JourneyState()
+        if self.models is not None and resolved.customer_id is not None:
+            self.models.churn.forget(resolved.customer_id)
 
     def _step(self, resolved: Resolved) -> list[JourneyOut]:
         event, state, conf = resolved.event, self.state, self.settings

@@ -153,3 +153,13 @@ class Journeyed:
 
 def identity_outputs(resolved: Resolved) -> tuple[IdentityOutput, ...]:
     return resolved.outputs
+
+
+def erased_customers(resolved: Resolved) -> list[Resolved]:
+    """For each customer an erase request erased, the request addressed to that customer,
+    so the per-customer step forgets its journey and model features too."""
+    return [
+        Resolved(out.customer_id, resolved.event)
+        for out in resolved.outputs
+        if isinstance(out, IdentityErasure)
+    ]

@@ -281,3 +281,31 @@ def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
     assert report["auc"] == 1.0
     assert metrics.MODEL_AUC.labels("logreg")._value.get() == report["auc"]
     assert metrics.MODEL_LOG_LOSS.labels("logreg")._value.get() == report["log_loss"]
+
+
+def test_an_erased_customer_is_forgotten_by_the_journey_and_the_models() -> None:
+    from bytewax.operators import StatefulBatchLogic
+
+    journey = decide_logic()
+    assert journey.models is not None
+    run(journey, ev(1, 0, text="good", identifiers=ANN), ev(2, 30, "cx.order.placed", amount=9.0))
+    assert journey.models.churn.labels.customers() == 1  # a snapshot waits for its label
+    assert journey.state.features.events == 2
+
+    out, keep = journey.on_batch([ev(3, 31, "cx.privacy.erase")])
+    assert list(out) == [] and keep is StatefulBatchLogic.DISCARD
+    assert journey.models.churn.labels.customers() == 0
+    assert journey.state == JourneyState()
+
+
+def test_an_erase_request_reaches_the_journey_step_of_the_erased_customer() -> None:
+    from flows.resolve import erased_customers
+    from schemas.outputs import IdentityErasure
+
+    request = ev(9, 1, "cx.privacy.erase")
+    erasure = IdentityErasure(
+        id="x", customer_id="cust-7", event_id=request.event.id, time=request.event.time,
+        existed=True, identifiers_removed=1, aliases_removed=0,
+    )  # fmt: skip
+    (forwarded,) = erased_customers(Resolved(None, request.event, (erasure,)))
+    assert forwarded.customer_id == "cust-7" and forwarded.event is request.event
