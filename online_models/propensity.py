@@ -124,6 +124,39 @@ def is_purchase(event: InteractionEvent) -> bool:
     return (amount is not None and amount > 0) or event.type.endswith("order.placed")
 
 
+def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
+    """``MultinomialNB.joint_log_likelihood`` with its per-term method calls inlined: the
+    same operations in the same order (so the same floats), about 3x faster."""
+    log = math.log
+    alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
+    smoothing = alpha * len(feature_counts)
+    total = sum(model.class_counts.values())
+    counts = [(freq, feature_counts.get(f, {})) for f, freq in x.items()]
+    return {
+        c: log(n / total)
+        + sum(
+            freq * log((fc.get(c, 0.0) + alpha) / (class_totals[c] + smoothing))
+            for freq, fc in counts
+        )
+        for c, n in model.class_counts.items()
+    }
+
+
+def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
+    """River's ``predict_proba_one`` without scipy's ``logsumexp``, which costs ~0.2 ms a
+    call on small dicts (the same figures, computed with the max trick in plain Python).
+
+    >>> _softmax({"a": math.log(1.0), "b": math.log(3.0)})
+    {'a': 0.25, 'b': 0.75}
+    """
+    if not log_likelihoods:
+        return {}
+    top = max(log_likelihoods.values())
+    weights = {c: math.exp(ll - top) for c, ll in log_likelihoods.items()}
+    total = sum(weights.values())
+    return {c: w / total for c, w in weights.items()}
+
+
 class PropensityModel:
     """Next-category propensity shared by all customers of one worker."""
 
@@ -163,7 +196,9 @@ class PropensityModel:
             # Only categories some buyer had looked at: an unseen one says nothing, and
             # with no vocabulary yet River's likelihood would divide by zero.
             known = self.model.feature_counts
-            proba = self.model.predict_proba_one({c: w for c, w in x.items() if c in known})
+            proba = _softmax(
+                _joint_log_likelihood(self.model, {c: w for c, w in x.items() if c in known})
+            )
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
             proba = {c: w / total for c, w in x.items()} if total else {}

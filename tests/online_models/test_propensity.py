@@ -63,3 +63,24 @@ def test_without_any_purchase_the_customers_own_interest() -> None:
     model.observe(ann, ev(2, 0.1, attributes={"category": "a"}))
     model.observe(ann, ev(3, 0.2, attributes={"category": "b"}))
     assert [c for c, _ in model.top_k(ann, ann.last_ms or 0)] == ["a", "b"]
+
+
+def test_the_inlined_likelihood_and_softmax_match_rivers_exactly() -> None:
+    import random
+
+    from river import naive_bayes
+
+    from online_models.propensity import _joint_log_likelihood, _softmax
+
+    rng = random.Random(3)
+    model = naive_bayes.MultinomialNB(alpha=0.5)
+    cats = [f"c{i}" for i in range(12)]
+    for _ in range(300):
+        x = {c: rng.random() * 3 for c in rng.sample(cats, 3)}
+        model.learn_one(x, rng.choice(cats))
+    for _ in range(50):
+        x = {c: rng.random() for c in rng.sample(cats, 4)}
+        assert _joint_log_likelihood(model, x) == model.joint_log_likelihood(x)
+        ours, theirs = _softmax(model.joint_log_likelihood(x)), model.predict_proba_one(x)
+        assert ours.keys() == theirs.keys()
+        assert all(abs(ours[c] - theirs[c]) < 1e-12 for c in ours)
