@@ -27,6 +27,15 @@ from dataclasses import dataclass, field
 
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
+from state.outcomes import (
+    Entries,
+    LimitedEntry,
+    MergedEntry,
+    OutcomeLog,
+    RefusedEntry,
+    combine,
+    known_only,
+)
 from state.profile_hash import (
     ProfileDelta,
     ProfileRules,
@@ -94,14 +103,21 @@ class MemoryProfileStore:
         self._pending: dict[str, int] = {}
         # event ids applied to each profile, with their event time (idempotence)
         self._applied: dict[str, dict[str, int]] = {}
+        # merges and conflicts by event id, reported again on a re-run
+        self._outcomes = OutcomeLog()
+        self._recorded_new = False  # this batch recorded an event: trim the log after it
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         # all prepared first: a bad request refuses the batch before any change
         batch = [prepare(request, self.policy, self.hasher) for request in requests]
-        return [
+        self._recorded_new = False
+        results = [
             assemble(p, self._resolve(p) if p.members else Outcome(None), self.policy)
             for p in batch
         ]
+        if self._recorded_new:
+            self._outcomes.trim(self.rules.idempotence_window_ms)
+        return results
 
     def lookup(self, id_type: str, value: str) -> str | None:
         owner = self._links.get(f"{id_type}:{self.hasher.hash(id_type, value)}")
@@ -236,7 +252,25 @@ class MemoryProfileStore:
 
     # -- the graph walk (mirrors state/lua/identity.lua) --------------------------
 
+    def _known(self, customer_id: str) -> bool:
+        return customer_id in self._customers or customer_id in self._aliases
+
     def _resolve(self, prepared: PreparedRequest) -> Outcome:
+        window = self.rules.idempotence_window_ms
+        recorded = self._outcomes.get(prepared.event_id) if window > 0 else None
+        # an erased customer's entries go before the walk can re-create its id
+        kept = Entries() if recorded is None else known_only(recorded, self._known)
+        outcome = self._walk(prepared)
+        entries = combine(kept, outcome.entries)
+        if window > 0 and entries != (recorded or Entries()):
+            if not entries:
+                self._outcomes.drop(prepared.event_id)
+            else:
+                self._recorded_new |= recorded is None
+                self._outcomes.put(prepared.event_id, prepared.event_time_ms, entries)
+        return Outcome(outcome.customer_id, outcome.created, entries)
+
+    def _walk(self, prepared: PreparedRequest) -> Outcome:
         owners: list[str | None] = []
         found: list[str] = []
         for member in prepared.members:
@@ -247,8 +281,8 @@ class MemoryProfileStore:
             owners.append(owner)
 
         created = False
-        merged: list[tuple[str, tuple[int, ...]]] = []
-        refused: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = []
+        merged: list[MergedEntry] = []
+        refused: list[RefusedEntry] = []
         if not found:
             # A re-delivered creating event finds its own customer under the
             # deterministic id even when none of its identifiers point there.
@@ -264,18 +298,20 @@ class MemoryProfileStore:
             target = ranked[0]
             survivor = self._customers[target]
             for other in ranked[1:]:
-                linking = tuple(i for i, o in enumerate(owners) if o in (target, other))
+                linking = tuple(
+                    m for m, o in zip(prepared.members, owners, strict=True) if o in (target, other)
+                )
                 over = self._over_limits(survivor, self._customers[other]) or self._weak_link(
                     survivor, self._customers[other], prepared.members, owners, target, other
                 )
                 if over:
-                    refused.append((other, over, linking))
+                    refused.append((target, other, over, linking))
                 else:
                     self._fold(other, target)
-                    merged.append((other, linking))
+                    merged.append((target, other, linking))
 
         customer = self._customers[target]
-        limited: list[int] = []
+        limited: list[LimitedEntry] = []
         for i, member in enumerate(prepared.members):
             if owners[i] is not None:
                 continue
@@ -285,8 +321,8 @@ class MemoryProfileStore:
                 customer.members.add(member)
                 customer.counts[id_type] = customer.counts.get(id_type, 0) + 1
             else:
-                limited.append(i)
-        return Outcome(target, created, tuple(merged), tuple(refused), tuple(limited))
+                limited.append((target, member))
+        return Outcome(target, created, Entries(tuple(merged), tuple(refused), tuple(limited)))
 
     def _survivor_key(self, customer_id: str) -> tuple[int, str, int, str]:
         customer = self._customers[customer_id]

@@ -23,6 +23,7 @@ from redis.exceptions import NoScriptError
 
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
+from state.outcomes import Entries
 from state.profile_hash import ProfileDelta, ProfileRules, snapshot_from_hash
 from state.store import (
     ErasedReport,
@@ -114,6 +115,7 @@ class RedisProfileStore:
                 "default_limit": self.policy.default_limit,
                 "recent_limit": self.rules.recent_limit,
                 "weak": self.policy.weak_types,
+                "window": self.rules.idempotence_window_ms,
             }
         )
 
@@ -223,11 +225,11 @@ def _outcome(reply: bytes | str) -> Outcome:
         return Outcome(text[1:], created=True)
     if not text.startswith("["):
         return Outcome(text)
+    # cjson writes an empty array as {}, which iterates as nothing here too
     customer_id, created, merged, refused, limited = orjson.loads(text)
-    return Outcome(
-        customer_id,
-        bool(created),
-        tuple((m_id, tuple(linking)) for m_id, linking in merged),
-        tuple((r_id, tuple(over), tuple(linking)) for r_id, over, linking in refused),
-        tuple(limited),
+    entries = Entries(
+        tuple((s_id, m_id, tuple(linking)) for s_id, m_id, linking in merged),
+        tuple((s_id, r_id, tuple(over), tuple(linking)) for s_id, r_id, over, linking in refused),
+        tuple((s_id, member) for s_id, member in limited),
     )
+    return Outcome(customer_id, bool(created), entries)

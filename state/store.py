@@ -32,6 +32,7 @@ from typing import Protocol
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher
+from state.outcomes import NO_ENTRIES, Entries
 from state.profile_hash import ProfileDelta
 
 # The Lua script unpacks one request's identifiers onto its C stack (8000 slots).
@@ -227,7 +228,13 @@ class ProfileStore(Protocol):
     stored form, i.e. hashed when the store has a hasher."""
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
-        """Resolve requests in order, each seeing the effects of the ones before."""
+        """Resolve requests in order, each seeing the effects of the ones before.
+
+        A request whose event id produced merges or conflicts before (within
+        ``ProfileRules.idempotence_window_ms`` of event time) reports them again,
+        with the same customer ids, while its ``customer_id`` is where it resolves
+        now; entries naming an erased customer are dropped (:mod:`state.outcomes`).
+        """
         ...
 
     def lookup(self, id_type: str, value: str) -> str | None:
@@ -338,16 +345,14 @@ def member_type(member: str) -> str:
 class Outcome:
     """What one graph walk did, as both implementations report it.
 
-    Indexes point into :attr:`PreparedRequest.members`. ``merged`` holds
-    ``(merged_id, linking)``, ``refused`` holds ``(other_id, types over their
-    limit, linking)``, ``limited`` the members left unlinked by a full type.
+    ``entries`` are the merges and conflicts to report, each naming its survivor
+    (for a re-run event: the recorded ones first, see :mod:`state.outcomes`), so
+    their survivor may differ from ``customer_id``, which is where the event lands now.
     """
 
     customer_id: str | None
     created: bool = False
-    merged: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    refused: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = ()
-    limited: tuple[int, ...] = ()
+    entries: Entries = NO_ENTRIES
 
 
 def _types(members: Sequence[str]) -> str:
@@ -363,27 +368,27 @@ def _refusal(over: str, policy: IdentityPolicy) -> str:
 
 def assemble(prepared: PreparedRequest, outcome: Outcome, policy: IdentityPolicy) -> ResolveResult:
     """Turn a walk's :class:`Outcome` into the public result (one wording for both stores)."""
-    members = prepared.members
-    survivor = outcome.customer_id or ""
-    merges = []
-    for merged_id, linking in outcome.merged:
-        links = tuple(members[i] for i in linking)
-        reason = f"shared {_types(links)}"
-        merges.append(Merge(survivor, merged_id, prepared.event_id, reason, links))
-    conflicts = []
-    for other_id, over, linking in outcome.refused:
-        reason = "; ".join(_refusal(t, policy) for t in over)
-        links = tuple(members[i] for i in linking)
-        conflicts.append(Conflict((survivor, other_id), prepared.event_id, reason, links))
-    limited = tuple(members[i] for i in outcome.limited)
-    for member in limited:
+    entries = outcome.entries
+    event_id = prepared.event_id
+    merges = tuple(
+        Merge(survivor, merged_id, event_id, f"shared {_types(links)}", links)
+        for survivor, merged_id, links in entries.merged
+    )
+    conflicts = [
+        Conflict(
+            (survivor, other_id), event_id, "; ".join(_refusal(t, policy) for t in over), links
+        )
+        for survivor, other_id, over, links in entries.refused
+    ]
+    for survivor, member in entries.limited:
         id_type = member_type(member)
         reason = f"{id_type} limit {policy.limit(id_type)} reached"
-        conflicts.append(Conflict((survivor,), prepared.event_id, reason, (member,)))
+        conflicts.append(Conflict((survivor,), event_id, reason, (member,)))
+    limited = tuple(dict.fromkeys(member for _, member in entries.limited))
     return ResolveResult(
         outcome.customer_id,
         outcome.created,
-        tuple(merges),
+        merges,
         tuple(conflicts),
         prepared.blocked + limited,
     )

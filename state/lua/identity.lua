@@ -2,17 +2,19 @@
 -- The identity graph of the single customer view, in one atomic call per batch.
 --
 -- ARGV[1] key prefix, ARGV[2] operation, then its arguments:
---   resolve      ARGV[3] cjson policy {priority, limits, default_limit}; from ARGV[4] on,
+--   resolve      ARGV[3] cjson policy {priority, limits, default_limit, recent_limit, weak,
+--                window (event-time ms outcomes are recorded for; 0: not recorded)}; from ARGV[4] on,
 --                per request: event_id, event_time_ms, new customer id, n, then n
 --                "type:value" members, already blocked, hashed and ordered by Python
 --                (state/store.py: prepare). Plain arguments rather than one JSON
 --                document: decoding a batch with cjson cost more than resolving it.
 --                Returns one string per request: "<customer id>", "+<customer id>" when
---                it was created, or, when anything else happened, a cjson array
+--                it was created, or, when it merged or met a conflict (now, or recorded
+--                under its event id by an earlier run), a cjson array
 --                  [customer_id, created (0/1), merged, refused, limited]
---                merged = [[id, [linking idx]]], refused = [[id, [types], [linking idx]]],
---                limited = [idx]; idx are 0-based positions in the request's members
---                (cjson writes an empty array as {}).
+--                merged = [[survivor, merged id, [linking members]]],
+--                refused = [[survivor, other id, [types], [linking members]]],
+--                limited = [[customer id, member]] (cjson writes an empty array as {}).
 --   lookup       "type:value"  -> canonical customer id or nil
 --   canonical    customer id   -> canonical customer id
 --   identifiers  customer id   -> the canonical customer's "type:value" members
@@ -27,6 +29,9 @@
 --   P cust:<id>:ids      set     "type:value" members
 --   P cust:<id>:merged   set     every id merged into this one (its aliases)
 --   P alias:<id>         string  survivor of a merged id (always canonical: merges re-point)
+--   P outcomes           hash    event id -> cjson {merged, refused, limited} it produced,
+--                                reported again when the event is resolved again
+--   P outcomes:ms        zset    event id by event time, to trim the hash to the window
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
 -- (identifier -> customer -> its identifiers). That is fine on one primary. Redis
@@ -56,6 +61,7 @@ local function cust_key(cid) return P .. 'cust:' .. cid end
 local function ids_key(cid) return P .. 'cust:' .. cid .. ':ids' end
 local function merged_key(cid) return P .. 'cust:' .. cid .. ':merged' end
 local function alias_key(cid) return P .. 'alias:' .. cid end
+local OUTCOMES, OUTCOME_TIMES = P .. 'outcomes', P .. 'outcomes:ms'
 
 local function member_type(member)
   return string.sub(member, 1, string.find(member, ':', 1, true) - 1)
@@ -203,15 +209,57 @@ local function resolve_all(policy)
 
   -- Most requests only name their customer, so that is all they send back: nested
   -- arrays for 1000 requests cost more to build and parse than resolving them.
-  local function reply(target, created, merged, refused, limited)
-    if #merged == 0 and #refused == 0 and #limited == 0 then
+  local function reply(target, created, entries)
+    if #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0 then
       if created then return '+' .. target end
       return target
     end
-    return cjson.encode({target, created and 1 or 0, merged, refused, limited})
+    return cjson.encode({target, created and 1 or 0, entries[1], entries[2], entries[3]})
   end
 
-  local function resolve(at)
+  -- Recorded entries whose customers all still exist, live or merged into a live one
+  -- (state/outcomes.py known_only), and whether any were dropped (erased).
+  local function known(cid) return redis.call('EXISTS', cust_key(cid), alias_key(cid)) > 0 end
+  local function known_only(recorded)
+    local kept, dropped = {}, false
+    for k = 1, 3 do
+      kept[k] = {}
+      for _, e in ipairs(recorded[k]) do
+        -- a limited entry names one customer, a merge or a refusal two
+        if known(e[1]) and (k == 3 or known(e[2])) then
+          kept[k][#kept[k] + 1] = e
+        else
+          dropped = true
+        end
+      end
+    end
+    return kept, dropped
+  end
+
+  -- The recorded entries, then the fresh ones they do not hold (state/outcomes.py
+  -- combine): an entry is the same as a recorded one of its kind when it names the
+  -- same second thing (merged id, refused id, limited member). Returns them and
+  -- whether any was new.
+  local function combine(kept, fresh)
+    local out, added = {}, false
+    for k = 1, 3 do
+      local list, seen = {}, {}
+      for _, e in ipairs(kept[k]) do
+        list[#list + 1] = e
+        seen[e[2]] = true
+      end
+      for _, e in ipairs(fresh[k]) do
+        if not seen[e[2]] then
+          list[#list + 1] = e
+          added = true
+        end
+      end
+      out[k] = list
+    end
+    return out, added
+  end
+
+  local function walk(at)
     local event_id, time_ms, new_id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
     local members, keys = {}, {}
     for i = 1, tonumber(ARGV[at + 3]) do
@@ -253,15 +301,15 @@ local function resolve_all(policy)
         local m = ranked[k]
         local linking = {}
         for i = 1, #members do
-          if owners[i] == s.id or owners[i] == m.id then linking[#linking + 1] = i - 1 end
+          if owners[i] == s.id or owners[i] == m.id then linking[#linking + 1] = members[i] end
         end
         local over = over_limits(s, m)
         if #over == 0 then over = weak_link(s, m, members, owners) end
         if #over > 0 then
-          refused[#refused + 1] = {m.id, over, linking}
+          refused[#refused + 1] = {s.id, m.id, over, linking}
         else
           fold(m, s)
-          merged[#merged + 1] = {m.id, linking}
+          merged[#merged + 1] = {s.id, m.id, linking}
         end
       end
     end
@@ -276,7 +324,7 @@ local function resolve_all(policy)
       end
     end
     local limited = {}
-    if #fresh == 0 then return reply(target, created, merged, refused, {}) end
+    if #fresh == 0 then return target, created, {merged, refused, limited} end
     local hash = cust_key(target)
     local counts = created and {} or redis.call('HMGET', hash, unpack(fields))
     local links, added = {}, {}
@@ -290,7 +338,7 @@ local function resolve_all(policy)
         record[#record + 1] = fields[k]
         record[#record + 1] = count + 1
       else
-        limited[#limited + 1] = i - 1
+        limited[#limited + 1] = {target, members[i]}
       end
     end
     if #added > 0 then
@@ -298,7 +346,54 @@ local function resolve_all(policy)
       redis.call('SADD', ids_key(target), unpack(added))
     end
     if #record > 0 then redis.call('HSET', hash, unpack(record)) end
-    return reply(target, created, merged, refused, limited)
+    return target, created, {merged, refused, limited}
+  end
+
+  -- The recorded outcomes (state/outcomes.py): their entries as the walk makes them,
+  -- {merged, refused, limited}, as cjson under the event id in OUTCOMES, its event time
+  -- in OUTCOME_TIMES. One HMGET reads every record the batch may need; records made or
+  -- changed by the batch are kept here and written once at the end.
+  local window = policy.window or 0
+  local records, changed, times, recorded_new = {}, {}, {}, false
+  if window > 0 then
+    local event_ids, listed = {}, {}
+    local at = FIRST_REQUEST
+    while at <= #ARGV do
+      if not listed[ARGV[at]] then
+        listed[ARGV[at]] = true
+        event_ids[#event_ids + 1] = ARGV[at]
+      end
+      at = at + 4 + tonumber(ARGV[at + 3])
+    end
+    for i = 1, #event_ids, SADD_CHUNK do
+      local j = math.min(i + SADD_CHUNK - 1, #event_ids)
+      local texts = redis.call('HMGET', OUTCOMES, unpack(event_ids, i, j))
+      for k = i, j do
+        local text = texts[k - i + 1]
+        records[event_ids[k]] = text and cjson.decode(text) or false
+      end
+    end
+  end
+
+  local function resolve(at)
+    local event_id, time_ms = ARGV[at], ARGV[at + 1]
+    local recorded = records[event_id] or false
+    -- an erased customer's entries go before the walk can re-create its id
+    local kept, dropped = {{}, {}, {}}, false
+    if recorded then kept, dropped = known_only(recorded) end
+    local target, created, fresh = walk(at)
+    local entries, added = combine(kept, fresh)
+    if window > 0 and (dropped or added) then
+      local empty = #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0
+      if not recorded then
+        recorded_new = true
+        times[event_id] = time_ms
+      end
+      records[event_id] = (not empty) and entries
+      if empty then times[event_id] = nil end
+      changed[event_id] = true
+    end
+    return reply(target, created, entries)
   end
 
   local out = {}
@@ -307,6 +402,28 @@ local function resolve_all(policy)
     out[#out + 1] = resolve(at)
     at = at + 4 + tonumber(ARGV[at + 3])
   end
+  for event_id in pairs(changed) do
+    local entries = records[event_id]
+    if entries then
+      redis.call('HSET', OUTCOMES, event_id, cjson.encode(entries))
+      if times[event_id] then redis.call('ZADD', OUTCOME_TIMES, times[event_id], event_id) end
+    else
+      redis.call('HDEL', OUTCOMES, event_id)
+      redis.call('ZREM', OUTCOME_TIMES, event_id)
+    end
+  end
+  if recorded_new then
+    -- as OutcomeLog.trim: forget records older than the window before the latest one
+    local top = redis.call('ZRANGE', OUTCOME_TIMES, -1, -1, 'WITHSCORES')
+    if #top > 0 then
+      local horizon = tonumber(top[2]) - window
+      local old = redis.call('ZRANGEBYSCORE', OUTCOME_TIMES, '-inf', '(' .. int(horizon))
+      if #old > 0 then
+        call_chunked('HDEL', OUTCOMES, nil, old, 1)
+        call_chunked('ZREM', OUTCOME_TIMES, nil, old, 1)
+      end
+    end
+  end
   return out
 end
 
@@ -314,6 +431,9 @@ local function validate(policy)
   if type(policy) ~= 'table' or type(policy.priority) ~= 'table'
       or type(policy.limits) ~= 'table' or type(policy.default_limit) ~= 'number' then
     return 'the policy needs priority, limits and default_limit'
+  end
+  if policy.window ~= nil and type(policy.window) ~= 'number' then
+    return 'the policy window must be a number'
   end
   local at = FIRST_REQUEST
   while at <= #ARGV do

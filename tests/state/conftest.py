@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 import redis
@@ -101,6 +103,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _members(client: redis.Redis, key: bytes | str) -> list[bytes | str]:
+    """A sorted set's members (without scores, so never tuples)."""
+    return cast(list[bytes | str], client.zrange(key, 0, -1))
+
+
 def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     """Everything wrong with the identity graph under ``prefix`` (empty: consistent).
 
@@ -114,6 +121,8 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     merged: dict[str, set[str]] = {}
     aliases: dict[str, str] = {}
     profiles: set[str] = set()
+    outcomes: dict[str, str] = {}
+    outcome_times: set[str] = set()
     for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
         key = _text(raw_key)[len(prefix) :]
         kind, _, rest = key.partition(":")
@@ -128,9 +137,13 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         elif kind == "cust":
             customers[rest] = {_text(f): _text(v) for f, v in client.hgetall(raw_key).items()}
         elif kind == "prof" and rest == "pending":
-            profiles.update(_text(m) for m in client.zrange(raw_key, 0, -1))
+            profiles.update(_text(m) for m in _members(client, raw_key))
         elif kind == "prof":
             profiles.add(rest.removesuffix(":recent").removesuffix(":applied"))
+        elif kind == "outcomes" and rest == "":
+            outcomes = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
+        elif kind == "outcomes" and rest == "ms":
+            outcome_times = {_text(e) for e in _members(client, raw_key)}
         else:
             raise AssertionError(f"unexpected key {key}")
 
@@ -138,6 +151,20 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         f"profile data of {cid}, which is not a live customer"
         for cid in sorted(profiles - set(customers))
     ]
+    # recorded outcomes: every record has its event time and is a non-empty
+    # {merged, refused, limited}; entries may name erased customers (dropped lazily)
+    problems.extend(
+        f"recorded outcome of {e} without its event time"
+        for e in sorted(set(outcomes) - outcome_times)
+    )
+    problems.extend(
+        f"event time of {e} without a recorded outcome"
+        for e in sorted(outcome_times - set(outcomes))
+    )
+    for event_id, text in outcomes.items():
+        record = json.loads(text)
+        if len(record) != 3 or not any(record):
+            problems.append(f"recorded outcome of {event_id} is not a non-empty triple: {text}")
     for member, cid in ids.items():
         if cid not in customers:
             problems.append(f"id:{member} -> {cid}, which has no customer record")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from state.hashing import IdentifierHasher
 from state.memory import MemoryProfileStore
+from state.profile_hash import ProfileRules
 from state.redis_store import SCRIPT_SHA, RedisProfileStore
 from state.store import (
     MAX_IDENTIFIERS,
@@ -279,7 +280,19 @@ class TestProfileStoreContract:
         survivor = new_customer_id("e2")
         assert [r.customer_id for r in first] == [new_customer_id("e1"), survivor, survivor]
         assert [r.customer_id for r in again] == [survivor] * 3
-        assert not any(r.created or r.merges or r.conflicts for r in again)
+        assert not any(r.created or r.conflicts for r in again)
+        # the merge is reported again, the same one (outputs are upserted by its id),
+        # so a re-run after a crash or a lost reply still sends what the first one did
+        assert first[2].merges == (
+            Merge(
+                survivor,
+                new_customer_id("e1"),
+                "e3",
+                "shared email, cookie_id",
+                ("email:ann@example.com", "cookie_id:ck-1"),
+            ),
+        )
+        assert [r.merges for r in again] == [(), (), first[2].merges]
         assert {c: store.identifiers(c) for c in store.customers()} == state
 
     def test_a_redelivered_creating_event_finds_its_customer(self, store: ProfileStore) -> None:
@@ -441,10 +454,12 @@ def _apply(store: ProfileStore, operation: object) -> object:
     return store.resolve_batch(operation)
 
 
-def _equivalent(operations: Sequence[object], client: redis.Redis) -> None:
+def _equivalent(
+    operations: Sequence[object], client: redis.Redis, rules: ProfileRules | None = None
+) -> None:
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    memory = MemoryProfileStore(SMALL_POLICY)
-    remote = RedisProfileStore(client, prefix, SMALL_POLICY)
+    memory = MemoryProfileStore(SMALL_POLICY, rules=rules)
+    remote = RedisProfileStore(client, prefix, SMALL_POLICY, rules=rules)
     try:
         for step, operation in enumerate(operations):
             assert _apply(remote, operation) == _apply(memory, operation), f"step {step}"
@@ -454,15 +469,18 @@ def _equivalent(operations: Sequence[object], client: redis.Redis) -> None:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(operations=operations_st)
-def test_memory_and_redis_agree(redis_client: redis.Redis, operations: list[object]) -> None:
-    _equivalent(operations, redis_client)
+@given(operations=operations_st, window=st.sampled_from([0, 8, 7 * 86_400_000]))
+def test_memory_and_redis_agree(
+    redis_client: redis.Redis, operations: list[object], window: int
+) -> None:
+    # event times 0-20: a window of 8 trims recorded outcomes, 0 records none
+    _equivalent(operations, redis_client, ProfileRules(idempotence_window_ms=window))
 
 
 def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
     rng = random.Random(2026)
     types = sorted(UNIVERSE)
-    for _ in range(5):
+    for run in range(5):
         operations: list[object] = []
         for b in range(30):
             if rng.random() < 0.1:
@@ -479,4 +497,6 @@ def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
                     )
                 )
             operations.append(batch)
-        _equivalent(operations, redis_client)
+        # event times 0-99: odd runs trim recorded outcomes, even ones keep them all
+        window = 40 if run % 2 else 10**9
+        _equivalent(operations, redis_client, ProfileRules(idempotence_window_ms=window))
