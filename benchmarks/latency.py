@@ -272,6 +272,8 @@ def soak(
 
     def on_tick(elapsed: float) -> None:
         samples = cluster.scrape()
+        if not samples:  # the scrape timed out (a busy flow): a missing sample, not a zero
+            return
         now = buckets(samples)
         history.append((elapsed, now))
         older = [b for t, b in history if t <= elapsed - window]
