@@ -30,6 +30,16 @@ local function call_chunked(command, key, fixed, items, step)
   end
 end
 
+-- HSET the fields of hash table `h` named in the set `dirty` (nothing when none changed).
+local function write_dirty(key, h, dirty)
+  local fields = {}
+  for name in pairs(dirty) do
+    fields[#fields + 1] = name
+    fields[#fields + 1] = h[name]
+  end
+  if #fields > 0 then call_chunked('HSET', key, nil, fields, 2) end
+end
+
 local function read_hash(key)
   local flat = redis.call('HGETALL', key)
   local h = {}
@@ -161,12 +171,7 @@ local function apply_customer(P, cid, group, index, batch)
       end
     end
   end
-  local fields = {}
-  for name in pairs(dirty) do
-    fields[#fields + 1] = name
-    fields[#fields + 1] = h[name]
-  end
-  if #fields > 0 then call_chunked('HSET', key, nil, fields, 2) end
+  write_dirty(key, h, dirty)
   if #recent > 0 and batch.recent > 0 then
     call_chunked('ZADD', key .. ':recent', nil, recent, 2)
     redis.call('ZREMRANGEBYRANK', key .. ':recent', 0, -(batch.recent + 1))
@@ -292,12 +297,7 @@ local function fold_profile(P, src, dst, recent_limit)
       end
     end
   end
-  local fields = {}
-  for name in pairs(dirty) do
-    fields[#fields + 1] = name
-    fields[#fields + 1] = d[name]
-  end
-  if #fields > 0 then call_chunked('HSET', dkey, nil, fields, 2) end
+  write_dirty(dkey, d, dirty)
   if redis.call('EXISTS', skey .. ':recent') == 1 then
     redis.call('ZUNIONSTORE', dkey .. ':recent', 2, dkey .. ':recent', skey .. ':recent',
       'AGGREGATE', 'MAX')
