@@ -24,7 +24,9 @@ Keyed by customer_id. For each event the step works out
 
 A merged-away customer's journey state (contact history and consent
 included) stays behind under its old id; the survivor's journey continues
-from its own.
+from its own. Consent withdrawn under a merged-away id still holds marketing
+back: resolve reports the opt-outs of the survivor's stored profile, where
+merges pool consent (:meth:`flows.nba.policy.ContactHistory.consents`).
 """
 
 from __future__ import annotations
@@ -189,20 +191,21 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             self.models.propensity.observe(state.interest, event)
             out += model_alerts
         if self.decider is not None and resolved.customer_id is not None:
-            out += self._decide(resolved.customer_id, event, sentiment, stage, figures)
+            out += self._decide(resolved, event, sentiment, stage, figures)
         out.insert(0, Journeyed(resolved, stage, sentiment, figures))
         return out
 
     def _decide(
         self,
-        customer_id: str,
+        resolved: Resolved,
         event: InteractionEvent,
         sentiment: float | None,
         stage: str | None,
         figures: dict[str, str],
     ) -> list[NextBestAction]:
         """decide: the next-best actions this event triggers (see flows.nba)."""
-        assert self.decider is not None
+        assert self.decider is not None and resolved.customer_id is not None
+        customer_id = resolved.customer_id
         state, models, data = self.state, self.models, event.data
         now = event.epoch_ms
         if data.consent:
@@ -232,7 +235,9 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             churn_ready=models is not None and models.churn_ready,
             top_category=top,
         )
-        return self.decider.decide(ctx, state.contacts, event.id, event.time, now)
+        # opt-outs stored under ids merged into this one count too (flows.nba.policy)
+        withdrawn = resolved.withdrawn() if resolved.opted_out else None
+        return self.decider.decide(ctx, state.contacts, event.id, event.time, now, withdrawn)
 
     def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:
         state, conf = self.state, self.settings

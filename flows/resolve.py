@@ -28,11 +28,23 @@ IdentityOutput = IdentityMerge | IdentityErasure | Alert
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """An event with its customer (None: anonymous, or an erase request)."""
+    """An event with its customer (None: anonymous, or an erase request).
+
+    ``opted_out`` are the consent purposes withdrawn in the customer's stored
+    profile when the batch was resolved, merged-away ids' included, sorted;
+    ``opted_out_ms`` each withdrawal's event time (see
+    :attr:`state.store.ResolveResult.opted_out`). The decide step honours them.
+    """
 
     customer_id: str | None
     event: InteractionEvent
     outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
+    opted_out: tuple[str, ...] = ()
+    opted_out_ms: tuple[int, ...] = ()
+
+    def withdrawn(self) -> dict[str, int]:
+        """``opted_out`` as purpose -> event time of the withdrawal."""
+        return dict(zip(self.opted_out, self.opted_out_ms, strict=True))
 
 
 def _merge_event(merge: Merge, event: InteractionEvent) -> IdentityMerge:
@@ -99,7 +111,15 @@ class StoreResolver:
                 metrics.RESOLUTIONS.labels("created" if result.created else "known").inc()
             metrics.MERGES.inc(len(result.merges))
             metrics.IDENTITY_CONFLICTS.inc(len(result.conflicts))
-            resolved.append(Resolved(result.customer_id, event, tuple(outputs)))
+            resolved.append(
+                Resolved(
+                    result.customer_id,
+                    event,
+                    tuple(outputs),
+                    result.opted_out,
+                    result.opted_out_ms,
+                )
+            )
         return resolved
 
     def _erase(self, event: InteractionEvent) -> Resolved:

@@ -37,12 +37,14 @@ from state.outcomes import (
     known_only,
 )
 from state.profile_hash import (
+    OPTOUT,
     ProfileDelta,
     ProfileRules,
     applied_horizon,
     fold,
     fold_delta,
     parse_recent,
+    parse_withdrawn,
     publish_due,
     snapshot_from_hash,
 )
@@ -268,7 +270,10 @@ class MemoryProfileStore:
             else:
                 self._recorded_new |= recorded is None
                 self._outcomes.put(prepared.event_id, prepared.event_time_ms, entries)
-        return Outcome(outcome.customer_id, outcome.created, entries)
+        # what resolve tells the decide step about consent (identity.lua: optout_of)
+        profile = self._profiles.get(outcome.customer_id or "", {})
+        withdrawn = parse_withdrawn(profile.get(OPTOUT))
+        return Outcome(outcome.customer_id, outcome.created, entries, withdrawn)
 
     def _walk(self, prepared: PreparedRequest) -> Outcome:
         owners: list[str | None] = []

@@ -10,7 +10,12 @@ Fields: ``v`` version (events applied), ``count`` and ``n:<channel>`` counters,
 is the one of the latest event by event time, each with a ``<name>@`` stamp:
 ``last`` (``last_ms``, ``last_event``, ``last_channel``, ``last_touchpoint``),
 ``nps``, ``csat``, ``sent``, ``stage``, ``consent:<purpose>``, ``case:<id>``;
-``emit`` is the event time of the last publication.
+``emit`` is the event time of the last publication; ``optout`` lists the
+withdrawn consent purposes (``consent:<purpose>`` is ``"0"``) with the event
+time of each withdrawal, ``"<purpose>=<ms>"`` lines sorted by purpose (byte
+order), rewritten whenever a consent field may change (a delta with consent, a
+merge): resolve reads this one field to tell the decide step about opt-outs the
+journey state of the customer id cannot know (given under a merged-away id).
 
 Next to the hash each store keeps the ids of the events applied to the profile
 with their event time, for ``ProfileRules.idempotence_window_ms`` before the
@@ -46,6 +51,8 @@ _WINDOW_FIELD = re.compile(r"^sent_[0-9.]+h$")
 # case action -> "1" open / "0" closed
 _CASE_ACTIONS = {CASE_OPENED: "1", **dict.fromkeys(CASE_FINISHED, "0")}
 _COUNTERS = ("v", "count", "ltv_c", "orders")
+OPTOUT = "optout"
+_CONSENT = "consent:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +223,36 @@ def fold_delta(h: dict[str, str], d: ProfileDelta) -> None:
     )
     for name, value in d.latest_fields():
         _set_latest(h, name, st, {name: value})
+    if d.consent:
+        h[OPTOUT] = withdrawn_field(h)
+
+
+def withdrawn_field(h: Mapping[str, str]) -> str:
+    """The ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
+
+    >>> h = {"consent:sms": "0", "consent:sms@": stamp(7, "e2"), "consent:email": "1"}
+    >>> withdrawn_field(h)
+    'sms=7'
+    """
+    purposes = sorted(
+        name[len(_CONSENT) :]
+        for name, value in h.items()
+        if value == "0" and name.startswith(_CONSENT) and not name.endswith("@")
+    )
+    # the withdrawal's own stamp: "<15-digit ms>|<event id>"
+    return "\n".join(f"{p}={int(h[_CONSENT + p + '@'][:15])}" for p in purposes)
+
+
+def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
+    """``(purpose, ms)`` pairs from an ``optout`` field (None or empty: none).
+
+    >>> parse_withdrawn("marketing=5\\nsms=7"), parse_withdrawn(None)
+    ((('marketing', 5), ('sms', 7)), ())
+    """
+    if not text:
+        return ()
+    # rpartition: the time never holds "=", a purpose might
+    return tuple((p, int(ms)) for p, _, ms in (line.rpartition("=") for line in text.split("\n")))
 
 
 def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
@@ -254,6 +291,8 @@ def fold(into: dict[str, str], src: Mapping[str, str]) -> None:
     for group in sorted(groups):
         members = _LAST_FIELDS if group == "last" else (group,)
         _set_latest(into, group, src[group + "@"], {m: src[m] for m in members if m in src})
+    if any(name.startswith(_CONSENT) for name in into):
+        into[OPTOUT] = withdrawn_field(into)
 
 
 _LAST_FIELDS = ("last_ms", "last_event", "last_channel", "last_touchpoint")

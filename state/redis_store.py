@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
 from state.outcomes import Entries
-from state.profile_hash import ProfileDelta, ProfileRules, snapshot_from_hash
+from state.profile_hash import ProfileDelta, ProfileRules, parse_withdrawn, snapshot_from_hash
 from state.store import (
     ErasedReport,
     IdentityPolicy,
@@ -226,10 +226,11 @@ def _outcome(reply: bytes | str) -> Outcome:
     if not text.startswith("["):
         return Outcome(text)
     # cjson writes an empty array as {}, which iterates as nothing here too
-    customer_id, created, merged, refused, limited = orjson.loads(text)
+    customer_id, created, merged, refused, limited, *optout = orjson.loads(text)
     entries = Entries(
         tuple((s_id, m_id, tuple(linking)) for s_id, m_id, linking in merged),
         tuple((s_id, r_id, tuple(over), tuple(linking)) for s_id, r_id, over, linking in refused),
         tuple((s_id, member) for s_id, member in limited),
     )
-    return Outcome(customer_id, bool(created), entries)
+    withdrawn = parse_withdrawn(optout[0]) if optout else ()
+    return Outcome(customer_id, bool(created), entries, withdrawn)

@@ -130,6 +130,11 @@ class ResolveResult:
     merges: tuple[Merge, ...]
     conflicts: tuple[Conflict, ...]
     ignored: tuple[str, ...]
+    #: Consent purposes withdrawn in the customer's profile as the store holds it when
+    #: the batch is resolved (folded by earlier profile steps and by merges), sorted;
+    #: ``opted_out_ms`` holds each withdrawal's event time, in the same order.
+    opted_out: tuple[str, ...] = ()
+    opted_out_ms: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +358,7 @@ class Outcome:
     customer_id: str | None
     created: bool = False
     entries: Entries = NO_ENTRIES
+    withdrawn: tuple[tuple[str, int], ...] = ()  # (purpose, ms): profile_hash.parse_withdrawn
 
 
 def _types(members: Sequence[str]) -> str:
@@ -391,6 +397,8 @@ def assemble(prepared: PreparedRequest, outcome: Outcome, policy: IdentityPolicy
         merges,
         tuple(conflicts),
         prepared.blocked + limited,
+        tuple(purpose for purpose, _ in outcome.withdrawn),
+        tuple(ms for _, ms in outcome.withdrawn),
     )
 
 

@@ -24,6 +24,7 @@ condition's field value against its threshold, and the priority's factors.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,8 +73,14 @@ class Decider:
         event_id: str,
         time: datetime,
         now_ms: int,
+        withdrawn: Mapping[str, int] | None = None,
     ) -> list[NextBestAction]:
-        """The NBAs for one trigger event; records them in ``history``."""
+        """The NBAs for one trigger event; records them in ``history``.
+
+        ``withdrawn``: the consent the profile store reports withdrawn for the
+        customer (purpose -> event time), merged-away ids' included; see
+        :meth:`~flows.nba.policy.ContactHistory.consents`.
+        """
         eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
             return []
@@ -84,7 +91,7 @@ class Decider:
         open_cases = bool(ctx.get("open_cases"))
         for candidate in ranked:
             action = candidate.action
-            if not history.consents(action.consent, action.channel):
+            if not history.consents(action.consent, action.channel, withdrawn):
                 reason: str | None = "consent"
             elif open_cases and action.action_class in conf.blocked_by_open_case:
                 reason = "open_case"

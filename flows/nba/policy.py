@@ -28,7 +28,16 @@ An action is held back, checked in this order, for:
 
 Like the rest of the journey state, the history is per customer id: when two
 customers merge, the merged-away id's history (and consent) stays behind and
-the survivor keeps its own.
+the survivor keeps its own. Consent given under a merged-away id still counts:
+the profile store merges consent (latest by event time) and resolve reports the
+survivor's withdrawn purposes with their event times, which
+:meth:`ContactHistory.consents` honours next to this history. The rule: an
+action is held back when this history's latest entry for the purpose withdraws
+it, or the store's does and this history holds no strictly newer grant (one
+folded here before the profile step stored it). So a later opt-in under the
+survivor wins over an older opt-out under the merged id, and an opt-out wins
+otherwise; the store reports no grants, so an older opt-out in this history
+still blocks when a merged id later opted in (privacy errs on holding back).
 
 >>> from flows.nba.settings import NbaSettings
 >>> h = ContactHistory()
@@ -40,6 +49,7 @@ the survivor keeps its own.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flows.nba.settings import NbaSettings
@@ -65,13 +75,32 @@ class ContactHistory:
         while len(self.consent) > conf.max_consent_purposes:
             del self.consent[min(self.consent, key=lambda p: (self.consent[p][0], p))]
 
-    def consents(self, purpose: str | None, channel: str) -> bool:
-        """Whether an action needing ``purpose`` may go out by ``channel``."""
+    def consents(
+        self, purpose: str | None, channel: str, withdrawn: Mapping[str, int] | None = None
+    ) -> bool:
+        """Whether an action needing ``purpose`` may go out by ``channel``.
+
+        ``withdrawn`` holds the opt-outs the profile store reports for the
+        customer (purpose -> event time; :attr:`flows.resolve.Resolved.opted_out`),
+        merged-away ids' included. One blocks unless this history holds a grant
+        of the same purpose strictly newer by event time (folded here before the
+        profile step stored it): the latest by event time wins, a tie withdraws.
+
+        >>> h = ContactHistory()
+        >>> h.consents("marketing", "email", {"marketing": 5})
+        False
+        >>> h.consent["marketing"] = (9, True)  # a newer opt-in under this id
+        >>> h.consents("marketing", "email", {"marketing": 5})
+        True
+        """
         if purpose is None:
             return True
         for key in (purpose, f"{purpose}_{channel}"):
             known = self.consent.get(key)
             if known is not None and not known[1]:
+                return False
+            at = withdrawn.get(key) if withdrawn else None
+            if at is not None and (known is None or known[0] <= at):
                 return False
         return True
 

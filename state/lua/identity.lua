@@ -12,6 +12,8 @@
 --                it was created, or, when it merged or met a conflict (now, or recorded
 --                under its event id by an earlier run), a cjson array
 --                  [customer_id, created (0/1), merged, refused, limited]
+--                and, when the customer's profile lists withdrawn consent (its 'optout'
+--                field: "<purpose>=<ms>" lines), that text as a sixth element
 --                merged = [[survivor, merged id, [linking members]]],
 --                refused = [[survivor, other id, [types], [linking members]]],
 --                limited = [[customer id, member]] (cjson writes an empty array as {}).
@@ -191,6 +193,18 @@ local function resolve_all(policy)
     return {}
   end
 
+  -- The profile's 'optout' field, read once per customer and batch: within a resolve
+  -- call only a merge (fold_profile) rewrites it, and fold forgets the survivor's.
+  local optouts = {}
+  local function optout_of(cid)
+    local text = optouts[cid]
+    if text == nil then
+      text = redis.call('HGET', P .. 'prof:' .. cid, 'optout') or ''
+      optouts[cid] = text
+    end
+    return text
+  end
+
   local function fold(m, s)
     local members = redis.call('SMEMBERS', ids_key(m.id))
     for _, member in ipairs(members) do redis.call('SET', id_key(member), s.id) end
@@ -205,17 +219,21 @@ local function resolve_all(policy)
     sadd_all(merged_key(s.id), aliases)
     redis.call('DEL', cust_key(m.id), ids_key(m.id), merged_key(m.id))
     fold_profile(P, m.id, s.id, policy.recent_limit)
+    optouts[s.id], optouts[m.id] = nil, nil
   end
 
   -- Most requests only name their customer, so that is all they send back: nested
   -- arrays for 1000 requests cost more to build and parse than resolving them.
-  local function reply(target, created, entries)
-    if #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0 then
+  -- A customer's withdrawn consent purposes go as a sixth element, only when there are
+  -- any (the profile's 'optout' field, state/profile_hash.py withdrawn_field).
+  local function reply(target, created, entries, optout)
+    if optout == '' and #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0 then
       if created then return '+' .. target end
       return target
     end
-    return cjson.encode({target, created and 1 or 0, entries[1], entries[2], entries[3]})
+    return cjson.encode({target, created and 1 or 0, entries[1], entries[2], entries[3], optout})
   end
+
 
   -- Recorded entries whose customers all still exist, live or merged into a live one
   -- (state/outcomes.py known_only), and whether any were dropped (erased).
@@ -393,7 +411,8 @@ local function resolve_all(policy)
       if empty then times[event_id] = nil end
       changed[event_id] = true
     end
-    return reply(target, created, entries)
+    -- a customer created just now has no profile yet
+    return reply(target, created, entries, created and '' or optout_of(target))
   end
 
   local out = {}

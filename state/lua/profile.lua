@@ -40,6 +40,32 @@ local function write_dirty(key, h, dirty)
   if #fields > 0 then call_chunked('HSET', key, nil, fields, 2) end
 end
 
+-- Byte order, as Python compares str (Lua's < follows the server's collation locale).
+local function byte_order_less(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- The 'optout' field of profile h (state/profile_hash.py withdrawn_field):
+-- "<purpose>=<ms>" per withdrawn consent purpose, sorted, one a line.
+local function withdrawn(h)
+  local purposes = {}
+  for name, value in pairs(h) do
+    if value == '0' and string.sub(name, 1, 8) == 'consent:' and string.sub(name, -1) ~= '@' then
+      purposes[#purposes + 1] = string.sub(name, 9)
+    end
+  end
+  table.sort(purposes, byte_order_less)
+  for i, p in ipairs(purposes) do
+    purposes[i] = p .. '=' .. int(tonumber(string.sub(h['consent:' .. p .. '@'], 1, 15)))
+  end
+  return table.concat(purposes, '\n')
+end
+
 local function read_hash(key)
   local flat = redis.call('HGETALL', key)
   local h = {}
@@ -112,8 +138,14 @@ local function fold_delta(h, dirty, at)
     dirty['last@'], dirty.last_ms, dirty.last_event = true, true, true
     dirty.last_channel, dirty.last_touchpoint = true, true
   end
+  local consent = false
   for k = at + D_PAIRS, delta_end(at) - 1, 2 do
     set_latest(h, dirty, ARGV[k], st, ARGV[k + 1])
+    if string.sub(ARGV[k], 1, 8) == 'consent:' then consent = true end
+  end
+  if consent then
+    h.optout = withdrawn(h)
+    dirty.optout = true
   end
 end
 
@@ -295,6 +327,13 @@ local function fold_profile(P, src, dst, recent_limit)
           end
         end
       end
+    end
+  end
+  for name in pairs(d) do
+    if string.sub(name, 1, 8) == 'consent:' then
+      d.optout = withdrawn(d)
+      dirty.optout = true
+      break
     end
   end
   write_dirty(dkey, d, dirty)

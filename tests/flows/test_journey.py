@@ -200,6 +200,34 @@ def test_consent_is_folded_from_events_and_stops_marketing() -> None:
     ]
 
 
+def withdrawn_by_store(resolved: Resolved, **purposes: float) -> Resolved:
+    """``resolved`` as resolve gives it when the store reports these opt-outs (hours)."""
+    names = tuple(sorted(purposes))
+    times = tuple(T0_MS + round(purposes[p] * 3_600_000) for p in names)
+    return Resolved(resolved.customer_id, resolved.event, resolved.outputs, names, times)
+
+
+def test_opt_outs_the_store_reports_stop_marketing() -> None:
+    # e.g. given under a customer id since merged into this one (see test_consent_merge)
+    journey = decide_logic()
+    survey = withdrawn_by_store(ev(1, 1, "cx.survey.nps", nps=10), marketing_email=0)
+    assert nbas(run(journey, survey)) == []
+    assert journey.decider.suppressed == {"consent": 1}  # type: ignore[union-attr]
+    assert journey.state.contacts.consent == {}  # the store's view is not copied in
+
+
+def test_a_newer_grant_in_the_journey_outweighs_the_stores_opt_out() -> None:
+    journey = decide_logic()
+    # the grant is folded here before the profile step stored it; then a survey
+    run(journey, ev(1, 2, "cx.email.consent.updated", consent={"marketing": True}))
+    newer = withdrawn_by_store(ev(2, 3, "cx.survey.nps", nps=9), marketing=1)
+    assert [n.action for n in nbas(run(journey, newer))] == ["promoter_referral"]
+    # a withdrawal at the same time or later than the grant wins
+    tied = decide_logic()
+    run(tied, ev(1, 2, "cx.email.consent.updated", consent={"marketing": True}))
+    assert nbas(run(tied, withdrawn_by_store(ev(2, 3, "cx.survey.nps", nps=9), marketing=2))) == []
+
+
 def test_churn_rules_wait_for_the_warm_up(tmp_path: Path) -> None:
     rules = tmp_path / "churn.toml"
     rules.write_text(

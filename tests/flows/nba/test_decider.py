@@ -171,6 +171,33 @@ def test_consent_stops_marketing_only(write_catalogue: Write) -> None:
     assert run.decider.suppressed == {"consent": 5}
 
 
+def test_opt_outs_from_the_store_hold_marketing_back(write_catalogue: Write) -> None:
+    text = (
+        SERVICE
+        + action("news", when='["nps >= 0"]', cooldown_hours=0)
+        + action("sms_deal", when='["nps >= 0"]', cooldown_hours=0).replace("email", "sms")
+    )
+    run = Run(write_catalogue(text), top_n=5, max_per_day=50, max_per_week=50)
+    conf = run.decider.settings
+    ms = int(T0.timestamp() * 1000)
+
+    def ids(hours: float, withdrawn: dict[str, int]) -> list[str]:
+        time = T0 + timedelta(hours=hours)
+        stamp = int(time.timestamp() * 1000)
+        out = run.decider.decide(context(nps=3), run.history, f"w{hours}", time, stamp, withdrawn)
+        return [nba.action for nba in out]
+
+    assert ids(1, {"marketing_email": ms}) == ["call_back", "sms_deal"]
+    assert ids(2, {"marketing": ms}) == ["call_back"]  # service needs no consent
+    run.history.fold_consent(ms + HOUR, {"marketing": True}, conf)  # newer than the store's
+    assert ids(3, {"marketing": ms}) == ["call_back", "news", "sms_deal"]
+    assert ids(4, {"marketing": ms + HOUR}) == ["call_back"]  # a tie: withdrawn
+    # the history's own opt-out blocks whatever the store says
+    run.history.fold_consent(ms + 2 * HOUR, {"marketing_sms": False}, conf)
+    assert ids(5, {}) == ["call_back", "news"]
+    assert run.decider.suppressed == {"consent": 6}
+
+
 def test_suppressions_are_counted_by_reason_in_prometheus(write_catalogue: Write) -> None:
     def sample() -> float:
         value = REGISTRY.get_sample_value("cx_nba_suppressed_total", {"reason": "open_case"})
