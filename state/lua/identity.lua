@@ -69,17 +69,6 @@ local function member_type(member)
   return string.sub(member, 1, string.find(member, ':', 1, true) - 1)
 end
 
--- Lua's < on strings follows the server's collation locale; Python compares code
--- points, which for UTF-8 is byte order. Both stores must sort alike.
-local function bytes_less(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-
 local function canonical(cid)
   for _ = 1, MAX_ALIAS_HOPS do
     local survivor = redis.call('GET', alias_key(cid))
@@ -123,7 +112,7 @@ local function resolve_all(policy)
   local function type_before(a, b)
     local ra, rb = rank[a] or other_rank, rank[b] or other_rank
     if ra ~= rb then return ra < rb end
-    return bytes_less(a, b)
+    return byte_order_less(a, b)
   end
 
   -- what survivor selection and the merge guard need to know about a customer
@@ -138,7 +127,7 @@ local function resolve_all(policy)
         local id_type = string.sub(name, 3)
         c.counts[id_type] = tonumber(value)
         local r = rank[id_type] or other_rank
-        if r < c.rank or (r == c.rank and bytes_less(id_type, c.best)) then
+        if r < c.rank or (r == c.rank and byte_order_less(id_type, c.best)) then
           c.rank, c.best = r, id_type
         end
       end
@@ -149,9 +138,9 @@ local function resolve_all(policy)
   -- strongest identifier type, then older, then smaller id
   local function survivor_before(a, b)
     if a.rank ~= b.rank then return a.rank < b.rank end
-    if a.best ~= b.best then return bytes_less(a.best, b.best) end
+    if a.best ~= b.best then return byte_order_less(a.best, b.best) end
     if a.created ~= b.created then return a.created < b.created end
-    return bytes_less(a.id, b.id)
+    return byte_order_less(a.id, b.id)
   end
 
   local function over_limits(s, m)

@@ -40,7 +40,8 @@ local function write_dirty(key, h, dirty)
   if #fields > 0 then call_chunked('HSET', key, nil, fields, 2) end
 end
 
--- Byte order, as Python compares str (Lua's < follows the server's collation locale).
+-- Byte order, as Python compares str (Lua's < follows the server's collation locale):
+-- both stores must sort alike. identity.lua, loaded after this library, uses it too.
 local function byte_order_less(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do

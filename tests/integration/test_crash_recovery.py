@@ -61,7 +61,6 @@ def flow_env(brokers: str, prefix: str, recovery: Path) -> dict[str, str]:
         "CX_RECOVERY__DIRECTORY": str(recovery),
         "CX_IDENTITY__PRIVACY_TOPIC": f"{prefix}cx.privacy",
         "CX_TOPICS__EVENTS": f"{prefix}cx.events",
-        "CX_TOPICS__PARTITIONS": "1",
         **{f"CX_TOPICS__{kind.upper()}": f"{prefix}cx.{kind}" for kind in OUTPUT_KINDS},
     }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from flows.settings import IdentitySettings, KafkaSettings, Settings, TopicSettings
 from flows.topics import ensure_topics
 from schemas.records import OUTPUT_KINDS
 from tests.conftest import make_event
+from tests.integration.test_crash_recovery import flow_env
+from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -64,46 +65,13 @@ def _produce(brokers: str, topic: str, values: list[bytes]) -> dict[bytes, tuple
     return placed
 
 
-def _consume_all(brokers: str, topic: str) -> list[Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": brokers,
-            "group.id": "verifier",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    remaining, messages = set(parts), []
-    while remaining:
-        msg = consumer.poll(10)
-        assert msg is not None, f"timed out reading {topic}"
-        if msg.error():
-            assert msg.error().code() == msg.error()._PARTITION_EOF, msg.error()
-            remaining.discard(msg.partition())
-            continue
-        messages.append(msg)
-    consumer.close()
-    return messages
-
-
 @pytest.mark.parametrize("processes", [1, 2])
 def test_valid_events_once_invalid_in_dlq_nothing_lost(
     kafka_brokers: str, redis_url: str, topic_prefix: str, processes: int, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
-        "CX_KAFKA__BROKERS": kafka_brokers,
-        "CX_RECOVERY__DIRECTORY": str(tmp_path / "recovery"),
-        "CX_METRICS__ENABLED": "false",
+        **flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"),
         "CX_EPOCH_INTERVAL_SECONDS": "1",
-        "CX_REDIS__PREFIX": f"test:{topic_prefix}",
-        "CX_IDENTITY__PRIVACY_TOPIC": f"{topic_prefix}cx.privacy",
-        **{
-            f"CX_TOPICS__{kind.upper()}": f"{topic_prefix}cx.{kind}"
-            for kind in ("events", "nba", "alerts", "nps", "identity", "profiles", "dlq")
-        },
     }
     topics = {k: env[f"CX_TOPICS__{k.upper()}"] for k in ("events", "profiles", "dlq")}
     settings = Settings(
@@ -136,7 +104,7 @@ def test_valid_events_once_invalid_in_dlq_nothing_lost(
     assert run.returncode == 0, run.stderr[-3000:]
 
     # Each invalid message is in cx.dlq once, with its original bytes, reason and coordinates.
-    dead = [orjson.loads(m.value()) for m in _consume_all(kafka_brokers, topics["dlq"])]
+    dead = [orjson.loads(m.value()) for m in consume_all(kafka_brokers, topics["dlq"])]
     by_original = {base64.b64decode(d["original_b64"]): d for d in dead}
     assert len(dead) == len(invalid)
     for name, value in invalid.items():
@@ -158,7 +126,7 @@ def test_valid_events_once_invalid_in_dlq_nothing_lost(
 
     # Every valid event is counted exactly once in the final profiles.
     latest: dict[str, dict[str, Any]] = {}
-    for message in _consume_all(kafka_brokers, topics["profiles"]):
+    for message in consume_all(kafka_brokers, topics["profiles"]):
         profile = orjson.loads(message.value())
         assert message.key().decode() == profile["customer_id"]
         if profile["version"] >= latest.get(profile["customer_id"], {"version": -1})["version"]:

@@ -11,7 +11,6 @@ and the outage visible in its metrics and logs.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 import redis
 
 from flows.offline import run_offline
+from flows.run import free_ports
 from flows.settings import Settings
 from flows.stores import make_store
 from flows.topics import ensure_topics
@@ -44,19 +44,12 @@ from tests.state.conftest import _graph_problems
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """A redis-server of the test's own, which can be stopped and started again."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -155,7 +148,7 @@ def reference_events(reference: Path) -> int:
 def test_redis_stopped_mid_stream_then_back_loses_nothing(
     kafka_brokers: str, own_redis: RedisServer, topic_prefix: str, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = free_ports(1)[0]
     env = {
         **flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"),
         "CX_REDIS__URL": own_redis.url,
@@ -196,7 +189,7 @@ class KafkaBroker:
     """A second KRaft broker of the test's own (scripts/services.sh with other ports and state)."""
 
     def __init__(self, state: Path) -> None:
-        self.port, controller = free_port(), free_port()
+        self.port, controller = free_ports(2)
         self.env = {
             **os.environ,
             "CX_SERVICES_STATE": str(state),

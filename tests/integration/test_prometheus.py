@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import threading
@@ -30,6 +29,7 @@ import pytest
 from flows import metrics
 from flows.observability import Health, MetricsServer, serve
 from flows.offline import SAMPLE_LOG, run_offline
+from flows.run import free_ports
 from flows.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -43,12 +43,6 @@ HOW_TO = (
     ">= 2.42 on PATH"
 )
 WAIT_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _script(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -96,7 +90,7 @@ def endpoint() -> Iterator[MetricsServer]:
 @pytest.fixture(scope="module")
 def prometheus(endpoint: MetricsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a real Prometheus scraping ``endpoint`` every second."""
-    port = _free_port()
+    port = free_ports(1)[0]
     env = {
         **os.environ,
         "CX_PROMETHEUS_PORT": str(port),
