@@ -3,7 +3,8 @@
 :func:`generate_world` simulates ``customers`` people over ``days`` days: their
 journeys across web, app, call centre, email, chat, social, stores, surveys and
 the service desk; fragmented identities (cookies and devices before login, an
-email here, a phone number there, a family tablet, junk typed by tills); cases
+email here, a phone number there, a family tablet, a store kiosk many people
+sign in on, junk typed by tills: see :mod:`replay.world.sharing`); cases
 that meet or breach their SLA; text whose tone follows how things are going;
 and churn driven by hidden experience. :func:`write_world` writes what Kafka
 would carry and the answer key::
@@ -29,8 +30,9 @@ The truth file is one JSON object:
 
 ``params``
     ``customers, days, seed, start, end`` (RFC 3339), ``topic``, ``partition``,
-    ``phone_country_code`` (the default the identifiers were normalised with)
-    and ``noise`` (the rates used).
+    ``phone_country_code`` (the default the identifiers were normalised with),
+    ``noise`` (the rates used) and ``sharing`` (the family-tablet, store-kiosk
+    and junk rates, :class:`replay.world.sharing.SharingRates`).
 ``stats``
     counts: ``messages, events`` (distinct valid events), ``duplicates,
     invalid, late, delayed`` (minutes late), ``customers, churned, cases,
@@ -50,12 +52,14 @@ The truth file is one JSON object:
     people who never opened an account, as they have none to close);
     ``experience`` (the latent quality, about -1..1); ``existing_customer``
     (registered before the horizon); ``household`` (id of the family whose
-    tablet they share, or null); ``first_seen``; ``event_ids`` (the ids of all
+    tablet they share, or null); ``kiosk`` (id of the store kiosk they sign
+    in on with their own crm_id, or null); ``first_seen``; ``event_ids`` (the ids of all
     their valid events, in event-time order; duplicates share the id).
 ``shared_identifiers``
     ``{"type", "value", "kind", "person_ids"}`` for each value that two or
-    more people used: ``kind`` is ``household_device`` or ``junk``. These must
-    not link the people.
+    more people used: ``kind`` is ``household_device`` (a family tablet, 2-4
+    people), ``store_kiosk`` (a kiosk in one store, 10-40 people by default) or
+    ``junk``. These must not link the people.
 ``cases``
     ``{"case_id", "person_id", "priority", "category", "opened", "due",
     "resolved", "sla_hours", "breached"}``; ``resolved`` is null when the
@@ -74,7 +78,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,7 @@ import orjson
 from replay.log import write_log
 from replay.world.catalog import SLA_HOURS, TOUCHPOINTS
 from replay.world.drafts import DAY_MS, EventIds, rfc3339
-from replay.world.identity import JUNK_IDENTIFIERS, Registry, make_identity, new_device
+from replay.world.identity import Registry, make_identity
 from replay.world.journey import (
     BASE_WEIGHTS,
     SESSION_CHANNELS,
@@ -94,18 +98,15 @@ from replay.world.journey import (
     WorldClock,
 )
 from replay.world.noise import Courier, NoiseRates
+from replay.world.sharing import SharingPlan, SharingRates, plan_sharing
 from replay.world.stream import Stream
-from replay.world.truth import Ledger, SharedValue
-from schemas.identifiers import normalise_identifier
+from replay.world.truth import Ledger
 from schemas.records import RawMessage
 
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
 TOPIC = "cx.events"
 EVENTS_FILE = "events.jsonl.gz"
 TRUTH_FILE = "truth.json"
-# Families sharing a tablet, per customer: 2% of households, of 2-3 people.
-HOUSEHOLD_SHARE = 0.0195
-JUNK_SHARE = 0.004  # of customers, per junk value
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class World:
 
     params: WorldParams
     rates: NoiseRates
+    sharing: SharingRates
     stream: Stream
     ledger: Ledger
 
@@ -145,6 +147,7 @@ class World:
                 "partition": 0,
                 "phone_country_code": "1",
                 "noise": asdict(self.rates),
+                "sharing": self.sharing.as_json(),
             },
             "stats": ledger.stats,
             "touchpoints": {
@@ -163,37 +166,6 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-@dataclass(slots=True)
-class _SharedPlan:
-    """Decided before anyone is simulated: who shares a family tablet, who gets junk typed."""
-
-    households: dict[int, tuple[str, str]] = field(default_factory=dict)  # i -> (id, device)
-    junk: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # i -> [(type, raw)]
-    shared: dict[tuple[str, str], SharedValue] = field(default_factory=dict)
-
-
-def _plan_shared(rng: random.Random, customers: int, registry: Registry) -> _SharedPlan:
-    plan = _SharedPlan()
-    if customers < 6:  # too few people to share anything believably
-        return plan
-    sizes = [rng.choice((2, 2, 3)) for _ in range(max(1, round(customers * HOUSEHOLD_SHARE)))]
-    members = rng.sample(range(customers), min(customers, sum(sizes)))
-    for n, size in enumerate(sizes):
-        group, members = members[:size], members[size:]
-        if len(group) < 2:
-            break
-        device, _platform = new_device(rng, registry)
-        plan.shared[("device_id", device)] = SharedValue("device_id", device, "household_device")
-        for i in group:
-            plan.households[i] = (f"h{n:05d}", device)
-    for id_type, raw in JUNK_IDENTIFIERS:
-        norm = normalise_identifier(id_type, raw)
-        plan.shared[(id_type, norm)] = SharedValue(id_type, norm, "junk")
-        for i in rng.sample(range(customers), max(2, round(customers * JUNK_SHARE))):
-            plan.junk.setdefault(i, []).append((id_type, raw))
-    return plan
-
-
 def generate_world(
     customers: int,
     days: int,
@@ -202,8 +174,13 @@ def generate_world(
     *,
     start: datetime = DEFAULT_START,
     rates: NoiseRates | None = None,
+    sharing: SharingRates | None = None,
 ) -> World:
-    """Simulate the world; ``progress`` gets the number of customers done (about 100 calls)."""
+    """Simulate the world; ``progress`` gets the number of customers done (about 100 calls).
+
+    ``rates`` are the noise rates, ``sharing`` the family tablets, store kiosks and
+    junk identifiers (:mod:`replay.world.sharing`); both have sensible defaults.
+    """
     if customers < 1 or days < 1:
         msg = f"need at least 1 customer and 1 day, got customers={customers}, days={days}"
         raise ValueError(msg)
@@ -211,36 +188,44 @@ def generate_world(
         msg = "start must be timezone-aware, e.g. datetime(2026, 3, 2, tzinfo=UTC)"
         raise ValueError(msg)
     rates = rates or NoiseRates()
+    sharing = sharing or SharingRates()
     master = random.Random(seed)
     registry = Registry()
     ids = EventIds(master.getrandbits(48))
     clock = WorldClock(_ms(start), days, ids, registry)
     courier = Courier(random.Random(master.getrandbits(64)), ids, rates)
-    plan = _plan_shared(master, customers, registry)
+    plan = plan_sharing(master, customers, registry, sharing)
     ledger = Ledger(plan.shared, clock.end_ms)
     stream = Stream()
     step = -(-customers // 100)  # at most 100 reports, and one at the end
     for i in range(customers):
-        household = plan.households.get(i)
+        household, kiosk = plan.households.get(i), plan.kiosks.get(i)
         latent, outcome = _live(random.Random(master.getrandbits(64)), i, plan, clock)
-        ledger.record(f"p{i:06d}", latent, outcome, household[0] if household else None)
+        ledger.record(
+            f"p{i:06d}",
+            latent,
+            outcome,
+            household.group_id if household else None,
+            kiosk.group_id if kiosk else None,
+        )
         for draft in outcome.drafts:
             courier.deliver(draft, orjson.dumps(draft.cloud_event()), stream)
         if progress is not None and ((i + 1) % step == 0 or i + 1 == customers):
             progress(i + 1)
     ledger.index_noise(stream)
-    return World(WorldParams(customers, days, seed, start), rates, stream, ledger)
+    return World(WorldParams(customers, days, seed, start), rates, sharing, stream, ledger)
 
 
 def _live(
-    rng: random.Random, i: int, plan: _SharedPlan, clock: WorldClock
+    rng: random.Random, i: int, plan: SharingPlan, clock: WorldClock
 ) -> tuple[Latent, Outcome]:
     """Make person ``i`` and simulate their journey."""
-    household = plan.households.get(i)
-    planned = household is not None or i in plan.junk
+    household, kiosk = plan.households.get(i), plan.kiosks.get(i)
+    planned = household is not None or kiosk is not None or i in plan.junk
     uses_app = household is not None or rng.random() < 0.6
-    who = make_identity(rng, clock.registry, clock.start_ms, clock.end_ms, uses_app)
-    who.household_device = household[1] if household else None
+    country = kiosk.country if kiosk else None  # they live near the kiosk's store
+    who = make_identity(rng, clock.registry, clock.start_ms, clock.end_ms, uses_app, country)
+    who.household, who.kiosk = household, kiosk
     who.junk = plan.junk.get(i, [])
     existing = planned or rng.random() < 0.65  # the planned first visit needs an account
     latent = Latent(

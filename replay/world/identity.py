@@ -14,7 +14,8 @@ the canonical value with :func:`schemas.identifiers.normalise_identifier`.
 {'ann.lee@example.com'}
 
 Some values are deliberately *not* one person's: a family tablet several
-people log in on, and junk that tills and phone systems type when they have
+people log in on, a store kiosk many people sign in on (see
+:mod:`replay.world.sharing`), and junk that tills and phone systems type when they have
 nothing better (``test@test.com``, ``0000000000``). Identity resolution must
 not merge people through them.
 """
@@ -87,6 +88,22 @@ class Registry:
                 return value
 
 
+@dataclass(frozen=True, slots=True)
+class SharedDevice:
+    """A device several people use: a family tablet, or a kiosk in a store.
+
+    ``use`` is the chance that a session it suits (an app session on the tablet,
+    a store visit at the kiosk) happens on it; a kiosk has its store's
+    ``touchpoint`` and ``country``.
+    """
+
+    group_id: str
+    device_id: str
+    use: float
+    touchpoint: str | None = None
+    country: str | None = None
+
+
 @dataclass(slots=True)
 class Identity:
     """The canonical identifiers one person owns, plus the shared ones they use."""
@@ -101,7 +118,8 @@ class Identity:
     handle: str | None
     # (from event time in ms, device id, platform); a person may switch phones.
     devices: list[tuple[int, str, str]] = field(default_factory=list)
-    household_device: str | None = None
+    household: SharedDevice | None = None
+    kiosk: SharedDevice | None = None
     junk: list[tuple[str, str]] = field(default_factory=list)
 
     def device_at(self, t_ms: int) -> tuple[str, str]:
@@ -148,10 +166,15 @@ def _loyalty_id(rng: random.Random) -> str:
 
 
 def make_identity(
-    rng: random.Random, registry: Registry, start_ms: int, end_ms: int, uses_app: bool
+    rng: random.Random,
+    registry: Registry,
+    start_ms: int,
+    end_ms: int,
+    uses_app: bool,
+    country: str | None = None,
 ) -> Identity:
-    """A new person with fresh, unique identifiers."""
-    country = "US" if rng.random() < 0.8 else "GB"
+    """A new person with fresh, unique identifiers (in ``country`` if given, else US or GB)."""
+    country = country or ("US" if rng.random() < 0.8 else "GB")
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     domains = EMAIL_DOMAINS[country]
 

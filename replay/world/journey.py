@@ -283,6 +283,8 @@ class Journey:
         self.registered = latent.existing
         self.consent = latent.existing and rng.random() < 0.55
         self.store = rng.choice([s.touchpoint for s in STORES if s.country == self.who.country])
+        if self.who.kiosk is not None and self.who.kiosk.touchpoint is not None:
+            self.store = self.who.kiosk.touchpoint  # they live near the kiosk's store
         survive, churn_ms = 1.0, None
         weekday0 = (clock.start_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
         for day in range(latent.first_day, clock.days):

@@ -88,9 +88,9 @@ def app(j: Journey, t: int, device: str | None = None) -> None:
         web(j, t)
         return
     own, platform = j.who.device_at(t)
-    shared = j.who.household_device
+    tablet = j.who.household
     if device is None:
-        device = shared if shared is not None and rng.random() < 0.3 else own
+        device = tablet.device_id if tablet is not None and rng.random() < tablet.use else own
     source = f"/app/{platform}"
     version = rng.choice(("5.2.1", "5.2.1", "5.3.0"))
     login = {"device_id": device, "email": j.email()} if j.registered else {"device_id": device}
@@ -160,8 +160,12 @@ def email(j: Journey, t: int) -> None:
 
 
 def store(j: Journey, t: int, receipt: str | None = None) -> None:
-    """A till transaction: a loyalty card, or an email typed in for the e-receipt."""
+    """A till transaction: a loyalty card, or an email typed in for the e-receipt;
+    a kiosk user may order at the store's kiosk instead."""
     rng = j.rng
+    if receipt is None and j.who.kiosk is not None and rng.random() < j.who.kiosk.use:
+        kiosk(j, t)
+        return
     tp = (
         j.store
         if rng.random() < 0.8
@@ -186,6 +190,17 @@ def store(j: Journey, t: int, receipt: str | None = None) -> None:
         maybe_survey(j, t, tp, x, d, 0.15)
     if x < -0.5 and rng.random() < 0.25:
         problem(j, t + rng.randrange(HOUR_MS, 20 * HOUR_MS), "returns")
+
+
+def kiosk(j: Journey, t: int) -> None:
+    """An order at a store's self-service kiosk: the kiosk's device id and the
+    person's own crm_id (they sign in with their member number)."""
+    shared = j.who.kiosk
+    if shared is None:
+        return
+    tp = shared.touchpoint or j.store
+    ids = {"device_id": shared.device_id, "crm_id": j.who.crm_id}
+    order(j, t, tp, ids, j.feel(t, tp), tz=_STORE_OFFSETS[tp], source="/pos/kiosk")
 
 
 def order(
@@ -241,9 +256,13 @@ def _delivered(j: Journey, t: int) -> None:
 
 
 def first_visit(j: Journey, t: int) -> None:
-    """The first day: the family tablet, junk typed by a till or phone system, a first browse."""
-    if j.who.household_device is not None:
-        app(j, t, j.who.household_device)
+    """The first day: the family tablet, the store kiosk, junk typed by a till or
+    phone system, a first browse."""
+    if j.who.household is not None:
+        app(j, t, j.who.household.device_id)
+    if j.who.kiosk is not None:
+        t += 30 * MINUTE_MS
+        kiosk(j, t)
     for kind, value in j.who.junk:
         t += 20 * MINUTE_MS
         if kind == "email":

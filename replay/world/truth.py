@@ -23,11 +23,11 @@ from schemas.identifiers import normalise_identifier
 
 @dataclass(frozen=True, slots=True)
 class SharedValue:
-    """An identifier value that is not one person's (a family tablet, or junk)."""
+    """An identifier value that is not one person's (a family tablet, a store kiosk, junk)."""
 
     id_type: str
     value: str  # normalised
-    kind: str  # "household_device" or "junk"
+    kind: str  # "household_device", "store_kiosk" or "junk"
 
 
 @dataclass(slots=True)
@@ -43,7 +43,12 @@ class Ledger:
     stats: dict[str, int] = field(default_factory=dict)
 
     def record(
-        self, person_id: str, latent: Latent, outcome: Outcome, household: str | None
+        self,
+        person_id: str,
+        latent: Latent,
+        outcome: Outcome,
+        household: str | None,
+        kiosk: str | None = None,
     ) -> None:
         """Add one person: the identifiers their emitted events carry, their fate, their cases."""
         owned: dict[str, dict[str, None]] = {}
@@ -71,6 +76,7 @@ class Ledger:
                 "experience": round(latent.experience, 6),
                 "existing_customer": latent.existing,
                 "household": household,
+                "kiosk": kiosk,
                 "first_seen": rfc3339(drafts[0].t) if drafts else None,
                 "event_ids": [d.event_id for d in drafts],
             }

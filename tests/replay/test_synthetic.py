@@ -16,6 +16,7 @@ from replay.synthetic import World, generate_world, write_world
 from replay.world.drafts import Draft, EventIds
 from replay.world.identity import raw_email, raw_phone
 from replay.world.noise import INVALID_KINDS, make_invalid
+from replay.world.sharing import SharingRates
 from schemas.envelope import InteractionEvent
 from schemas.identifiers import normalise_identifier
 from schemas.records import RawMessage
@@ -153,7 +154,7 @@ def test_shared_identifiers_are_used_by_several_people(
     truth: dict[str, Any], events: dict[int, InteractionEvent], owner: dict[str, str]
 ) -> None:
     kinds = {s["kind"] for s in truth["shared_identifiers"]}
-    assert kinds == {"household_device", "junk"}
+    assert kinds == {"household_device", "store_kiosk", "junk"}
     users: dict[tuple[str, str], set[str]] = defaultdict(set)
     for event in events.values():
         for id_type, value in event.data.identifiers.items():
@@ -261,7 +262,7 @@ def test_text_is_varied_and_follows_experience(
 
 def test_truth_file_is_the_truth(written: tuple[Path, Path], truth: dict[str, Any]) -> None:
     assert orjson.loads(written[1].read_bytes()) == truth
-    assert truth["params"] | {"noise": None} == {
+    assert truth["params"] | {"noise": None, "sharing": None} == {
         "customers": CUSTOMERS,
         "days": DAYS,
         "seed": SEED,
@@ -271,7 +272,9 @@ def test_truth_file_is_the_truth(written: tuple[Path, Path], truth: dict[str, An
         "partition": 0,
         "phone_country_code": "1",
         "noise": None,
+        "sharing": None,
     }
+    assert truth["params"]["sharing"]["kiosk_sizes"] == [10, 40]
 
 
 def test_progress_counts_customers() -> None:
@@ -285,3 +288,62 @@ def test_bad_arguments_say_what_is_wrong() -> None:
         generate_world(0, 10, 1)
     with pytest.raises(ValueError, match="timezone-aware"):
         generate_world(1, 1, 1, start=datetime(2026, 1, 1))
+
+
+def _users(truth: dict[str, Any], kind: str) -> dict[str, list[str]]:
+    return {s["value"]: s["person_ids"] for s in truth["shared_identifiers"] if s["kind"] == kind}
+
+
+def test_family_tablets_are_shared_by_two_to_four_people_with_their_own_ids(
+    truth: dict[str, Any], events: dict[int, InteractionEvent], owner: dict[str, str]
+) -> None:
+    tablets = _users(truth, "household_device")
+    people = {c["person_id"]: c for c in truth["customers"]}
+    assert len(tablets) >= 5
+    assert {len(users) for users in tablets.values()} <= {2, 3, 4}
+    assert 4 in {len(users) for users in tablets.values()}  # households of 2-4
+    for users in tablets.values():
+        assert len({people[p]["household"] for p in users}) == 1  # one family per tablet
+        assert all(people[p]["household"] is not None for p in users)
+    # each member logs in on the tablet with their own email, never another member's
+    for event in events.values():
+        ids = event.data.identifiers
+        if ids.get("device_id") in tablets and "email" in ids:
+            assert ids["email"] in people[owner[event.id]]["identifiers"]["email"]
+
+
+def test_store_kiosks_are_used_by_many_people_each_with_their_own_crm_id(
+    truth: dict[str, Any], events: dict[int, InteractionEvent], owner: dict[str, str]
+) -> None:
+    kiosks = _users(truth, "store_kiosk")
+    people = {c["person_id"]: c for c in truth["customers"]}
+    assert len(kiosks) == 1  # 3% of 500 people: one kiosk of 15
+    ((device, users),) = kiosks.items()
+    assert len(users) >= 10
+    assert {people[p]["kiosk"] for p in users} == {"k0000"}
+    assert sum(1 for c in truth["customers"] if c["kiosk"]) == len(users)
+    at_kiosk = [e for e in events.values() if e.data.identifiers.get("device_id") == device]
+    assert len({e.data.touchpoint for e in at_kiosk}) == 1  # the kiosk is in one store
+    for event in at_kiosk:
+        person = people[owner[event.id]]
+        assert event.type == "cx.order.placed" and event.data.channel == "store"
+        assert event.data.identifiers["crm_id"] == person["identifiers"]["crm_id"][0]
+    assert {owner[e.id] for e in at_kiosk} == set(users)  # every kiosk user used it
+    crm_ids = [people[p]["identifiers"]["crm_id"][0] for p in users]
+    assert len(set(crm_ids)) == len(users)
+
+
+def test_sharing_is_configurable_and_recorded() -> None:
+    none = generate_world(200, 10, 4, sharing=SharingRates(family_people=0, kiosk_people=0))
+    kinds = {s["kind"] for s in none.truth()["shared_identifiers"]}
+    assert kinds == {"junk"}
+    many = generate_world(
+        300, 10, 4, sharing=SharingRates(kiosk_people=0.3, kiosk_sizes=(20, 25), kiosk_use=1.0)
+    ).truth()
+    kiosks = _users(many, "store_kiosk")
+    assert 3 <= len(kiosks) <= 5 and all(len(u) <= 25 for u in kiosks.values())
+    assert many["params"]["sharing"]["kiosk_people"] == 0.3
+    with pytest.raises(ValueError, match="at least 2 people"):
+        SharingRates(kiosk_sizes=(1, 5))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SharingRates(kiosk_use=1.5)
