@@ -1,6 +1,7 @@
 """The in-memory twin of the Redis identity graph, for the demo and unit tests.
 
-It follows ``state/lua/identity.lua`` step for step; the contract tests run both
+It follows ``state/lua/identity.lua`` step for step (the walk is
+:mod:`state.memory_graph`); the contract tests run both
 and a randomized test checks they agree on every result.
 
 >>> from state.store import ResolveRequest
@@ -12,7 +13,7 @@ and a randomized test checks they agree on every result.
 >>> third = store.resolve_batch(
 ...     [ResolveRequest("evt-3", 3_000, {"email": "ann@example.com", "cookie_id": "ck-1"})]
 ... )[0]
->>> third.customer_id == second.customer_id, third.merges[0].merged_id == first.customer_id
+>>> third.customer_id == first.customer_id, third.merges[0].merged_id == second.customer_id
 (True, True)
 >>> third.merges[0].reason
 'shared email, cookie_id'
@@ -23,19 +24,12 @@ and a randomized test checks they agree on every result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
-from state.outcomes import (
-    Entries,
-    LimitedEntry,
-    MergedEntry,
-    OutcomeLog,
-    RefusedEntry,
-    combine,
-    known_only,
-)
+from state.memory_graph import MemoryGraph
+from state.outcomes import Outcome, OutcomeLog, known_only
 from state.profile_hash import (
     OPTOUT,
     ProfileDelta,
@@ -51,31 +45,16 @@ from state.profile_hash import (
 from state.store import (
     ErasedReport,
     IdentityPolicy,
-    Outcome,
     PreparedRequest,
     ResolveRequest,
     ResolveResult,
     assemble,
     group_members,
-    member_type,
     prepare,
 )
 
-MAX_ALIAS_HOPS = 64
 
-
-@dataclass(slots=True)
-class _Customer:
-    created_ms: int
-    created_by: str
-    members: set[str] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=dict)
-    # every id ever merged into this one, so merges re-point their aliases in one
-    # hop and erase finds them without a scan
-    merged: set[str] = field(default_factory=set)
-
-
-class MemoryProfileStore:
+class MemoryProfileStore(MemoryGraph):
     """:class:`state.store.ProfileStore` in plain dicts (one process, not durable).
 
     Parameters
@@ -93,19 +72,17 @@ class MemoryProfileStore:
         hasher: Hasher | None = None,
         rules: ProfileRules | None = None,
     ) -> None:
+        super().__init__()
         self.policy = policy or IdentityPolicy()
         self.hasher = hasher or PlainIdentifiers()
         self.rules = rules or ProfileRules()
-        self._links: dict[str, str] = {}
-        self._customers: dict[str, _Customer] = {}
-        self._aliases: dict[str, str] = {}
         # profiles (mirrors state/lua/profile.lua): hash, recent (ms, entry), pending
         self._profiles: dict[str, dict[str, str]] = {}
         self._recent: dict[str, list[tuple[int, str]]] = {}
         self._pending: dict[str, int] = {}
         # event ids applied to each profile, with their event time (idempotence)
         self._applied: dict[str, dict[str, int]] = {}
-        # merges and conflicts by event id, reported again on a re-run
+        # every resolution by event id, returned again on a re-run
         self._outcomes = OutcomeLog()
         self._recorded_new = False  # this batch recorded an event: trim the log after it
 
@@ -124,15 +101,6 @@ class MemoryProfileStore:
     def lookup(self, id_type: str, value: str) -> str | None:
         owner = self._links.get(f"{id_type}:{self.hasher.hash(id_type, value)}")
         return None if owner is None else self.canonical(owner)
-
-    def canonical(self, customer_id: str) -> str:
-        for _ in range(MAX_ALIAS_HOPS):
-            survivor = self._aliases.get(customer_id)
-            if survivor is None:
-                return customer_id
-            customer_id = survivor
-        msg = f"alias chain longer than {MAX_ALIAS_HOPS} hops at {customer_id}"
-        raise RuntimeError(msg)
 
     def identifiers(self, customer_id: str) -> dict[str, list[str]]:
         customer = self._customers.get(self.canonical(customer_id))
@@ -252,131 +220,30 @@ class MemoryProfileStore:
     def close(self) -> None:
         """Nothing to release."""
 
-    # -- the graph walk (mirrors state/lua/identity.lua) --------------------------
-
-    def _known(self, customer_id: str) -> bool:
-        return customer_id in self._customers or customer_id in self._aliases
+    # -- resolving (mirrors resolve in state/lua/identity.lua) --------------------
 
     def _resolve(self, prepared: PreparedRequest) -> Outcome:
         window = self.rules.idempotence_window_ms
-        recorded = self._outcomes.get(prepared.event_id) if window > 0 else None
-        # an erased customer's entries go before the walk can re-create its id
-        kept = Entries() if recorded is None else known_only(recorded, self._known)
+        log = self._outcomes
+        recorded = log.get(prepared.event_id) if window > 0 else None
+        if recorded is not None:
+            cid = recorded.customer_id
+            if cid is None or self._known(cid):
+                kept = known_only(recorded.entries, self._known)
+                if kept != recorded.entries:  # an erased customer's entries go for good
+                    recorded = replace(recorded, entries=kept)
+                    log.replace(prepared.event_id, recorded)
+                return recorded
+            # its customer was erased: resolved afresh below, the record keeps its time
         outcome = self._walk(prepared)
-        entries = combine(kept, outcome.entries)
-        if window > 0 and entries != (recorded or Entries()):
-            if not entries:
-                self._outcomes.drop(prepared.event_id)
+        if outcome.customer_id is not None and not outcome.created:
+            # what resolve tells the decide step about consent (identity.lua: optout_of)
+            profile = self._profiles.get(outcome.customer_id, {})
+            outcome = replace(outcome, withdrawn=parse_withdrawn(profile.get(OPTOUT)))
+        if window > 0:
+            if recorded is None:
+                log.put(prepared.event_id, prepared.event_time_ms, outcome)
+                self._recorded_new = True
             else:
-                self._recorded_new |= recorded is None
-                self._outcomes.put(prepared.event_id, prepared.event_time_ms, entries)
-        # what resolve tells the decide step about consent (identity.lua: optout_of)
-        profile = self._profiles.get(outcome.customer_id or "", {})
-        withdrawn = parse_withdrawn(profile.get(OPTOUT))
-        return Outcome(outcome.customer_id, outcome.created, entries, withdrawn)
-
-    def _walk(self, prepared: PreparedRequest) -> Outcome:
-        owners: list[str | None] = []
-        found: list[str] = []
-        for member in prepared.members:
-            # no alias hop: a merge re-points every link of the merged customer
-            owner = self._links.get(member)
-            if owner is not None and owner not in found:
-                found.append(owner)
-            owners.append(owner)
-
-        created = False
-        merged: list[MergedEntry] = []
-        refused: list[RefusedEntry] = []
-        if not found:
-            # A re-delivered creating event finds its own customer under the
-            # deterministic id even when none of its identifiers point there.
-            target = self.canonical(prepared.new_id)
-            if target not in self._customers:
-                target = prepared.new_id
-                self._customers[target] = _Customer(prepared.event_time_ms, prepared.event_id)
-                created = True
-        elif len(found) == 1:
-            target = found[0]
-        else:
-            ranked = sorted(found, key=self._survivor_key)
-            target = ranked[0]
-            survivor = self._customers[target]
-            for other in ranked[1:]:
-                linking = tuple(
-                    m for m, o in zip(prepared.members, owners, strict=True) if o in (target, other)
-                )
-                over = self._over_limits(survivor, self._customers[other]) or self._weak_link(
-                    survivor, self._customers[other], prepared.members, owners, target, other
-                )
-                if over:
-                    refused.append((target, other, over, linking))
-                else:
-                    self._fold(other, target)
-                    merged.append((target, other, linking))
-
-        customer = self._customers[target]
-        limited: list[LimitedEntry] = []
-        for i, member in enumerate(prepared.members):
-            if owners[i] is not None:
-                continue
-            id_type = member_type(member)
-            if customer.counts.get(id_type, 0) < self.policy.limit(id_type):
-                self._links[member] = target
-                customer.members.add(member)
-                customer.counts[id_type] = customer.counts.get(id_type, 0) + 1
-            else:
-                limited.append((target, member))
-        return Outcome(target, created, Entries(tuple(merged), tuple(refused), tuple(limited)))
-
-    def _survivor_key(self, customer_id: str) -> tuple[int, str, int, str]:
-        customer = self._customers[customer_id]
-        if customer.counts:
-            rank, best = min(self.policy.type_key(t) for t in customer.counts)
-        else:
-            rank, best = len(self.policy.priority) + 1, ""
-        return rank, best, customer.created_ms, customer_id
-
-    def _weak_link(
-        self,
-        survivor: _Customer,
-        other: _Customer,
-        members: tuple[str, ...],
-        owners: list[str | None],
-        survivor_id: str,
-        other_id: str,
-    ) -> tuple[str, ...]:
-        """``("weak:<type>",)`` when only weak identifiers tie two known customers."""
-        policy = self.policy
-
-        def strong(customer: _Customer) -> bool:
-            return any(n > 0 and not policy.is_weak(t) for t, n in customer.counts.items())
-
-        if not (strong(survivor) and strong(other)):
-            return ()
-        for owner_id in (survivor_id, other_id):
-            held = [member_type(m) for m, o in zip(members, owners, strict=True) if o == owner_id]
-            if all(policy.is_weak(t) for t in held):
-                return (f"weak:{min(held, key=policy.type_key)}",)
-        return ()
-
-    def _over_limits(self, survivor: _Customer, other: _Customer) -> tuple[str, ...]:
-        over = [
-            id_type
-            for id_type, count in other.counts.items()
-            if survivor.counts.get(id_type, 0) + count > self.policy.limit(id_type)
-        ]
-        return tuple(sorted(over, key=self.policy.type_key))
-
-    def _fold(self, merged_id: str, survivor_id: str) -> None:
-        merged = self._customers.pop(merged_id)
-        survivor = self._customers[survivor_id]
-        for member in merged.members:
-            self._links[member] = survivor_id
-        survivor.members |= merged.members
-        for id_type, count in merged.counts.items():
-            survivor.counts[id_type] = survivor.counts.get(id_type, 0) + count
-        for alias in (*merged.merged, merged_id):
-            self._aliases[alias] = survivor_id
-            survivor.merged.add(alias)
-        self._fold_profile(merged_id, survivor_id)
+                log.replace(prepared.event_id, outcome)
+        return outcome

@@ -115,6 +115,7 @@ class RedisProfileStore:
                 "default_limit": self.policy.default_limit,
                 "recent_limit": self.rules.recent_limit,
                 "weak": self.policy.weak_types,
+                "shared": dict(self.policy.shared_after),
                 "window": self.rules.idempotence_window_ms,
             }
         )
@@ -225,12 +226,16 @@ def _outcome(reply: bytes | str) -> Outcome:
         return Outcome(text[1:], created=True)
     if not text.startswith("["):
         return Outcome(text)
-    # cjson writes an empty array as {}, which iterates as nothing here too
-    customer_id, created, merged, refused, limited, *optout = orjson.loads(text)
+    # [customer ("" none), created, merged, refused, limited, optout, shared]
+    # (cjson writes an empty array as {}, which iterates as nothing here too)
+    customer_id, created, merged, refused, limited, optout, shared = orjson.loads(text)
     entries = Entries(
         tuple((s_id, m_id, tuple(linking)) for s_id, m_id, linking in merged),
-        tuple((s_id, r_id, tuple(over), tuple(linking)) for s_id, r_id, over, linking in refused),
+        tuple(
+            (s_id, r_id, tuple(over), tuple(linking), tuple(unlinked))
+            for s_id, r_id, over, linking, unlinked in refused
+        ),
         tuple((s_id, member) for s_id, member in limited),
     )
-    withdrawn = parse_withdrawn(optout[0]) if optout else ()
-    return Outcome(customer_id, bool(created), entries, withdrawn)
+    withdrawn = parse_withdrawn(optout) if optout else ()
+    return Outcome(customer_id or None, bool(created), entries, withdrawn, tuple(shared))

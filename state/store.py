@@ -1,14 +1,72 @@
 """The identity graph of the single customer view: API, policy and shared rules.
 
-Each identifier ("type:value") links to at most one customer. A request whose
-identifiers belong to several customers merges them into one survivor; limits
-per identifier type keep shared or junk identifiers from gluing strangers
-together. Two implementations follow exactly the same rules:
+Each identifier ("type:value") links to at most one customer. Two
+implementations follow exactly the same rules:
 :class:`state.memory.MemoryProfileStore` (plain dicts) and
-:class:`state.redis_store.RedisProfileStore` (one Lua script call per batch).
-Everything both need outside the graph walk itself lives here: the policy,
-preparing a request (blocking, hashing, ordering, the new customer id) and
-turning a walk's :class:`Outcome` into a :class:`ResolveResult`.
+:class:`state.redis_store.RedisProfileStore` (one Lua script call per batch,
+atomic per batch). Everything both need outside the graph walk itself lives
+here: preparing a request (blocking, hashing, ordering, the new customer id)
+and turning a walk's :class:`Outcome` into a :class:`ResolveResult`; the policy
+is :class:`state.policy.IdentityPolicy` (re-exported here).
+
+Attribution (issue #15)
+    An event belongs to the customer named by its *highest-priority* identifier
+    (the first by ``IdentityPolicy.priority``; blocked and shared values never
+    count). Resolving walks the customers the event's identifiers link to in
+    that priority order: the first one (or, when the strongest identifier is
+    new, a customer made of it) starts the event's group, and each further
+    customer joins the group when the merge is allowed (no identifier type over
+    its limit with the group's counts, and no link made only of weak types
+    between two customers holding stronger ones), else it is *refused*. So
+    customer B's order carrying crm_id B and the device of customer A goes to
+    B; A keeps the device and the event reports a :class:`Conflict`
+    ``(B, A)`` whose ``unlinked`` names the device. When the strongest
+    identifier is new and every customer found is refused, the event creates
+    the customer its strongest identifier names. The customers that joined
+    are merged into one survivor, where the event lands. Identifiers nobody
+    holds link to it as far as the limits allow (else a "limit reached"
+    conflict). So each identifier of an event is linked to the event's customer,
+    or held by a refused customer and listed in that conflict's ``unlinked``,
+    or listed in ``ResolveResult.ignored`` (blocked placeholders, full types,
+    shared values): none is dropped without a trace.
+
+Survivor (issue #13 part 4)
+    Of customers that merge, the survivor is the one whose earliest event is
+    smallest by (event time ms, event id), then the smaller customer id; a
+    customer's earliest event is the minimum over every event resolved to it
+    (merges keep the minimum). It no longer depends on which event arrived
+    first, nor on identifier types. Customer ids still do: a customer's id is
+    ``new_customer_id`` of the event that created it, the first of its
+    component to *arrive*; making it the earliest event's would mean renaming
+    a customer (its id is already downstream) whenever an earlier event
+    arrives late, which these stores never do.
+
+Shared identifiers
+    A value of a type listed in ``IdentityPolicy.shared_after`` (devices and
+    cookies, 3 by default) that more than that many distinct customers
+    presented in refused conflicts (its holder included) is *shared*: it is
+    detached from its holder (unless it is the holder's last identifier) and
+    never resolves an event again. An event carrying it with other
+    identifiers resolves on those, and lists it in ``ignored`` and ``shared``
+    (no conflict: a kiosk would raise one per visit). An event carrying only
+    shared values is left anonymous (``customer_id`` None, ``shared`` naming
+    them), which the flow counts like any anonymous event. So 12 people
+    logging in on one kiosk are 12 customers with one visit each, and the
+    kiosk's device ends attached to none of them. Until a value is shared, an
+    event carrying only it resolves to its one holder.
+
+Re-processing (issue #13 part 3)
+    With ``ProfileRules.idempotence_window_ms`` > 0 each store records, by
+    event id, the result it gave (customer, created flag, merges, conflicts,
+    withdrawn consent, shared values: :mod:`state.outcomes`). An event id
+    resolved again within the window gets exactly that result back without a
+    walk, even when its customer has been merged away since; merges and
+    conflicts naming an erased customer are dropped from it, and an event
+    whose customer was erased is resolved afresh. Records are kept for the
+    window of event time before the latest recorded event (7 days by default,
+    like the applied event ids of profiles); past it, or with a window of 0, a
+    re-processed event is walked again: it lands where its identifiers lead
+    now (its creating event finds its customer by the deterministic id).
 
 >>> policy = IdentityPolicy()
 >>> policy.is_blocked("email", "Test@Test.com"), policy.is_blocked("phone", "+0000")
@@ -21,74 +79,49 @@ True
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Sequence
+from dataclasses import dataclass
 from hashlib import blake2b
-from types import MappingProxyType
 from typing import Protocol
 
-from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher
-from state.outcomes import NO_ENTRIES, Entries
+from state.outcomes import Outcome
+from state.policy import (
+    DEFAULT_BLOCKED_PATTERNS,
+    DEFAULT_BLOCKED_VALUES,
+    DEFAULT_LIMITS,
+    DEFAULT_SHARED_AFTER,
+    DEFAULT_WEAK_TYPES,
+    IdentityPolicy,
+)
 from state.profile_hash import ProfileDelta
+
+__all__ = [
+    "DEFAULT_BLOCKED_PATTERNS",
+    "DEFAULT_BLOCKED_VALUES",
+    "DEFAULT_LIMITS",
+    "DEFAULT_SHARED_AFTER",
+    "DEFAULT_WEAK_TYPES",
+    "MAX_IDENTIFIERS",
+    "Conflict",
+    "ErasedReport",
+    "IdentityPolicy",
+    "Merge",
+    "Outcome",
+    "PreparedRequest",
+    "ProfileStore",
+    "ResolveRequest",
+    "ResolveResult",
+    "assemble",
+    "group_members",
+    "member_type",
+    "new_customer_id",
+    "prepare",
+]
 
 # The Lua script unpacks one request's identifiers onto its C stack (8000 slots).
 MAX_IDENTIFIERS = 1000
-
-DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
-    {
-        "crm_id": 1,
-        "loyalty_id": 1,
-        "email": 5,
-        "phone": 5,
-        "social_handle": 5,
-        "device_id": 20,
-        "cookie_id": 50,
-    }
-)
-
-# Placeholders that forms, POS tills and test scripts type when the real value is
-# unknown. Linking on them would merge everyone who ever typed "n/a".
-DEFAULT_BLOCKED_VALUES = frozenset(
-    {
-        "",
-        "-",
-        "0",
-        "na",
-        "n/a",
-        "nan",
-        "nil",
-        "none",
-        "null",
-        "undefined",
-        "unknown",
-        "anonymous",
-        "test",
-        "test@test.com",
-        "test@example.com",
-        "email@example.com",
-        "noemail@example.com",
-        "+10000000000",
-        "0000000000",
-        "+11111111111",
-        "+15555555555",
-        "+11234567890",
-    }
-)
-
-# Off by default: on the synthetic world (cxstream generate), treating devices and
-# cookies as weak cut pairwise recall from 0.64 to 0.60 for +0.007 precision, since
-# most device links join fragments of one person. Households may want ("device_id",).
-DEFAULT_WEAK_TYPES: tuple[str, ...] = ()
-
-DEFAULT_BLOCKED_PATTERNS: tuple[str, ...] = (
-    r"^\+?0+$",  # all zeros, with or without the E.164 plus
-    r"^\+?(\d)\1{6,}$",  # one digit repeated: 1111111, +99999999999
-    r"^(test|noreply|no-reply|donotreply|do-not-reply|nobody|null|none|noemail|no-email)@",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,28 +146,39 @@ class Merge:
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """A link or merge a limit refused; ``identifiers`` are the ones it concerned."""
+    """A link or merge a limit refused; ``identifiers`` are the ones it concerned.
+
+    ``customer_ids[0]`` is the event's customer. ``unlinked`` are the event's
+    identifiers this conflict kept from it: held by the refused customer
+    ``customer_ids[1]`` (they stay with it), or the one a full type left out.
+    """
 
     customer_ids: tuple[str, ...]
     event_id: str
     reason: str
     identifiers: tuple[str, ...]
+    unlinked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ResolveResult:
-    """Where one request landed. ``customer_id`` is None only when nothing was linkable."""
+    """Where one request landed. ``customer_id`` is None only when nothing was linkable
+    (no identifier, or only blocked and shared ones)."""
 
     customer_id: str | None
     created: bool
     merges: tuple[Merge, ...]
     conflicts: tuple[Conflict, ...]
+    #: Identifiers not linked and in no conflict's customers: blocked placeholders,
+    #: then members of full types (also in a "limit reached" conflict), then shared ones.
     ignored: tuple[str, ...]
     #: Consent purposes withdrawn in the customer's profile as the store holds it when
     #: the batch is resolved (folded by earlier profile steps and by merges), sorted;
     #: ``opted_out_ms`` holds each withdrawal's event time, in the same order.
     opted_out: tuple[str, ...] = ()
     opted_out_ms: tuple[int, ...] = ()
+    #: The event's identifiers not used because they are shared (also in ``ignored``).
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,86 +191,6 @@ class ErasedReport:
     aliases: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class IdentityPolicy:
-    """Which identifiers may link customers, and how many of each a customer may hold.
-
-    Parameters
-    ----------
-    priority
-        Identifier types, strongest first. A merge keeps the customer holding the
-        strongest type; types not listed rank after all listed ones, by name.
-    limits
-        Most values of a type one customer may hold; ``default_limit`` otherwise.
-        A merge that would exceed one is refused (a :class:`Conflict`), so two
-        customers with different crm_ids never become one.
-    blocked_values, blocked_patterns
-        Placeholder values never linked, compared case-insensitively.
-    weak_types
-        Identifiers a household shares (a family tablet, a shared browser): they
-        stitch anonymous activity to a customer, but a link made only of weak
-        identifiers never merges two customers that both hold a stronger type.
-    """
-
-    priority: tuple[str, ...] = KNOWN_IDENTIFIER_TYPES
-    limits: Mapping[str, int] = field(default_factory=lambda: DEFAULT_LIMITS)
-    default_limit: int = 20
-    blocked_values: frozenset[str] = DEFAULT_BLOCKED_VALUES
-    blocked_patterns: tuple[str, ...] = DEFAULT_BLOCKED_PATTERNS
-    weak_types: tuple[str, ...] = DEFAULT_WEAK_TYPES
-
-    def is_weak(self, id_type: str) -> bool:
-        """Whether ``id_type`` may attach to a customer but never merge two known ones."""
-        return id_type in self.weak_types
-
-    def __post_init__(self) -> None:
-        if len(set(self.priority)) != len(self.priority):
-            msg = f"priority lists a type twice: {self.priority}"
-            raise ValueError(msg)
-        # A limit of 0 would let a request create a customer with no identifier.
-        bad = {t: n for t, n in self.limits.items() if n < 1}
-        if bad or self.default_limit < 1:
-            msg = f"identifier limits must be at least 1, got {bad or self.default_limit}"
-            raise ValueError(msg)
-        _ = self._blocked_re  # fail at construction on a bad pattern
-
-    @cached_property
-    def _ranks(self) -> dict[str, int]:
-        return {id_type: rank for rank, id_type in enumerate(self.priority)}
-
-    @cached_property
-    def _blocked_lower(self) -> frozenset[str]:
-        return frozenset(value.strip().lower() for value in self.blocked_values)
-
-    @cached_property
-    def _blocked_re(self) -> re.Pattern[str] | None:
-        if not self.blocked_patterns:
-            return None
-        joined = "|".join(f"(?:{pattern})" for pattern in self.blocked_patterns)
-        return re.compile(joined, re.IGNORECASE)
-
-    def is_blocked(self, id_type: str, value: str) -> bool:
-        """Whether ``value`` is a placeholder that must never link anyone.
-
-        >>> policy = IdentityPolicy()
-        >>> policy.is_blocked("crm_id", " N/A "), policy.is_blocked("crm_id", "C-1")
-        (True, False)
-        """
-        folded = value.strip().lower()
-        if folded in self._blocked_lower:
-            return True
-        pattern = self._blocked_re
-        return pattern is not None and pattern.search(folded) is not None
-
-    def limit(self, id_type: str) -> int:
-        """Most values of ``id_type`` one customer may hold."""
-        return self.limits.get(id_type, self.default_limit)
-
-    def type_key(self, id_type: str) -> tuple[int, str]:
-        """Sort key, strongest type first: listed types by priority, then others by name."""
-        return self._ranks.get(id_type, len(self.priority)), id_type
-
-
 class ProfileStore(Protocol):
     """The identity graph. Values passed in are normalised and unhashed; values
     coming out (``identifiers``, ``Merge``, ``Conflict``, ``ignored``) are in the
@@ -235,10 +199,12 @@ class ProfileStore(Protocol):
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         """Resolve requests in order, each seeing the effects of the ones before.
 
-        A request whose event id produced merges or conflicts before (within
-        ``ProfileRules.idempotence_window_ms`` of event time) reports them again,
-        with the same customer ids, while its ``customer_id`` is where it resolves
-        now; entries naming an erased customer are dropped (:mod:`state.outcomes`).
+        A request whose event id was resolved before (within
+        ``ProfileRules.idempotence_window_ms`` of event time) gets the same result
+        again, its ``customer_id`` included even when that customer was merged
+        away since, without walking the graph; entries naming an erased customer
+        are dropped, and an event whose customer was erased is resolved afresh
+        (see "Re-processing" above and :mod:`state.outcomes`).
         """
         ...
 
@@ -346,21 +312,6 @@ def member_type(member: str) -> str:
     return member.partition(":")[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one graph walk did, as both implementations report it.
-
-    ``entries`` are the merges and conflicts to report, each naming its survivor
-    (for a re-run event: the recorded ones first, see :mod:`state.outcomes`), so
-    their survivor may differ from ``customer_id``, which is where the event lands now.
-    """
-
-    customer_id: str | None
-    created: bool = False
-    entries: Entries = NO_ENTRIES
-    withdrawn: tuple[tuple[str, int], ...] = ()  # (purpose, ms): profile_hash.parse_withdrawn
-
-
 def _types(members: Sequence[str]) -> str:
     return ", ".join(dict.fromkeys(member_type(m) for m in members))
 
@@ -382,23 +333,28 @@ def assemble(prepared: PreparedRequest, outcome: Outcome, policy: IdentityPolicy
     )
     conflicts = [
         Conflict(
-            (survivor, other_id), event_id, "; ".join(_refusal(t, policy) for t in over), links
+            (survivor, other_id),
+            event_id,
+            "; ".join(_refusal(t, policy) for t in over),
+            links,
+            unlinked,
         )
-        for survivor, other_id, over, links in entries.refused
+        for survivor, other_id, over, links, unlinked in entries.refused
     ]
     for survivor, member in entries.limited:
         id_type = member_type(member)
         reason = f"{id_type} limit {policy.limit(id_type)} reached"
-        conflicts.append(Conflict((survivor,), event_id, reason, (member,)))
+        conflicts.append(Conflict((survivor,), event_id, reason, (member,), (member,)))
     limited = tuple(dict.fromkeys(member for _, member in entries.limited))
     return ResolveResult(
         outcome.customer_id,
         outcome.created,
         merges,
         tuple(conflicts),
-        prepared.blocked + limited,
+        prepared.blocked + limited + outcome.shared,
         tuple(purpose for purpose, _ in outcome.withdrawn),
         tuple(ms for _, ms in outcome.withdrawn),
+        outcome.shared,
     )
 
 

@@ -3,20 +3,25 @@
 --
 -- ARGV[1] key prefix, ARGV[2] operation, then its arguments:
 --   resolve      ARGV[3] cjson policy {priority, limits, default_limit, recent_limit, weak,
---                window (event-time ms outcomes are recorded for; 0: not recorded)}; from ARGV[4] on,
+--                shared ({type: customers}), window (event-time ms outcomes are recorded
+--                for; 0: not recorded)}; from ARGV[4] on,
 --                per request: event_id, event_time_ms, new customer id, n, then n
 --                "type:value" members, already blocked, hashed and ordered by Python
 --                (state/store.py: prepare). Plain arguments rather than one JSON
 --                document: decoding a batch with cjson cost more than resolving it.
 --                Returns one string per request: "<customer id>", "+<customer id>" when
---                it was created, or, when it merged or met a conflict (now, or recorded
---                under its event id by an earlier run), a cjson array
---                  [customer_id, created (0/1), merged, refused, limited]
---                and, when the customer's profile lists withdrawn consent (its 'optout'
---                field: "<purpose>=<ms>" lines), that text as a sixth element
+--                it was created, or, when it merged, met a conflict, met shared
+--                identifiers or its customer's profile lists withdrawn consent, a
+--                cjson array [customer_id ('' none), created (0/1), merged, refused,
+--                limited, optout, shared] where
 --                merged = [[survivor, merged id, [linking members]]],
---                refused = [[survivor, other id, [types], [linking members]]],
---                limited = [[customer id, member]] (cjson writes an empty array as {}).
+--                refused = [[event's customer, other id, [types], [linking members],
+--                            [members left with the other: unlinked]]],
+--                limited = [[customer id, member]], optout = the profile's 'optout'
+--                field ("<purpose>=<ms>" lines, '' none), shared = [members not used
+--                because shared] (cjson writes an empty array as {}).
+--                A request whose event id has a recorded reply gets that reply again
+--                (state/outcomes.py), without a walk.
 --   lookup       "type:value"  -> canonical customer id or nil
 --   canonical    customer id   -> canonical customer id
 --   identifiers  customer id   -> the canonical customer's "type:value" members
@@ -27,12 +32,16 @@
 --
 -- Keys (P = prefix):
 --   P id:<type>:<value>  string  customer id the identifier links to
---   P cust:<id>          hash    created_ms, created_by, n:<type> = count of that type
+--   P cust:<id>          hash    created_ms, created_by, first_ms, first_by (its earliest
+--                                event), n:<type> = count of that type
 --   P cust:<id>:ids      set     "type:value" members
 --   P cust:<id>:merged   set     every id merged into this one (its aliases)
 --   P alias:<id>         string  survivor of a merged id (always canonical: merges re-point)
---   P outcomes           hash    event id -> cjson {merged, refused, limited} it produced,
---                                reported again when the event is resolved again
+--   P outcomes           hash    event id -> the reply it got, returned again when the
+--                                event is resolved again
+--   P shared:<member>    string  a shared identifier: how many customers presented it
+--   P claims:<member>    set     customers that presented a shareable identifier in
+--                                refused conflicts, until it is shared
 --   P outcomes:ms        zset    event id by event time, to trim the hash to the window
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
@@ -46,7 +55,7 @@
 -- issues commands that cannot fail on keys of the layout above. The "#!lua" line
 -- (no flags: may write) makes Redis refuse the whole call up front when it is out
 -- of memory, instead of failing at the first write.
--- Mirrored step for step by state/memory.py; keep the two in sync.
+-- Mirrored step for step by state/memory.py and state/memory_graph.py; keep them in sync.
 
 local P = ARGV[1]
 local OP = ARGV[2]
@@ -64,6 +73,8 @@ local function ids_key(cid) return P .. 'cust:' .. cid .. ':ids' end
 local function merged_key(cid) return P .. 'cust:' .. cid .. ':merged' end
 local function alias_key(cid) return P .. 'alias:' .. cid end
 local OUTCOMES, OUTCOME_TIMES = P .. 'outcomes', P .. 'outcomes:ms'
+local function shared_key(member) return P .. 'shared:' .. member end
+local function claims_key(member) return P .. 'claims:' .. member end
 
 local function member_type(member)
   return string.sub(member, 1, string.find(member, ':', 1, true) - 1)
@@ -106,6 +117,7 @@ local function resolve_all(policy)
   for i, id_type in ipairs(policy.priority) do rank[id_type] = i end
   local other_rank = #policy.priority + 1
   local limits, default_limit = policy.limits, policy.default_limit
+  local shared_after = policy.shared or {}
 
   local function limit_of(id_type) return limits[id_type] or default_limit end
 
@@ -115,38 +127,43 @@ local function resolve_all(policy)
     return byte_order_less(a, b)
   end
 
-  -- what survivor selection and the merge guard need to know about a customer
+  -- (ms, event id) before (ms, event id): event time, then event id in byte order
+  local function earlier(ms_a, id_a, ms_b, id_b)
+    if ms_a ~= ms_b then return ms_a < ms_b end
+    return byte_order_less(id_a, id_b)
+  end
+
+  -- what survivor selection and the merge guard need to know about a customer;
+  -- 'first' is its earliest event (a record written before it existed: the creating one)
   local function info(cid)
     local flat = redis.call('HGETALL', cust_key(cid))
-    local c = {id = cid, counts = {}, created = 0, rank = other_rank + 1, best = ''}
+    local c = {id = cid, counts = {}}
+    local h = {}
     for i = 1, #flat, 2 do
       local name, value = flat[i], flat[i + 1]
-      if name == 'created_ms' then
-        c.created = tonumber(value)
-      elseif string.sub(name, 1, 2) == 'n:' then
-        local id_type = string.sub(name, 3)
-        c.counts[id_type] = tonumber(value)
-        local r = rank[id_type] or other_rank
-        if r < c.rank or (r == c.rank and byte_order_less(id_type, c.best)) then
-          c.rank, c.best = r, id_type
-        end
+      if string.sub(name, 1, 2) == 'n:' then
+        c.counts[string.sub(name, 3)] = tonumber(value)
+      else
+        h[name] = value
       end
     end
+    c.first_ms = tonumber(h.first_ms or h.created_ms or '0')
+    c.first_by = h.first_by or h.created_by or ''
     return c
   end
 
-  -- strongest identifier type, then older, then smaller id
+  -- the earliest event first, then the smaller id (state/store.py "Survivor")
   local function survivor_before(a, b)
-    if a.rank ~= b.rank then return a.rank < b.rank end
-    if a.best ~= b.best then return byte_order_less(a.best, b.best) end
-    if a.created ~= b.created then return a.created < b.created end
+    if a.first_ms ~= b.first_ms or a.first_by ~= b.first_by then
+      return earlier(a.first_ms, a.first_by, b.first_ms, b.first_by)
+    end
     return byte_order_less(a.id, b.id)
   end
 
-  local function over_limits(s, m)
+  local function over_limits(counts, m)
     local over = {}
     for id_type, count in pairs(m.counts) do
-      if (s.counts[id_type] or 0) + count > limit_of(id_type) then over[#over + 1] = id_type end
+      if (counts[id_type] or 0) + count > limit_of(id_type) then over[#over + 1] = id_type end
     end
     table.sort(over, type_before)
     return over
@@ -162,19 +179,25 @@ local function resolve_all(policy)
     return false
   end
 
-  -- {'weak:<type>'} when only weak identifiers (shared devices) tie two known customers
-  local function weak_link(s, m, members, owners)
-    if not (strong(s) and strong(m)) then return {} end
-    for _, cid in ipairs({s.id, m.id}) do
+  -- {'weak:<type>'} when only weak identifiers (shared devices) tie the event's group
+  -- of customers to m, both holding a stronger type
+  local function weak_link(group, in_group, m, members, owners)
+    local group_strong = false
+    for _, c in ipairs(group) do
+      if strong(c) then group_strong = true end
+    end
+    if not (group_strong and strong(m)) then return {} end
+    for side = 1, 2 do
       local held, all_weak = {}, true
       for i = 1, #members do
-        if owners[i] == cid then
+        local o = owners[i]
+        if (side == 1 and in_group[o]) or (side == 2 and o == m.id) then
           local id_type = member_type(members[i])
           held[#held + 1] = id_type
           if not weak[id_type] then all_weak = false end
         end
       end
-      if all_weak then
+      if #held > 0 and all_weak then
         table.sort(held, type_before)
         return {'weak:' .. held[1]}
       end
@@ -202,6 +225,7 @@ local function resolve_all(policy)
       redis.call('HINCRBY', cust_key(s.id), 'n:' .. id_type, count)
       s.counts[id_type] = (s.counts[id_type] or 0) + count
     end
+    -- the survivor has the earliest event of the two: its 'first' stays
     local aliases = redis.call('SMEMBERS', merged_key(m.id))
     aliases[#aliases + 1] = m.id
     for _, alias in ipairs(aliases) do redis.call('SET', alias_key(alias), s.id) end
@@ -211,18 +235,45 @@ local function resolve_all(policy)
     optouts[s.id], optouts[m.id] = nil, nil
   end
 
+  -- Count the customers that presented the refused holder's identifiers (its own and
+  -- the event's); one presented by more than its type's shared_after is shared from now
+  -- on: detached from its holder, unless it is the holder's last identifier.
+  local function claim(target, holder, unlinked)
+    for _, member in ipairs(unlinked) do
+      local id_type = member_type(member)
+      local most = shared_after[id_type]
+      if most then
+        local key = claims_key(member)
+        redis.call('SADD', key, holder, target)
+        local count = redis.call('SCARD', key)
+        if count > most then
+          redis.call('DEL', key)
+          redis.call('SET', shared_key(member), count)
+          if redis.call('SCARD', ids_key(holder)) > 1 then
+            redis.call('DEL', id_key(member))
+            redis.call('SREM', ids_key(holder), member)
+            if redis.call('HINCRBY', cust_key(holder), 'n:' .. id_type, -1) <= 0 then
+              redis.call('HDEL', cust_key(holder), 'n:' .. id_type)
+            end
+          end
+        end
+      end
+    end
+  end
+
   -- Most requests only name their customer, so that is all they send back: nested
   -- arrays for 1000 requests cost more to build and parse than resolving them.
-  -- A customer's withdrawn consent purposes go as a sixth element, only when there are
-  -- any (the profile's 'optout' field, state/profile_hash.py withdrawn_field).
-  local function reply(target, created, entries, optout)
-    if optout == '' and #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0 then
+  -- Otherwise [customer ('' none), created, merged, refused, limited, optout, shared];
+  -- optout is the profile's 'optout' field (state/profile_hash.py withdrawn_field).
+  local function reply(target, created, entries, optout, shared)
+    if target ~= '' and optout == '' and #shared == 0
+        and #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0 then
       if created then return '+' .. target end
       return target
     end
-    return cjson.encode({target, created and 1 or 0, entries[1], entries[2], entries[3], optout})
+    return cjson.encode({target, created and 1 or 0, entries[1], entries[2], entries[3],
+                         optout, shared})
   end
-
 
   -- Recorded entries whose customers all still exist, live or merged into a live one
   -- (state/outcomes.py known_only), and whether any were dropped (erased).
@@ -243,106 +294,58 @@ local function resolve_all(policy)
     return kept, dropped
   end
 
-  -- The recorded entries, then the fresh ones they do not hold (state/outcomes.py
-  -- combine): an entry is the same as a recorded one of its kind when it names the
-  -- same second thing (merged id, refused id, limited member). Returns them and
-  -- whether any was new.
-  local function combine(kept, fresh)
-    local out, added = {}, false
-    for k = 1, 3 do
-      local list, seen = {}, {}
-      for _, e in ipairs(kept[k]) do
-        list[#list + 1] = e
-        seen[e[2]] = true
-      end
-      for _, e in ipairs(fresh[k]) do
-        if not seen[e[2]] then
-          list[#list + 1] = e
-          added = true
-        end
-      end
-      out[k] = list
+  -- A recorded reply as it stands now: itself, without entries naming an erased
+  -- customer, or nil when its customer was erased (or it is a record of the format
+  -- before whole replies were recorded): then the event is walked afresh.
+  local function recorded_reply(text)
+    if string.sub(text, 1, 1) ~= '[' then
+      local cid = text
+      if string.sub(text, 1, 1) == '+' then cid = string.sub(text, 2) end
+      if known(cid) then return text end
+      return nil
     end
-    return out, added
+    local r = cjson.decode(text)
+    if type(r[1]) ~= 'string' then return nil end
+    if r[1] ~= '' and not known(r[1]) then return nil end
+    local kept, dropped = known_only({r[3], r[4], r[5]})
+    if not dropped then return text end
+    return reply(r[1], r[2] == 1, kept, r[6], r[7])
   end
 
-  local function walk(at)
-    local event_id, time_ms, new_id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-    local members, keys = {}, {}
-    for i = 1, tonumber(ARGV[at + 3]) do
-      members[i] = ARGV[at + 3 + i]
-      keys[i] = id_key(members[i])
-    end
-    -- No alias hop: a merge re-points every link of the merged customer, so a
-    -- link always names a live (canonical) customer.
-    local owners = redis.call('MGET', unpack(keys))
-    local found, seen = {}, {}
-    for _, owner in ipairs(owners) do
-      if owner and not seen[owner] then
-        seen[owner] = true
-        found[#found + 1] = owner
-      end
-    end
-
-    local target, created = nil, false
-    local merged, refused = {}, {}
-    if #found == 0 then
-      -- A re-delivered creating event finds its customer under the deterministic
-      -- id (or what it was merged into); one EXISTS settles the usual case.
-      target = new_id
-      if redis.call('EXISTS', cust_key(new_id), alias_key(new_id)) == 0 then
-        created = true
-      else
-        target = canonical(new_id)
-        if redis.call('EXISTS', cust_key(target)) == 0 then target, created = new_id, true end
-      end
-    elseif #found == 1 then
-      target = found[1]
-    else
-      local ranked = {}
-      for i, cid in ipairs(found) do ranked[i] = info(cid) end
-      table.sort(ranked, survivor_before)
-      local s = ranked[1]
-      target = s.id
-      for k = 2, #ranked do
-        local m = ranked[k]
-        local linking = {}
-        for i = 1, #members do
-          if owners[i] == s.id or owners[i] == m.id then linking[#linking + 1] = members[i] end
-        end
-        local over = over_limits(s, m)
-        if #over == 0 then over = weak_link(s, m, members, owners) end
-        if #over > 0 then
-          refused[#refused + 1] = {s.id, m.id, over, linking}
-        else
-          fold(m, s)
-          merged[#merged + 1] = {s.id, m.id, linking}
-        end
-      end
-    end
-
-    -- Link the identifiers nobody holds, as far as the limits allow. A request has
-    -- one value per type, so each type's count is read once and written once.
-    local fresh, fields = {}, {}
+  -- Link the identifiers nobody holds to target as far as the limits allow, and move
+  -- its earliest event back to this one if it is earlier. A request has one value per
+  -- type, so each type's count is read once and written once.
+  local function attach(target, created, members, owners, event_id, time_ms)
+    local fresh, fields = {}, {'first_ms', 'first_by', 'created_ms', 'created_by'}
     for i, member in ipairs(members) do
       if not owners[i] then
         fresh[#fresh + 1] = i
         fields[#fields + 1] = 'n:' .. member_type(member)
       end
     end
-    local limited = {}
-    if #fresh == 0 then return target, created, {merged, refused, limited} end
     local hash = cust_key(target)
-    local counts = created and {} or redis.call('HMGET', hash, unpack(fields))
+    local limited, record = {}, {}
+    local counts = {}
+    if created then
+      record = {'created_ms', time_ms, 'created_by', event_id,
+                'first_ms', time_ms, 'first_by', event_id}
+    else
+      counts = redis.call('HMGET', hash, unpack(fields))
+      local first_ms = tonumber(counts[1] or counts[3] or '0')
+      local first_by = counts[1] and counts[2] or counts[4] or ''
+      if earlier(tonumber(time_ms), event_id, first_ms, first_by) then
+        record = {'first_ms', time_ms, 'first_by', event_id}
+      end
+    end
     local links, added = {}, {}
-    local record = created and {'created_ms', time_ms, 'created_by', event_id} or {}
     for k, i in ipairs(fresh) do
-      local count = tonumber(counts[k] or '0')
-      if count < limit_of(string.sub(fields[k], 3)) then
+      local count = tonumber(counts[k + 4] or '0')
+      local field = fields[k + 4]
+      if count < limit_of(string.sub(field, 3)) then
         links[#links + 1] = id_key(members[i])
         links[#links + 1] = target
         added[#added + 1] = members[i]
-        record[#record + 1] = fields[k]
+        record[#record + 1] = field
         record[#record + 1] = count + 1
       else
         limited[#limited + 1] = {target, members[i]}
@@ -353,13 +356,124 @@ local function resolve_all(policy)
       redis.call('SADD', ids_key(target), unpack(added))
     end
     if #record > 0 then redis.call('HSET', hash, unpack(record)) end
-    return target, created, {merged, refused, limited}
+    return limited
   end
 
-  -- The recorded outcomes (state/outcomes.py): their entries as the walk makes them,
-  -- {merged, refused, limited}, as cjson under the event id in OUTCOMES, its event time
-  -- in OUTCOME_TIMES. One HMGET reads every record the batch may need; records made or
-  -- changed by the batch are kept here and written once at the end.
+  -- A new customer under the event's deterministic id, or (a re-delivered creating
+  -- event) the customer that id already is or was merged into.
+  local function create(new_id)
+    if redis.call('EXISTS', cust_key(new_id), alias_key(new_id)) == 0 then
+      return new_id, true
+    end
+    local target = canonical(new_id)
+    if redis.call('EXISTS', cust_key(target)) == 0 then return new_id, true end
+    return target, false
+  end
+
+  -- Returns the event's customer ('' none), created, {merged, refused, limited}, shared.
+  local function walk(at)
+    local event_id, time_ms, new_id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    local n = tonumber(ARGV[at + 3])
+    local all, keys, of_key = {}, {}, {}
+    for i = 1, n do
+      all[i] = ARGV[at + 3 + i]
+      keys[i] = id_key(all[i])
+    end
+    -- one MGET reads the links and, for types that can be shared, the shared marks
+    for i = 1, n do
+      if shared_after[member_type(all[i])] then
+        keys[#keys + 1] = shared_key(all[i])
+        of_key[#keys] = i
+      end
+    end
+    local got = redis.call('MGET', unpack(keys))
+    local is_shared = {}
+    for k = n + 1, #keys do
+      if got[k] then is_shared[of_key[k]] = true end
+    end
+    -- No alias hop: a merge re-points every link of the merged customer, so a
+    -- link always names a live (canonical) customer.
+    local members, owners, shared = {}, {}, {}
+    for i = 1, n do
+      if is_shared[i] then
+        shared[#shared + 1] = all[i]
+      else
+        members[#members + 1] = all[i]
+        owners[#members] = got[i]
+      end
+    end
+    if #members == 0 then return '', false, {{}, {}, {}}, shared end
+
+    local found, seen = {}, {}
+    for _, owner in ipairs(owners) do
+      if owner and not seen[owner] then
+        seen[owner] = true
+        found[#found + 1] = owner
+      end
+    end
+    local head_fresh = not owners[1]
+    -- the event's group: customers named by its identifiers, strongest first, as far
+    -- as they may merge (state/store.py "Attribution")
+    local counts, accepted, in_group, pending = {}, {}, {}, {}
+    if head_fresh then counts[member_type(members[1])] = 1 end
+    for _, cid in ipairs(found) do
+      local c = info(cid)
+      local over = {}
+      if head_fresh or #accepted > 0 then
+        over = over_limits(counts, c)
+        if #over == 0 and #accepted > 0 then
+          over = weak_link(accepted, in_group, c, members, owners)
+        end
+      end
+      if #over > 0 then
+        local linking = {}
+        for i = 1, #members do
+          if in_group[owners[i]] or owners[i] == cid or (i == 1 and head_fresh) then
+            linking[#linking + 1] = members[i]
+          end
+        end
+        pending[#pending + 1] = {cid, over, linking}
+      else
+        accepted[#accepted + 1] = c
+        in_group[cid] = true
+        for id_type, count in pairs(c.counts) do counts[id_type] = (counts[id_type] or 0) + count end
+      end
+    end
+
+    local target, created = nil, false
+    local merged, refused = {}, {}
+    if #accepted > 0 then
+      table.sort(accepted, survivor_before)
+      local s = accepted[1]
+      target = s.id
+      for k = 2, #accepted do
+        local m = accepted[k]
+        local linking = {}
+        for i = 1, #members do
+          if owners[i] == s.id or owners[i] == m.id then linking[#linking + 1] = members[i] end
+        end
+        fold(m, s)
+        merged[#merged + 1] = {s.id, m.id, linking}
+      end
+    else
+      target, created = create(new_id)
+    end
+    for _, p in ipairs(pending) do
+      local unlinked = {}
+      for i = 1, #members do
+        if owners[i] == p[1] then unlinked[#unlinked + 1] = members[i] end
+      end
+      refused[#refused + 1] = {target, p[1], p[2], p[3], unlinked}
+      claim(target, p[1], unlinked)
+    end
+    local limited = attach(target, created, members, owners, event_id, time_ms)
+    return target, created, {merged, refused, limited}, shared
+  end
+
+  -- The recorded outcomes (state/outcomes.py): each request's reply, under its event
+  -- id in OUTCOMES, its event time in OUTCOME_TIMES. One HMGET reads every record the
+  -- batch may need; records made or changed by the batch are kept here and written
+  -- once at the end.
   local window = policy.window or 0
   local records, changed, times, recorded_new = {}, {}, {}, false
   if window > 0 then
@@ -375,33 +489,38 @@ local function resolve_all(policy)
     for i = 1, #event_ids, SADD_CHUNK do
       local j = math.min(i + SADD_CHUNK - 1, #event_ids)
       local texts = redis.call('HMGET', OUTCOMES, unpack(event_ids, i, j))
-      for k = i, j do
-        local text = texts[k - i + 1]
-        records[event_ids[k]] = text and cjson.decode(text) or false
-      end
+      for k = i, j do records[event_ids[k]] = texts[k - i + 1] end
     end
   end
 
   local function resolve(at)
     local event_id, time_ms = ARGV[at], ARGV[at + 1]
-    local recorded = records[event_id] or false
-    -- an erased customer's entries go before the walk can re-create its id
-    local kept, dropped = {{}, {}, {}}, false
-    if recorded then kept, dropped = known_only(recorded) end
-    local target, created, fresh = walk(at)
-    local entries, added = combine(kept, fresh)
-    if window > 0 and (dropped or added) then
-      local empty = #entries[1] == 0 and #entries[2] == 0 and #entries[3] == 0
+    local recorded = records[event_id]
+    if recorded then
+      local again = recorded_reply(recorded)
+      if again then
+        if again ~= recorded then
+          records[event_id] = again
+          changed[event_id] = true
+        end
+        return again
+      end
+      -- its customer was erased: walked afresh, the record keeps its time
+    end
+    local target, created, entries, shared = walk(at)
+    -- a customer created just now has no profile yet
+    local optout = ''
+    if target ~= '' and not created then optout = optout_of(target) end
+    local out = reply(target, created, entries, optout, shared)
+    if window > 0 then
       if not recorded then
         recorded_new = true
         times[event_id] = time_ms
       end
-      records[event_id] = (not empty) and entries
-      if empty then times[event_id] = nil end
+      records[event_id] = out
       changed[event_id] = true
     end
-    -- a customer created just now has no profile yet
-    return reply(target, created, entries, created and '' or optout_of(target))
+    return out
   end
 
   local out = {}
@@ -410,16 +529,17 @@ local function resolve_all(policy)
     out[#out + 1] = resolve(at)
     at = at + 4 + tonumber(ARGV[at + 3])
   end
+  local fields, scored = {}, {}
   for event_id in pairs(changed) do
-    local entries = records[event_id]
-    if entries then
-      redis.call('HSET', OUTCOMES, event_id, cjson.encode(entries))
-      if times[event_id] then redis.call('ZADD', OUTCOME_TIMES, times[event_id], event_id) end
-    else
-      redis.call('HDEL', OUTCOMES, event_id)
-      redis.call('ZREM', OUTCOME_TIMES, event_id)
+    fields[#fields + 1] = event_id
+    fields[#fields + 1] = records[event_id]
+    if times[event_id] then
+      scored[#scored + 1] = times[event_id]
+      scored[#scored + 1] = event_id
     end
   end
+  if #fields > 0 then call_chunked('HSET', OUTCOMES, nil, fields, 2) end
+  if #scored > 0 then call_chunked('ZADD', OUTCOME_TIMES, nil, scored, 2) end
   if recorded_new then
     -- as OutcomeLog.trim: forget records older than the window before the latest one
     local top = redis.call('ZRANGE', OUTCOME_TIMES, -1, -1, 'WITHSCORES')
@@ -442,6 +562,9 @@ local function validate(policy)
   end
   if policy.window ~= nil and type(policy.window) ~= 'number' then
     return 'the policy window must be a number'
+  end
+  if policy.shared ~= nil and type(policy.shared) ~= 'table' then
+    return 'the policy shared limits must be a table'
   end
   local at = FIRST_REQUEST
   while at <= #ARGV do

@@ -123,6 +123,7 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     profiles: set[str] = set()
     outcomes: dict[str, str] = {}
     outcome_times: set[str] = set()
+    shared: set[str] = set()
     for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
         key = _text(raw_key)[len(prefix) :]
         kind, _, rest = key.partition(":")
@@ -144,6 +145,13 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             outcomes = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
         elif kind == "outcomes" and rest == "ms":
             outcome_times = {_text(e) for e in _members(client, raw_key)}
+        elif kind == "shared":
+            shared.add(rest)
+            if int(_text(client.get(raw_key) or b"0")) < 2:
+                raise AssertionError(f"shared {rest} counts fewer than 2 customers")
+        elif kind == "claims":
+            if client.exists(f"{prefix}shared:{rest}"):
+                raise AssertionError(f"claims of {rest}, which is already shared")
         else:
             raise AssertionError(f"unexpected key {key}")
 
@@ -151,8 +159,9 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         f"profile data of {cid}, which is not a live customer"
         for cid in sorted(profiles - set(customers))
     ]
-    # recorded outcomes: every record has its event time and is a non-empty
-    # {merged, refused, limited}; entries may name erased customers (dropped lazily)
+    # recorded outcomes: every record has its event time and is a reply as the
+    # script sends it (a customer id, "+" one, or a 7-element array); entries and
+    # customers may name erased customers (dropped when the event is seen again)
     problems.extend(
         f"recorded outcome of {e} without its event time"
         for e in sorted(set(outcomes) - outcome_times)
@@ -162,9 +171,15 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         for e in sorted(outcome_times - set(outcomes))
     )
     for event_id, text in outcomes.items():
-        record = json.loads(text)
-        if len(record) != 3 or not any(record):
-            problems.append(f"recorded outcome of {event_id} is not a non-empty triple: {text}")
+        if not text.startswith("["):
+            if not text.removeprefix("+").startswith("cust-"):
+                problems.append(f"recorded outcome of {event_id} is not a customer: {text}")
+        elif len(json.loads(text)) != 7:
+            problems.append(f"recorded outcome of {event_id} is not a 7-element reply: {text}")
+    # a shared identifier is linked only when it was its holder's last identifier
+    for member in sorted(shared & set(ids)):
+        if len(members.get(ids[member], set())) != 1:
+            problems.append(f"shared {member} is still linked to {ids[member]}")
     for member, cid in ids.items():
         if cid not in customers:
             problems.append(f"id:{member} -> {cid}, which has no customer record")

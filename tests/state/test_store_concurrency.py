@@ -31,8 +31,8 @@ TYPES = {"email": (0, 3), "phone": (0, 2), "device_id": (1, 4), "cookie_id": (1,
 POLICY = IdentityPolicy(weak_types=())
 
 Event = tuple[str, int, dict[str, str]]
-# created, merges ("event survivor merged"), unexpected
-Report = tuple[list[str], list[str], list[str]]
+# created, merges ("event survivor merged"), unexpected, customer id by event id
+Report = tuple[list[str], list[str], list[str], dict[str, str | None]]
 
 
 def _universe(seed: int) -> tuple[list[list[tuple[str, str]]], list[Event]]:
@@ -76,10 +76,13 @@ def _worker(
     created: list[str] = []
     merged: list[str] = []
     unexpected: list[str] = []
+    landed: dict[str, str | None] = {}
     start.wait()
     try:
         for batch in batches:
-            for result in store.resolve_batch([ResolveRequest(*event) for event in batch]):
+            results = store.resolve_batch([ResolveRequest(*event) for event in batch])
+            for event, result in zip(batch, results, strict=True):
+                landed[event[0]] = result.customer_id
                 if result.created and result.customer_id is not None:
                     created.append(result.customer_id)
                 merged += [f"{m.event_id} {m.survivor_id} {m.merged_id}" for m in result.merges]
@@ -89,7 +92,7 @@ def _worker(
         unexpected.append(repr(exc))
     finally:
         store.close()
-        out.put((created, merged, unexpected))
+        out.put((created, merged, unexpected, landed))
 
 
 def test_processes_converge_on_one_customer_per_component(
@@ -109,7 +112,10 @@ def test_processes_converge_on_one_customer_per_component(
     for worker in workers:
         worker.join(timeout=30)
     assert [w.exitcode for w in workers] == [0] * PROCESSES
-    assert [problem for *_, problems in reports for problem in problems] == []
+    assert [problem for _, _, problems, _ in reports for problem in problems] == []
+    # whoever resolved an event first, every process got that same result for it
+    first_landed = reports[0][3]
+    assert all(landed == first_landed for *_, landed in reports)
 
     store = RedisProfileStore(redis_client, redis_prefix, POLICY)
     owners = [{store.lookup(t, v) for t, v in ids} for ids in components]
@@ -120,12 +126,12 @@ def test_processes_converge_on_one_customer_per_component(
         held = store.identifiers(store.lookup(*ids[0]) or "")
         assert sorted(ids) == sorted((t, v) for t, values in held.items() for v in values)
     # every customer ever created was merged away exactly once or is still here; a
-    # merge is reported again by every later resolution of its event (recorded
-    # outcomes), always with the same survivor, and never by another event
-    created = [c for made, _, _ in reports for c in made]
-    reported = [m for _, merges, _ in reports for m in merges]
+    # resolution (created flag and merges included) is reported again by every later
+    # resolution of its event (recorded outcomes), never by another event
+    created = {c for made, *_ in reports for c in made}
+    reported = [m for _, merges, *_ in reports for m in merges]
     merged = [m.split()[2] for m in set(reported)]
-    assert len(created) == len(set(created)) and len(merged) == len(set(merged))
-    assert sorted(set(created) - set(merged)) == canonical
+    assert len(merged) == len(set(merged))
+    assert sorted(created - set(merged)) == canonical
     assert len(reported) > len(set(reported)), "no merge was reported again"
     assert graph_problems(redis_prefix) == []

@@ -55,11 +55,14 @@ class TestProfileStoreContract:
         mum = cid(one(store, "e1", 1, email="mum@example.com", device_id="family-tablet"))
         kid = cid(one(store, "e2", 2, email="kid@example.com"))
         result = one(store, "e3", 3, email="kid@example.com", device_id="family-tablet")
-        assert result.customer_id == mum and result.merges == ()  # mum holds the device
+        # the kid's email names the kid: the event is the kid's, mum keeps the device
+        assert result.customer_id == kid and result.merges == ()
         (conflict,) = result.conflicts
         assert conflict.reason == "only device_id links two known customers"
-        assert set(conflict.customer_ids) == {mum, kid}
+        assert conflict.customer_ids == (kid, mum)
+        assert conflict.unlinked == ("device_id:family-tablet",)
         assert store.canonical(kid) == kid
+        assert store.lookup("device_id", "family-tablet") == mum
         # An anonymous visitor (only weak identifiers) still stitches to a customer.
         visitor = cid(one(store, "e4", 4, cookie_id="ck-7"))
         stitched = one(store, "e5", 5, cookie_id="ck-7", email="kid@example.com")
@@ -115,32 +118,33 @@ class TestProfileStoreContract:
         b = cid(one(store, "e2", 2, email="ann@example.com"))
         c = cid(one(store, "e3", 3, phone="+14155550100"))
         ab = one(store, "e4", 4, cookie_id="ck-1", email="ann@example.com")
+        # the survivor is the customer with the earliest event (e1), whatever its types
         assert ab.merges == (
             Merge(
-                b, a, "e4", "shared email, cookie_id", ("email:ann@example.com", "cookie_id:ck-1")
+                a, b, "e4", "shared email, cookie_id", ("email:ann@example.com", "cookie_id:ck-1")
             ),
         )
         bc = one(store, "e5", 5, email="ann@example.com", phone="+14155550100")
-        assert [(m.survivor_id, m.merged_id) for m in bc.merges] == [(b, c)]
+        assert [(m.survivor_id, m.merged_id) for m in bc.merges] == [(a, c)]
         assert bc.merges[0].reason == "shared email, phone"
-        assert store.customers() == [b]
+        assert store.customers() == [a]
         for id_type, value in [
             ("cookie_id", "ck-1"),
             ("email", "ann@example.com"),
             ("phone", "+14155550100"),
         ]:
-            assert store.lookup(id_type, value) == b
-        assert store.canonical(a) == store.canonical(c) == store.canonical(b) == b
+            assert store.lookup(id_type, value) == a
+        assert store.canonical(a) == store.canonical(c) == store.canonical(b) == a
 
-    def test_the_crm_id_holder_survives_even_when_younger(
+    def test_the_earliest_event_survives_even_without_the_crm_id(
         self, store_factory: StoreFactory
     ) -> None:
         store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
         old = cid(one(store, "e1", 1_000, email="ann@example.com", cookie_id="ck-1"))
         young = cid(one(store, "e2", 9_000, crm_id="C-1"))
         result = one(store, "e3", 10_000, crm_id="C-1", cookie_id="ck-1")
-        assert result.customer_id == young
-        assert [(m.survivor_id, m.merged_id) for m in result.merges] == [(young, old)]
+        assert result.customer_id == old
+        assert [(m.survivor_id, m.merged_id) for m in result.merges] == [(old, young)]
         assert result.merges[0].linking_identifiers == ("crm_id:C-1", "cookie_id:ck-1")
         assert store.identifiers(old) == {
             "crm_id": ["C-1"],
@@ -156,23 +160,27 @@ class TestProfileStoreContract:
         result = one(store, "e4", 7_000, email="old@example.com", phone="+14155550100")
         assert [(m.survivor_id, m.merged_id) for m in result.merges] == [(old, young)]
 
-    def test_equal_strength_and_age_goes_to_the_smaller_id(self, store: ProfileStore) -> None:
-        ids = sorted(
-            [cid(one(store, "e1", 7, cookie_id="a")), cid(one(store, "e2", 7, cookie_id="b"))]
-        )
-        result = one(store, "e3", 8, cookie_id="a", device_id="d")
+    def test_equal_event_times_go_to_the_smaller_event_id(self, store: ProfileStore) -> None:
+        # e2 arrives first; e1, as old, is the smaller event id
+        by_e2 = cid(one(store, "e2", 7, cookie_id="b"))
+        by_e1 = cid(one(store, "e1", 7, cookie_id="a"))
+        one(store, "e3", 8, cookie_id="a", device_id="d")
         result = one(store, "e4", 8, cookie_id="b", device_id="d")
-        assert store.customers() == [ids[0]]
-        assert result.customer_id == ids[0]
+        assert [(m.survivor_id, m.merged_id) for m in result.merges] == [(by_e1, by_e2)]
+        assert store.customers() == [by_e1]
 
     def test_unknown_types_rank_last_by_name(self, store_factory: StoreFactory) -> None:
-        store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
-        by_zeta = cid(one(store, "e1", 1, zeta_id="z"))
-        by_alpha = cid(one(store, "e2", 2, alpha_id="a"))
-        by_cookie = cid(one(store, "e3", 3, cookie_id="c"))
+        # limit 1 each: nothing merges, so the event goes to its strongest identifier's
+        store = store_factory(IdentityPolicy(default_limit=1, weak_types=()))
+        by_zeta = cid(one(store, "e1", 1, zeta_id="z", crm_id="C-1"))
+        by_alpha = cid(one(store, "e2", 2, alpha_id="a", crm_id="C-2"))
+        by_cookie = cid(one(store, "e3", 3, cookie_id="c", crm_id="C-3"))
         result = one(store, "e4", 4, zeta_id="z", alpha_id="a", cookie_id="c")
         assert result.customer_id == by_cookie
-        assert [m.merged_id for m in result.merges] == [by_alpha, by_zeta]
+        assert [c.customer_ids for c in result.conflicts] == [
+            (by_cookie, by_alpha),
+            (by_cookie, by_zeta),
+        ]
 
     def test_aliases_resolve_transitively_after_several_merges(self, store: ProfileStore) -> None:
         cookie = cid(one(store, "e1", 1, cookie_id="ck-1"))
@@ -182,26 +190,27 @@ class TestProfileStoreContract:
         one(store, "e5", 5, cookie_id="ck-1", device_id="d-1")  # cookie -> device
         one(store, "e6", 6, device_id="d-1", email="ann@example.com")  # device -> email
         one(store, "e7", 7, email="ann@example.com", crm_id="C-1")  # email -> crm
-        assert store.customers() == [crm]
-        assert {store.canonical(c) for c in (cookie, device, email, crm)} == {crm}
-        assert store.lookup("cookie_id", "ck-1") == crm
-        assert store.identifiers(cookie) == store.identifiers(crm)
-        report = store.erase(cookie)  # an alias erases its canonical customer
-        assert report.customer_id == crm
-        assert report.aliases == tuple(sorted([cookie, device, email]))
+        assert store.customers() == [cookie]  # the earliest event's customer survives
+        assert {store.canonical(c) for c in (cookie, device, email, crm)} == {cookie}
+        assert store.lookup("crm_id", "C-1") == cookie
+        assert store.identifiers(crm) == store.identifiers(cookie)
+        report = store.erase(crm)  # an alias erases its canonical customer
+        assert report.customer_id == cookie
+        assert report.aliases == tuple(sorted([crm, device, email]))
 
     def test_two_crm_ids_never_merge(self, store: ProfileStore) -> None:
         ann = cid(one(store, "e1", 1, crm_id="C-1", email="ann@example.com"))
         bob = cid(one(store, "e2", 2, crm_id="C-2", phone="+14155550100"))
         result = one(store, "e3", 3, email="ann@example.com", phone="+14155550100", cookie_id="ck")
         assert result.merges == ()
-        assert result.customer_id == ann  # the older crm_id holder is the candidate
+        assert result.customer_id == ann  # the email outranks the phone
         assert result.conflicts == (
             Conflict(
                 (ann, bob),
                 "e3",
                 "crm_id limit 1 would be exceeded",
                 ("email:ann@example.com", "phone:+14155550100"),
+                ("phone:+14155550100",),
             ),
         )
         assert result.ignored == ()
@@ -217,7 +226,13 @@ class TestProfileStoreContract:
         assert result.customer_id == ann
         assert result.ignored == ("email:a6@example.com",)
         assert result.conflicts == (
-            Conflict((ann,), "e6", "email limit 5 reached", ("email:a6@example.com",)),
+            Conflict(
+                (ann,),
+                "e6",
+                "email limit 5 reached",
+                ("email:a6@example.com",),
+                ("email:a6@example.com",),
+            ),
         )
         assert store.lookup("email", "a6@example.com") is None
         assert store.lookup("phone", "+14155550100") == ann
@@ -230,8 +245,11 @@ class TestProfileStoreContract:
         bob = cid(one(store, "e3", 3, email="b1@example.com", cookie_id="ck-b"))
         cid(one(store, "e4", 4, device_id="d"))
         result = one(store, "e5", 5, cookie_id="ck-a", email="b1@example.com", device_id="d")
+        # bob's email is the strongest identifier: bob and the device join, ann cannot
+        assert result.customer_id == bob
         assert [c.reason for c in result.conflicts] == ["email limit 2 would be exceeded"]
-        assert [c.customer_ids for c in result.conflicts] == [(ann, bob)]
+        assert [c.customer_ids for c in result.conflicts] == [(bob, ann)]
+        assert [c.unlinked for c in result.conflicts] == [("cookie_id:ck-a",)]
         assert [m.merged_id for m in result.merges] == [new_customer_id("e4")]
         assert store.customers() == sorted([ann, bob])
 
@@ -250,8 +268,8 @@ class TestProfileStoreContract:
         assert len(store.customers()) == 2
 
     def test_erase_removes_customer_links_and_aliases(self, store: ProfileStore) -> None:
-        a = cid(one(store, "e1", 1, cookie_id="ck-1"))
-        b = cid(one(store, "e2", 2, email="ann@example.com"))
+        a = cid(one(store, "e1", 2, cookie_id="ck-1"))
+        b = cid(one(store, "e2", 1, email="ann@example.com"))  # earlier: b survives
         one(store, "e3", 3, cookie_id="ck-1", email="ann@example.com")
         other = cid(one(store, "e4", 4, email="bob@example.com"))
         report = store.erase(a)
@@ -277,43 +295,56 @@ class TestProfileStoreContract:
         first = store.resolve_batch(batch)
         state = {c: store.identifiers(c) for c in store.customers()}
         again = store.resolve_batch(batch)
-        survivor = new_customer_id("e2")
-        assert [r.customer_id for r in first] == [new_customer_id("e1"), survivor, survivor]
-        assert [r.customer_id for r in again] == [survivor] * 3
-        assert not any(r.created or r.conflicts for r in again)
-        # the merge is reported again, the same one (outputs are upserted by its id),
-        # so a re-run after a crash or a lost reply still sends what the first one did
+        survivor = new_customer_id("e1")
+        assert [r.customer_id for r in first] == [survivor, new_customer_id("e2"), survivor]
+        # a re-run gets exactly the first results back (outputs are upserted by their
+        # ids), e2 with the customer it had then, now merged away
+        assert again == first
         assert first[2].merges == (
             Merge(
                 survivor,
-                new_customer_id("e1"),
+                new_customer_id("e2"),
                 "e3",
                 "shared email, cookie_id",
                 ("email:ann@example.com", "cookie_id:ck-1"),
             ),
         )
-        assert [r.merges for r in again] == [(), (), first[2].merges]
         assert {c: store.identifiers(c) for c in store.customers()} == state
 
-    def test_a_redelivered_creating_event_finds_its_customer(self, store: ProfileStore) -> None:
+    def test_a_redelivered_creating_event_finds_its_customer(
+        self, store_factory: StoreFactory
+    ) -> None:
+        # without recorded outcomes (window 0) a re-run walks the graph again
+        store = store_factory(rules=ProfileRules(idempotence_window_ms=0))
         created = one(store, "e1", 1, cookie_id="ck-1")
         # same event id, identifiers nobody knows (e.g. re-normalised upstream)
         again = one(store, "e1", 1, cookie_id="ck-9")
         assert again == ResolveResult(created.customer_id, False, (), (), ())
         assert store.identifiers(cid(created)) == {"cookie_id": ["ck-1", "ck-9"]}
 
-    def test_creation_time_survives_merges(self, store_factory: StoreFactory) -> None:
+    def test_a_recorded_creating_event_gets_its_first_result(self, store: ProfileStore) -> None:
+        created = one(store, "e1", 1, cookie_id="ck-1")
+        again = one(store, "e1", 1, cookie_id="ck-9")  # recorded: no walk, nothing linked
+        assert again == created == ResolveResult(new_customer_id("e1"), True, (), (), ())
+        assert store.identifiers(cid(created)) == {"cookie_id": ["ck-1"]}
+
+    def test_the_earliest_event_counts_not_the_creating_one(
+        self, store_factory: StoreFactory
+    ) -> None:
         store = store_factory(NO_WEAK)  # cookies link here; weak links have their own test
-        old = cid(one(store, "e1", 100, email="old@example.com"))
-        one(store, "e2", 50, cookie_id="ck")  # older, but weaker
-        one(store, "e3", 200, email="old@example.com", cookie_id="ck")
-        one(store, "e4", 150, email="new@example.com")
-        result = one(store, "e5", 300, email="new@example.com", phone="+14155550100")
-        result = one(store, "e6", 300, phone="+14155550100", cookie_id="ck")
-        # the survivor kept its own creation time (100), so it is older than e4's (150)
-        assert [(m.survivor_id, m.merged_id) for m in result.merges] == [
-            (old, new_customer_id("e4"))
-        ]
+        ann = cid(one(store, "e1", 100, email="ann@example.com"))
+        one(store, "e2", 10, email="ann@example.com")  # late: ann's earliest event now
+        bob = cid(one(store, "e3", 50, email="bob@example.com"))  # created before e2's time
+        one(store, "e4", 50, cookie_id="ck")
+        # e4's cookie customer merges into bob (50, e3 < 50, e4), keeping bob's earliest
+        assert [
+            m.survivor_id
+            for m in one(store, "e5", 60, email="bob@example.com", cookie_id="ck").merges
+        ] == [bob]
+        result = one(store, "e6", 300, email="bob@example.com", phone="+14155550100")
+        result = one(store, "e7", 300, phone="+14155550100", email="ann@example.com")
+        # ann was created at 100 but holds an event at 10: ann survives
+        assert [(m.survivor_id, m.merged_id) for m in result.merges] == [(ann, bob)]
 
     def test_a_request_with_too_many_identifiers_is_refused(self, store: ProfileStore) -> None:
         flood = {f"t{n}": f"v{n}" for n in range(MAX_IDENTIFIERS + 1)}
