@@ -440,13 +440,16 @@ def test_any_client_decoding_and_a_url_work(redis_prefix: str) -> None:
 # Randomized equivalence: the twin and Redis agree on every result and the final graph.
 
 SMALL_POLICY = IdentityPolicy(
-    limits={"crm_id": 1, "email": 2, "phone": 2, "cookie_id": 3}, default_limit=2
+    limits={"crm_id": 1, "email": 2, "phone": 2, "cookie_id": 3},
+    default_limit=2,
+    shared_after={"device_id": 2, "cookie_id": 3},  # shared values are common here
 )
 UNIVERSE = {
     "crm_id": ["C1", "C2", "C3"],
     "email": ["a@x.io", "b@x.io", "c@x.io", "d@x.io", "test@test.com"],
     "phone": ["+14155550101", "+14155550102", "+14155550103"],
     "cookie_id": [f"ck{n}" for n in range(6)],
+    "device_id": ["dv1", "dv2"],
     "zz_custom": ["z1", "z2"],
     "aa_custom": ["y1", "y2", "unknown"],
 }
