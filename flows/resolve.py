@@ -72,6 +72,9 @@ def _conflict_alert(conflict: Conflict, event: InteractionEvent) -> Alert:
             "event_ids": [conflict.event_id],
             "customer_ids": list(conflict.customer_ids),
             "identifiers": list(conflict.identifiers),
+            # the event's identifiers kept from its customer (customer_ids[0]): held by
+            # the refused customer customer_ids[1], or left out by a full type
+            "unlinked": list(conflict.unlinked),
             "reason": conflict.reason,
         },
     )
