@@ -24,7 +24,9 @@ from typing import Any
 import orjson
 import redis
 
-from flows.resolve import Journeyed, StoreResolver
+from flows.profile import ProfileStep
+from flows.records import Journeyed
+from flows.resolve import StoreResolver
 from replay.sample import generate_sample
 from schemas.envelope import InteractionEvent
 from state.memory import MemoryProfileStore
@@ -46,10 +48,11 @@ def _events(customers: int, days: int) -> list[InteractionEvent]:
 
 def _run(store: ProfileStore, events: list[InteractionEvent], batch: int) -> dict[str, float]:
     resolver = StoreResolver(store)
+    profiles = ProfileStep(store)
     started = time.perf_counter()
     for start in range(0, len(events), batch):
         resolved = resolver.resolve_batch(events[start : start + batch])
-        resolver.apply_profiles([Journeyed(r, None, None, {}) for r in resolved])
+        profiles.apply_profiles([Journeyed(r, None, None, {}) for r in resolved])
     seconds = time.perf_counter() - started
     return {
         "events": len(events),

@@ -1,16 +1,17 @@
 """Model checkpoints: a worker's online models exported to a file, and warm starts from one.
 
-The online models (churn, segmentation, propensity) are shared by all the
-customers of a worker, so they are not keyed Bytewax state and are not in its
-recovery snapshots. Instead, with ``CX_MODELS__EXPORT_PATH`` set, the journey step
-exports them (:mod:`online_models.persistence`: a checked header, then a pickle)
-when Bytewax snapshots it, at most once per ``export_interval_seconds`` of wall
-time, and once more at the end of input. ``CX_MODELS__IMPORT_PATH`` loads such a
+The online models (churn, segmentation, propensity) of each lane are the score
+step's Bytewax state (:mod:`flows.score`), so a restored run has them as they were
+at the snapshot. With ``CX_MODELS__EXPORT_PATH`` set, the score step also exports
+them (:mod:`online_models.persistence`: a checked header, then a pickle) when
+Bytewax snapshots it, at most once per ``export_interval_seconds`` of wall time,
+and once more at the end of input. ``CX_MODELS__IMPORT_PATH`` loads such a
 file at start: a restarted run continues from its last export, and a model trained
 offline (``cxstream replay run`` with an export path) warm-starts ``cxstream run``.
 
-With several processes, each exports its own models to the same path (an atomic
-rename: the file is always whole) and the last one wins; a warm start needs one.
+With several lanes, each exports its own models to the same path (an atomic
+rename: the file is always whole) and the last one wins; a warm start needs one,
+and every new lane starts from it.
 Checkpoint cadence is operational, so it runs on wall time; the models themselves
 see event time only.
 
@@ -19,9 +20,10 @@ see event time only.
 >>> path = Path(tempfile.mkdtemp()) / "models.bin"
 >>> ticks = iter([0.0, 10.0, 400.0, 500.0])
 >>> settings = ModelSettings(export_path=str(path), export_interval_seconds=300)
->>> checkpoint = ModelCheckpoint(Models.build(settings), settings, clock=lambda: next(ticks))
->>> checkpoint.maybe_export(), checkpoint.maybe_export(), checkpoint.maybe_export()
-(False, True, False)
+>>> checkpoint = ModelCheckpoint(settings, clock=lambda: next(ticks))
+>>> models = Models.build(settings)
+>>> [checkpoint.maybe_export(models) for _ in range(3)]
+[False, True, False]
 >>> restored = load_models(ModelSettings(import_path=str(path)))
 >>> type(restored.churn).__name__, restored.churn.on_label is not None
 ('ChurnEngine', True)
@@ -34,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.journey import ModelGauges, Models
+from flows.score import ModelGauges, Models
 from online_models.persistence import export_model, import_model
 from online_models.settings import ModelSettings
 
@@ -55,36 +57,27 @@ def load_models(settings: ModelSettings) -> Models:
 
 
 class ModelCheckpoint:
-    """Export one worker's models now and then, and at the end of input."""
+    """Export a lane's models now and then, and at the end of input."""
 
     def __init__(
         self,
-        models: Models,
         settings: ModelSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         assert settings.export_path is not None
-        self.models = models
         self.path = Path(settings.export_path)
         self.interval = settings.export_interval_seconds
         self.clock = clock
         self.last = clock()
-        self.final = False
 
-    def maybe_export(self) -> bool:
+    def maybe_export(self, models: Models) -> bool:
         """Export if the interval has passed since the last export; say whether it did."""
         now = self.clock()
         if now - self.last < self.interval:
             return False
-        self.export()
+        self.export(models)
         self.last = now
         return True
 
-    def at_eof(self) -> None:
-        """Export once at the end of input (every key's end of input calls this)."""
-        if not self.final:
-            self.final = True
-            self.export()
-
-    def export(self) -> None:
-        export_model(self.models, self.path)
+    def export(self, models: Models) -> None:
+        export_model(models, self.path)

@@ -14,33 +14,61 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from flows.checkpoint import ModelCheckpoint, load_models
+from flows.decide import decide_builder, decide_key
 from flows.decode import Decoder
-from flows.dedupe import dedupe_builder, shard_key
+from flows.dedupe import dedupe_builder
 from flows.encode import Encoded, Output, encode
-from flows.journey import journey_builder
+from flows.journey import JourneyOptions, journey_builder
+from flows.lanes import lane_of
 from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
-from flows.nba import Decider, load_catalogue
+from flows.nba.catalogue import load_catalogue
+from flows.nba.decider import Decider
 from flows.nps import nps_builder, nps_key
+from flows.profile import ProfileStep
+from flows.records import Forget, Journeyed, Scored
 from flows.resolve import (
-    Journeyed,
     Resolved,
     StoreResolver,
     erased_customers,
     identity_outputs,
 )
+from flows.score import score_builder, score_lane
 from flows.sentiment import VaderScorer
 from flows.settings import Settings
 from flows.sla import sla_builder, sla_key
 from flows.ticks import case_items, survey_items
 from schemas.envelope import InteractionEvent
+from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
 from state.store import ProfileStore
 
 InputBuilder = Callable[[Dataflow], Stream[RawMessage]]
 
 
-def _is_event(item: InteractionEvent | object) -> bool:
-    return isinstance(item, InteractionEvent)
+Decoded = tuple[str, InteractionEvent | DeadLetter]
+
+
+class _LanedDecoder:
+    """decode, keeping each message's lane (flows.lanes) with what it became."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+
+    def __call__(self, raw: RawMessage) -> Decoded:
+        return lane_of(raw), self.decoder(raw)
+
+
+def _is_event(item: Decoded) -> bool:
+    return isinstance(item[1], InteractionEvent)
+
+
+def _dead_letter(item: Decoded) -> Output:
+    assert isinstance(item[1], DeadLetter)
+    return item[1]
+
+
+def _lane(item: tuple[str, InteractionEvent]) -> str:
+    return item[0]
 
 
 def _known(resolved: Resolved) -> bool:
@@ -52,8 +80,24 @@ def _customer(resolved: Resolved) -> str:
     return resolved.customer_id
 
 
-def _is_journeyed(item: Journeyed | object) -> bool:
-    return isinstance(item, Journeyed)
+def _unknown(resolved: Resolved) -> bool:
+    return resolved.customer_id is None
+
+
+def _journeyed(item: object) -> Journeyed | None:
+    return item if isinstance(item, Journeyed) else None
+
+
+def _alert(item: object) -> Alert | None:
+    return item if isinstance(item, Alert) else None
+
+
+def _nba(item: object) -> NextBestAction | None:
+    return item if isinstance(item, NextBestAction) else None
+
+
+def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
+    return None if isinstance(item, Alert) else item
 
 
 def build_flow(
@@ -64,32 +108,40 @@ def build_flow(
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``."""
     resolver = StoreResolver(store)
+    profile = ProfileStep(store)
     conf = settings.journey
     scorer = VaderScorer(conf.text_max_chars, conf.text_max_symbols)
-    # One set of models per flow, i.e. per worker process (see online_models). The
-    # catalogue is read here, so a malformed one stops the start, not the first event.
+    # The catalogue is read here, so a malformed one stops the start, not the first event.
     nba = settings.nba
     decider = Decider(load_catalogue(nba.catalogue), nba) if nba.enabled else None
-    models = load_models(settings.models)
-    checkpoint = ModelCheckpoint(models, settings.models) if settings.models.export_path else None
-    journeys = journey_builder(conf, scorer, models, decider, checkpoint)
+    options = JourneyOptions(
+        settings.models,
+        decides=decider is not None,
+        needs_propensity=decider is not None and decider.needs_propensity,
+    )
+    journeys = journey_builder(conf, scorer, options)
+    # One set of models per lane (flows.score), imported or new when the lane starts.
+    checkpoint = ModelCheckpoint(settings.models) if settings.models.export_path else None
+    lanes = score_builder(
+        lambda: load_models(settings.models),
+        checkpoint.maybe_export if checkpoint else None,
+        checkpoint.export if checkpoint else None,
+    )
     flow = Dataflow("cxstream")
     raw = inputs(flow)
     # RawMessage
-    decoded = op.flat_map_batch("decode", raw, timed_map("decode", Decoder(settings.limits)))
-    # InteractionEvent | DeadLetter
+    decoder = _LanedDecoder(Decoder(settings.limits))
+    decoded = op.flat_map_batch("decode", raw, timed_map("decode", decoder))
+    # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
-    events: Stream[InteractionEvent] = split.trues  # type: ignore[assignment]
-    dead: Stream[Output] = split.falses  # type: ignore[assignment]
-    sharded = op.key_on("shard", events, shard_key(settings.dedupe.shards))
-    # (shard, InteractionEvent)
+    events: Stream[tuple[str, InteractionEvent]] = split.trues  # type: ignore[assignment]
+    dead = op.map("dead_letters", split.falses, _dead_letter)
+    laned = op.key_on("lane", events, _lane)
+    # (lane, (lane, InteractionEvent)): one key per input partition keeps its order
     dedupe = timed_logic("dedupe", dedupe_builder(settings.dedupe))
-    fresh = op.stateful_batch("dedupe", sharded, dedupe)
-    # (shard, InteractionEvent), each id once
-    unsharded = op.key_rm("unshard", fresh)
-    resolved = op.flat_map_batch(
-        "resolve", unsharded, timed_batch("resolve", resolver.resolve_batch)
-    )
+    fresh = op.key_rm("unlane", op.stateful_batch("dedupe", laned, dedupe))
+    # Tracked(lane, seq, wm_ms, event), each id once, in input order per lane
+    resolved = op.flat_map_batch("resolve", fresh, timed_batch("resolve", resolver.resolve_batch))
     # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
     identity = op.flat_map("identity", resolved, identity_outputs)
     # IdentityMerge | IdentityErasure | Alert
@@ -101,14 +153,28 @@ def build_flow(
     journey = op.key_rm(
         "journeys", op.stateful_batch("journey", by_customer, timed_logic("journey", journeys))
     )
-    # Journeyed | Alert (sentiment_drop, detractor, churn_risk, model_drift) | NextBestAction;
-    # the journey step also scores (churn, segment, category propensity: online_models) and
-    # decides (next-best actions: flows/nba), as both need the customer's state
-    split_journey = op.branch("split_journey", journey, _is_journeyed)
-    journeyed: Stream[Journeyed] = split_journey.trues  # type: ignore[assignment]
-    journey_alerts: Stream[Output] = split_journey.falses  # type: ignore[assignment]
+    # Journeyed (one per event, with what the models need) | Alert (sentiment_drop, detractor)
+    journeyed = op.filter_map("journeyed", journey, _journeyed)
+    journey_alerts = op.filter_map("journey_alerts", journey, _alert)
+    unknown = op.filter("unknown", resolved, _unknown)
+    # Resolved(None, anonymous event or erase request): the lane's order needs them too
+    by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, unknown), score_lane)
+    scored = op.key_rm("scores", op.stateful_batch("score", by_lane, timed_logic("score", lanes)))
+    # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
+    # model_drift), in lane order
+    score_alerts = op.filter_map("score_alerts", scored, _alert)
+    for_decide: Stream[Scored | Forget] = op.filter_map("to_decide", scored, _for_decide)
+    to_decide = op.key_on("by_customer_again", for_decide, decide_key)
+    decisions = op.key_rm(
+        "decisions",
+        op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
+    )
+    # Journeyed (with the model figures) | NextBestAction
+    nbas = op.filter_map("nbas", decisions, _nba)
     profiles = op.flat_map_batch(
-        "profile", journeyed, timed_batch("profile", resolver.apply_profiles)
+        "profile",
+        op.filter_map("to_profile", decisions, _journeyed),
+        timed_batch("profile", profile.apply_profiles),
     )
     # ProfileSnapshot, when due (rate-limited per customer in event time)
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
@@ -122,7 +188,9 @@ def build_flow(
     sla_logic = timed_logic("sla", sla_builder(settings.sla))
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
-    outputs = op.merge("outputs", dead, identity, journey_alerts, profiles, nps, sla)
+    outputs = op.merge(
+        "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla
+    )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | NpsWindow
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))

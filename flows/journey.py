@@ -16,17 +16,16 @@ Keyed by customer_id. For each event the step works out
   threshold or more than a delta under the longest window's mean (once per
   drop; it re-arms when sentiment recovers), and the close-the-loop
   ``detractor`` alert for NPS 0-6;
-* the **scores** (with :class:`Models`): churn probability, segment, and the
-  category interest that next-category propensity reads;
-* the **decision** (with a :class:`~flows.nba.Decider`): next-best actions
-  from the catalogue, under the customer's consent and contact history, which
-  live here too (see :mod:`flows.nba`).
+* what the shared models need of the customer (:class:`~flows.records.ScoreInput`):
+  the churn features, the category interest that next-category propensity
+  reads, and the decision context. The models themselves run in the score
+  step, in lane order (:mod:`flows.score`); the decision in the decide step
+  (:mod:`flows.decide`).
 
-A merged-away customer's journey state (contact history and consent
-included) stays behind under its old id; the survivor's journey continues
-from its own. Consent withdrawn under a merged-away id still holds marketing
-back: resolve reports the opt-outs of the survivor's stored profile, where
-merges pool consent (:meth:`flows.nba.policy.ContactHistory.consents`).
+Every event it is given yields exactly one :class:`~flows.records.Journeyed`
+(the score step waits for each event's turn). A merged-away customer's journey
+state stays behind under its old id; the survivor's journey continues from its
+own.
 """
 
 from __future__ import annotations
@@ -36,30 +35,32 @@ import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows import metrics
-from flows.nba import ContactHistory, Decider, build_context
+from flows.nba.context import build_context
 from flows.nps import detractor_alert
-from flows.resolve import ERASE_TYPE, Journeyed, Resolved
+from flows.records import Journeyed, ScoreInput
+from flows.resolve import ERASE_TYPE, Resolved
 from flows.sentiment import SentimentScorer
 from flows.settings import JourneySettings
 from flows.stages import mapped_stage, next_stage
-from online_models.churn import ChurnEngine
 from online_models.features import CustomerFeatures
-from online_models.propensity import CategoryInterest, PropensityModel
-from online_models.segmentation import Segmenter
+from online_models.propensity import CategoryInterest, fold_interest
 from online_models.settings import ModelSettings
-from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
-from schemas.outputs import Alert, NextBestAction
+from schemas.outputs import Alert
 
-if TYPE_CHECKING:
-    from flows.checkpoint import ModelCheckpoint
+JourneyOut = Journeyed | Alert
 
-JourneyOut = Journeyed | Alert | NextBestAction
+
+@dataclass(frozen=True)
+class JourneyOptions:
+    """What the journey step prepares for the steps after it."""
+
+    models: ModelSettings = field(default_factory=ModelSettings)
+    decides: bool = False  # build the decision context (the NBA catalogue is on)
+    needs_propensity: bool = False  # some action reads the category propensity
 
 
 @dataclass
@@ -76,51 +77,6 @@ class JourneyState:
     windows: tuple[float | None, float | None] = (None, None)
     features: CustomerFeatures = field(default_factory=CustomerFeatures)
     interest: CategoryInterest = field(default_factory=CategoryInterest)
-    contacts: ContactHistory = field(default_factory=ContactHistory)
-
-
-@dataclass(frozen=True)
-class Models:
-    """The online models of one worker, shared by all its customers (see online_models)."""
-
-    churn: ChurnEngine
-    segments: Segmenter
-    propensity: PropensityModel = field(default_factory=PropensityModel)
-
-    @classmethod
-    def build(cls, settings: ModelSettings) -> Models:
-        churn = ChurnEngine(settings)
-        churn.on_label = ModelGauges(churn)
-        return cls(churn, Segmenter(settings), PropensityModel(settings))
-
-    @property
-    def churn_ready(self) -> bool:
-        """Whether churn scores may drive actions: the engine is past its warm-up."""
-        return self.churn.warm
-
-
-class ModelGauges:
-    """Publish the churn model's prequential AUC and log loss as Prometheus gauges.
-
-    Called with every label the engine learns; the figures are read every
-    ``every`` labels (River's ROC AUC is not free), labelled by model name only.
-    """
-
-    def __init__(self, churn: ChurnEngine, every: int = 256) -> None:
-        self.churn = churn
-        self.every = every
-        self.seen = 0
-
-    def __call__(self, _item: object) -> None:
-        self.seen += 1
-        if self.seen % self.every:
-            return
-        report = self.churn.evaluation.report()
-        name = self.churn.settings.churn.model
-        if report["auc"] is not None:
-            metrics.MODEL_AUC.labels(name).set(report["auc"])
-        if report["log_loss"] is not None:
-            metrics.MODEL_LOG_LOSS.labels(name).set(report["log_loss"])
 
 
 class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
@@ -129,33 +85,23 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         settings: JourneySettings,
         scorer: SentimentScorer,
         state: JourneyState,
-        models: Models | None = None,
-        decider: Decider | None = None,
-        checkpoint: ModelCheckpoint | None = None,
+        options: JourneyOptions | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.state = state
-        self.models = models
-        self.decider = decider
-        self.checkpoint = checkpoint
+        self.options = options or JourneyOptions()
 
     def on_batch(self, values: list[Resolved]) -> tuple[Iterable[JourneyOut], bool]:
         out: list[JourneyOut] = []
         erased = False
         for resolved in values:
             erased = resolved.event.type == ERASE_TYPE
-            if erased:
-                self._forget(resolved)
+            if erased:  # an erased customer: drop the journey, features and interest
+                self.state = JourneyState()
             else:
                 out += self._step(resolved)
         return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
-
-    def _forget(self, resolved: Resolved) -> None:
-        """An erased customer: drop the journey, features, contacts and model snapshots."""
-        self.state = JourneyState()
-        if self.models is not None and resolved.customer_id is not None:
-            self.models.churn.forget(resolved.customer_id)
 
     def _step(self, resolved: Resolved) -> list[JourneyOut]:
         event, state, conf = resolved.event, self.state, self.settings
@@ -181,46 +127,40 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
         if detractor is not None:
             out.append(detractor)
-        if self.models is not None and resolved.customer_id is not None:
-            # score: churn (predict, then learn as labels mature) and the segment
-            score, model_alerts = self.models.churn.step(
-                resolved.customer_id, event, state.features, sentiment, stage
-            )
-            figures["churn"] = f"{score:.4f}"
-            figures["segment"] = self.models.segments.assign(state.features, event.epoch_ms)
-            self.models.propensity.observe(state.interest, event)
-            out += model_alerts
-        if self.decider is not None and resolved.customer_id is not None:
-            out += self._decide(resolved, event, sentiment, stage, figures)
-        out.insert(0, Journeyed(resolved, stage, sentiment, figures))
+        scoring = self._scoring(resolved, sentiment, stage)
+        out.insert(0, Journeyed(resolved, stage, sentiment, figures, scoring))
         return out
 
-    def _decide(
-        self,
-        resolved: Resolved,
-        event: InteractionEvent,
-        sentiment: float | None,
-        stage: str | None,
-        figures: dict[str, str],
-    ) -> list[NextBestAction]:
-        """decide: the next-best actions this event triggers (see flows.nba)."""
-        assert self.decider is not None and resolved.customer_id is not None
-        customer_id = resolved.customer_id
-        state, models, data = self.state, self.models, event.data
+    def _scoring(
+        self, resolved: Resolved, sentiment: float | None, stage: str | None
+    ) -> ScoreInput:
+        """Fold the event into the customer's features and interest; what the models need."""
+        state, options, event = self.state, self.options, resolved.event
+        models = options.models
         now = event.epoch_ms
-        if data.consent:
-            state.contacts.fold_consent(now, data.consent, self.decider.settings)
-        top = None
-        if models is not None and self.decider.needs_propensity and state.interest.weights:
+        features = state.features
+        features.update(event, sentiment, stage, models.features)
+        x = features.vector(now, models.features)
+        # the segmenter learns from a customer once per interval (online_models.segmentation)
+        interval = models.segmentation.learn_interval_hours * 3_600_000
+        segment_due = features.segment_ms is None or now - features.segment_ms >= interval
+        if segment_due:
+            features.segment_ms = now
+        bought = fold_interest(state.interest, event, models.propensity)
+        if not options.decides:
+            return ScoreInput(x, segment_due, bought)
+        interest = None
+        if options.needs_propensity and state.interest.weights:
             # only customers who showed an interest: popularity alone is no signal
-            best = models.propensity.top_k(state.interest, now, k=1)
-            top = best[0] if best else None
-        ctx = build_context(
-            customer_id=customer_id,
+            interest = state.interest.vector(now, models.propensity.half_life_days)
+        assert resolved.customer_id is not None
+        data = event.data
+        context = build_context(
+            customer_id=resolved.customer_id,
             event_type=event.type,
             channel=data.channel,
             touchpoint=data.touchpoint,
-            features=state.features,
+            features=features,
             now_ms=now,
             nps=data.nps,
             csat=data.csat,
@@ -230,14 +170,8 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             sentiment_trend=state.trend,
             sentiment_short=state.windows[0],
             sentiment_long=state.windows[1],
-            segment=figures.get("segment"),
-            churn=state.features.churn_score,
-            churn_ready=models is not None and models.churn_ready,
-            top_category=top,
         )
-        # opt-outs stored under ids merged into this one count too (flows.nba.policy)
-        withdrawn = resolved.withdrawn() if resolved.opted_out else None
-        return self.decider.decide(ctx, state.contacts, event.id, event.time, now, withdrawn)
+        return ScoreInput(x, segment_due, bought, interest, context)
 
     def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:
         state, conf = self.state, self.settings
@@ -305,26 +239,17 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             },
         )
 
-    def on_eof(self) -> tuple[Iterable[JourneyOut], bool]:
-        if self.checkpoint is not None:
-            self.checkpoint.at_eof()
-        return (), StatefulBatchLogic.RETAIN
-
     def snapshot(self) -> bytes:
-        if self.checkpoint is not None:  # the shared models, now and then (flows.checkpoint)
-            self.checkpoint.maybe_export()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def journey_builder(
     settings: JourneySettings,
     scorer: SentimentScorer,
-    models: Models | None = None,
-    decider: Decider | None = None,
-    checkpoint: ModelCheckpoint | None = None,
+    options: JourneyOptions | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
     def build(resume: bytes | None) -> JourneyLogic:
         state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
-        return JourneyLogic(settings, scorer, state, models, decider, checkpoint)
+        return JourneyLogic(settings, scorer, state, options)
 
     return build

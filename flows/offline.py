@@ -16,7 +16,7 @@ from flows.dataflow import build_flow
 from flows.inputs import log_input
 from flows.settings import Settings
 from flows.stores import make_store
-from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, write_profiles
+from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, canonical_order, write_profiles
 from state.store import ProfileStore
 
 SAMPLE_LOG = Path(__file__).resolve().parent.parent / "replay" / "samples" / "demo.jsonl"
@@ -144,6 +144,9 @@ def run_offline(
             _offline_flow(settings, logs, out_dir, store),
             epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
         )
+    for kind, name in OFFLINE_FILES.items():
+        if kind != "profiles":
+            canonical_order(out_dir / name)
     profiles = (store.profile(cid) for cid in store.customers())
     write_profiles(out_dir / OFFLINE_FILES["profiles"], (p for p in profiles if p is not None))
     return summarise(out_dir)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flows import metrics
+from flows.lanes import NO_LANE, Tracked
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
-from schemas.outputs import Alert, IdentityErasure, IdentityMerge, ProfileSnapshot
-from state.profile_hash import delta_for
+from schemas.outputs import Alert, IdentityErasure, IdentityMerge
 from state.store import Conflict, Merge, ProfileStore, ResolveRequest
 
 ERASE_TYPE = "cx.privacy.erase"
@@ -34,6 +34,8 @@ class Resolved:
     profile when the batch was resolved, merged-away ids' included, sorted;
     ``opted_out_ms`` each withdrawal's event time (see
     :attr:`state.store.ResolveResult.opted_out`). The decide step honours them.
+    ``lane``, ``seq`` and ``wm_ms`` are the event's :class:`~flows.lanes.Tracked`
+    stamps.
     """
 
     customer_id: str | None
@@ -41,6 +43,11 @@ class Resolved:
     outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
     opted_out: tuple[str, ...] = ()
     opted_out_ms: tuple[int, ...] = ()
+    # the event's place in its lane (flows.lanes); seq -1: not an input event of its
+    # own (an erase request forwarded to each customer it erased)
+    lane: str = NO_LANE
+    seq: int = -1
+    wm_ms: int = 0
 
     def withdrawn(self) -> dict[str, int]:
         """``opted_out`` as purpose -> event time of the withdrawal."""
@@ -81,31 +88,36 @@ def _conflict_alert(conflict: Conflict, event: InteractionEvent) -> Alert:
 
 
 class StoreResolver:
-    """The flow's resolve and profile steps over one :class:`ProfileStore`."""
+    """The flow's resolve step over one :class:`ProfileStore`."""
 
     def __init__(self, store: ProfileStore, erase_type: str = ERASE_TYPE) -> None:
         self.store = store
         self.erase_type = erase_type
 
-    def resolve_batch(self, events: list[InteractionEvent]) -> list[Resolved]:
+    def resolve_batch(self, items: Sequence[Tracked | InteractionEvent]) -> list[Resolved]:
+        """Resolve a batch in its order (events, or the dedupe step's tracked events)."""
         out: list[Resolved] = []
-        segment: list[InteractionEvent] = []
-        for event in events:
-            if event.type == self.erase_type:
+        segment: list[Tracked] = []
+        for item in items:
+            tracked = item if isinstance(item, Tracked) else Tracked(NO_LANE, -1, 0, item)
+            if tracked.event.type == self.erase_type:
                 out += self._resolve(segment)
                 segment = []
-                out.append(self._erase(event))
+                out.append(self._erase(tracked))
             else:
-                segment.append(event)
+                segment.append(tracked)
         out += self._resolve(segment)
         return out
 
-    def _resolve(self, events: Sequence[InteractionEvent]) -> list[Resolved]:
-        if not events:
+    def _resolve(self, items: Sequence[Tracked]) -> list[Resolved]:
+        if not items:
             return []
-        requests = [ResolveRequest(e.id, e.epoch_ms, e.data.identifiers) for e in events]
+        requests = [
+            ResolveRequest(t.event.id, t.event.epoch_ms, t.event.data.identifiers) for t in items
+        ]
         resolved = []
-        for event, result in zip(events, self.store.resolve_batch(requests), strict=True):
+        for tracked, result in zip(items, self.store.resolve_batch(requests), strict=True):
+            event = tracked.event
             outputs: list[IdentityOutput] = [_merge_event(m, event) for m in result.merges]
             outputs += [_conflict_alert(c, event) for c in result.conflicts]
             if result.customer_id is None:
@@ -121,11 +133,15 @@ class StoreResolver:
                     tuple(outputs),
                     result.opted_out,
                     result.opted_out_ms,
+                    tracked.lane,
+                    tracked.seq,
+                    tracked.wm_ms,
                 )
             )
         return resolved
 
-    def _erase(self, event: InteractionEvent) -> Resolved:
+    def _erase(self, tracked: Tracked) -> Resolved:
+        event = tracked.event
         erasures: list[IdentityOutput] = []
         seen: set[str] = set()
         for id_type, value in event.data.identifiers.items():
@@ -146,32 +162,9 @@ class StoreResolver:
                     aliases_removed=len(report.aliases),
                 )
             )
-        return Resolved(None, event, tuple(erasures))
-
-    def apply_profiles(self, batch: list[Journeyed]) -> list[ProfileSnapshot]:
-        """The profile step: fold the batch into the profiles, return those due to publish."""
-        deltas = [
-            delta_for(
-                j.resolved.customer_id,
-                j.resolved.event,
-                stage=j.stage,
-                sentiment=j.sentiment,
-                latest=j.figures,
-            )
-            for j in batch
-            if j.resolved.customer_id is not None
-        ]
-        return self.store.apply_profiles(deltas) if deltas else []
-
-
-@dataclass(frozen=True, slots=True)
-class Journeyed:
-    """A resolved event with what the journey step learnt from it."""
-
-    resolved: Resolved
-    stage: str | None
-    sentiment: float | None
-    figures: dict[str, str]  # latest-wins profile fields, as strings
+        return Resolved(
+            None, event, tuple(erasures), lane=tracked.lane, seq=tracked.seq, wm_ms=tracked.wm_ms
+        )
 
 
 def identity_outputs(resolved: Resolved) -> tuple[IdentityOutput, ...]:
@@ -182,7 +175,7 @@ def erased_customers(resolved: Resolved) -> list[Resolved]:
     """For each customer an erase request erased, the request addressed to that customer,
     so the per-customer step forgets its journey and model features too."""
     return [
-        Resolved(out.customer_id, resolved.event)
+        Resolved(out.customer_id, resolved.event, lane=resolved.lane, wm_ms=resolved.wm_ms)
         for out in resolved.outputs
         if isinstance(out, IdentityErasure)
     ]

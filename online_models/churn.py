@@ -234,17 +234,28 @@ class ChurnEngine:
 
         Updates ``features.at_risk``; :meth:`step` calls it, after :meth:`score`.
         """
+        x = features.vector(event.epoch_ms, self.settings.features)
+        features.at_risk, alert = self.risk_check(customer_id, event, features.at_risk, score, x)
+        return alert
+
+    def risk_check(
+        self,
+        customer_id: str,
+        event: InteractionEvent,
+        at_risk: bool,
+        score: float,
+        x: dict[str, float],
+    ) -> tuple[bool, Alert | None]:
+        """:meth:`risk_alert` for a customer whose alert is out (``at_risk``) or not, and
+        the feature vector ``x`` scored: whether they are at risk now, and the alert."""
         conf = self.settings.churn
-        if features.at_risk:
-            if score < conf.risk_threshold - conf.risk_rearm:
-                features.at_risk = False
-            return None
+        if at_risk:
+            return score >= conf.risk_threshold - conf.risk_rearm, None
         if score < conf.risk_threshold or not self.warm or event.type in self.churn_types:
-            return None
-        features.at_risk = True
+            return False, None
         self._count("churn_risk")
-        factors = top_factors(self.model, features.vector(event.epoch_ms, self.settings.features))
-        return Alert(
+        factors = top_factors(self.model, x)
+        return True, Alert(
             id=output_id("alert", "churn_risk", event.id),
             kind="churn_risk",
             severity="high" if score >= (1 + conf.risk_threshold) / 2 else "medium",

@@ -89,6 +89,23 @@ class CategoryInterest:
             del self.weights[min(self.weights, key=lambda c: (self.weights[c], c))]
 
 
+def fold_interest(
+    interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
+) -> tuple[dict[str, float], list[str]] | None:
+    """Fold ``event`` into one customer's ``interest``; for a purchase, return the
+    interest just before it and the categories bought (what the model learns from)."""
+    found = categories(event, conf)
+    if not found:
+        return None
+    t = event.epoch_ms
+    if is_purchase(event):
+        before = interest.vector(t, conf.half_life_days)
+        interest.add(t, found, conf.purchase_weight, conf)
+        return before, found
+    interest.add(t, found, conf.browse_weight, conf)
+    return None
+
+
 def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
     """The categories an event is about (see the module docstring), without repeats."""
     attrs = event.data.attributes
@@ -169,29 +186,28 @@ class PropensityModel:
 
     def observe(self, interest: CategoryInterest, event: InteractionEvent) -> None:
         """Learn from a purchase (from the interest before it), then fold the event in."""
-        conf = self.settings.propensity
-        found = categories(event, conf)
-        if not found:
-            return
-        t = event.epoch_ms
-        if is_purchase(event):
-            x = interest.vector(t, conf.half_life_days)
-            top = {c for c, _ in self.top_k(interest, t)}
-            for category in found:
-                self.purchases += 1
-                self.hits += category in top
-                self.model.learn_one(x, category)
-            interest.add(t, found, conf.purchase_weight, conf)
-        else:
-            interest.add(t, found, conf.browse_weight, conf)
+        before = fold_interest(interest, event, self.settings.propensity)
+        if before is not None:
+            self.learn_purchase(*before)
+
+    def learn_purchase(self, x: dict[str, float], bought: list[str]) -> None:
+        """Learn that a customer whose interest was ``x`` bought ``bought``."""
+        top = {c for c, _ in self.top_k_vector(x)}
+        for category in bought:
+            self.purchases += 1
+            self.hits += category in top
+            self.model.learn_one(x, category)
 
     def top_k(
         self, interest: CategoryInterest, now_ms: int, k: int | None = None
     ) -> list[tuple[str, float]]:
         """The ``k`` likeliest next categories with their probabilities (best first)."""
         conf = self.settings.propensity
-        k = k or conf.top_k
-        x = interest.vector(now_ms, conf.half_life_days)
+        return self.top_k_vector(interest.vector(now_ms, conf.half_life_days), k)
+
+    def top_k_vector(self, x: dict[str, float], k: int | None = None) -> list[tuple[str, float]]:
+        """:meth:`top_k` for an interest vector ``x`` already decayed to now."""
+        k = k or self.settings.propensity.top_k
         if self.model.class_counts:
             # Only categories some buyer had looked at: an unseen one says nothing, and
             # with no vocabulary yet River's likelihood would divide by zero.

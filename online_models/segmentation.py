@@ -95,19 +95,28 @@ class Segmenter:
 
     def assign(self, features: CustomerFeatures, now_ms: int) -> str:
         """The customer's segment label (learning from them when their interval is up)."""
-        conf = self.settings.segmentation
-        x = figures(features.vector(now_ms, self.settings.features))
-        last = features.segment_ms
-        if last is None or now_ms - last >= conf.learn_interval_hours * HOUR_MS:
-            self.scaler.learn_one(x)
-            z = self.scaler.transform_one(x)
-            index = self.model.learn_predict_one(z)
+        learn = self.learn_due(features.segment_ms, now_ms)
+        label = self.assign_vector(features.vector(now_ms, self.settings.features), learn)
+        if learn:
             features.segment_ms = now_ms
+        features.segment = label
+        return label
+
+    def learn_due(self, last_ms: int | None, now_ms: int) -> bool:
+        """Whether a customer last learnt from at ``last_ms`` is due to be learnt from."""
+        interval = self.settings.segmentation.learn_interval_hours * HOUR_MS
+        return last_ms is None or now_ms - last_ms >= interval
+
+    def assign_vector(self, x: dict[str, float], learn: bool) -> str:
+        """The segment label of the feature vector ``x``; ``learn``: learn from it first."""
+        f = figures(x)
+        if learn:
+            self.scaler.learn_one(f)
+            index = self.model.learn_predict_one(self.scaler.transform_one(f))
             self.learnt += 1
         else:
-            index = self.model.predict_one(self.scaler.transform_one(x))
-        features.segment = label = f"seg-{index}"
-        return label
+            index = self.model.predict_one(self.scaler.transform_one(f))
+        return f"seg-{index}"
 
     def describe(self, index: int) -> str:
         """A short description of segment ``index`` from its centre."""

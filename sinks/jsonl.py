@@ -1,16 +1,21 @@
 """JSON-lines file sink for offline runs: one file per output kind.
 
-Each file holds every record of its kind in the order it was produced, except
-``profiles.jsonl``: the final snapshot of every profile, read from the store
-when the run ends (:func:`write_profiles`), sorted by customer id.
+Each file holds every record of its kind; when the run ends,
+:func:`canonical_order` sorts it (by event time, then output id and revision;
+dead letters by their input coordinates), because the order in which a flow
+produces records of different customers depends on the batching and on the
+worker count, while the records themselves do not. ``profiles.jsonl`` is the
+final snapshot of every profile, read from the store when the run ends
+(:func:`write_profiles`), sorted by customer id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows import metrics
@@ -45,6 +50,34 @@ class _DiscardPartition(StatefulSinkPartition[Emitted, None]):
 
     def snapshot(self) -> None:
         return None
+
+
+def _record_order(line: bytes) -> tuple[Any, ...]:
+    record = orjson.loads(line)
+    if "original_b64" in record:  # a dead letter: where it was read
+        coordinates = (record.get("topic") or "", record.get("partition") or 0)
+        return (*coordinates, record.get("offset") or 0, record["id"], 0)
+    time = record.get("time") or record.get("window_end") or ""
+    return (time, record["id"], record.get("revision") or 0)
+
+
+def canonical_order(path: Path) -> int:
+    """Sort a finished output file into its canonical order; return its record count.
+
+    The sort is stable, so revisions of one window keep the order they came in.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "alerts.jsonl"
+    >>> rows = [orjson.dumps({"id": i, "time": f"2026-03-02T{h}:00:00Z"}) for i, h in
+    ...     [("b", 10), ("a", 11), ("a", 10)]]
+    >>> _ = path.write_bytes(b"".join(row + bytes([10]) for row in rows))
+    >>> canonical_order(path), [orjson.loads(row)["id"] for row in path.read_bytes().splitlines()]
+    (3, ['a', 'b', 'a'])
+    """
+    lines = path.read_bytes().splitlines()
+    lines.sort(key=_record_order)
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return len(lines)
 
 
 def write_profiles(path: Path, profiles: Iterable[ProfileSnapshot]) -> int:

@@ -137,5 +137,33 @@ def build_context(
     }
 
 
+def with_scores(
+    ctx: Context,
+    *,
+    segment: str | None,
+    churn: float | None,
+    churn_ready: bool,
+    top_category: tuple[str, float] | None,
+) -> Context:
+    """``ctx`` (built without the models) with the shared models' fields filled in.
+
+    >>> from online_models.features import CustomerFeatures
+    >>> base = build_context(customer_id="c", event_type="t", channel="web",
+    ...     touchpoint="web.home", features=CustomerFeatures())
+    >>> ctx = with_scores(base, segment="seg-1", churn=0.81234, churn_ready=True,
+    ...     top_category=("shoes", 0.4))
+    >>> ctx["segment"], ctx["churn"], ctx["top_category"], base["segment"]
+    ('seg-1', 0.8123, 'shoes', None)
+    """
+    return {
+        **ctx,
+        "segment": segment,
+        "churn": _round(churn) if churn_ready else None,
+        "churn_ready": churn_ready,
+        "top_category": top_category[0] if top_category else None,
+        "category_propensity": top_category[1] if top_category else None,
+    }
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)

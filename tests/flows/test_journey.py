@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.journey import JourneyLogic, JourneyState, Models, journey_builder
-from flows.nba import Decider, NbaSettings, load_catalogue
-from flows.resolve import Journeyed, Resolved
+from flows.decide import DecideLogic, decide_builder
+from flows.journey import JourneyLogic, JourneyOptions, JourneyState
+from flows.nba import ContactHistory, Decider, NbaSettings, load_catalogue
+from flows.records import Forget, Journeyed, Scored
+from flows.resolve import Resolved
+from flows.score import LaneModels, Models, ScoreLogic
 from flows.sentiment import VaderScorer, bound_text
 from flows.settings import JourneySettings, Settings
 from flows.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
@@ -42,7 +46,9 @@ def logic(**settings: Any) -> JourneyLogic:
     return JourneyLogic(JourneySettings(**settings), FixedScorer(), JourneyState())
 
 
-def run(journey: JourneyLogic, *items: Resolved) -> list[Journeyed | Alert | NextBestAction]:
+def run(journey: JourneyLogic | Chain, *items: Resolved) -> list[Any]:
+    if isinstance(journey, Chain):
+        return journey.on_batch(list(items))
     return list(journey.on_batch(list(items))[0])
 
 
@@ -160,13 +166,45 @@ def test_the_profile_carries_the_journey() -> None:
     assert {a["kind"] for a in out["alerts"]} >= {"detractor"}
 
 
-# -- decide: next-best actions inside the journey step (flows/nba) -------------------------
+# -- journey -> score -> decide: next-best actions (flows/nba) -----------------------------
 
 
-def decide_logic(catalogue: str | None = None, **model_settings: Any) -> JourneyLogic:
-    models = Models.build(ModelSettings(**model_settings))
-    decider = Decider(load_catalogue(catalogue), NbaSettings())
-    return JourneyLogic(JourneySettings(), FixedScorer(), JourneyState(), models, decider)
+class Chain:
+    """The per-customer journey, the lane's score and the per-customer decide steps for
+    one customer, fed in order as the flow feeds them."""
+
+    def __init__(self, catalogue: str | None = None, **model_settings: Any) -> None:
+        settings = ModelSettings(**model_settings)
+        decider = Decider(load_catalogue(catalogue), NbaSettings())
+        options = JourneyOptions(settings, decides=True, needs_propensity=decider.needs_propensity)
+        self.journey = JourneyLogic(JourneySettings(), FixedScorer(), JourneyState(), options)
+        self.score = ScoreLogic(LaneModels(Models.build(settings)))
+        self.decide = DecideLogic(decider, ContactHistory())
+        self.seq = 0
+
+    @property
+    def decider(self) -> Decider:
+        assert self.decide.decider is not None
+        return self.decide.decider
+
+    def on_batch(self, items: list[Resolved]) -> list[Any]:
+        out: list[Any] = []
+        for item in items:
+            resolved = replace(item, lane="cx.events:0", seq=self.seq)
+            self.seq += 1
+            journeyed = list(self.journey.on_batch([resolved])[0])
+            out += [o for o in journeyed if not isinstance(o, Journeyed)]
+            scored = list(
+                self.score.on_batch([o for o in journeyed if isinstance(o, Journeyed)])[0]
+            )
+            out += [o for o in scored if isinstance(o, Alert)]
+            to_decide = [o for o in scored if isinstance(o, Scored | Forget)]
+            out += list(self.decide.on_batch(to_decide)[0])
+        return out
+
+
+def decide_logic(catalogue: str | None = None, **model_settings: Any) -> Chain:
+    return Chain(catalogue, **model_settings)
 
 
 def nbas(out: list[Any]) -> list[NextBestAction]:
@@ -193,7 +231,7 @@ def test_consent_is_folded_from_events_and_stops_marketing() -> None:
     journey = decide_logic()
     run(journey, ev(1, 0, "cx.email.consent.updated", consent={"marketing_email": False}))
     assert nbas(run(journey, ev(2, 1, "cx.survey.nps", nps=10))) == []
-    assert journey.state.contacts.consent == {"marketing_email": (T0_MS, False)}
+    assert journey.decide.contacts.consent == {"marketing_email": (T0_MS, False)}
     run(journey, ev(3, 2, "cx.email.consent.updated", consent={"marketing_email": True}))
     assert [n.action for n in nbas(run(journey, ev(4, 3, "cx.survey.nps", nps=9)))] == [
         "promoter_referral"
@@ -212,8 +250,8 @@ def test_opt_outs_the_store_reports_stop_marketing() -> None:
     journey = decide_logic()
     survey = withdrawn_by_store(ev(1, 1, "cx.survey.nps", nps=10), marketing_email=0)
     assert nbas(run(journey, survey)) == []
-    assert journey.decider.suppressed == {"consent": 1}  # type: ignore[union-attr]
-    assert journey.state.contacts.consent == {}  # the store's view is not copied in
+    assert journey.decider.suppressed == {"consent": 1}
+    assert journey.decide.contacts.consent == {}  # the store's view is not copied in
 
 
 def test_a_newer_grant_in_the_journey_outweighs_the_stores_opt_out() -> None:
@@ -235,12 +273,14 @@ def test_churn_rules_wait_for_the_warm_up(tmp_path: Path) -> None:
         'when = ["churn >= 0.2"]\nmessage = "churn {churn:.2f}"\n'
     )
     cold = decide_logic(str(rules))  # the default warm-up: 1000 labels
-    assert not cold.models.churn_ready  # type: ignore[union-attr]
+    assert not cold.score.lane.models.churn_ready
     assert nbas(run(cold, ev(1, 0, text="bad"))) == []
-    assert cold.decider.suppressed == {}  # type: ignore[union-attr]
+    assert cold.decider.suppressed == {}
     warm = decide_logic(str(rules), churn={"warmup_labels": 0, "warmup_per_class": 0})
-    (save,) = nbas(run(warm, ev(1, 0, text="bad")))
-    assert save.action == "save" and save.score == warm.state.features.churn_score
+    out = run(warm, ev(1, 0, text="bad"))
+    (save,) = nbas(out)
+    (journeyed,) = [o for o in out if isinstance(o, Journeyed)]
+    assert save.action == "save" and f"{save.score:.4f}" == journeyed.figures["churn"]
     assert save.reason_codes[1] == f"churn={save.score:g} >= 0.2"
 
 
@@ -255,7 +295,7 @@ def test_propensity_feeds_the_next_category_offer() -> None:
     (offer,) = [n for n in out if n.action == "next_category_offer"]
     assert offer.profile_excerpt["top_category"] == "lumen-lamp"
     assert offer.message.startswith("Show lumen-lamp picks")
-    assert journey.state.interest.weights  # the interest lives in the journey state
+    assert journey.journey.state.interest.weights  # the interest lives in the journey state
 
 
 def test_the_flow_emits_nbas_deterministically() -> None:
@@ -282,21 +322,18 @@ def test_a_disabled_decide_step_emits_nothing() -> None:
 
 
 def test_contact_history_survives_a_snapshot() -> None:
-    journey = decide_logic()
-    run(journey, ev(1, 0, "cx.survey.nps", nps=2, consent={"marketing": False}))
-    resumed = journey_builder(JourneySettings(), FixedScorer(), journey.models, journey.decider)(
-        journey.snapshot()
-    )
-    assert resumed.state.contacts == journey.state.contacts
-    assert resumed.state.contacts.consent == {"marketing": (T0_MS, False)}
+    chain = decide_logic()
+    run(chain, ev(1, 0, "cx.survey.nps", nps=2, consent={"marketing": False}))
+    chain.decide = decide_builder(chain.decider)(chain.decide.snapshot())
+    assert chain.decide.contacts.consent == {"marketing": (T0_MS, False)}
     # the recovery call is in its cool-down after the resume too
-    assert nbas(run(resumed, ev(2, 1, "cx.survey.nps", nps=1))) == []
-    assert resumed.decider is not None and resumed.decider.suppressed["cooldown"] == 1
+    assert nbas(run(chain, ev(2, 1, "cx.survey.nps", nps=1))) == []
+    assert chain.decider.suppressed["cooldown"] == 1
 
 
 def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
     from flows import metrics
-    from flows.journey import ModelGauges
+    from flows.score import ModelGauges
     from online_models.churn import ChurnEngine
     from online_models.settings import ModelSettings
 
@@ -314,16 +351,27 @@ def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
 def test_an_erased_customer_is_forgotten_by_the_journey_and_the_models() -> None:
     from bytewax.operators import StatefulBatchLogic
 
-    journey = decide_logic()
-    assert journey.models is not None
-    run(journey, ev(1, 0, text="good", identifiers=ANN), ev(2, 30, "cx.order.placed", amount=9.0))
-    assert journey.models.churn.labels.customers() == 1  # a snapshot waits for its label
-    assert journey.state.features.events == 2
+    from schemas.outputs import IdentityErasure
 
-    out, keep = journey.on_batch([ev(3, 31, "cx.privacy.erase")])
+    chain = decide_logic()
+    run(chain, ev(1, 0, text="good", identifiers=ANN), ev(2, 30, "cx.order.placed", amount=9.0))
+    models = chain.score.lane.models
+    assert models.churn.labels.customers() == 1  # a snapshot waits for its label
+    assert chain.journey.state.features.events == 2
+
+    request = ev(3, 31, "cx.privacy.erase")
+    out, keep = chain.journey.on_batch([request])  # the request forwarded to cust-1
     assert list(out) == [] and keep is StatefulBatchLogic.DISCARD
-    assert journey.models.churn.labels.customers() == 0
-    assert journey.state == JourneyState()
+    assert chain.journey.state == JourneyState()
+    erasure = IdentityErasure(
+        id="x", customer_id="cust-1", event_id=request.event.id, time=request.event.time,
+        existed=True, identifiers_removed=1, aliases_removed=0,
+    )  # fmt: skip
+    in_lane = Resolved(None, request.event, (erasure,), lane="cx.events:0", seq=chain.seq)
+    (forget,) = chain.score.on_batch([in_lane])[0]
+    assert forget == Forget("cust-1") and models.churn.labels.customers() == 0
+    out, keep = chain.decide.on_batch([forget])
+    assert list(out) == [] and keep is StatefulBatchLogic.DISCARD
 
 
 def test_an_erase_request_reaches_the_journey_step_of_the_erased_customer() -> None:

@@ -1,0 +1,93 @@
+"""decide: per customer, the next-best actions an event triggers (see :mod:`flows.nba`).
+
+Keyed by customer_id, after the score step, so the decision reads the
+customer's journey (the context the journey step built), the shared models'
+view of the event (churn, segment, category propensity) and the customer's own
+contact history and consent, which live here. Each event goes on to the
+profile step with the model figures added (``churn``, ``segment``).
+
+A merged-away customer's contact history stays behind under its old id; the
+survivor's continues from its own. Consent withdrawn under a merged-away id
+still holds marketing back: resolve reports the opt-outs of the survivor's
+stored profile, where merges pool consent
+(:meth:`flows.nba.policy.ContactHistory.consents`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows.nba.context import with_scores
+from flows.nba.decider import Decider
+from flows.nba.policy import ContactHistory
+from flows.records import Forget, Journeyed, Scored
+from schemas.outputs import NextBestAction
+
+DecideOut = Journeyed | NextBestAction
+
+
+class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
+    """One customer's contact history and consent, and the decisions taken from them."""
+
+    def __init__(self, decider: Decider | None, contacts: ContactHistory) -> None:
+        self.decider = decider
+        self.contacts = contacts
+
+    def on_batch(self, values: list[Scored | Forget]) -> tuple[Iterable[DecideOut], bool]:
+        out: list[DecideOut] = []
+        forgotten = False
+        for item in values:
+            forgotten = isinstance(item, Forget)
+            if isinstance(item, Forget):  # an erased customer: nothing of them stays
+                self.contacts = ContactHistory()
+            else:
+                out += self._step(item)
+        return out, StatefulBatchLogic.DISCARD if forgotten else StatefulBatchLogic.RETAIN
+
+    def _step(self, scored: Scored) -> list[DecideOut]:
+        journeyed = scored.journeyed
+        figures = {**journeyed.figures, "churn": f"{scored.churn:.4f}", "segment": scored.segment}
+        out: list[DecideOut] = [
+            Journeyed(journeyed.resolved, journeyed.stage, journeyed.sentiment, figures)
+        ]
+        scoring = journeyed.scoring
+        if self.decider is None or scoring is None or scoring.context is None:
+            return out
+        resolved = journeyed.resolved
+        event = resolved.event
+        now = event.epoch_ms
+        if event.data.consent:
+            self.contacts.fold_consent(now, event.data.consent, self.decider.settings)
+        ctx = with_scores(
+            scoring.context,
+            segment=scored.segment,
+            churn=scored.churn,
+            churn_ready=scored.churn_ready,
+            top_category=scored.top_category,
+        )
+        # opt-outs stored under ids merged into this one count too (flows.nba.policy)
+        withdrawn = resolved.withdrawn() if resolved.opted_out else None
+        out += self.decider.decide(ctx, self.contacts, event.id, event.time, now, withdrawn)
+        return out
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.contacts, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decide_key(item: Scored | Forget) -> str:
+    """Key function: the customer the item is about."""
+    return item.customer_id
+
+
+def decide_builder(decider: Decider | None) -> Callable[[bytes | None], DecideLogic]:
+    """Builder for ``op.stateful_batch`` keyed by customer_id."""
+
+    def build(resume: bytes | None) -> DecideLogic:
+        # Bytewax's own recovery store is the only source of these bytes.
+        contacts = pickle.loads(resume) if resume is not None else ContactHistory()
+        return DecideLogic(decider, contacts)
+
+    return build

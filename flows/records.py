@@ -1,0 +1,69 @@
+"""The shapes passed between the per-customer and per-lane steps of the flow.
+
+``journey`` (per customer) -> :class:`Journeyed` -> ``score`` (per lane, in lane
+order) -> :class:`Scored` / :class:`Forget` -> ``decide`` (per customer) ->
+:class:`Journeyed` with the model figures -> ``profile``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flows.nba.context import Context
+from flows.resolve import Resolved
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreInput:
+    """What the shared models need of one customer's event, taken from their state.
+
+    ``x``: the churn features as of the event; ``segment_due``: the segmenter
+    learns from this customer now; ``bought``: for a purchase, the interest just
+    before it and the categories bought; ``interest``: the interest now, when
+    the decision reads the category propensity; ``context``: the decision
+    context without its model fields (None: no decisions).
+    """
+
+    x: dict[str, float]
+    segment_due: bool = False
+    bought: tuple[dict[str, float], list[str]] | None = None
+    interest: dict[str, float] | None = None
+    context: Context | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Journeyed:
+    """A resolved event with what the journey step learnt from it.
+
+    ``figures`` are the latest-wins profile fields (as strings); the decide step
+    adds the model's (``churn``, ``segment``).
+    """
+
+    resolved: Resolved
+    stage: str | None
+    sentiment: float | None
+    figures: dict[str, str] = field(default_factory=dict)
+    scoring: ScoreInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A journeyed event with the shared models' view of it, in lane order."""
+
+    journeyed: Journeyed
+    churn: float
+    churn_ready: bool
+    segment: str
+    top_category: tuple[str, float] | None = None
+
+    @property
+    def customer_id(self) -> str:
+        assert self.journeyed.resolved.customer_id is not None
+        return self.journeyed.resolved.customer_id
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """An erased customer: the decide step drops their contact history and consent."""
+
+    customer_id: str
