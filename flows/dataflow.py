@@ -36,7 +36,7 @@ from flows.score import score_builder, score_lane
 from flows.sentiment import VaderScorer
 from flows.settings import Settings
 from flows.sla import sla_builder, sla_key
-from flows.ticks import case_items, survey_items
+from flows.ticks import LaneSet, case_items, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
@@ -105,8 +105,14 @@ def build_flow(
     inputs: InputBuilder,
     sink: Sink[Encoded],
     store: ProfileStore,
+    lanes: LaneSet | None = None,
 ) -> Dataflow:
-    """Wire the named steps of the architecture between ``inputs`` and ``sink``."""
+    """Wire the named steps of the architecture between ``inputs`` and ``sink``.
+
+    ``lanes``: the input's lanes (:mod:`flows.lanes`), which the NPS and SLA engines
+    wait for before they move their clocks past an event time (:mod:`flows.ticks`);
+    by default, the lanes seen so far (exact for a single lane).
+    """
     resolver = StoreResolver(store)
     profile = ProfileStep(store)
     conf = settings.journey
@@ -122,7 +128,7 @@ def build_flow(
     journeys = journey_builder(conf, scorer, options)
     # One set of models per lane (flows.score), imported or new when the lane starts.
     checkpoint = ModelCheckpoint(settings.models) if settings.models.export_path else None
-    lanes = score_builder(
+    score_lanes = score_builder(
         lambda: load_models(settings.models),
         checkpoint.maybe_export if checkpoint else None,
         checkpoint.export if checkpoint else None,
@@ -159,7 +165,9 @@ def build_flow(
     unknown = op.filter("unknown", resolved, _unknown)
     # Resolved(None, anonymous event or erase request): the lane's order needs them too
     by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, unknown), score_lane)
-    scored = op.key_rm("scores", op.stateful_batch("score", by_lane, timed_logic("score", lanes)))
+    scored = op.key_rm(
+        "scores", op.stateful_batch("score", by_lane, timed_logic("score", score_lanes))
+    )
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
@@ -178,14 +186,15 @@ def build_flow(
     )
     # ProfileSnapshot, when due (rate-limited per customer in event time)
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
-    # and case SLAs each run under one key, with one event-time tick per input batch:
-    # a quiet touchpoint's windows close when event time moves on anywhere.
+    # and case SLAs each run under one key, fed the lanes merged into one canonical order
+    # with ticks of each lane's watermark (flows.ticks): a quiet touchpoint's windows
+    # close when event time moves on everywhere.
     surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
-    nps_logic = timed_logic("nps", nps_builder(settings.nps))
+    nps_logic = timed_logic("nps", nps_builder(settings.nps, lanes))
     nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_logic))
     # NpsWindow | Alert (touchpoint_nps_drop)
     cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
-    sla_logic = timed_logic("sla", sla_builder(settings.sla))
+    sla_logic = timed_logic("sla", sla_builder(settings.sla, lanes))
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
     outputs = op.merge(

@@ -67,7 +67,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flows.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
-from flows.ticks import EngineLogic, Tick
+from flows.ticks import EngineLogic, LaneSet, Tick, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
@@ -466,17 +466,20 @@ class NpsEngine:
                 del past[start]
 
 
-def nps_key(_: NpsItem) -> str:
+def nps_key(_: object) -> str:
     """Key function: every survey response and tick goes to the one NPS engine."""
     return NPS_KEY
 
 
 def nps_builder(
     settings: NpsSettings,
+    lanes: LaneSet | None = None,
 ) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery."""
+    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
+    ``lanes``: the input lanes to wait for (see :class:`flows.ticks.LaneMerge`)."""
+    lanes = lanes or LaneSet()
 
     def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:
-        return EngineLogic(NpsEngine.restore(settings, resume))
+        return restore_logic(resume, lambda snap: NpsEngine.restore(settings, snap), lanes)
 
     return build

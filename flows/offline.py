@@ -14,8 +14,11 @@ from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import build_flow
 from flows.inputs import log_input
+from flows.lanes import lane_of
 from flows.settings import Settings
 from flows.stores import make_store
+from flows.ticks import LaneSet
+from replay.log import read_log
 from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, canonical_order, write_profiles
 from state.store import ProfileStore
 
@@ -75,18 +78,29 @@ class OfflineRunError(RuntimeError):
     """A worker process of a multi-process offline run failed."""
 
 
-def _offline_flow(settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore) -> Any:
-    return build_flow(
-        settings, log_input(logs, settings.kafka.batch_size), JsonlDirSink(out_dir), store
-    )
+def log_lanes(logs: list[Path]) -> LaneSet:
+    """The lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records came from.
+
+    A replay ends, so no lane is ever given up on as idle.
+    """
+    return LaneSet(frozenset(lane_of(raw) for path in logs for raw in read_log(path)))
 
 
-def _cluster_worker(logs: list[Path], out_dir: Path, addresses: list[str], proc_id: int) -> None:
+def _offline_flow(
+    settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore, lanes: LaneSet
+) -> Any:
+    inputs = log_input(logs, settings.kafka.batch_size)
+    return build_flow(settings, inputs, JsonlDirSink(out_dir), store, lanes)
+
+
+def _cluster_worker(
+    logs: list[Path], out_dir: Path, addresses: list[str], proc_id: int, lanes: LaneSet
+) -> None:
     # A fresh process: settings come from the same CX_* environment as the parent's.
     settings = Settings()
     store = make_store(settings, default="redis", publish=False)
     cluster_main(  # type: ignore[no-untyped-call]
-        _offline_flow(settings, logs, out_dir, store),
+        _offline_flow(settings, logs, out_dir, store, lanes),
         addresses,
         proc_id,
         epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
@@ -94,13 +108,13 @@ def _cluster_worker(logs: list[Path], out_dir: Path, addresses: list[str], proc_
     store.close()
 
 
-def _run_cluster(logs: list[Path], out_dir: Path, processes: int) -> None:
+def _run_cluster(logs: list[Path], out_dir: Path, processes: int, lanes: LaneSet) -> None:
     from flows.run import free_ports
 
     addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_cluster_worker, args=(logs, out_dir, addresses, i))
+        context.Process(target=_cluster_worker, args=(logs, out_dir, addresses, i, lanes))
         for i in range(processes)
     ]
     for worker in workers:
@@ -135,13 +149,13 @@ def run_offline(
         if settings.identity.store != "redis":
             msg = "several processes share one identity graph: set CX_IDENTITY__STORE=redis"
             raise OfflineRunError(msg)
-        _run_cluster(logs, out_dir, processes)
+        _run_cluster(logs, out_dir, processes, log_lanes(logs))
         store = store or make_store(settings, default="redis", publish=False)
     else:
         # Offline, profiles.jsonl is the final state read back below: nothing to publish.
         store = store or make_store(settings, default="memory", publish=False)
         run_main(  # type: ignore[no-untyped-call]
-            _offline_flow(settings, logs, out_dir, store),
+            _offline_flow(settings, logs, out_dir, store, log_lanes(logs)),
             epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
         )
     for kind, name in OFFLINE_FILES.items():

@@ -26,7 +26,8 @@ from flows.recovery import prepare_recovery
 from flows.retry import Retrier, RetryingStore
 from flows.settings import Settings
 from flows.stores import make_store
-from flows.topics import ensure_topics
+from flows.ticks import LaneSet
+from flows.topics import ensure_topics, input_lanes
 from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
 
@@ -65,7 +66,11 @@ def run_process(
     sink = KafkaOutputSink(config, settings.topics.output_topics())
     recovery = prepare_recovery(settings.recovery, workers=len(addresses or [None]))
     store = RetryingStore(make_store(settings, default="redis"), Retrier(settings.retry))
-    flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store)
+    # The NPS and SLA clocks wait for every input partition; a live run stops waiting
+    # for one that has been silent a while (flows.ticks).
+    idle = settings.kafka.idle_partition_seconds if tail else None
+    lanes = LaneSet(input_lanes(settings), idle)
+    flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store, lanes)
     health.started()
     try:
         cli_main(  # type: ignore[no-untyped-call]

@@ -62,6 +62,9 @@ class KafkaSettings(_Section):
     # "https" checks the broker's name against its certificate (librdkafka's default).
     ssl_endpoint_identification: Literal["https", "none"] | None = None
     batch_size: int = Field(default=1000, ge=1)
+    # Tailing only: an input partition silent this long (wall time) stops holding back
+    # the NPS and SLA clocks of the others (flows.ticks); 0 never waits for a silent one.
+    idle_partition_seconds: float = Field(default=30.0, ge=0)
     # Largest message the producer sends: dead letters carry the original bytes.
     max_message_bytes: int = Field(default=16_000_000, ge=1024)
 

@@ -51,7 +51,7 @@ from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.ticks import CaseItem, EngineLogic, Tick, case_action
+from flows.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, Severity
@@ -337,17 +337,20 @@ class SlaEngine:
             heapq.heapify(state.due)
 
 
-def sla_key(_: SlaItem) -> str:
+def sla_key(_: object) -> str:
     """Key function: every case event and tick goes to the one SLA engine."""
     return SLA_KEY
 
 
 def sla_builder(
     settings: SlaSettings,
+    lanes: LaneSet | None = None,
 ) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery."""
+    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
+    ``lanes``: the input lanes to wait for (see :class:`flows.ticks.LaneMerge`)."""
+    lanes = lanes or LaneSet()
 
     def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:
-        return EngineLogic(SlaEngine.restore(settings, resume))
+        return restore_logic(resume, lambda snap: SlaEngine.restore(settings, snap), lanes)
 
     return build

@@ -1,6 +1,8 @@
-"""Create the topics cxstream reads and writes, when they are missing."""
+"""Create the topics cxstream reads and writes, when they are missing; list the input lanes."""
 
 from __future__ import annotations
+
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -44,3 +46,23 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                 raise
     return [t.topic for t in new]
+
+
+def input_lanes(settings: Settings, timeout: float = 30.0) -> frozenset[str]:
+    """The lanes (``topic:partition``, :mod:`flows.lanes`) of the input topics.
+
+    Waits up to ``timeout`` for the topics to exist (another process may be creating
+    them).
+    """
+    admin = AdminClient({**settings.kafka.client_config()})
+    wanted = (settings.topics.events, settings.identity.privacy_topic)
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and topics[name].partitions for name in wanted):
+            return frozenset(f"{name}:{p}" for name in wanted for p in topics[name].partitions)
+        if time.monotonic() > deadline:
+            missing = [name for name in wanted if name not in topics]
+            msg = f"input topics {missing} do not exist; `cxstream run` creates them"
+            raise KafkaUnavailableError(msg)
+        time.sleep(0.2)

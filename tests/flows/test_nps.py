@@ -181,7 +181,7 @@ def test_a_sparse_touchpoint_closes_on_ticks_from_other_traffic() -> None:
             "data": {"channel": "web", "touchpoint": "web.home"},
         }
     )
-    items = survey_items([page_view])
+    items = [s.item for s in survey_items([page_view])]
     assert items == [Tick(page_view.epoch_ms)]
     window = one_window(engine.process(items))
     assert (window.touchpoint, window.responses) == ("store.till", 1)
@@ -552,7 +552,7 @@ def test_the_logic_runs_in_a_real_dataflow() -> None:
     out: list[NpsOutput] = []
     run_main(_nps_flow(TestingSource(stream, 4), out))
     engine = NpsEngine(NpsSettings(allowed_lateness_seconds=0))
-    expected = engine.process(survey_items(stream)) + engine.close_all()
+    expected = engine.process([s.item for s in survey_items(stream)]) + engine.close_all()
     assert _latest(out) == _latest(expected)
     hours = {
         w.window_start for w in windows(out) if w.window_end - w.window_start == timedelta(hours=1)

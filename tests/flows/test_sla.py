@@ -261,7 +261,9 @@ def test_case_items_keep_only_case_lifecycle_events() -> None:
     _, opened = case_event("C-1", "opened", 0)
     escalated = opened.model_copy(update={"type": "cx.case.escalated"})
     no_case = opened.model_copy(update={"data": opened.data.model_copy(update={"case_id": None})})
-    items: list[SlaItem] = case_items([escalated, no_case, Resolved("cust-7", opened)])
-    expected: list[Any] = [("cust-7", opened), Tick(opened.epoch_ms)]
+    items: list[SlaItem] = [
+        s.item for s in case_items([escalated, no_case, Resolved("cust-7", opened)])
+    ]
+    expected: list[Any] = [Tick(opened.epoch_ms), ("cust-7", opened)]
     assert items == expected
     assert case_items([]) == []
