@@ -2,7 +2,8 @@
 
 A change that alters any output shows up here as a diff. When the change is
 intended, regenerate with ``CX_UPDATE_GOLDEN=1 pytest tests/replay/test_golden.py``
-and review the diff of ``tests/replay/golden/expected/``.
+and review the diff of ``tests/replay/golden/expected/``. The log is replayed at
+three batch sizes: the outputs are byte-identical whatever the batching.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from flows.offline import run_offline
-from flows.settings import Settings
+from flows.settings import KafkaSettings, Settings
 from replay.log import write_log
 from replay.synthetic import generate_world
 from sinks.jsonl import OFFLINE_FILES
@@ -21,11 +24,12 @@ LOG = GOLDEN / "events.jsonl"
 EXPECTED = GOLDEN / "expected"
 
 
-def test_the_golden_log_gives_the_golden_outputs(tmp_path: Path) -> None:
-    if os.environ.get("CX_UPDATE_GOLDEN"):
+@pytest.mark.parametrize("batch_size", [1000, 97, 1])
+def test_the_golden_log_gives_the_golden_outputs(tmp_path: Path, batch_size: int) -> None:
+    if os.environ.get("CX_UPDATE_GOLDEN") and batch_size == 1000:
         write_log(LOG, generate_world(25, 21, seed=2026).messages())
         run_offline(Settings(), [LOG], EXPECTED)
-    run_offline(Settings(), [LOG], tmp_path)
+    run_offline(Settings(kafka=KafkaSettings(batch_size=batch_size)), [LOG], tmp_path)
     for name in OFFLINE_FILES.values():
         expected = (EXPECTED / name).read_bytes().splitlines()
         got = (tmp_path / name).read_bytes().splitlines()
