@@ -252,8 +252,8 @@ class LimitSettings(_Section):
 
 class DedupeSettings(_Section):
     ttl_seconds: float = Field(default=7 * 86400, gt=0)
+    # per lane (input partition): dedupe runs keyed by lane (flows.dedupe)
     max_ids_per_shard: int = Field(default=100_000, ge=1)
-    shards: int = Field(default=64, ge=1)
 
 
 class ProfileSettings(_Section):
