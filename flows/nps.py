@@ -11,10 +11,13 @@ Windows
     answer carrying only a CSAT score counts in ``csat_responses`` alone.
 
 Watermark and closing
-    ``watermark = max event time seen (items and ticks) - allowed_lateness``. A
-    batch is folded in against the watermark as it stood before the batch; then
-    the watermark advances and every window whose end it has reached closes
-    (``watermark >= end``) and goes out as revision 0. At end of input
+    ``watermark = max event time seen (items and ticks) - allowed_lateness``. The
+    flow feeds the engine one item at a time, in the canonical order of
+    :mod:`flows.ticks` (a tick of its lane's watermark before each answer), so the
+    clock stands where it would were every event its own batch. An item is folded
+    in against the watermark as it stood before it; then the watermark advances
+    and every window whose end it has reached closes (``watermark >= end``) and
+    goes out as revision 0. At end of input
     (``on_eof``) every window still open is emitted as it stands; should input
     resume after that (recovery), later answers revise it like any closed window.
 

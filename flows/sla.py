@@ -1,8 +1,9 @@
 """sla: service cases that stay open past their SLA, judged in event time.
 
 One engine (one Bytewax key, see :mod:`flows.ticks`) sees every case
-lifecycle event as ``(customer_id, event)`` plus one :class:`~flows.ticks.Tick`
-per input batch, so its clock moves with the whole stream.
+lifecycle event as ``(customer_id, event)`` plus :class:`~flows.ticks.Tick` items
+of each lane's watermark, one at a time in the canonical order of that module, so
+its clock moves with the whole stream and with event time only.
 
 Rules
     A case opened at ``T`` with priority ``p`` (``data.attributes["priority"]``,
