@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -39,6 +40,7 @@ from state.store import (
     DEFAULT_BLOCKED_PATTERNS,
     DEFAULT_BLOCKED_VALUES,
     DEFAULT_LIMITS,
+    DEFAULT_SHARED_AFTER,
     DEFAULT_WEAK_TYPES,
 )
 
@@ -209,6 +211,19 @@ class IdentitySettings(_Section):
     # Types that may attach to a customer but never merge two known ones (e.g. a
     # family's shared device); none by default.
     weak_types: tuple[str, ...] = DEFAULT_WEAK_TYPES
+    # Types whose value becomes *shared* (a kiosk, a till: detached, never resolves an
+    # event again) once more than this many distinct customers presented it in refused
+    # merges; types not listed never become shared. A JSON object in the environment:
+    # CX_IDENTITY__SHARED_AFTER='{"device_id": 3, "cookie_id": 3}' (state/store.py
+    # "Shared identifiers").
+    shared_after: dict[str, PositiveInt] = Field(default_factory=lambda: dict(DEFAULT_SHARED_AFTER))
+    # Wall-clock seconds each resolve outcome (and each applied-event mark of the
+    # profile step) is kept after it was recorded: a restore within it re-processes
+    # every event with its first decisions (merges reported again, same customers),
+    # however much event time its backlog spans; 0: nothing recorded. Must exceed the
+    # longest expected outage plus snapshot interval; Redis memory is about 400 bytes
+    # per event processed within it (state/store.py "Re-processing").
+    outcome_retention_seconds: float = Field(default=3600.0, ge=0)
     # Keyed hashing (HMAC-SHA256) of identifier values before they reach Redis or outputs.
     hash_identifiers: bool = False
     hash_key: SecretStr | None = None
@@ -261,8 +276,9 @@ class ProfileSettings(_Section):
     emit_interval_seconds: float = Field(default=60.0, ge=0)
     recent_interactions: int = Field(default=10, ge=0)
     # Event time before a customer's latest event during which applied event ids are
-    # remembered, so a replayed or retried event does not count twice (0: off). Same
-    # default as dedupe.ttl_seconds: a duplicate older than both passes both.
+    # remembered, so a replayed or retried event does not count twice (0: off, the
+    # wall-clock marks of identity.outcome_retention_seconds too). Same default as
+    # dedupe.ttl_seconds: a duplicate older than both passes both.
     idempotence_window_seconds: float = Field(default=7 * 86400, ge=0)
 
 

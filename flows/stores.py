@@ -29,6 +29,7 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
         blocked_values=frozenset(ident.blocked_values),
         blocked_patterns=ident.blocked_patterns,
         weak_types=ident.weak_types,
+        shared_after=dict(ident.shared_after),
     )
 
 
@@ -113,6 +114,8 @@ def make_store(
         recent_limit=settings.profiles.recent_interactions,
         publish=publish,
         idempotence_window_ms=round(settings.profiles.idempotence_window_seconds * 1000),
+        # resolve outcomes and applied-event marks, by wall clock (CX_IDENTITY__...)
+        outcome_retention_ms=round(settings.identity.outcome_retention_seconds * 1000),
     )
     policy, keyed = identity_policy(settings), hasher(settings)
     if (settings.identity.store or default) == "memory":

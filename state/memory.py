@@ -23,13 +23,14 @@ and a randomized test checks they agree on every result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
 from state.memory_graph import MemoryGraph
-from state.outcomes import Outcome, OutcomeLog, known_only
+from state.outcomes import Outcome, RecentLog, known_only, prune_budget, wall_ms
 from state.profile_hash import (
     OPTOUT,
     ProfileDelta,
@@ -64,6 +65,11 @@ class MemoryProfileStore(MemoryGraph):
     hasher
         Applied to each value after the blocked check (so placeholders are still
         recognised); :class:`PlainIdentifiers` (no hashing) by default.
+    rules
+        :class:`ProfileRules` (publication, idempotence window, outcome retention).
+    clock
+        Wall-clock seconds (``time.time`` by default): when outcomes and applied-event
+        marks were recorded, for ``rules.outcome_retention_ms`` (tests inject one).
     """
 
     def __init__(
@@ -71,8 +77,10 @@ class MemoryProfileStore(MemoryGraph):
         policy: IdentityPolicy | None = None,
         hasher: Hasher | None = None,
         rules: ProfileRules | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        self.clock = clock
         self.policy = policy or IdentityPolicy()
         self.hasher = hasher or PlainIdentifiers()
         self.rules = rules or ProfileRules()
@@ -82,20 +90,28 @@ class MemoryProfileStore(MemoryGraph):
         self._pending: dict[str, int] = {}
         # event ids applied to each profile, with their event time (idempotence)
         self._applied: dict[str, dict[str, int]] = {}
-        # every resolution by event id, returned again on a re-run
-        self._outcomes = OutcomeLog()
-        self._recorded_new = False  # this batch recorded an event: trim the log after it
+        # every resolution by event id, returned again on a re-run, and every applied
+        # event's customer (profile step), both for outcome_retention_ms of wall time
+        self._outcomes: RecentLog[Outcome] = RecentLog()
+        self._marks: RecentLog[str] = RecentLog()
+        # customers (and their aliases) erased within the retention, with the wall ms:
+        # a mark made before names an earlier customer of that id
+        self._erased: RecentLog[int] = RecentLog()
+        # this resolve call's wall ms, retention horizon and outcomes recorded
+        self._now, self._horizon, self._recorded = 0, 0, 0
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         # all prepared first: a bad request refuses the batch before any change
         batch = [prepare(request, self.policy, self.hasher) for request in requests]
-        self._recorded_new = False
+        retention = self.rules.outcome_retention_ms
+        self._now = wall_ms(self.clock) if retention > 0 else 0
+        self._horizon, self._recorded = self._now - retention, 0
         results = [
             assemble(p, self._resolve(p) if p.members else Outcome(None), self.policy)
             for p in batch
         ]
-        if self._recorded_new:
-            self._outcomes.trim(self.rules.idempotence_window_ms)
+        if retention > 0 and any(p.members for p in batch):  # as identity.lua: a call
+            self._outcomes.prune(self._horizon, prune_budget(self._recorded))
         return results
 
     def lookup(self, id_type: str, value: str) -> str | None:
@@ -120,6 +136,12 @@ class MemoryProfileStore(MemoryGraph):
         for alias in customer.merged:
             self._aliases.pop(alias, None)
         self._drop_profile(cid)
+        retention = self.rules.outcome_retention_ms
+        if retention > 0:
+            now = wall_ms(self.clock)
+            for gone in (cid, *customer.merged):
+                self._erased.put(gone, now, now)
+            self._erased.prune(now - retention, prune_budget(1 + len(customer.merged)))
         members, aliases = tuple(sorted(customer.members)), tuple(sorted(customer.merged))
         return ErasedReport(cid, True, members, aliases)
 
@@ -132,6 +154,10 @@ class MemoryProfileStore(MemoryGraph):
         max_ms: int | None = None
         rules = self.rules
         limit, window = rules.recent_limit, rules.idempotence_window_ms
+        # applied-event marks (wall clock), only with the window on (as profile.lua)
+        retention = rules.outcome_retention_ms if window > 0 else 0
+        now = wall_ms(self.clock) if retention > 0 else 0
+        marks, marks_horizon, marked = self._marks, now - retention, 0
         touched: set[str] = set()
         for delta in deltas:
             cid = self.canonical(delta.customer_id)
@@ -143,10 +169,16 @@ class MemoryProfileStore(MemoryGraph):
             # A re-applied event (a replay after a crash, a retried call) changes no
             # field, but still meets the publication rule below: a publication lost
             # with the first attempt's reply goes out again.
-            if applied is None or delta.event_id not in applied:
+            if applied is None or not (
+                delta.event_id in applied
+                or (retention > 0 and self._marked(delta.event_id, cid, marks_horizon))
+            ):
                 if applied is not None:
                     applied[delta.event_id] = delta.ms
                     touched.add(cid)
+                    if retention > 0:
+                        marks.put(delta.event_id, cid, now)
+                        marked += 1
                 fold_delta(profile, delta)
                 if limit > 0 and delta.recent:
                     self._add_recent(cid, delta.ms, delta.recent)
@@ -162,12 +194,23 @@ class MemoryProfileStore(MemoryGraph):
             applied = self._applied[cid]
             if min(applied.values()) < horizon:
                 self._applied[cid] = {e: ms for e, ms in applied.items() if ms >= horizon}
+        if retention > 0 and deltas:  # as profile.lua: once per call
+            marks.prune(marks_horizon, prune_budget(marked))
         if max_ms is not None and rules.publish:
             horizon = max_ms - rules.emit_interval_ms
             for cid in self._pending_until(horizon):
                 self._profiles[cid]["emit"] = str(max_ms)
                 due[cid] = None
         return [self._snapshot(cid) for cid in due]
+
+    def _marked(self, event_id: str, cid: str, horizon_ms: int) -> bool:
+        """Whether the event was applied (marked at or after ``horizon_ms``) to ``cid``
+        or to a customer merged into it since, and not to an erased customer of that id."""
+        owner = self._marks.get(event_id, horizon_ms)
+        if owner is None or self.canonical(owner) != cid:
+            return False
+        erased = self._erased.get(owner, horizon_ms)
+        return erased is None or erased < self._marks.recorded_at(event_id)
 
     def _add_recent(self, cid: str, ms: int, entry: str) -> None:
         recent = self._recent.setdefault(cid, [])
@@ -223,9 +266,9 @@ class MemoryProfileStore(MemoryGraph):
     # -- resolving (mirrors resolve in state/lua/identity.lua) --------------------
 
     def _resolve(self, prepared: PreparedRequest) -> Outcome:
-        window = self.rules.idempotence_window_ms
+        retention = self.rules.outcome_retention_ms
         log = self._outcomes
-        recorded = log.get(prepared.event_id) if window > 0 else None
+        recorded = log.get(prepared.event_id, self._horizon) if retention > 0 else None
         if recorded is not None:
             cid = recorded.customer_id
             if cid is None or self._known(cid):
@@ -240,10 +283,10 @@ class MemoryProfileStore(MemoryGraph):
             # what resolve tells the decide step about consent (identity.lua: optout_of)
             profile = self._profiles.get(outcome.customer_id, {})
             outcome = replace(outcome, withdrawn=parse_withdrawn(profile.get(OPTOUT)))
-        if window > 0:
-            if recorded is None:
-                log.put(prepared.event_id, prepared.event_time_ms, outcome)
-                self._recorded_new = True
+        if retention > 0:
+            if recorded is None:  # new, or expired: recorded now
+                log.put(prepared.event_id, outcome, self._now)
+                self._recorded += 1
             else:
                 log.replace(prepared.event_id, outcome)
         return outcome

@@ -11,9 +11,16 @@ and returns it again when that event id is resolved again, without a walk.
 
 Both stores keep the same policy (``state/lua/identity.lua`` mirrors this module):
 
-- A record is kept for ``ProfileRules.idempotence_window_ms`` of event time before
-  the latest recorded event, like the applied event ids of a profile; past it the
-  event is walked again (and recorded again).
+- A record is kept for ``ProfileRules.outcome_retention_ms`` of *wall-clock* time
+  after it was recorded (an hour by default; 0: nothing is recorded), whatever the
+  event times: a flow restored within that time re-processes every event with the
+  decision it took, however much event time its backlog spans (a 60-day backlog
+  replayed in minutes included). Past it the event is walked again (and recorded
+  again, with a new time). Reading a record does not extend it. The memory store
+  reads its injectable clock (``time.time`` by default), Redis its ``TIME``.
+- Expired records are deleted a bounded number per call (:func:`prune_budget`,
+  oldest first), so the cost is amortised; an expired record not yet deleted is
+  never returned.
 - A record whose customer no longer exists, neither live nor merged into a live
   one (i.e. erased), is dropped and the event walked afresh: an erased
   customer's id never comes out of the store again. Merges and conflicts naming
@@ -28,8 +35,10 @@ Both stores keep the same policy (``state/lua/identity.lua`` mirrors this module
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 # (survivor id, merged id, linking "type:value" members)
 MergedEntry = tuple[str, str, tuple[str, ...]]
@@ -38,6 +47,8 @@ MergedEntry = tuple[str, str, tuple[str, ...]]
 RefusedEntry = tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 # (customer id, member left unlinked because its type was full)
 LimitedEntry = tuple[str, str]
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,54 +92,80 @@ def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
     )
 
 
-class OutcomeLog:
-    """Recorded :class:`Outcome` by event id, with their event time (the memory store's).
+def wall_ms(clock: Callable[[], float]) -> int:
+    """A clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
+    store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000)."""
+    return math.floor(clock() * 1000)
 
-    >>> log = OutcomeLog()
-    >>> log.put("e1", 1_000, Outcome("c1"))
-    >>> log.put("e2", 9_000, Outcome("c1"))
-    >>> log.trim(5_000)
-    >>> log.get("e1") is None, log.get("e2")
-    (True, Outcome(customer_id='c1', created=False, entries=Entries(merged=(), refused=(), limited=()), withdrawn=(), shared=()))
-    """  # noqa: E501
+
+def prune_budget(recorded: int) -> int:
+    """How many expired records one call may delete: a constant plus twice what it
+    recorded, so pruning keeps ahead of recording and a call's cost stays bounded
+    (``state/lua/identity.lua`` uses the same budget)."""
+    return PRUNE_MIN + 2 * recorded
+
+
+PRUNE_MIN = 128
+
+
+class RecentLog(Generic[V]):
+    """Values by event id with the wall-clock ms they were recorded at (the memory
+    store's recorded outcomes, and the applied-event marks of its profile step).
+
+    A record is *current* while it was recorded at or after the horizon (``now -
+    retention``); :meth:`get` never returns an expired one, whether or not
+    :meth:`prune` has deleted it yet, so pruning (a bounded number per call, as in
+    Redis) never changes what a store answers.
+
+    >>> log: RecentLog[str] = RecentLog()
+    >>> log.put("e1", "c1", now_ms=1_000)
+    >>> log.put("e2", "c2", now_ms=9_000)
+    >>> log.get("e1", horizon_ms=5_000), log.get("e2", horizon_ms=5_000)
+    (None, 'c2')
+    >>> log.prune(horizon_ms=5_000, most=10), len(log)
+    (1, 1)
+    """
 
     def __init__(self) -> None:
-        self._outcomes: dict[str, Outcome] = {}
-        self._times: dict[str, int] = {}
-        # (ms, event id) of every put, stale ones skipped when popped: trimming costs
-        # what it removes, not the size of the log (every event is recorded)
+        self._values: dict[str, tuple[V, int]] = {}
+        # (recorded ms, event id) of every put; stale ones (the event was recorded
+        # again since) are skipped when popped: pruning costs what it removes
         self._heap: list[tuple[int, str]] = []
-        self._latest: int | None = None
 
     def __len__(self) -> int:
-        return len(self._outcomes)
+        return len(self._values)
 
-    def get(self, event_id: str) -> Outcome | None:
-        return self._outcomes.get(event_id)
+    def get(self, event_id: str, horizon_ms: int) -> V | None:
+        """The value recorded for ``event_id`` at or after ``horizon_ms``, if any."""
+        item = self._values.get(event_id)
+        if item is None or item[1] < horizon_ms:
+            return None
+        return item[0]
 
-    def put(self, event_id: str, event_time_ms: int, outcome: Outcome) -> None:
-        """Record an event's outcome at ``event_time_ms`` (a new record's time wins)."""
-        self._outcomes[event_id] = outcome
-        self._times[event_id] = event_time_ms
-        heapq.heappush(self._heap, (event_time_ms, event_id))
-        if self._latest is None or event_time_ms > self._latest:
-            self._latest = event_time_ms
+    def recorded_at(self, event_id: str) -> int:
+        """When ``event_id`` was recorded (wall ms; -1: it is not)."""
+        item = self._values.get(event_id)
+        return -1 if item is None else item[1]
 
-    def replace(self, event_id: str, outcome: Outcome) -> None:
-        """Change a recorded outcome, keeping its time."""
-        self._outcomes[event_id] = outcome
+    def put(self, event_id: str, value: V, now_ms: int) -> None:
+        """Record a value at wall-clock ``now_ms`` (replacing any record and its time)."""
+        self._values[event_id] = (value, now_ms)
+        heapq.heappush(self._heap, (now_ms, event_id))
 
-    def drop(self, event_id: str) -> None:
-        self._outcomes.pop(event_id, None)
-        self._times.pop(event_id, None)
+    def replace(self, event_id: str, value: V) -> None:
+        """Change a recorded value, keeping the time it was recorded at."""
+        item = self._values.get(event_id)
+        if item is not None:
+            self._values[event_id] = (value, item[1])
 
-    def trim(self, window_ms: int) -> None:
-        """Forget records older than ``window_ms`` before the latest recorded one."""
-        if self._latest is None:
-            return
-        horizon = self._latest - window_ms
-        heap = self._heap
-        while heap and heap[0][0] < horizon:
+    def prune(self, horizon_ms: int, most: int) -> int:
+        """Delete up to ``most`` records made before ``horizon_ms``, oldest first;
+        returns how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis)."""
+        heap, removed = self._heap, 0
+        while heap and removed < most and heap[0][0] < horizon_ms:
             ms, event_id = heapq.heappop(heap)
-            if self._times.get(event_id) == ms:
-                self.drop(event_id)
+            item = self._values.get(event_id)
+            if item is not None and item[1] == ms:
+                del self._values[event_id]
+                removed += 1
+        return removed

@@ -20,7 +20,17 @@ journey state of the customer id cannot know (given under a merged-away id).
 Next to the hash each store keeps the ids of the events applied to the profile
 with their event time, for ``ProfileRules.idempotence_window_ms`` before the
 customer's latest event (:func:`applied_horizon`): a replayed or retried event
-changes nothing the second time. Merges pool them; erase drops them.
+changes nothing the second time. Merges pool them; erase drops them. That window
+alone fails a restore after a backlog: an event more than the window before its
+customer's later events is forgotten as soon as those are applied, so a flow
+that re-processes the backlog from its start (killed before its first snapshot)
+would count it twice. So each store also marks every applied event, with the
+customer it was applied to, for ``ProfileRules.outcome_retention_ms`` of
+*wall-clock* time (like recorded resolve outcomes, :mod:`state.outcomes`): an
+event is applied again only when it is neither in its customer's window nor
+marked, applied to it or to a customer merged into it since (an erased
+customer's marks name nobody live, so a re-created customer counts its events
+afresh). A window of 0 turns both off.
 
 A stamp is ``"<15-digit ms>|<event id>"``: comparing stamps as strings orders
 by event time, then by event id, so the order of arrival never matters.
@@ -57,8 +67,9 @@ _CONSENT = "consent:"
 
 @dataclass(frozen=True, slots=True)
 class ProfileRules:
-    """How profiles are kept: publication rate limit (event time), recent-list size
-    and how long applied event ids are remembered (idempotence window)."""
+    """How profiles are kept: publication rate limit (event time), recent-list size,
+    how long applied event ids are remembered (idempotence window), and how long
+    resolve outcomes and applied-event marks are kept (wall-clock retention)."""
 
     emit_interval_ms: int = 60_000
     recent_limit: int = 10
@@ -68,6 +79,11 @@ class ProfileRules:
     # events are remembered, so a re-applied event changes nothing; 0: not at all.
     # The default is the dedupe step's TTL: a duplicate older than both passes both.
     idempotence_window_ms: int = 7 * 86_400_000
+    # Wall-clock ms a resolve outcome (state/outcomes.py) and an applied-event mark
+    # are kept after they were recorded, so a restore within it re-processes every
+    # event with its first decisions however much event time it spans; 0: not
+    # recorded (the profile step then relies on the window alone).
+    outcome_retention_ms: int = 3_600_000
 
 
 def stamp(ms: int, event_id: str) -> str:

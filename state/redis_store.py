@@ -13,7 +13,7 @@ batch costs exactly one round trip once the script is cached.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from redis.exceptions import NoScriptError
 
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
-from state.outcomes import Entries
+from state.outcomes import Entries, wall_ms
 from state.profile_hash import ProfileDelta, ProfileRules, parse_withdrawn, snapshot_from_hash
 from state.store import (
     ErasedReport,
@@ -84,8 +84,12 @@ class RedisProfileStore:
         A client made from a URL is closed by :meth:`close`; a given one is not.
     prefix
         Every key starts with it, so stores (and test runs) can share a server.
-    policy, hasher
+    policy, hasher, rules
         As for :class:`state.memory.MemoryProfileStore`.
+    clock
+        None (production): outcomes and applied-event marks are stamped with the
+        server's ``TIME``, one clock for every process of a flow. Tests pass a clock
+        (seconds, like ``time.time``), sent with each call, to control retention.
 
     Attributes
     ----------
@@ -100,6 +104,7 @@ class RedisProfileStore:
         policy: IdentityPolicy | None = None,
         hasher: Hasher | None = None,
         rules: ProfileRules | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._owns_client = isinstance(client, str)
         self._client = redis.Redis.from_url(client) if isinstance(client, str) else client
@@ -107,6 +112,7 @@ class RedisProfileStore:
         self.policy = policy or IdentityPolicy()
         self.hasher = hasher or PlainIdentifiers()
         self.rules = rules or ProfileRules()
+        self.clock = clock
         self.round_trips = 0
         self._policy_json = orjson.dumps(
             {
@@ -116,7 +122,7 @@ class RedisProfileStore:
                 "recent_limit": self.rules.recent_limit,
                 "weak": self.policy.weak_types,
                 "shared": dict(self.policy.shared_after),
-                "window": self.rules.idempotence_window_ms,
+                "retention": self.rules.outcome_retention_ms,
             }
         )
 
@@ -127,7 +133,7 @@ class RedisProfileStore:
             if p.members:
                 arguments += (p.event_id, p.event_time_ms, p.new_id, len(p.members), *p.members)
         replies: list[Any] = (
-            self._call("resolve", self._policy_json, *arguments) if arguments else []
+            self._call("resolve", self._policy_json, self._now(), *arguments) if arguments else []
         )
         outcomes = iter(replies)
         return [
@@ -165,7 +171,8 @@ class RedisProfileStore:
                 return sorted(found)
 
     def erase(self, customer_id: str) -> ErasedReport:
-        cid, existed, members, aliases = self._call("erase", customer_id)
+        retention = self.rules.outcome_retention_ms
+        cid, existed, members, aliases = self._call("erase", customer_id, retention, self._now())
         return ErasedReport(
             _text(cid),
             bool(existed),
@@ -182,6 +189,8 @@ class RedisProfileStore:
             1 if rules.publish else 0,
             rules.recent_limit,
             rules.idempotence_window_ms,
+            rules.outcome_retention_ms,
+            self._now(),
         ]
         for delta in deltas:
             arguments += delta.to_args()
@@ -205,6 +214,10 @@ class RedisProfileStore:
             )
             for cid, fields, recent, members in rows
         ]
+
+    def _now(self) -> str | int:
+        """The wall-clock ms to stamp records with: '' lets the script read TIME."""
+        return "" if self.clock is None else wall_ms(self.clock)
 
     def close(self) -> None:
         if self._owns_client:

@@ -3,8 +3,9 @@
 --
 -- ARGV[1] key prefix, ARGV[2] operation, then its arguments:
 --   resolve      ARGV[3] cjson policy {priority, limits, default_limit, recent_limit, weak,
---                shared ({type: customers}), window (event-time ms outcomes are recorded
---                for; 0: not recorded)}; from ARGV[4] on,
+--                shared ({type: customers}), retention (wall-clock ms outcomes are kept
+--                after they were recorded; 0: not recorded)}, ARGV[4] the wall-clock
+--                ms to record at ('': the server's TIME); from ARGV[5] on,
 --                per request: event_id, event_time_ms, new customer id, n, then n
 --                "type:value" members, already blocked, hashed and ordered by Python
 --                (state/store.py: prepare). Plain arguments rather than one JSON
@@ -25,7 +26,8 @@
 --   lookup       "type:value"  -> canonical customer id or nil
 --   canonical    customer id   -> canonical customer id
 --   identifiers  customer id   -> the canonical customer's "type:value" members
---   erase        customer id   -> {canonical id, existed (0/1), {members}, {aliases}}
+--   erase        customer id, retention ms, wall-clock ms ('': TIME)
+--                              -> {canonical id, existed (0/1), {members}, {aliases}}
 --   profile      rules, then deltas (state/lua/profile.lua) -> due profiles (read_profiles)
 --   profile_get  customer id   -> its profile (read_profiles, one entry) or nil
 --   flush        (nothing)     -> every pending profile (read_profiles)
@@ -38,11 +40,13 @@
 --   P cust:<id>:merged   set     every id merged into this one (its aliases)
 --   P alias:<id>         string  survivor of a merged id (always canonical: merges re-point)
 --   P outcomes           hash    event id -> the reply it got, returned again when the
---                                event is resolved again
+--                                event is resolved again within the retention
 --   P shared:<member>    string  a shared identifier: how many customers presented it
 --   P claims:<member>    set     customers that presented a shareable identifier in
 --                                refused conflicts, until it is shared
---   P outcomes:ms        zset    event id by event time, to trim the hash to the window
+--   P outcomes:ms        zset    event id by the wall-clock ms its reply was recorded at,
+--                                to prune the hash to the retention
+--   P marks, P marks:ms, P erased  the profile step's applied-event marks (profile.lua)
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
 -- (identifier -> customer -> its identifiers). That is fine on one primary. Redis
@@ -60,7 +64,7 @@
 local P = ARGV[1]
 local OP = ARGV[2]
 local ARG = ARGV[3]
-local FIRST_REQUEST = 4
+local FIRST_REQUEST = 5
 
 local MAX_ALIAS_HOPS = 64
 local SADD_CHUNK = 1000
@@ -471,12 +475,16 @@ local function resolve_all(policy)
   end
 
   -- The recorded outcomes (state/outcomes.py): each request's reply, under its event
-  -- id in OUTCOMES, its event time in OUTCOME_TIMES. One HMGET reads every record the
-  -- batch may need; records made or changed by the batch are kept here and written
-  -- once at the end.
-  local window = policy.window or 0
-  local records, changed, times, recorded_new = {}, {}, {}, false
-  if window > 0 then
+  -- id in OUTCOMES, the wall-clock ms it was recorded at in OUTCOME_TIMES. One HMGET
+  -- (and one ZMSCORE of the ones found) reads every record the batch may need; one
+  -- recorded before the horizon has expired and counts as none. Records made or
+  -- changed by the batch are kept here and written once at the end.
+  local retention = policy.retention or 0
+  local records, changed, times, n_recorded = {}, {}, {}, 0
+  local now, horizon = 0, 0
+  if retention > 0 then
+    now = wall_ms(ARGV[4])
+    horizon = now - retention
     local event_ids, listed = {}, {}
     local at = FIRST_REQUEST
     while at <= #ARGV do
@@ -490,6 +498,18 @@ local function resolve_all(policy)
       local j = math.min(i + SADD_CHUNK - 1, #event_ids)
       local texts = redis.call('HMGET', OUTCOMES, unpack(event_ids, i, j))
       for k = i, j do records[event_ids[k]] = texts[k - i + 1] end
+    end
+    local found = {}
+    for _, event_id in ipairs(event_ids) do
+      if records[event_id] then found[#found + 1] = event_id end
+    end
+    for i = 1, #found, SADD_CHUNK do
+      local j = math.min(i + SADD_CHUNK - 1, #found)
+      local at = redis.call('ZMSCORE', OUTCOME_TIMES, unpack(found, i, j))
+      for k = i, j do
+        local ms = tonumber(at[k - i + 1])
+        if not ms or ms < horizon then records[found[k]] = nil end
+      end
     end
   end
 
@@ -512,10 +532,10 @@ local function resolve_all(policy)
     local optout = ''
     if target ~= '' and not created then optout = optout_of(target) end
     local out = reply(target, created, entries, optout, shared)
-    if window > 0 then
-      if not recorded then
-        recorded_new = true
-        times[event_id] = time_ms
+    if retention > 0 then
+      if not recorded then  -- new, or expired: recorded now
+        n_recorded = n_recorded + 1
+        times[event_id] = now
       end
       records[event_id] = out
       changed[event_id] = true
@@ -540,18 +560,7 @@ local function resolve_all(policy)
   end
   if #fields > 0 then call_chunked('HSET', OUTCOMES, nil, fields, 2) end
   if #scored > 0 then call_chunked('ZADD', OUTCOME_TIMES, nil, scored, 2) end
-  if recorded_new then
-    -- as OutcomeLog.trim: forget records older than the window before the latest one
-    local top = redis.call('ZRANGE', OUTCOME_TIMES, -1, -1, 'WITHSCORES')
-    if #top > 0 then
-      local horizon = tonumber(top[2]) - window
-      local old = redis.call('ZRANGEBYSCORE', OUTCOME_TIMES, '-inf', '(' .. int(horizon))
-      if #old > 0 then
-        call_chunked('HDEL', OUTCOMES, nil, old, 1)
-        call_chunked('ZREM', OUTCOME_TIMES, nil, old, 1)
-      end
-    end
-  end
+  if retention > 0 then prune_log(OUTCOMES, OUTCOME_TIMES, horizon, prune_budget(n_recorded)) end
   return out
 end
 
@@ -560,8 +569,11 @@ local function validate(policy)
       or type(policy.limits) ~= 'table' or type(policy.default_limit) ~= 'number' then
     return 'the policy needs priority, limits and default_limit'
   end
-  if policy.window ~= nil and type(policy.window) ~= 'number' then
-    return 'the policy window must be a number'
+  if policy.retention ~= nil and type(policy.retention) ~= 'number' then
+    return 'the policy retention must be a number'
+  end
+  if ARGV[4] == nil or (ARGV[4] ~= '' and not tonumber(ARGV[4])) then
+    return 'resolve needs the wall-clock ms (or an empty string) after the policy'
   end
   if policy.shared ~= nil and type(policy.shared) ~= 'table' then
     return 'the policy shared limits must be a table'
@@ -612,20 +624,36 @@ elseif OP == 'erase' then
   for _, alias in ipairs(aliases) do redis.call('DEL', alias_key(alias)) end
   redis.call('DEL', cust_key(cid), ids_key(cid), merged_key(cid))
   drop_profile(P, cid)
+  -- marks made before now name an earlier customer of these ids (profile.lua)
+  local retention = tonumber(ARGV[4] or '0') or 0
+  if retention > 0 then
+    local now = wall_ms(ARGV[5])
+    local scored = {now, cid}
+    for _, alias in ipairs(aliases) do
+      scored[#scored + 1] = now
+      scored[#scored + 1] = alias
+    end
+    call_chunked('ZADD', P .. 'erased', nil, scored, 2)
+    prune_log(nil, P .. 'erased', now - retention, prune_budget(#scored / 2))
+  end
   return {cid, 1, members, aliases}
 elseif OP == 'profile' then
-  -- ARGV[3..6]: interval ms, publish (0/1), recent limit, idempotence window ms; from
-  -- ARGV[7] on the deltas (state/lua/profile.lua). Returns the profiles due for
-  -- publication (read_profiles).
+  -- ARGV[3..8]: interval ms, publish (0/1), recent limit, idempotence window ms,
+  -- retention ms (applied-event marks), wall-clock ms ('': TIME); from ARGV[9] on the
+  -- deltas (state/lua/profile.lua). Returns the profiles due for publication
+  -- (read_profiles).
   local batch = {interval = tonumber(ARGV[3]), publish = ARGV[4] == '1',
-                 recent = tonumber(ARGV[5]), window = tonumber(ARGV[6])}
-  if not (batch.interval and batch.recent and batch.window) then
-    return redis.error_reply('profile needs interval, publish, recent and window first')
+                 recent = tonumber(ARGV[5]), window = tonumber(ARGV[6]),
+                 retention = tonumber(ARGV[7]), now = ARGV[8]}
+  if not (batch.interval and batch.recent and batch.window and batch.retention
+          and batch.now and (batch.now == '' or tonumber(batch.now))) then
+    return redis.error_reply(
+      'profile needs interval, publish, recent, window, retention and now first')
   end
-  local problem = check_deltas(7)
+  local problem = check_deltas(9)
   if problem then return redis.error_reply(problem) end
   local function live(cid) return redis.call('EXISTS', cust_key(cid)) == 1 end
-  local due, tables = apply_profiles(P, batch, 7, canonical, live)
+  local due, tables = apply_profiles(P, batch, 9, canonical, live)
   return read_profiles(due, tables)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)

@@ -2,7 +2,11 @@
 -- Prepended to the scripts that use it. Keys: P .. 'prof:' .. id (hash),
 -- P .. 'prof:' .. id .. ':recent' (sorted set of entries by event time),
 -- P .. 'prof:' .. id .. ':applied' (sorted set of applied event ids by event time),
--- P .. 'prof:pending' (sorted set of customers with unpublished changes).
+-- P .. 'prof:pending' (sorted set of customers with unpublished changes),
+-- P .. 'marks' (hash: applied event id -> the customer it was applied to) and
+-- P .. 'marks:ms' (sorted set: those event ids by the wall-clock ms they were applied
+-- at, kept for the retention: state/profile_hash.py), P .. 'erased' (sorted set:
+-- customer ids erased within the retention, by wall-clock ms).
 --
 -- A batch is folded per customer: one HGETALL, the deltas applied to a Lua table,
 -- one HSET of the fields that changed (and one ZADD per sorted set), instead of a
@@ -27,6 +31,30 @@ local function call_chunked(command, key, fixed, items, step)
     else
       redis.call(command, key, unpack(items, i, j))
     end
+  end
+end
+
+-- Wall-clock ms: the caller's clock when it sends one (tests), else the server's TIME.
+-- TIME is allowed in a script that writes: Redis 7 replicates a script's effects.
+local function wall_ms(given)
+  if given and given ~= '' then return tonumber(given) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Records older than the retention horizon are deleted this many at most per call:
+-- a constant plus twice the records the call made (state/outcomes.py prune_budget).
+local PRUNE_MIN = 128
+local function prune_budget(recorded) return PRUNE_MIN + 2 * recorded end
+
+-- Delete up to `budget` members of `zset` (and their fields of `hash`, if any) scored
+-- below `horizon`, oldest first (state/outcomes.py RecentLog.prune).
+local function prune_log(hash, zset, horizon, budget)
+  local old = redis.call('ZRANGEBYSCORE', zset, '-inf', '(' .. int(horizon),
+                         'LIMIT', 0, budget)
+  if #old > 0 then
+    if hash then call_chunked('HDEL', hash, nil, old, 1) end
+    call_chunked('ZREM', zset, nil, old, 1)
   end
 end
 
@@ -166,7 +194,7 @@ local function apply_customer(P, cid, group, index, batch)
       local j = math.min(i + CHUNK - 1, #ids)
       local scores = redis.call('ZMSCORE', key .. ':applied', unpack(ids, i, j))
       for k = i, j do
-        if scores[k - i + 1] then seen[ids[k]] = true end
+        if scores[k - i + 1] or batch.marked[ids[k]] == cid then seen[ids[k]] = true end
       end
     end
   end
@@ -182,6 +210,11 @@ local function apply_customer(P, cid, group, index, batch)
         seen[event] = true
         applied[#applied + 1] = ms
         applied[#applied + 1] = event
+        if batch.retention > 0 then
+          local marks = batch.new_marks
+          marks[#marks + 1] = event
+          marks[#marks + 1] = cid
+        end
       end
       fold_delta(h, dirty, at)
       local entry = ARGV[at + D_RECENT]
@@ -225,8 +258,31 @@ local function apply_customer(P, cid, group, index, batch)
   return due_at, h
 end
 
+-- The customers this batch's events were applied to within the retention (marks), by
+-- event id, as canonical ids; a mark made before its customer's id was erased names
+-- nobody (state/memory.py _marked).
+local function read_marks(P, ids, horizon, canonical)
+  local marked = {}
+  for i = 1, #ids, CHUNK do
+    local j = math.min(i + CHUNK - 1, #ids)
+    local owners = redis.call('HMGET', P .. 'marks', unpack(ids, i, j))
+    local times = redis.call('ZMSCORE', P .. 'marks:ms', unpack(ids, i, j))
+    for k = i, j do
+      local owner, at = owners[k - i + 1], tonumber(times[k - i + 1])
+      if owner and at and at >= horizon then
+        local erased = tonumber(redis.call('ZSCORE', P .. 'erased', owner))
+        if not (erased and erased >= horizon and erased >= at) then
+          marked[ids[k]] = canonical(owner)
+        end
+      end
+    end
+  end
+  return marked
+end
+
 -- Fold the deltas from ARGV[first] on into the profiles; batch = {interval, publish,
--- recent, window}. canonical(id) follows aliases; live(cid) says whether the customer
+-- recent, window, retention, now ('' the server's clock)}. canonical(id) follows
+-- aliases; live(cid) says whether the customer
 -- exists (an erased or never resolved one never gets a profile back). Returns the
 -- customers due for publication (in the order they became due, then released pending
 -- ones by time) and the profile tables written, by customer.
@@ -261,11 +317,36 @@ local function apply_profiles(P, batch, first, canonical, live)
     end
     at = delta_end(at)
   end
+  -- applied-event marks, only with the window on (as state/memory.py)
+  batch.marked, batch.new_marks = {}, {}
+  local now, horizon = 0, 0
+  if batch.window <= 0 then batch.retention = 0 end
+  if batch.retention > 0 then
+    now = wall_ms(batch.now)
+    horizon = now - batch.retention
+    local ids = {}
+    for _, cid in ipairs(order) do
+      for _, at in ipairs(groups[cid]) do ids[#ids + 1] = ARGV[at + D_EVENT] end
+    end
+    batch.marked = read_marks(P, ids, horizon, canonical)
+  end
   local became_due, tables = {}, {}
   for _, cid in ipairs(order) do
     local due_at, h = apply_customer(P, cid, groups[cid], indexes[cid], batch)
     tables[cid] = h
     if due_at then became_due[#became_due + 1] = {due_at, cid} end
+  end
+  if batch.retention > 0 then
+    local marks, times = batch.new_marks, {}
+    for k = 1, #marks, 2 do
+      times[#times + 1] = now
+      times[#times + 1] = marks[k]
+    end
+    if #marks > 0 then
+      call_chunked('HSET', P .. 'marks', nil, marks, 2)
+      call_chunked('ZADD', P .. 'marks:ms', nil, times, 2)
+    end
+    prune_log(P .. 'marks', P .. 'marks:ms', horizon, prune_budget(#marks / 2))
   end
   table.sort(became_due, function(a, b) return a[1] < b[1] end)
   local due, is_due = {}, {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import cast
@@ -20,6 +21,19 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 START_REDIS = "start Redis with `bash scripts/services.sh start`"
 
 StoreFactory = Callable[..., ProfileStore]
+
+
+class FakeClock:
+    """A wall clock for stores (seconds, as ``time.time``) that moves only when told."""
+
+    def __init__(self, at: float = 1_750_000_000.0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += seconds
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +70,9 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture(params=["memory", "redis"])
 def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    """Makes stores of one kind: ``factory(policy=None, hasher=None)``.
+    """Makes stores of one kind: ``factory(policy=None, hasher=None, rules=None,
+    clock=None)`` (a clock in seconds, as ``time.time``: the real one when None, the
+    server's ``TIME`` for Redis).
 
     Each Redis store gets its own prefix, so two stores of one test are as
     independent as two memory stores.
@@ -70,14 +86,15 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
         policy: IdentityPolicy | None = None,
         hasher: Hasher | None = None,
         rules: ProfileRules | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> ProfileStore:
         store: ProfileStore
         if client is None:
-            store = MemoryProfileStore(policy, hasher, rules)
+            store = MemoryProfileStore(policy, hasher, rules, clock or time.time)
             made.append((store, None))
         else:
             prefix = f"test:{uuid.uuid4().hex[:12]}:"
-            store = RedisProfileStore(client, prefix, policy, hasher, rules)
+            store = RedisProfileStore(client, prefix, policy, hasher, rules, clock)
             made.append((store, prefix))
         return store
 
@@ -123,6 +140,8 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     profiles: set[str] = set()
     outcomes: dict[str, str] = {}
     outcome_times: set[str] = set()
+    marks: dict[str, str] = {}
+    mark_times: set[str] = set()
     shared: set[str] = set()
     for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
         key = _text(raw_key)[len(prefix) :]
@@ -145,6 +164,12 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             outcomes = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
         elif kind == "outcomes" and rest == "ms":
             outcome_times = {_text(e) for e in _members(client, raw_key)}
+        elif kind == "marks" and rest == "":
+            marks = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
+        elif kind == "marks" and rest == "ms":
+            mark_times = {_text(e) for e in _members(client, raw_key)}
+        elif kind == "erased" and rest == "":
+            pass  # customer ids erased within the retention (any id: they are gone)
         elif kind == "shared":
             shared.add(rest)
             if int(_text(client.get(raw_key) or b"0")) < 2:
@@ -169,6 +194,15 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     problems.extend(
         f"event time of {e} without a recorded outcome"
         for e in sorted(outcome_times - set(outcomes))
+    )
+    # applied-event marks: each with its time, naming a customer id
+    problems.extend(
+        f"applied mark of {e} without its time" for e in sorted(set(marks) ^ mark_times)
+    )
+    problems.extend(
+        f"applied mark of {e} names no customer id: {c}"
+        for e, c in sorted(marks.items())
+        if not c.startswith("cust-")
     )
     for event_id, text in outcomes.items():
         if not text.startswith("["):

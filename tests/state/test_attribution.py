@@ -139,10 +139,10 @@ class TestKiosk:
         assert store.resolve_batch(self.visits()) == first
         assert {c: store.identifiers(c) for c in store.customers()} == graph
 
-    def test_past_the_window_a_re_run_still_lands_on_its_person(
+    def test_past_the_retention_a_re_run_still_lands_on_its_person(
         self, store_factory: StoreFactory
     ) -> None:
-        store = store_factory(rules=ProfileRules(idempotence_window_ms=0))
+        store = store_factory(rules=ProfileRules(outcome_retention_ms=0))
         first = store.resolve_batch(self.visits())
         again = store.resolve_batch(self.visits())
         assert [r.customer_id for r in again] == [r.customer_id for r in first]

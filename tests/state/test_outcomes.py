@@ -9,15 +9,23 @@ and the event could land on another customer id than the first time.
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from typing import cast
+
+import pytest
 import redis
 
+from state.memory import MemoryProfileStore
+from state.outcomes import prune_budget
 from state.profile_hash import ProfileRules
 from state.redis_store import RedisProfileStore
 from state.store import Conflict, IdentityPolicy, Merge, ProfileStore, new_customer_id
-from tests.state.conftest import StoreFactory
+from tests.state.conftest import FakeClock, StoreFactory, delete_prefix
 from tests.state.test_store_contract import NO_WEAK, cid, one, req
 
 ANN = "email:ann@example.com"
+DAY = 86_400_000
 COOKIE = "cookie_id:ck-1"
 
 
@@ -139,42 +147,110 @@ class TestRecordedOutcomes:
         one(store, "e2", 2_000, email="bob@example.com")
         assert one(store, "e3", 3_000, cookie_id="ck-1", email="ann@example.com").merges == ()
 
-    def test_outcomes_are_kept_for_the_window(self, store_factory: StoreFactory) -> None:
-        store = store_factory(rules=ProfileRules(idempotence_window_ms=10_000))
+    def test_outcomes_are_kept_for_the_retention_whatever_the_event_time(
+        self, store_factory: StoreFactory
+    ) -> None:
+        clock = FakeClock()
+        store = store_factory(rules=ProfileRules(outcome_retention_ms=10_000), clock=clock)
         merge = merge_e3(store)
-        one(store, "e4", 12_000, email="bob@example.com")
-        one(store, "e5", 12_500, phone="+14155550100")
-        # an outcome recorded within the window of the latest one keeps e3's
-        one(store, "e6", 13_000, email="bob@example.com", phone="+14155550100")
+        # a backlog: the latest event is 60 days of event time after e3 ...
+        one(store, "e4", 60 * DAY, email="bob@example.com")
+        one(store, "e5", 60 * DAY, cookie_id="ck-1", email="bob@example.com")  # e3's merge
+        clock.advance(10.0)  # ... and exactly the retention passed: e3 is still recorded
         again = one(store, "e3", 3_000, cookie_id="ck-1", email="ann@example.com")
-        assert again.merges == (merge,)
-        one(store, "e7", 13_500, cookie_id="ck-7")
-        one(store, "e8", 14_000, cookie_id="ck-7", email="bob@example.com")  # e3 out now
-        assert one(store, "e3", 3_000, cookie_id="ck-1", email="ann@example.com").merges == ()
-        assert one(store, "e6", 13_000, email="bob@example.com", phone="+14155550100").merges
+        assert again.merges == (merge,) and again.customer_id == merge.survivor_id
+        clock.advance(0.001)  # past it: walked afresh, where its identifiers lead now
+        fresh = one(store, "e3", 3_000, cookie_id="ck-1", email="ann@example.com")
+        assert (fresh.merges, fresh.created) == ((), False)
+        assert fresh.customer_id == store.lookup("cookie_id", "ck-1")
+        clock.advance(9.0)  # and recorded again, from now on: reading never extended it
+        assert one(store, "e3", 3_000, cookie_id="ck-9").merges == ()
+        assert store.identifiers(cid(fresh)).get("cookie_id") == ["ck-1"]
+        # e5 was recorded 19 s ago: gone; walked again it finds nothing left to merge
+        assert one(store, "e5", 60 * DAY, cookie_id="ck-1", email="bob@example.com").merges == ()
 
-    def test_a_window_of_zero_records_nothing(self, store_factory: StoreFactory) -> None:
-        store = store_factory(rules=ProfileRules(idempotence_window_ms=0))
+    def test_a_backlog_replayed_from_its_start_takes_every_first_decision(
+        self, store_factory: StoreFactory
+    ) -> None:
+        # 60 days of event time, one merge a day: a flow killed before its first
+        # snapshot replays it all from offset 0 against the graph it left
+        clock = FakeClock()
+        store = store_factory(rules=ProfileRules(outcome_retention_ms=3_600_000), clock=clock)
+        backlog = []
+        for day in range(60):
+            backlog += [
+                req(f"a{day}", day * DAY, cookie_id=f"ck-{day}"),
+                req(f"b{day}", day * DAY + 1, email=f"u{day}@x.io"),
+                req(f"m{day}", day * DAY + 2, cookie_id=f"ck-{day}", email=f"u{day}@x.io"),
+                # the next day's customer reaches back: a later merge of this one
+                req(f"n{day}", day * DAY + 3, email=f"u{day}@x.io", phone=f"+1415555{day:04d}"),
+            ]
+        first = [store.resolve_batch(backlog[i : i + 7]) for i in range(0, len(backlog), 7)]
+        assert sum(len(r.merges) for batch in first for r in batch) == 60
+        clock.advance(3_000)  # 50 minutes later
+        again = [store.resolve_batch(backlog[i : i + 7]) for i in range(0, len(backlog), 7)]
+        assert again == first
+
+    def test_a_retention_of_zero_records_nothing(self, store_factory: StoreFactory) -> None:
+        store = store_factory(rules=ProfileRules(outcome_retention_ms=0))
         merge_e3(store)
         assert one(store, "e3", 3_000, cookie_id="ck-1", email="ann@example.com").merges == ()
 
 
-def test_redis_keeps_two_bounded_keys(redis_client: redis.Redis, redis_prefix: str) -> None:
-    store = RedisProfileStore(
-        redis_client, redis_prefix, rules=ProfileRules(idempotence_window_ms=50)
+def _recorded(store: ProfileStore, client: redis.Redis) -> int:
+    if isinstance(store, MemoryProfileStore):
+        return len(store._outcomes)
+    assert isinstance(store, RedisProfileStore)
+    count = client.hlen(f"{store.prefix}outcomes")
+    assert client.zcard(f"{store.prefix}outcomes:ms") == count
+    return int(count)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_expired_outcomes_are_pruned_a_bounded_number_per_call(
+    redis_client: redis.Redis, redis_prefix: str, kind: str
+) -> None:
+    clock = FakeClock()
+    rules = ProfileRules(outcome_retention_ms=50_000)
+    store: ProfileStore = (
+        MemoryProfileStore(rules=rules, clock=clock)
+        if kind == "memory"
+        else RedisProfileStore(redis_client, redis_prefix, rules=rules, clock=clock)
     )
-    before = store.round_trips
-    for n in range(100):  # each pair of events ends in one merge, at event time 10 n
+    store.resolve_batch([req(f"old{n}", n, cookie_id=f"ck-{n}") for n in range(1000)])
+    before = getattr(store, "round_trips", 0)
+    for n in range(100):  # each pair of events ends in one merge, one batch a second
+        clock.advance(1.0)
         store.resolve_batch(
             [
-                req(f"a{n}", 10 * n, cookie_id=f"ck-{n}"),
+                req(f"a{n}", 10 * n, cookie_id=f"c-{n}"),
                 req(f"b{n}", 10 * n, email=f"u{n}@x.io"),
-                req(f"m{n}", 10 * n, cookie_id=f"ck-{n}", email=f"u{n}@x.io"),
+                req(f"m{n}", 10 * n, cookie_id=f"c-{n}", email=f"u{n}@x.io"),
             ]
         )
-    assert store.round_trips - before == 100  # still one call per batch
-    keys = redis_client.hkeys(f"{redis_prefix}outcomes")
-    recorded = {k.decode() if isinstance(k, bytes) else k for k in keys}
-    # every event is recorded, for the window: time >= 990 - 50
-    assert recorded == {f"{kind}{n}" for n in range(94, 100) for kind in "abm"}
-    assert redis_client.zcard(f"{redis_prefix}outcomes:ms") == len(recorded)
+    if isinstance(store, RedisProfileStore):
+        assert store.round_trips - before == 100  # still one call per batch
+    # the 1000 old ones expired at second 51; from then on each call pruned up to
+    # prune_budget(3) = 134 of them (50 calls: all); kept: the batches of seconds 50-100
+    assert prune_budget(3) == 134
+    assert _recorded(store, redis_client) == 3 * 51
+    clock.advance(60.0)  # all 153 expire, a call recording one event prunes 130
+    store.resolve_batch([req("late", 0, cookie_id="c-late")])
+    assert _recorded(store, redis_client) == 153 - prune_budget(1) + 1
+    # the expired ones left are never returned: m99 is walked afresh (nothing to merge)
+    assert one(store, "m99", 990, cookie_id="c-99", email="u99@x.io").merges == ()
+
+
+def test_redis_records_with_the_server_clock(redis_client: redis.Redis, redis_prefix: str) -> None:
+    store = RedisProfileStore(redis_client, redis_prefix)  # no clock: the server's TIME
+    one(store, "e1", 1, cookie_id="ck-1")
+    seconds, micros = cast(tuple[int, int], redis_client.time())
+    recorded = redis_client.zscore(f"{redis_prefix}outcomes:ms", "e1")
+    assert recorded is not None and 0 <= seconds * 1000 + micros // 1000 - recorded < 5_000
+    brief = RedisProfileStore(
+        redis_client, redis_prefix + "b:", rules=ProfileRules(outcome_retention_ms=1)
+    )
+    created = one(brief, "e1", 1, cookie_id="ck-1")
+    time.sleep(0.01)  # past the 1 ms retention: walked again (finds its customer)
+    assert one(brief, "e1", 1, cookie_id="ck-1") == replace(created, created=False)
+    delete_prefix(redis_client, redis_prefix + "b:")

@@ -2,8 +2,10 @@
 
 After a crash Bytewax re-reads Kafka from its last snapshot, and a retried store
 call may re-send a batch whose script already ran: the profile step sees events
-again that Redis already folded in. Within the idempotence window (event time
-before the customer's latest event) such an event changes nothing.
+again that Redis already folded in. Such an event changes nothing within the
+idempotence window (event time before the customer's latest event) or within the
+retention (wall-clock time since it was applied), whichever is longer: a backlog
+replayed from its start counts every event once however much event time it spans.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from state.memory import MemoryProfileStore
 from state.profile_hash import ProfileDelta, ProfileRules, delta_for
 from state.redis_store import RedisProfileStore
 from state.store import ProfileStore, ResolveRequest
-from tests.state.conftest import StoreFactory, delete_prefix
+from tests.state.conftest import FakeClock, StoreFactory, delete_prefix
 from tests.state.test_profile_contract import MINUTE, ev, feed
 
 ANN = {"email": "ann@example.com"}
@@ -105,7 +107,9 @@ class TestWindow:
     def test_ids_are_kept_for_the_window_before_the_latest_event(
         self, store_factory: StoreFactory
     ) -> None:
-        store = store_factory(rules=ProfileRules(idempotence_window_ms=10 * MINUTE))
+        # the window alone (no wall-clock marks)
+        rules = ProfileRules(idempotence_window_ms=10 * MINUTE, outcome_retention_ms=0)
+        store = store_factory(rules=rules)
         at_0, at_5, at_10, at_20 = (shopping(n, m) for n, m in ((1, 0), (2, 5), (3, 10), (4, 20)))
         feed(store, [at_0, at_5, at_10])
         feed(store, [at_0, at_5])  # 10 min window before minute 10: both still known
@@ -117,6 +121,41 @@ class TestWindow:
         # than its TTL (both default to 7 days).
         feed(store, [at_5])
         assert (view(store)["version"], view(store)["orders"]) == (5, 5)
+
+    def test_within_the_retention_a_backlog_counts_once(self, store_factory: StoreFactory) -> None:
+        clock = FakeClock()
+        rules = ProfileRules(idempotence_window_ms=10 * MINUTE, outcome_retention_ms=60_000)
+        store = store_factory(rules=rules, clock=clock)
+        # 30 days of event time, applied within one minute of wall time
+        backlog = [shopping(n, n * 24 * 60) for n in range(30)]
+        feed(store, backlog)
+        clock.advance(60.0)  # exactly the retention later: replayed from its start
+        feed(store, backlog)
+        assert (view(store)["version"], view(store)["orders"]) == (30, 30)
+        clock.advance(0.001)  # past it: only the window remembers (the last event)
+        feed(store, backlog[-2:])
+        assert view(store)["version"] == 31
+        # marked again just now: within the retention it counts once more, not twice
+        feed(store, backlog[-2:])
+        assert view(store)["version"] == 31
+
+    def test_marks_follow_merges_and_not_erasures(self, store_factory: StoreFactory) -> None:
+        clock = FakeClock()
+        rules = ProfileRules(idempotence_window_ms=10 * MINUTE)
+        store = store_factory(rules=rules, clock=clock)
+        cookie = ev(1, 0, identifiers={"cookie_id": "ck-1"}, channel="web")
+        email = ev(2, 1, identifiers=ANN, channel="store")
+        later = ev(3, 40 * 24 * 60, identifiers={**ANN, "cookie_id": "ck-1"}, channel="web")
+        feed(store, [cookie, email, later])  # later merges the two customers
+        merged = view(store)
+        assert merged["version"] == 3
+        clock.advance(30.0)
+        feed(store, [cookie, email, later])  # the first two are weeks behind the window
+        assert view(store) == merged
+        store.erase(store.lookup("email", "ann@example.com") or "")
+        feed(store, [cookie, email])  # a re-created customer counts its events afresh
+        assert view(store, "cookie_id", "ck-1")["version"] == 1
+        assert view(store)["version"] == 1
 
     def test_a_window_of_zero_keeps_nothing(self, store_factory: StoreFactory) -> None:
         store = store_factory(rules=ProfileRules(idempotence_window_ms=0))
@@ -197,21 +236,31 @@ def example_prefix(redis_client: redis.Redis) -> Iterator[Callable[[], str]]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(events_st, min_size=1, max_size=6), window=st.sampled_from([0, 30, 10_000]))
+@given(
+    batches=st.lists(events_st, min_size=1, max_size=6),
+    window=st.sampled_from([0, 30, 10_000]),
+    retention=st.sampled_from([0, 50_000, 3_600_000]),
+)
 def test_memory_and_redis_publish_alike(
     redis_client: redis.Redis,
     example_prefix: Callable[[], str],
     batches: list[list[tuple[int, int, int]]],
     window: int,
+    retention: int,
 ) -> None:
     # hypothesis draws ids, not times: an id always comes back with its first time
     times: dict[int, tuple[int, int]] = {}
     rules = ProfileRules(
-        emit_interval_ms=15 * MINUTE, recent_limit=3, idempotence_window_ms=window * MINUTE
+        emit_interval_ms=15 * MINUTE,
+        recent_limit=3,
+        idempotence_window_ms=window * MINUTE,
+        outcome_retention_ms=retention,
     )
-    memory = MemoryProfileStore(rules=rules)
-    remote = RedisProfileStore(redis_client, example_prefix(), rules=rules)
+    clock = FakeClock()  # 20 s a batch: a retention of 50 s expires marks
+    memory = MemoryProfileStore(rules=rules, clock=clock)
+    remote = RedisProfileStore(redis_client, example_prefix(), rules=rules, clock=clock)
     for step, batch in enumerate(batches):
+        clock.advance(20.0)
         events = [_event(n, *times.setdefault(n, (minute, ids))) for n, minute, ids in batch]
         assert _published(feed(remote, events)) == _published(feed(memory, events)), step
     for customer in memory.customers():

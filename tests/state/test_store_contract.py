@@ -27,7 +27,7 @@ from state.store import (
     ResolveResult,
     new_customer_id,
 )
-from tests.state.conftest import REDIS_URL, StoreFactory, delete_prefix
+from tests.state.conftest import REDIS_URL, FakeClock, StoreFactory, delete_prefix
 
 
 def req(event_id: str, time_ms: int = 0, **identifiers: str) -> ResolveRequest:
@@ -314,8 +314,8 @@ class TestProfileStoreContract:
     def test_a_redelivered_creating_event_finds_its_customer(
         self, store_factory: StoreFactory
     ) -> None:
-        # without recorded outcomes (window 0) a re-run walks the graph again
-        store = store_factory(rules=ProfileRules(idempotence_window_ms=0))
+        # without recorded outcomes (retention 0) a re-run walks the graph again
+        store = store_factory(rules=ProfileRules(outcome_retention_ms=0))
         created = one(store, "e1", 1, cookie_id="ck-1")
         # same event id, identifiers nobody knows (e.g. re-normalised upstream)
         again = one(store, "e1", 1, cookie_id="ck-9")
@@ -408,7 +408,9 @@ def test_a_malformed_batch_writes_nothing(redis_client: redis.Redis, redis_prefi
     ]
     for bad in malformed:
         with pytest.raises(redis.ResponseError, match=r"request|members"):
-            redis_client.evalsha(SCRIPT_SHA, 0, redis_prefix, "resolve", policy, *good, *bad)
+            redis_client.evalsha(SCRIPT_SHA, 0, redis_prefix, "resolve", policy, "", *good, *bad)
+    with pytest.raises(redis.ResponseError, match=r"wall-clock"):  # the clock left out
+        redis_client.evalsha(SCRIPT_SHA, 0, redis_prefix, "resolve", policy, "x", *good)
     assert sorted(redis_client.scan_iter(match=f"{redis_prefix}*")) == before
 
 
@@ -466,6 +468,7 @@ operations_st = st.lists(
     st.one_of(
         st.lists(requests_st, min_size=1, max_size=12),
         st.tuples(st.sampled_from(sorted(UNIVERSE)), st.integers(0, 5)),  # erase by identifier
+        st.integers(0, 10),  # seconds of wall time pass
     ),
     min_size=1,
     max_size=12,
@@ -492,10 +495,14 @@ def _equivalent(
     operations: Sequence[object], client: redis.Redis, rules: ProfileRules | None = None
 ) -> None:
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
-    memory = MemoryProfileStore(SMALL_POLICY, rules=rules)
-    remote = RedisProfileStore(client, prefix, SMALL_POLICY, rules=rules)
+    clock = FakeClock()  # one clock for both: they record at the same wall times
+    memory = MemoryProfileStore(SMALL_POLICY, rules=rules, clock=clock)
+    remote = RedisProfileStore(client, prefix, SMALL_POLICY, rules=rules, clock=clock)
     try:
         for step, operation in enumerate(operations):
+            if isinstance(operation, int):  # seconds of wall time pass
+                clock.advance(operation)
+                continue
             assert _apply(remote, operation) == _apply(memory, operation), f"step {step}"
             assert _snapshot(remote) == _snapshot(memory), f"state after step {step}"
     finally:
@@ -503,12 +510,12 @@ def _equivalent(
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(operations=operations_st, window=st.sampled_from([0, 8, 7 * 86_400_000]))
+@given(operations=operations_st, retention=st.sampled_from([0, 8_000, 3_600_000]))
 def test_memory_and_redis_agree(
-    redis_client: redis.Redis, operations: list[object], window: int
+    redis_client: redis.Redis, operations: list[object], retention: int
 ) -> None:
-    # event times 0-20: a window of 8 trims recorded outcomes, 0 records none
-    _equivalent(operations, redis_client, ProfileRules(idempotence_window_ms=window))
+    # wall-clock steps of 0-10 s: a retention of 8 s expires outcomes, 0 records none
+    _equivalent(operations, redis_client, ProfileRules(outcome_retention_ms=retention))
 
 
 def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
@@ -531,6 +538,7 @@ def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
                     )
                 )
             operations.append(batch)
-        # event times 0-99: odd runs trim recorded outcomes, even ones keep them all
-        window = 40 if run % 2 else 10**9
-        _equivalent(operations, redis_client, ProfileRules(idempotence_window_ms=window))
+            operations.append(rng.randrange(3))  # seconds of wall time pass
+        # odd runs expire recorded outcomes (and prune some per call), even ones keep all
+        retention = 20_000 if run % 2 else 10**9
+        _equivalent(operations, redis_client, ProfileRules(outcome_retention_ms=retention))
