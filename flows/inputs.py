@@ -1,7 +1,10 @@
 """Input builders: where the flow's RawMessage stream comes from.
 
-The Kafka input also tells :func:`flows.metrics.note_appends` the append times of
-each batch it hands out, so the Kafka sink can record end-to-end latency
+The Kafka input is :class:`flows.kafka_source.CxKafkaSource`: Bytewax's Kafka source
+with an end of input (``--no-tail``) that a broker restart cannot lose, and consumers
+that outlive a librdkafka client stranded without brokers. It also tells
+:func:`flows.metrics.note_appends` the append times of each batch it hands out, so the
+Kafka sink can record end-to-end latency
 (``cx_e2e_latency_seconds``; the approximation is described in
 :func:`flows.metrics.observe_outputs`).
 """
@@ -11,17 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from flows import metrics
 from flows.dataflow import InputBuilder
+from flows.kafka_source import CxKafkaSource, KafkaItem
 from flows.settings import Settings
 from replay.source import ReplayLogSource
 from schemas.records import RawMessage
 
-KafkaItem = KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
+__all__ = ["KafkaItem", "from_kafka_batch", "kafka_input", "log_input"]
 
 
 def _from_kafka(item: KafkaItem) -> RawMessage:
@@ -62,14 +66,13 @@ def kafka_input(settings: Settings, tail: bool = True) -> InputBuilder:
     """Consume the events and privacy topics; ``tail=False`` stops at the end of every partition."""
 
     def build(flow: Dataflow) -> Stream[RawMessage]:
-        source = KafkaSource(
+        source = CxKafkaSource(
             [settings.kafka.brokers],
             [settings.topics.events, settings.identity.privacy_topic],
             tail=tail,
             starting_offset=OFFSET_BEGINNING,
             add_config=settings.kafka.client_config(),
             batch_size=settings.kafka.batch_size,
-            raise_on_errors=False,
         )
         return op.flat_map_batch("from_kafka", op.input("input", flow, source), from_kafka_batch)
 

@@ -4,6 +4,12 @@ Routes each ``(kind, Emitted)`` to the topic configured for its kind, keyed by
 customer id (or touchpoint), so a consumer sees one customer's outputs in order.
 Delivery failures stop the flow (and recovery replays) rather than lose output.
 
+A producer that librdkafka has left without any broker (see :mod:`flows.kafka_clients`)
+would keep ``flush()`` waiting forever; the sink notices it from the producer's
+statistics, throws it away (purging its queues) and sends the batch's undelivered
+messages again with a new producer. A message that was in flight when the old
+producer lost its brokers may then be written twice (at least once, as on a replay).
+
 After each batch is flushed (acknowledged by the brokers) the sink records
 ``cx_e2e_latency_seconds`` for its outputs with one clock read: now minus the
 Kafka append time of the input batches this worker handed out since its last
@@ -13,15 +19,23 @@ to inputs, an approximation that costs nothing per event).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from flows import metrics
+from flows.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 from schemas.records import Emitted
 
 Item = tuple[str, Emitted]
+
+log = logging.getLogger(__name__)
+
+#: Longest single wait in a flush, between checks that the producer still has brokers.
+FLUSH_STEP_SECONDS = 1.0
 
 
 def producer_config(client_config: dict[str, str], max_message_bytes: int) -> dict[str, Any]:
@@ -41,33 +55,91 @@ class KafkaDeliveryError(RuntimeError):
 
 
 class _KafkaPartition(StatelessSinkPartition[Item]):
-    def __init__(self, config: dict[str, Any], topics: dict[str, str]) -> None:
-        self._producer = Producer(config)
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: dict[str, str],
+        make_producer: Callable[[dict[str, Any]], Producer] = Producer,
+        stranded_after: float = STRANDED_AFTER_SECONDS,
+    ) -> None:
+        self._config = config
         self._topics = topics
+        self._make_producer = make_producer
         self._errors: list[str] = []
+        self._watch = BrokerWatch(stranded_after)
+        self._generation = 0  # delivery reports of replaced producers are ignored
+        self._producer = self._new_producer()
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._errors.append(f"{msg.topic()}: {err.str()}")
+    def _new_producer(self) -> Producer:
+        self._watch.reset()
+        return self._make_producer(
+            {
+                **self._config,
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                "stats_cb": self._watch.observe,
+            }
+        )
+
+    def _produce(self, index: int, item: Item, pending: dict[int, Item]) -> None:
+        """Queue one message; ``pending`` holds it until its delivery report."""
+        kind, out = item
+        pending[index] = item
+        while True:
+            try:
+                self._producer.produce(
+                    self._topics[kind],
+                    out.value,
+                    out.key.encode(),
+                    headers=list(out.headers),
+                    on_delivery=self._reporter(index, pending),
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain
+                self._replace_if_stranded(pending, skip=index)
+
+    def _reporter(self, index: int, pending: dict[int, Item]) -> Any:
+        generation = self._generation
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if generation != self._generation:
+                return  # a report of a replaced (purged) producer: sent again since
+            pending.pop(index, None)
+            if err is not None:
+                self._errors.append(f"{msg.topic()}: {err.str()}")
+
+        return on_delivery
+
+    def _replace_if_stranded(self, pending: dict[int, Item], skip: int | None = None) -> None:
+        """If the producer has no broker left, send ``pending`` again with a new one
+        (except ``skip``, the message being queued now)."""
+        if not self._watch.stranded():
+            return
+        log.warning(
+            "kafka producer lost every broker (librdkafka keeps none after a Metadata "
+            "reply that lists no brokers); replacing it, %d messages to send again",
+            len(pending),
+        )
+        old = self._producer
+        self._generation += 1
+        old.purge()
+        old.poll(0)  # serve the purge reports now: they are of the old generation
+        discard(old)
+        self._producer = self._new_producer()
+        for index, item in sorted(pending.items()):
+            if index != skip:
+                self._produce(index, item, pending)
+
+    def _flush(self, pending: dict[int, Item]) -> None:
+        while self._producer.flush(FLUSH_STEP_SECONDS) > 0:
+            self._replace_if_stranded(pending)
 
     def write_batch(self, items: list[Item]) -> None:
-        producer = self._producer
-        for kind, out in items:
-            topic = self._topics[kind]
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        out.value,
-                        out.key.encode(),
-                        headers=list(out.headers),
-                        on_delivery=self._on_delivery,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)  # local queue full: let deliveries drain
-            metrics.OUTPUTS.labels(kind).inc()
-        producer.flush()
+        pending: dict[int, Item] = {}
+        for index, item in enumerate(items):
+            self._produce(index, item, pending)
+            metrics.OUTPUTS.labels(item[0]).inc()
+        self._flush(pending)
         metrics.observe_outputs(len(items))
         if self._errors:
             errors, self._errors = self._errors, []
@@ -75,7 +147,7 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
             raise KafkaDeliveryError(msg)
 
     def close(self) -> None:
-        self._producer.flush()
+        self._flush({})  # write_batch leaves nothing queued; never waits on a stranded one
 
 
 def publish(config: dict[str, Any], topics: dict[str, str], items: list[Item]) -> None:

@@ -231,6 +231,13 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 def test_kafka_broker_restarted_mid_stream_loses_nothing(
     own_kafka: KafkaBroker, redis_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
+    """A controlled shutdown mid-backlog, then the broker back: ``run --no-tail`` ends.
+
+    Now and then a client asks for metadata just while the broker shuts down, gets a
+    reply that lists no brokers, and librdkafka keeps none (flows/kafka_clients.py);
+    with Bytewax's own source, a consumer stranded so (typically the empty privacy
+    topic's, which had not yet had its end-of-partition reply) never ended the run.
+    tests/integration/test_kafka_source.py pins that down deterministically."""
     env = {
         **flow_env(own_kafka.brokers, topic_prefix, tmp_path / "recovery"),
         "CX_EPOCH_INTERVAL_SECONDS": "1",
