@@ -113,7 +113,10 @@ class StoreResolver:
         if not items:
             return []
         requests = [
-            ResolveRequest(t.event.id, t.event.epoch_ms, t.event.data.identifiers) for t in items
+            ResolveRequest(
+                t.event.id, t.event.epoch_ms, t.event.data.identifiers, t.event.data.consent
+            )
+            for t in items
         ]
         resolved = []
         for tracked, result in zip(items, self.store.resolve_batch(requests), strict=True):

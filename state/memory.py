@@ -41,7 +41,9 @@ from state.profile_hash import (
     parse_recent,
     parse_withdrawn,
     publish_due,
+    record_consent,
     snapshot_from_hash,
+    stamp,
 )
 from state.store import (
     ErasedReport,
@@ -229,7 +231,8 @@ class MemoryProfileStore(MemoryGraph):
 
     def profile(self, customer_id: str) -> ProfileSnapshot | None:
         cid = self.canonical(customer_id)
-        return self._snapshot(cid) if cid in self._profiles else None
+        # a hash of resolve's consent record alone is no profile yet (profile_get)
+        return self._snapshot(cid) if "v" in self._profiles.get(cid, {}) else None
 
     def flush_pending(self) -> list[ProfileSnapshot]:
         return [self._snapshot(cid) for cid in self._pending_until(None)]
@@ -279,10 +282,15 @@ class MemoryProfileStore(MemoryGraph):
                 return recorded
             # its customer was erased: resolved afresh below, the record keeps its time
         outcome = self._walk(prepared)
-        if outcome.customer_id is not None and not outcome.created:
+        cid = outcome.customer_id
+        if cid is not None and not outcome.created:
             # what resolve tells the decide step about consent (identity.lua: optout_of)
-            profile = self._profiles.get(outcome.customer_id, {})
+            profile = self._profiles.get(cid, {})
             outcome = replace(outcome, withdrawn=parse_withdrawn(profile.get(OPTOUT)))
+        if cid is not None and prepared.consent:
+            # after the reply, before the next request (identity.lua: record)
+            st = stamp(prepared.event_time_ms, prepared.event_id)
+            record_consent(self._profiles.setdefault(cid, {}), st, prepared.consent)
         if retention > 0:
             if recorded is None:  # new, or expired: recorded now
                 log.put(prepared.event_id, outcome, self._now)

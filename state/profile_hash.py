@@ -10,12 +10,24 @@ Fields: ``v`` version (events applied), ``count`` and ``n:<channel>`` counters,
 is the one of the latest event by event time, each with a ``<name>@`` stamp:
 ``last`` (``last_ms``, ``last_event``, ``last_channel``, ``last_touchpoint``),
 ``nps``, ``csat``, ``sent``, ``stage``, ``consent:<purpose>``, ``case:<id>``;
-``emit`` is the event time of the last publication; ``optout`` lists the
-withdrawn consent purposes (``consent:<purpose>`` is ``"0"``) with the event
-time of each withdrawal, ``"<purpose>=<ms>"`` lines sorted by purpose (byte
-order), rewritten whenever a consent field may change (a delta with consent, a
-merge): resolve reads this one field to tell the decide step about opt-outs the
-journey state of the customer id cannot know (given under a merged-away id).
+``emit`` is the event time of the last publication.
+
+Consent is kept twice. ``consent:<purpose>`` (with its stamp) is the profile
+step's, what a published profile shows. ``rconsent:<purpose>`` (with its
+stamp) is resolve's: each event's consent changes are folded in by the resolve
+call that resolves it (:func:`record_consent`), in input order, before the next
+request of the batch is resolved, so a later event of the customer sees them
+whatever the profile step's progress (it runs later in the flow, on other
+workers). ``optout`` lists the withdrawn purposes with the event time of each
+withdrawal, ``"<purpose>=<ms>"`` lines sorted by purpose (byte order): per
+purpose the latest by stamp of both sets wins (:func:`withdrawn_field`; the
+profile step's entries are ones resolve recorded first, so they change nothing,
+except in profiles written before resolve recorded consent). It is rewritten
+whenever a consent field may change (resolve, a delta with consent, a merge):
+resolve reads this one field to tell the decide step about opt-outs the journey
+state of the customer id cannot know (given under a merged-away id). Neither
+set is ever dropped but by erase; merges pool both, latest by stamp. A hash
+holding only resolve's fields is no profile yet (no ``v``: no snapshot).
 
 Next to the hash each store keeps the ids of the events applied to the profile
 with their event time, for ``ProfileRules.idempotence_window_ms`` before the
@@ -46,7 +58,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +75,8 @@ _CASE_ACTIONS = {CASE_OPENED: "1", **dict.fromkeys(CASE_FINISHED, "0")}
 _COUNTERS = ("v", "count", "ltv_c", "orders")
 OPTOUT = "optout"
 _CONSENT = "consent:"
+#: resolve's record of consent changes (:func:`record_consent`)
+RESOLVED_CONSENT = "rconsent:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +260,52 @@ def fold_delta(h: dict[str, str], d: ProfileDelta) -> None:
 def withdrawn_field(h: Mapping[str, str]) -> str:
     """The ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
 
+    Per purpose the latest by stamp of ``consent:`` and ``rconsent:`` wins (a tie,
+    which two records of one event make, withdraws if either does).
+
     >>> h = {"consent:sms": "0", "consent:sms@": stamp(7, "e2"), "consent:email": "1"}
     >>> withdrawn_field(h)
     'sms=7'
+    >>> h |= {"rconsent:sms": "1", "rconsent:sms@": stamp(9, "e3")}  # a newer grant
+    >>> h |= {"rconsent:email": "0", "rconsent:email@": stamp(8, "e4")}
+    >>> withdrawn_field(h)
+    'email=8'
     """
-    purposes = sorted(
-        name[len(_CONSENT) :]
-        for name, value in h.items()
-        if value == "0" and name.startswith(_CONSENT) and not name.endswith("@")
-    )
+    latest: dict[str, tuple[str, str]] = {}
+    for name, value in h.items():
+        if name[-1:] == "@":
+            continue
+        if name.startswith(_CONSENT):
+            purpose = name[len(_CONSENT) :]
+        elif name.startswith(RESOLVED_CONSENT):
+            purpose = name[len(RESOLVED_CONSENT) :]
+        else:
+            continue
+        at = h.get(name + "@", "")
+        known = latest.get(purpose)
+        if known is None or at > known[0] or (at == known[0] and value == "0"):
+            latest[purpose] = (at, value)
     # the withdrawal's own stamp: "<15-digit ms>|<event id>"
-    return "\n".join(f"{p}={int(h[_CONSENT + p + '@'][:15])}" for p in purposes)
+    return "\n".join(
+        f"{p}={int(at[:15] or 0)}" for p, (at, value) in sorted(latest.items()) if value == "0"
+    )
+
+
+def record_consent(h: dict[str, str], st: str, changes: Sequence[tuple[str, str]]) -> None:
+    """Fold one event's consent changes (``(purpose, "1" granted / "0" withdrawn)``,
+    stamped ``st``) into resolve's fields of profile ``h`` and rewrite ``optout``:
+    latest by stamp per purpose, so folding an event twice changes nothing.
+
+    >>> h: dict[str, str] = {}
+    >>> record_consent(h, stamp(5, "e1"), [("marketing", "0")])
+    >>> record_consent(h, stamp(3, "e0"), [("marketing", "1")])  # older: no effect
+    >>> h["optout"], h["rconsent:marketing@"]
+    ('marketing=5', '000000000000005|e1')
+    """
+    for purpose, granted in changes:
+        name = RESOLVED_CONSENT + purpose
+        _set_latest(h, name, st, {name: granted})
+    h[OPTOUT] = withdrawn_field(h)
 
 
 def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
@@ -307,7 +356,7 @@ def fold(into: dict[str, str], src: Mapping[str, str]) -> None:
     for group in sorted(groups):
         members = _LAST_FIELDS if group == "last" else (group,)
         _set_latest(into, group, src[group + "@"], {m: src[m] for m in members if m in src})
-    if any(name.startswith(_CONSENT) for name in into):
+    if any(name.startswith((_CONSENT, RESOLVED_CONSENT)) for name in into):
         into[OPTOUT] = withdrawn_field(into)
 
 

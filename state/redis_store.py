@@ -132,6 +132,9 @@ class RedisProfileStore:
         for p in prepared:
             if p.members:
                 arguments += (p.event_id, p.event_time_ms, p.new_id, len(p.members), *p.members)
+                arguments.append(len(p.consent))
+                for purpose, granted in p.consent:
+                    arguments += (purpose, granted)
         replies: list[Any] = (
             self._call("resolve", self._policy_json, self._now(), *arguments) if arguments else []
         )

@@ -55,6 +55,23 @@ Shared identifiers
     kiosk's device ends attached to none of them. Until a value is shared, an
     event carrying only it resolves to its one holder.
 
+Consent
+    A request carries its event's consent changes (``ResolveRequest.consent``).
+    Once the request is resolved (its reply computed), the store folds them into
+    its customer's record of consent (``rconsent:<purpose>`` in the profile hash,
+    :func:`state.profile_hash.record_consent`): latest by event time (then event
+    id) per purpose wins, so an older change arriving later changes nothing and
+    folding an event twice changes nothing. Every later request, of this batch or
+    a later one, reports the customer's withdrawn purposes from it
+    (``ResolveResult.opted_out``): which events' withdrawals an event sees depends
+    only on the input order, not on how far the profile step (later in the flow,
+    on other workers) has got. Merges pool it (latest wins), erase drops it. The
+    profile step still folds the same changes into ``consent:<purpose>`` (what a
+    published profile shows) and rewrites the withdrawn purposes from both: it
+    only rewrites what resolve recorded, and it keeps profiles stored before
+    resolve recorded consent right. A request answered from a recorded outcome
+    (below) is not folded again: the call that recorded it folded it.
+
 Re-processing (issue #13 part 3)
     With ``ProfileRules.outcome_retention_ms`` > 0 (``CX_IDENTITY__OUTCOME_RETENTION_SECONDS``,
     an hour by default) each store records, by event id, the result it gave
@@ -99,7 +116,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Protocol
@@ -146,11 +163,17 @@ MAX_IDENTIFIERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ResolveRequest:
-    """One event's identifiers, normalised (``schemas.identifiers``), not yet hashed."""
+    """One event's identifiers, normalised (``schemas.identifiers``), not yet hashed,
+    and its consent changes (purpose -> granted; None: none).
+
+    The store folds ``consent`` into the customer's withdrawn purposes as it resolves
+    the event, after its reply (see "Consent" in the module docstring).
+    """
 
     event_id: str
     event_time_ms: int
     identifiers: dict[str, str]
+    consent: Mapping[str, bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +216,8 @@ class ResolveResult:
     #: then members of full types (also in a "limit reached" conflict), then shared ones.
     ignored: tuple[str, ...]
     #: Consent purposes withdrawn in the customer's profile as the store holds it when
-    #: the batch is resolved (folded by earlier profile steps and by merges), sorted;
+    #: the request is resolved (recorded by the requests resolved before it, this
+    #: batch's included, and pooled by merges; not this request's own changes), sorted;
     #: ``opted_out_ms`` holds each withdrawal's event time, in the same order.
     opted_out: tuple[str, ...] = ()
     opted_out_ms: tuple[int, ...] = ()
@@ -293,6 +317,8 @@ class PreparedRequest:
     new_id: str
     members: tuple[str, ...]
     blocked: tuple[str, ...]
+    #: the event's consent changes, ``(purpose, "1" granted / "0" withdrawn)``, sorted
+    consent: tuple[tuple[str, str], ...] = ()
 
 
 def prepare(request: ResolveRequest, policy: IdentityPolicy, hasher: Hasher) -> PreparedRequest:
@@ -319,12 +345,14 @@ def prepare(request: ResolveRequest, policy: IdentityPolicy, hasher: Hasher) -> 
         value = request.identifiers[id_type]
         target = blocked if policy.is_blocked(id_type, value) else members
         target.append(f"{id_type}:{hasher.hash(id_type, value)}")
+    consent = request.consent or {}
     return PreparedRequest(
         request.event_id,
         request.event_time_ms,
         new_customer_id(request.event_id),
         tuple(members),
         tuple(blocked),
+        tuple((purpose, "1" if consent[purpose] else "0") for purpose in sorted(consent)),
     )
 
 

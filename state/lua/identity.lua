@@ -8,8 +8,11 @@
 --                ms to record at ('': the server's TIME); from ARGV[5] on,
 --                per request: event_id, event_time_ms, new customer id, n, then n
 --                "type:value" members, already blocked, hashed and ordered by Python
---                (state/store.py: prepare). Plain arguments rather than one JSON
---                document: decoding a batch with cjson cost more than resolving it.
+--                (state/store.py: prepare), then k and k purpose/granted ('1'/'0')
+--                pairs: the event's consent changes, folded into its customer's
+--                'rconsent:<purpose>' fields once its reply is made (before the next
+--                request; not for a recorded reply). Plain arguments rather than one
+--                JSON document: decoding a batch with cjson cost more than resolving it.
 --                Returns one string per request: "<customer id>", "+<customer id>" when
 --                it was created, or, when it merged, met a conflict, met shared
 --                identifiers or its customer's profile lists withdrawn consent, a
@@ -47,6 +50,8 @@
 --   P outcomes:ms        zset    event id by the wall-clock ms its reply was recorded at,
 --                                to prune the hash to the retention
 --   P marks, P marks:ms, P erased  the profile step's applied-event marks (profile.lua)
+--   P prof:<id>          hash    the profile (profile.lua); resolve writes its
+--                                'rconsent:<purpose>' fields and 'optout' (record)
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
 -- (identifier -> customer -> its identifiers). That is fine on one primary. Redis
@@ -79,6 +84,12 @@ local function alias_key(cid) return P .. 'alias:' .. cid end
 local OUTCOMES, OUTCOME_TIMES = P .. 'outcomes', P .. 'outcomes:ms'
 local function shared_key(member) return P .. 'shared:' .. member end
 local function claims_key(member) return P .. 'claims:' .. member end
+
+-- The position of the request after the one at ARGV[at] (the layout under 'resolve')
+local function request_end(at)
+  local n = tonumber(ARGV[at + 3])
+  return at + 5 + n + 2 * tonumber(ARGV[at + 4 + n])
+end
 
 local function member_type(member)
   return string.sub(member, 1, string.find(member, ':', 1, true) - 1)
@@ -210,7 +221,8 @@ local function resolve_all(policy)
   end
 
   -- The profile's 'optout' field, read once per customer and batch: within a resolve
-  -- call only a merge (fold_profile) rewrites it, and fold forgets the survivor's.
+  -- call only a merge (fold_profile) and record() rewrite it; fold forgets the
+  -- survivor's, record() keeps what it wrote.
   local optouts = {}
   local function optout_of(cid)
     local text = optouts[cid]
@@ -219,6 +231,25 @@ local function resolve_all(policy)
       optouts[cid] = text
     end
     return text
+  end
+
+  -- Fold the consent changes of the request at ARGV[at] into its customer's record
+  -- (state/profile_hash.py record_consent): latest by stamp per purpose, then 'optout'
+  -- rewritten. Called once the request's reply is made, so the next request sees them.
+  local function record(target, at)
+    local n = tonumber(ARGV[at + 3])
+    local k = tonumber(ARGV[at + 4 + n])
+    if k == 0 then return end
+    local st = string.format('%015d', tonumber(ARGV[at + 1])) .. '|' .. ARGV[at]
+    local key = P .. 'prof:' .. target
+    local h, dirty = read_hash(key), {}
+    for i = at + 5 + n, at + 3 + n + 2 * k, 2 do
+      set_latest(h, dirty, 'rconsent:' .. ARGV[i], st, ARGV[i + 1])
+    end
+    h.optout = withdrawn(h)
+    dirty.optout = true
+    write_dirty(key, h, dirty)
+    optouts[target] = h.optout
   end
 
   local function fold(m, s)
@@ -492,7 +523,7 @@ local function resolve_all(policy)
         listed[ARGV[at]] = true
         event_ids[#event_ids + 1] = ARGV[at]
       end
-      at = at + 4 + tonumber(ARGV[at + 3])
+      at = request_end(at)
     end
     for i = 1, #event_ids, SADD_CHUNK do
       local j = math.min(i + SADD_CHUNK - 1, #event_ids)
@@ -532,6 +563,7 @@ local function resolve_all(policy)
     local optout = ''
     if target ~= '' and not created then optout = optout_of(target) end
     local out = reply(target, created, entries, optout, shared)
+    if target ~= '' then record(target, at) end
     if retention > 0 then
       if not recorded then  -- new, or expired: recorded now
         n_recorded = n_recorded + 1
@@ -547,7 +579,7 @@ local function resolve_all(policy)
   local at = FIRST_REQUEST
   while at <= #ARGV do
     out[#out + 1] = resolve(at)
-    at = at + 4 + tonumber(ARGV[at + 3])
+    at = request_end(at)
   end
   local fields, scored = {}, {}
   for event_id in pairs(changed) do
@@ -581,9 +613,11 @@ local function validate(policy)
   local at = FIRST_REQUEST
   while at <= #ARGV do
     local n = tonumber(ARGV[at + 3] or '')
-    if not n or n < 1 or n > MAX_IDENTIFIERS or at + 3 + n > #ARGV then
+    local k = n and tonumber(ARGV[at + 4 + n] or '')
+    if not n or n < 1 or n > MAX_IDENTIFIERS or n ~= math.floor(n)
+        or not k or k < 0 or k ~= math.floor(k) or at + 4 + n + 2 * k > #ARGV then
       return 'a request is event_id, event_time_ms, new_id, n (1 to '
-        .. MAX_IDENTIFIERS .. '), then n members'
+        .. MAX_IDENTIFIERS .. '), n members, k, then k consent purpose/granted pairs'
     end
     if not tonumber(ARGV[at + 1]) then return 'event_time_ms must be a number' end
     for i = at + 4, at + 3 + n do
@@ -591,7 +625,12 @@ local function validate(policy)
         return 'identifier members are "type:value" strings'
       end
     end
-    at = at + 4 + n
+    for i = at + 5 + n, at + 4 + n + 2 * k, 2 do
+      if ARGV[i + 1] ~= '0' and ARGV[i + 1] ~= '1' then
+        return "a consent change is a purpose and '1' (granted) or '0' (withdrawn)"
+      end
+    end
+    at = request_end(at)
   end
   return nil
 end
@@ -657,7 +696,8 @@ elseif OP == 'profile' then
   return read_profiles(due, tables)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)
-  if redis.call('EXISTS', P .. 'prof:' .. cid) == 0 then return false end
+  -- a hash of resolve's consent record alone is no profile yet (no event applied)
+  if redis.call('HEXISTS', P .. 'prof:' .. cid, 'v') == 0 then return false end
   return read_profiles({cid})[1]
 elseif OP == 'flush' then
   local ready = redis.call('ZRANGE', P .. 'prof:pending', 0, -1)

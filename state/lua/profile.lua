@@ -80,19 +80,39 @@ local function byte_order_less(a, b)
 end
 
 -- The 'optout' field of profile h (state/profile_hash.py withdrawn_field):
--- "<purpose>=<ms>" per withdrawn consent purpose, sorted, one a line.
+-- "<purpose>=<ms>" per withdrawn consent purpose, sorted, one a line. Per purpose the
+-- latest by stamp of the profile step's 'consent:' and resolve's 'rconsent:' wins (a
+-- tie withdraws if either does).
 local function withdrawn(h)
-  local purposes = {}
+  local latest, purposes = {}, {}
   for name, value in pairs(h) do
-    if value == '0' and string.sub(name, 1, 8) == 'consent:' and string.sub(name, -1) ~= '@' then
-      purposes[#purposes + 1] = string.sub(name, 9)
+    if string.sub(name, -1) ~= '@' then
+      local purpose = nil
+      if string.sub(name, 1, 8) == 'consent:' then
+        purpose = string.sub(name, 9)
+      elseif string.sub(name, 1, 9) == 'rconsent:' then
+        purpose = string.sub(name, 10)
+      end
+      if purpose then
+        local at = h[name .. '@'] or ''
+        local known = latest[purpose]
+        if not known then purposes[#purposes + 1] = purpose end
+        if (not known) or byte_order_less(known[1], at)
+            or (at == known[1] and value == '0') then
+          latest[purpose] = {at, value}
+        end
+      end
     end
   end
   table.sort(purposes, byte_order_less)
-  for i, p in ipairs(purposes) do
-    purposes[i] = p .. '=' .. int(tonumber(string.sub(h['consent:' .. p .. '@'], 1, 15)))
+  local lines = {}
+  for _, p in ipairs(purposes) do
+    local at, value = latest[p][1], latest[p][2]
+    if value == '0' then
+      lines[#lines + 1] = p .. '=' .. int(tonumber(string.sub(at, 1, 15)) or 0)
+    end
   end
-  return table.concat(purposes, '\n')
+  return table.concat(lines, '\n')
 end
 
 local function read_hash(key)
@@ -412,7 +432,7 @@ local function fold_profile(P, src, dst, recent_limit)
     end
   end
   for name in pairs(d) do
-    if string.sub(name, 1, 8) == 'consent:' then
+    if string.sub(name, 1, 8) == 'consent:' or string.sub(name, 1, 9) == 'rconsent:' then
       d.optout = withdrawn(d)
       dirty.optout = true
       break

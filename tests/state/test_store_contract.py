@@ -463,6 +463,8 @@ requests_st = st.builds(
     st.dictionaries(
         st.sampled_from(sorted(UNIVERSE)), st.integers(0, 5), min_size=1, max_size=4
     ).map(lambda picks: {t: UNIVERSE[t][i % len(UNIVERSE[t])] for t, i in picks.items()}),
+    # consent changes, recorded by resolve (ties on time are common: the id decides)
+    st.dictionaries(st.sampled_from(["marketing", "sms"]), st.booleans(), max_size=2),
 )
 operations_st = st.lists(
     st.one_of(
@@ -535,6 +537,7 @@ def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
                         f"e{b}-{n}" if rng.random() < 0.9 else f"e{rng.randrange(b + 1)}-0",
                         rng.randrange(100),
                         {t: rng.choice(UNIVERSE[t]) for t in picked},
+                        {"marketing": rng.random() < 0.5} if rng.random() < 0.2 else None,
                     )
                 )
             operations.append(batch)
