@@ -1,24 +1,27 @@
 """River online models: churn, next-category propensity, segments.
 
-The journey step (keyed by customer) keeps, per customer, a
-:class:`CustomerFeatures` (and a :class:`CategoryInterest` for propensity);
-per worker it shares ONE :class:`ChurnEngine` (and one
-:class:`PropensityModel`, one :class:`Segmenter`) between all its customers.
-Per event::
+The flow's journey step (keyed by customer) keeps, per customer, a
+:class:`CustomerFeatures` (and a :class:`CategoryInterest` for propensity); its
+score step (``flows.score``, keyed by input partition: a *lane*) holds ONE
+:class:`ChurnEngine` (and one :class:`PropensityModel`, one :class:`Segmenter`)
+per lane and feeds them the lane's events in input order. The models' own
+per-event API, for use outside the flow::
 
     score, alerts = churn.step(customer_id, event, state.features, sentiment, stage)
     segment = segmenter.assign(state.features, event.epoch_ms)    # "seg-2"
     propensity.observe(state.interest, event)
     top = propensity.top_k(state.interest, event.epoch_ms)          # when needed
 
-River models are global models. With several worker processes (Bytewax
-``-i``/``-a`` or ``bytewax.testing -p``) each process builds its own engines,
-and each engine trains on its own share of the customers, as the flow
-partitions them by customer id: N processes hold N models, each having seen
-about 1/N of the labels, and each evaluates itself on its own share. Worker
-*threads* of one process would share one engine object; prefer processes, as
-the Bytewax notes do. The engines are not Bytewax state: they survive a
-restart only through :func:`export_model` / :func:`import_model`.
+and the split the flow uses (the per-customer part in the journey step, the
+shared part in the score step): ``features.update`` / ``features.vector``, then
+``churn.observe``, ``churn.score``, ``churn.risk_check``;
+``segmenter.assign_vector``; ``fold_interest``, ``propensity.learn_purchase``,
+``propensity.top_k_vector``.
+
+River models are global models: a lane's engines learn from every customer of
+that lane, whatever the number of worker processes. They are Bytewax state of
+the score step, so a restored run continues with them as they were at the
+snapshot; :func:`export_model` / :func:`import_model` move them between runs.
 
 Everything runs on event time and is seeded: the same events in the same
 order give the same scores, alerts and figures.

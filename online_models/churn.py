@@ -1,4 +1,4 @@
-"""The churn engine: one online classifier per worker, scoring and learning on event time.
+"""The churn engine: one online classifier per lane, scoring and learning on event time.
 
 The journey step keeps a :class:`~online_models.features.CustomerFeatures` per
 customer and calls :meth:`ChurnEngine.step` with each of the customer's

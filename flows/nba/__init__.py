@@ -1,6 +1,6 @@
 """Next-best actions: a declarative catalogue, contact policy, consent and arbitration.
 
-The journey step calls a :class:`Decider` for each event of a customer; the
+The decide step (:mod:`flows.decide`) calls a :class:`Decider` for each event of a customer; the
 actions, their rules and the class levers come from a TOML catalogue
 (:mod:`flows.nba.catalogue`), the contact policy from :class:`NbaSettings`.
 """

@@ -6,8 +6,9 @@ holds. A field whose value is unknown (no NPS answer yet, a model that is not
 warm, ...) is ``None``: every comparison with it is false, and a message shows
 it as ``n/a``.
 
-The context is built per trigger event, inside the journey step, by
-:func:`build_context`.
+The context is built per trigger event by :func:`build_context` in the journey
+step (what the customer's state says), and the decide step adds the shared
+models' fields with :func:`with_scores`.
 
 >>> from online_models.features import CustomerFeatures
 >>> ctx = build_context(customer_id="c-1", event_type="cx.survey.nps", channel="survey",
