@@ -128,7 +128,8 @@ DEAD_LETTERS = Counter(
 DUPLICATES = Counter("cx_duplicates_dropped_total", "Events dropped because their id was seen.")
 OUTPUTS = Counter("cx_outputs_total", "Output records written, by kind.", ["kind"])
 ANONYMOUS = Counter(
-    "cx_anonymous_events_total", "Valid events without any identifier (no customer to update)."
+    "cx_anonymous_events_total",
+    "Valid events without a customer: no identifier, or only shared ones (kiosks).",
 )
 RESOLUTIONS = Counter(
     "cx_identity_resolutions_total", "Events resolved to a customer, by outcome.", ["outcome"]
