@@ -34,12 +34,13 @@ from functools import lru_cache, update_wrapper
 from importlib.metadata import PackageNotFoundError, version
 from time import perf_counter
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, get_args
 
 from bytewax.operators import StatefulBatchLogic
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.envelope import KNOWN_CHANNELS
+from schemas.outputs import AlertKind
 from schemas.records import OUTPUT_KINDS
 
 P = ParamSpec("P")
@@ -70,10 +71,8 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
     "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
     "decode_failed",
 )  # fmt: skip
-#: ``kind`` values of cx_alerts_total.
-ALERT_KINDS: tuple[str, ...] = (
-    "detractor", "sentiment_drop", "identity_conflict", "touchpoint_nps_drop", "sla_breach",
-)  # fmt: skip
+#: ``kind`` values of cx_alerts_total: every alert kind (schemas.outputs.AlertKind).
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 #: ``outcome`` values of cx_identity_resolutions_total.
 RESOLUTION_OUTCOMES: tuple[str, ...] = ("created", "known")
 

@@ -100,7 +100,9 @@ class NpsSettings(BaseModel):
     baseline_windows: int = Field(default=6, ge=2)
     drop_threshold_points: float = Field(default=20.0, gt=0)
     min_responses: int = Field(default=5, ge=1)
-    detractor_sla_hours: float = Field(default=48.0, gt=0)
+    # The detractor alert's due time is CX_JOURNEY__DETRACTOR_SLA_HOURS (the journey step
+    # raises it, where the customer is known); a CX_NPS__ one would change nothing, so
+    # there is none: setting it is an error.
 
     @field_validator("window_lengths_seconds")
     @classmethod

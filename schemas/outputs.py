@@ -12,6 +12,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ActionClass = Literal["service", "retention", "marketing", "sales"]
+AlertKind = Literal[
+    "detractor",
+    "sentiment_drop",
+    "identity_conflict",
+    "touchpoint_nps_drop",
+    "sla_breach",
+    "churn_risk",
+    "model_drift",
+]
+"""Every kind of :class:`Alert`: the one list (metrics pre-create a series for each)."""
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
 
@@ -41,7 +51,7 @@ class Alert(_Output):
     """Something a CX team should act on (topic ``cx.alerts``)."""
 
     id: str
-    kind: str
+    kind: AlertKind
     severity: Severity
     customer_id: str | None = None
     touchpoint: str | None = None

@@ -403,3 +403,15 @@ def test_dashboard_panels_are_laid_out_and_query_exported_series() -> None:
     for topic in ("channel", "dead letter", "duplicates", "identity", "redis", "step", "end-to-end",
                   "alerts", "next-best", "auc", "lag", "memory"):  # fmt: skip
         assert topic in titles, topic
+
+
+def test_every_alert_kind_has_its_series_from_the_start() -> None:
+    from typing import get_args
+
+    from prometheus_client import REGISTRY, generate_latest
+
+    from schemas.outputs import AlertKind
+
+    text = generate_latest(REGISTRY).decode()
+    for kind in get_args(AlertKind):  # churn_risk and model_drift were missing once
+        assert f'cx_alerts_total{{kind="{kind}"}}' in text
