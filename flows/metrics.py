@@ -64,8 +64,8 @@ KNOWN_TYPE_FAMILIES: frozenset[str] = frozenset(
         "review", "screen", "search", "session", "subscription", "survey", "ticket",
     }
 )  # fmt: skip
-#: ``reason`` values of cx_dead_letters_total written by flows/decode.py.
-# The same as flows.decode.REASONS (a test keeps them equal).
+#: ``reason`` values of cx_dead_letters_total written by flows/steps/decode.py.
+# The same as flows.steps.decode.REASONS (a test keeps them equal).
 DEAD_LETTER_REASONS: tuple[str, ...] = (
     "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
     "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
@@ -460,7 +460,7 @@ _appends = _Appends()
 def note_appends(append_ms: list[int]) -> None:
     """The input step of this worker hands out a batch appended to Kafka at ``append_ms``.
 
-    Called once per input batch (see :func:`flows.inputs.kafka_input`).
+    Called once per input batch (see :func:`flows.app.inputs.kafka_input`).
     """
     pending = _appends.pending
     pending.extend(append_ms)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.nba.context import Context
-from flows.resolve import Resolved
+from flows.steps.resolve import Resolved
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 The flow's journey step (keyed by customer) keeps, per customer, a
 :class:`CustomerFeatures` (and a :class:`CategoryInterest` for propensity); its
-score step (``flows.score``, keyed by input partition: a *lane*) holds ONE
+score step (``flows.steps.score``, keyed by input partition: a *lane*) holds ONE
 :class:`ChurnEngine` (and one :class:`PropensityModel`, one :class:`Segmenter`)
 per lane and feeds them the lane's events in input order. The models' own
 per-event API, for use outside the flow::

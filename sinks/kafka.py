@@ -4,7 +4,7 @@ Routes each ``(kind, Emitted)`` to the topic configured for its kind, keyed by
 customer id (or touchpoint), so a consumer sees one customer's outputs in order.
 Delivery failures stop the flow (and recovery replays) rather than lose output.
 
-A producer that librdkafka has left without any broker (see :mod:`flows.kafka_clients`)
+A producer that librdkafka has left without any broker (see :mod:`sinks.kafka_clients`)
 would keep ``flush()`` waiting forever; the sink notices it from the producer's
 statistics, throws it away (purging its queues) and sends the batch's undelivered
 messages again with a new producer. A message that was in flight when the old
@@ -27,8 +27,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from flows import metrics
-from flows.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 from schemas.records import Emitted
+from sinks.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 
 Item = tuple[str, Emitted]
 

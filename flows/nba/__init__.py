@@ -1,7 +1,7 @@
 """Next-best actions: a declarative catalogue, contact policy, consent and arbitration.
 
-The decide step (:mod:`flows.decide`) calls a :class:`Decider` for each event of a customer; the
-actions, their rules and the class levers come from a TOML catalogue
+The decide step (:mod:`flows.steps.decide`) calls a :class:`Decider` for each event of a
+customer; the actions, their rules and the class levers come from a TOML catalogue
 (:mod:`flows.nba.catalogue`), the contact policy from :class:`NbaSettings`.
 """
 

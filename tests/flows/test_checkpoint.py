@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.checkpoint import load_models
-from flows.offline import run_offline
+from flows.app.offline import run_offline
 from flows.settings import Settings
+from flows.steps.checkpoint import load_models
 from online_models.settings import ModelSettings
 from tests.replay.test_golden import LOG
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.cli import main
+from flows.app.cli import main
 from replay.log import read_log
 from replay.sample import INVALID
 from schemas.envelope import InteractionEvent
@@ -29,7 +29,7 @@ def _valid_unique_ids(log: Path) -> set[str]:
 def test_demo_writes_every_output_file_and_accounts_for_every_event(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from flows.offline import SAMPLE_LOG
+    from flows.app.offline import SAMPLE_LOG
 
     assert main(["demo", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
@@ -100,7 +100,10 @@ def test_a_bad_setting_says_which(
 
 def test_the_console_script_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "flows.app.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for command in ("run", "demo", "replay", "schema"):
         assert command in result.stdout

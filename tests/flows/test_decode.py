@@ -5,8 +5,8 @@ import base64
 import orjson
 import pytest
 
-from flows.decode import Decoder, count_json_values
 from flows.settings import LimitSettings, Settings
+from flows.steps.decode import Decoder, count_json_values
 from schemas.envelope import InteractionEvent
 from schemas.outputs import DeadLetter
 from schemas.records import RawMessage
@@ -207,6 +207,7 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_every_dead_letter_reason_has_a_precreated_counter() -> None:
-    from flows import decode, metrics
+    from flows import metrics
+    from flows.steps import decode
 
     assert set(metrics.DEAD_LETTER_REASONS) == set(decode.REASONS)

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.decode import REASONS, Decoder, count_json_values
 from flows.settings import LimitSettings
+from flows.steps.decode import REASONS, Decoder, count_json_values
 from schemas.envelope import InteractionEvent
 from schemas.outputs import DeadLetter
 from schemas.records import RawMessage

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from flows.dedupe import SeenIds, dedupe_builder
 from flows.settings import DedupeSettings
+from flows.steps.dedupe import SeenIds, dedupe_builder
 from schemas.envelope import InteractionEvent
 from tests.conftest import make_event
 

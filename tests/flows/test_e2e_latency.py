@@ -8,7 +8,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from prometheus_client import REGISTRY
 
 from flows import metrics
-from flows.inputs import KafkaItem, from_kafka_batch
+from flows.app.inputs import KafkaItem, from_kafka_batch
 
 
 def _bucket(le: str) -> float:

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from flows.decide import DecideLogic, decide_builder
-from flows.journey import JourneyLogic, JourneyOptions, JourneyState
+from flows.app.stores import make_store
 from flows.nba import ContactHistory, Decider, NbaSettings, load_catalogue
 from flows.records import Forget, Journeyed, Scored
-from flows.resolve import Resolved
-from flows.score import LaneModels, Models, ScoreLogic
-from flows.sentiment import VaderScorer, bound_text
 from flows.settings import JourneySettings, Settings
-from flows.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
-from flows.stores import make_store
+from flows.steps.decide import DecideLogic, decide_builder
+from flows.steps.journey import JourneyLogic, JourneyOptions, JourneyState
+from flows.steps.resolve import Resolved
+from flows.steps.score import LaneModels, Models, ScoreLogic
+from flows.steps.sentiment import VaderScorer, bound_text
+from flows.steps.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
 from online_models.settings import ModelSettings
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
@@ -333,7 +333,7 @@ def test_contact_history_survives_a_snapshot() -> None:
 
 def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
     from flows import metrics
-    from flows.score import ModelGauges
+    from flows.steps.score import ModelGauges
     from online_models.churn import ChurnEngine
     from online_models.settings import ModelSettings
 
@@ -375,7 +375,7 @@ def test_an_erased_customer_is_forgotten_by_the_journey_and_the_models() -> None
 
 
 def test_an_erase_request_reaches_the_journey_step_of_the_erased_customer() -> None:
-    from flows.resolve import erased_customers
+    from flows.steps.resolve import erased_customers
     from schemas.outputs import IdentityErasure
 
     request = ev(9, 1, "cx.privacy.erase")

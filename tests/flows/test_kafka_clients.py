@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flows.kafka_clients import BrokerWatch, lists_a_broker
+from sinks.kafka_clients import BrokerWatch, lists_a_broker
 
 # the "brokers" of librdkafka statistics documents seen during tests/integration/test_outages.py
 STARTING = {

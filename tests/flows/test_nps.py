@@ -13,7 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.nps import (
+from flows.steps.nps import (
     NpsEngine,
     NpsItem,
     NpsOutput,
@@ -23,7 +23,7 @@ from flows.nps import (
     nps_builder,
     nps_key,
 )
-from flows.ticks import Tick, survey_items
+from flows.steps.ticks import Tick, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow

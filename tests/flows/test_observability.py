@@ -22,7 +22,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
 from flows import metrics
-from flows.observability import (
+from flows.app.health import (
     REDIS_SCRIPT_OPS,
     Health,
     InstrumentedRedis,

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from flows.cli import main
-from flows.observability import Health, dependency_checks
-from flows.run import free_ports
+from flows.app.cli import main
+from flows.app.health import Health, dependency_checks
+from flows.app.run import free_ports
+from flows.app.stores import StoreUnavailableError, make_store
 from flows.settings import KafkaSettings, RedisSettings, Settings
-from flows.stores import StoreUnavailableError, make_store
 
 SECRETS = {
     "CX_KAFKA__SASL_PASSWORD": "kafka-Secret-1b7e",
@@ -215,7 +215,7 @@ def test_kafka_clients_never_log_or_raise_the_sasl_password(kafka_brokers: str) 
         f"""
         from confluent_kafka import Producer
         from flows.settings import Settings
-        from flows.topics import KafkaUnavailableError, ensure_topics
+        from flows.app.topics import KafkaUnavailableError, ensure_topics
         settings = Settings(kafka={{
             "brokers": "{kafka_brokers}", "security_protocol": "SASL_PLAINTEXT",
             "sasl_mechanism": "PLAIN", "sasl_username": "cx",

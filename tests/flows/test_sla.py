@@ -11,9 +11,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from pydantic import ValidationError
 
-from flows.resolve import Resolved
-from flows.sla import SlaEngine, SlaItem, SlaSettings, sla_builder, sla_key
-from flows.ticks import CaseItem, Tick, case_items
+from flows.steps.resolve import Resolved
+from flows.steps.sla import SlaEngine, SlaItem, SlaSettings, sla_builder, sla_key
+from flows.steps.ticks import CaseItem, Tick, case_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.cli import main
-from flows.nba.backtest import backtest
+from flows.app.backtest import backtest
+from flows.app.cli import main
 from flows.nba.catalogue import DEFAULT_CATALOGUE
 from flows.settings import Settings
 from replay.log import write_log

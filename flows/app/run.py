@@ -18,16 +18,16 @@ from types import FrameType
 
 from bytewax.run import cli_main
 
+from flows.app.health import Health, dependency_checks, serve
+from flows.app.inputs import kafka_input
+from flows.app.recovery import prepare_recovery
+from flows.app.retry import Retrier, RetryingStore
+from flows.app.stores import make_store
+from flows.app.topics import ensure_topics, input_lanes
 from flows.dataflow import build_flow
-from flows.encode import Encoded, encode
-from flows.inputs import kafka_input
-from flows.observability import Health, dependency_checks, serve
-from flows.recovery import prepare_recovery
-from flows.retry import Retrier, RetryingStore
 from flows.settings import Settings
-from flows.stores import make_store
-from flows.ticks import LaneSet
-from flows.topics import ensure_topics, input_lanes
+from flows.steps.encode import Encoded, encode
+from flows.steps.ticks import LaneSet
 from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
 
@@ -67,7 +67,7 @@ def run_process(
     recovery = prepare_recovery(settings.recovery, workers=len(addresses or [None]))
     store = RetryingStore(make_store(settings, default="redis"), Retrier(settings.retry))
     # The NPS and SLA clocks wait for every input partition; a live run stops waiting
-    # for one that has been silent a while (flows.ticks).
+    # for one that has been silent a while (flows.steps.ticks).
     idle = settings.kafka.idle_partition_seconds if tail else None
     lanes = LaneSet(input_lanes(settings), idle)
     flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store, lanes)
@@ -94,7 +94,7 @@ def spawn_cluster(settings: Settings, processes: int, *, tail: bool = True) -> i
     # Created here once, before the children race for it (they take a lock anyway).
     prepare_recovery(settings.recovery, workers=processes)
     addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
-    args = [sys.executable, "-m", "flows.cli", "run", "--addresses", addresses]
+    args = [sys.executable, "-m", "flows.app.cli", "run", "--addresses", addresses]
     if not tail:
         args.append("--no-tail")
     children = [

@@ -1,6 +1,6 @@
 """nps: touchpoint NPS and CSAT over event-time tumbling windows, with drop alerts.
 
-One engine (one Bytewax key, see :mod:`flows.ticks`) holds every touchpoint's
+One engine (one Bytewax key, see :mod:`flows.steps.ticks`) holds every touchpoint's
 windows, so a quiet touchpoint's windows close when the *stream's* event time
 moves on and every window boundary can be compared across touchpoints.
 
@@ -13,7 +13,7 @@ Windows
 Watermark and closing
     ``watermark = max event time seen (items and ticks) - allowed_lateness``. The
     flow feeds the engine one item at a time, in the canonical order of
-    :mod:`flows.ticks` (a tick of its lane's watermark before each answer), so the
+    :mod:`flows.steps.ticks` (a tick of its lane's watermark before each answer), so the
     clock stands where it would were every event its own batch. An item is folded
     in against the watermark as it stood before it; then the watermark advances
     and every window whose end it has reached closes (``watermark >= end``) and
@@ -69,8 +69,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flows.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
-from flows.ticks import EngineLogic, LaneSet, Tick, restore_logic
+from flows.steps.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
+from flows.steps.ticks import EngineLogic, LaneSet, Tick, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
@@ -481,7 +481,7 @@ def nps_builder(
     lanes: LaneSet | None = None,
 ) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.ticks.LaneMerge`)."""
+    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
     lanes = lanes or LaneSet()
 
     def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:

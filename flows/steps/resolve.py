@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flows import metrics
-from flows.lanes import NO_LANE, Tracked
+from flows.steps.lanes import NO_LANE, Tracked
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
@@ -34,7 +34,7 @@ class Resolved:
     profile when the batch was resolved, merged-away ids' included, sorted;
     ``opted_out_ms`` each withdrawal's event time (see
     :attr:`state.store.ResolveResult.opted_out`). The decide step honours them.
-    ``lane``, ``seq`` and ``wm_ms`` are the event's :class:`~flows.lanes.Tracked`
+    ``lane``, ``seq`` and ``wm_ms`` are the event's :class:`~flows.steps.lanes.Tracked`
     stamps.
     """
 
@@ -43,7 +43,7 @@ class Resolved:
     outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
     opted_out: tuple[str, ...] = ()
     opted_out_ms: tuple[int, ...] = ()
-    # the event's place in its lane (flows.lanes); seq -1: not an input event of its
+    # the event's place in its lane (flows.steps.lanes); seq -1: not an input event of its
     # own (an erase request forwarded to each customer it erased)
     lane: str = NO_LANE
     seq: int = -1

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from flows.observability import InstrumentedRedis
+from flows.app.health import InstrumentedRedis
 from flows.settings import Settings
 from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
 from state.memory import MemoryProfileStore

@@ -12,17 +12,17 @@ from typing import Any
 import orjson
 from bytewax.testing import cluster_main, run_main
 
+from flows.app.inputs import log_input
+from flows.app.stores import make_store
 from flows.dataflow import build_flow
-from flows.inputs import log_input
-from flows.lanes import lane_of
 from flows.settings import Settings
-from flows.stores import make_store
-from flows.ticks import LaneSet
+from flows.steps.lanes import lane_of
+from flows.steps.ticks import LaneSet
 from replay.log import read_log
 from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, canonical_order, write_profiles
 from state.store import ProfileStore
 
-SAMPLE_LOG = Path(__file__).resolve().parent.parent / "replay" / "samples" / "demo.jsonl"
+SAMPLE_LOG = Path(__file__).resolve().parents[2] / "replay" / "samples" / "demo.jsonl"
 
 
 @dataclass
@@ -79,7 +79,8 @@ class OfflineRunError(RuntimeError):
 
 
 def log_lanes(logs: list[Path]) -> LaneSet:
-    """The lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records came from.
+    """The lanes (:mod:`flows.steps.lanes`) of recorded logs: the partitions their records
+    came from.
 
     A replay ends, so no lane is ever given up on as idle.
     """
@@ -109,7 +110,7 @@ def _cluster_worker(
 
 
 def _run_cluster(logs: list[Path], out_dir: Path, processes: int, lanes: LaneSet) -> None:
-    from flows.run import free_ports
+    from flows.app.run import free_ports
 
     addresses = [f"127.0.0.1:{port}" for port in free_ports(processes)]
     context = multiprocessing.get_context("spawn")

@@ -1,7 +1,7 @@
 """sla: service cases that stay open past their SLA, judged in event time.
 
-One engine (one Bytewax key, see :mod:`flows.ticks`) sees every case
-lifecycle event as ``(customer_id, event)`` plus :class:`~flows.ticks.Tick` items
+One engine (one Bytewax key, see :mod:`flows.steps.ticks`) sees every case
+lifecycle event as ``(customer_id, event)`` plus :class:`~flows.steps.ticks.Tick` items
 of each lane's watermark, one at a time in the canonical order of that module, so
 its clock moves with the whole stream and with event time only.
 
@@ -52,7 +52,7 @@ from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, restore_logic
+from flows.steps.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, Severity
@@ -348,7 +348,7 @@ def sla_builder(
     lanes: LaneSet | None = None,
 ) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.ticks.LaneMerge`)."""
+    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
     lanes = lanes or LaneSet()
 
     def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:

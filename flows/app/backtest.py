@@ -1,7 +1,7 @@
 """Backtest a catalogue: replay a log with the current and a new rule set, and diff the NBAs.
 
 ``cxstream backtest --rules NEW --log LOG [--current PATH] [--json OUT]`` runs
-the offline flow (:func:`flows.offline.run_offline`, in-memory identity
+the offline flow (:func:`flows.app.offline.run_offline`, in-memory identity
 store) twice over the same log, once with the current catalogue (``--current``,
 else ``CX_NBA__CATALOGUE``, else the shipped default) and once with ``NEW``.
 As the flow is deterministic, every difference comes from the rules.
@@ -162,7 +162,7 @@ def backtest(
     Both catalogues are checked first, so a malformed one fails before any run
     (:class:`~flows.nba.catalogue.CatalogueError`).
     """
-    from flows.offline import run_offline  # the flow: only when a backtest runs
+    from flows.app.offline import run_offline  # the flow: only when a backtest runs
 
     current = str(current_rules) if current_rules is not None else settings.nba.catalogue
     current_name = load_catalogue(current).path

@@ -19,8 +19,8 @@ Keyed by customer_id. For each event the step works out
 * what the shared models need of the customer (:class:`~flows.records.ScoreInput`):
   the churn features, the category interest that next-category propensity
   reads, and the decision context. The models themselves run in the score
-  step, in lane order (:mod:`flows.score`); the decision in the decide step
-  (:mod:`flows.decide`).
+  step, in lane order (:mod:`flows.steps.score`); the decision in the decide step
+  (:mod:`flows.steps.decide`).
 
 Every event it is given yields exactly one :class:`~flows.records.Journeyed`
 (the score step waits for each event's turn). A merged-away customer's journey
@@ -39,12 +39,12 @@ from datetime import timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from flows.nba.context import build_context
-from flows.nps import detractor_alert
 from flows.records import Journeyed, ScoreInput
-from flows.resolve import ERASE_TYPE, Resolved
-from flows.sentiment import SentimentScorer
 from flows.settings import JourneySettings
-from flows.stages import mapped_stage, next_stage
+from flows.steps.nps import detractor_alert
+from flows.steps.resolve import ERASE_TYPE, Resolved
+from flows.steps.sentiment import SentimentScorer
+from flows.steps.stages import mapped_stage, next_stage
 from online_models.features import CustomerFeatures
 from online_models.propensity import CategoryInterest, fold_interest
 from online_models.settings import ModelSettings

@@ -1,6 +1,6 @@
 """Input builders: where the flow's RawMessage stream comes from.
 
-The Kafka input is :class:`flows.kafka_source.CxKafkaSource`: Bytewax's Kafka source
+The Kafka input is :class:`flows.app.kafka_source.CxKafkaSource`: Bytewax's Kafka source
 with an end of input (``--no-tail``) that a broker restart cannot lose, and consumers
 that outlive a librdkafka client stranded without brokers. It also tells
 :func:`flows.metrics.note_appends` the append times of each batch it hands out, so the
@@ -19,8 +19,8 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from flows import metrics
+from flows.app.kafka_source import CxKafkaSource, KafkaItem
 from flows.dataflow import InputBuilder
-from flows.kafka_source import CxKafkaSource, KafkaItem
 from flows.settings import Settings
 from replay.source import ReplayLogSource
 from schemas.records import RawMessage

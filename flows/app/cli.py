@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from flows.decode import describe_validation_error
+from flows.app.recovery import RecoveryError
+from flows.app.stores import StoreUnavailableError
+from flows.app.topics import KafkaUnavailableError
 from flows.nba.catalogue import CatalogueError, load_catalogue
-from flows.recovery import RecoveryError
 from flows.settings import Settings
-from flows.stores import StoreUnavailableError
-from flows.topics import KafkaUnavailableError
+from flows.steps.decode import describe_validation_error
 from replay.log import LogFormatError
 
 
@@ -32,7 +32,7 @@ def _settings() -> Settings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flows.run import run_process, spawn_cluster
+    from flows.app.run import run_process, spawn_cluster
 
     settings = _settings()
     load_catalogue(settings.nba.catalogue)  # a malformed catalogue stops here, not in workers
@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _offline(logs: list[Path], out_dir: Path, processes: int = 1) -> int:
-    from flows.offline import OfflineRunError, run_offline
+    from flows.app.offline import OfflineRunError, run_offline
 
     for log in logs:
         if not log.is_file():
@@ -68,7 +68,7 @@ def _offline(logs: list[Path], out_dir: Path, processes: int = 1) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from flows.offline import SAMPLE_LOG
+    from flows.app.offline import SAMPLE_LOG
 
     print(f"cxstream demo: replaying the shipped sample {SAMPLE_LOG.name} with the in-memory store")
     return _offline([SAMPLE_LOG], Path(args.out))
@@ -161,7 +161,7 @@ def _identifier(text: str) -> tuple[str, str]:
 
 
 def _cmd_profile_get(args: argparse.Namespace) -> int:
-    from flows.stores import make_store
+    from flows.app.stores import make_store
 
     id_type, value = _identifier(args.identifier)
     store = make_store(_settings(), default="redis")
@@ -178,7 +178,7 @@ def _cmd_profile_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_erase(args: argparse.Namespace) -> int:
-    from flows.stores import make_store
+    from flows.app.stores import make_store
 
     id_type, value = _identifier(args.identifier)
     store = make_store(_settings(), default="redis")
@@ -200,7 +200,7 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     import orjson
 
-    from flows.nba.backtest import backtest
+    from flows.app.backtest import backtest
 
     for path in (args.log, args.rules, args.current):
         if path is not None and not Path(path).is_file():

@@ -16,7 +16,7 @@ stores written by either source resume with the other) and the same
   client that gets no reply any more never sends it, and Bytewax's partition then
   waits for it forever.
 - **A stranded consumer is replaced.** When librdkafka has dropped every broker (see
-  :mod:`flows.kafka_clients`), the partition closes that consumer and assigns a new
+  :mod:`sinks.kafka_clients`), the partition closes that consumer and assigns a new
   one at its next offset: nothing handed out is read again, nothing is skipped.
 
 Offsets only move with messages read, never with an error, whose offset is not one.
@@ -44,7 +44,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from flows.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
+from sinks.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 
 log = logging.getLogger(__name__)
 

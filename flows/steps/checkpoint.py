@@ -1,7 +1,7 @@
 """Model checkpoints: a worker's online models exported to a file, and warm starts from one.
 
 The online models (churn, segmentation, propensity) of each lane are the score
-step's Bytewax state (:mod:`flows.score`), so a restored run has them as they were
+step's Bytewax state (:mod:`flows.steps.score`), so a restored run has them as they were
 at the snapshot. With ``CX_MODELS__EXPORT_PATH`` set, the score step also exports
 them (:mod:`online_models.persistence`: a checked header, then a pickle) when
 Bytewax snapshots it, at most once per ``export_interval_seconds`` of wall time,
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.score import ModelGauges, Models
+from flows.steps.score import ModelGauges, Models
 from online_models.persistence import export_model, import_model
 from online_models.settings import ModelSettings
 
