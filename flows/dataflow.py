@@ -13,7 +13,6 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
-from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.records import Forget, Journeyed, Scored
@@ -37,6 +36,7 @@ from flows.steps.score import score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
 from flows.steps.ticks import LaneSet, case_items, survey_items
+from flows.timing import timed_batch, timed_flat_map, timed_logic, timed_map
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage

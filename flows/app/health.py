@@ -38,7 +38,7 @@ from prometheus_client import MetricsHandler
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flows import metrics
+from flows import timing
 from flows.settings import Settings
 
 Check = Callable[[], None]
@@ -244,7 +244,7 @@ class InstrumentedRedis(redis.Redis):
     """
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        with metrics.redis_call(redis_op(args)):
+        with timing.redis_call(redis_op(args)):
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 

@@ -3,10 +3,10 @@
 The Kafka input is :class:`flows.app.kafka_source.CxKafkaSource`: Bytewax's Kafka source
 with an end of input (``--no-tail``) that a broker restart cannot lose, and consumers
 that outlive a librdkafka client stranded without brokers. It also tells
-:func:`flows.metrics.note_appends` the append times of each batch it hands out, so the
+:func:`flows.timing.note_appends` the append times of each batch it hands out, so the
 Kafka sink can record end-to-end latency
 (``cx_e2e_latency_seconds``; the approximation is described in
-:func:`flows.metrics.observe_outputs`).
+:func:`flows.timing.observe_outputs`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bytewax.connectors.kafka import KafkaError
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from flows import metrics
+from flows import timing
 from flows.app.kafka_source import CxKafkaSource, KafkaItem
 from flows.dataflow import InputBuilder
 from flows.settings import Settings
@@ -58,7 +58,7 @@ def _from_kafka(item: KafkaItem) -> RawMessage:
 def from_kafka_batch(items: list[KafkaItem]) -> list[RawMessage]:
     """Convert one consumer batch and note its append times (one call per batch)."""
     raws = [_from_kafka(item) for item in items]
-    metrics.note_appends([r.timestamp_ms for r in raws if r.timestamp_ms is not None])
+    timing.note_appends([r.timestamp_ms for r in raws if r.timestamp_ms is not None])
     return raws
 
 

@@ -15,6 +15,7 @@ from bytewax.testing import cluster_main, run_main
 from flows.app.inputs import log_input
 from flows.app.stores import make_store
 from flows.dataflow import build_flow
+from flows.metrics import count_outputs
 from flows.settings import Settings
 from flows.steps.lanes import lane_of
 from flows.steps.ticks import LaneSet
@@ -91,7 +92,7 @@ def _offline_flow(
     settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore, lanes: LaneSet
 ) -> Any:
     inputs = log_input(logs, settings.kafka.batch_size)
-    return build_flow(settings, inputs, JsonlDirSink(out_dir), store, lanes)
+    return build_flow(settings, inputs, JsonlDirSink(out_dir, on_write=count_outputs), store, lanes)
 
 
 def _cluster_worker(

@@ -25,9 +25,11 @@ from flows.app.retry import Retrier, RetryingStore
 from flows.app.stores import make_store
 from flows.app.topics import ensure_topics, input_lanes
 from flows.dataflow import build_flow
+from flows.metrics import count_outputs
 from flows.settings import Settings
 from flows.steps.encode import Encoded, encode
 from flows.steps.ticks import LaneSet
+from flows.timing import observe_outputs
 from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
 
@@ -63,7 +65,9 @@ def run_process(
         # /metrics, /healthz and /readyz; the daemon thread ends with the process
         serve(settings.metrics.host, settings.metrics.port + (process_id or 0), health)
     config = producer_config(settings.kafka.client_config(), settings.kafka.max_message_bytes)
-    sink = KafkaOutputSink(config, settings.topics.output_topics())
+    sink = KafkaOutputSink(
+        config, settings.topics.output_topics(), on_write=count_outputs, on_sent=observe_outputs
+    )
     recovery = prepare_recovery(settings.recovery, workers=len(addresses or [None]))
     store = RetryingStore(make_store(settings, default="redis"), Retrier(settings.retry))
     # The NPS and SLA clocks wait for every input partition; a live run stops waiting
@@ -85,7 +89,13 @@ def run_process(
         health.failed(f"{type(exc).__name__}: {exc}")
         raise
     # End of input (--no-tail): changes still held back by the rate limit go out now.
-    publish(config, settings.topics.output_topics(), encoded_profiles(store.flush_pending()))
+    publish(
+        config,
+        settings.topics.output_topics(),
+        encoded_profiles(store.flush_pending()),
+        on_write=count_outputs,
+        on_sent=observe_outputs,
+    )
     store.close()
 
 

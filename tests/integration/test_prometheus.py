@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from flows import metrics
+from flows import timing
 from flows.app.health import Health, MetricsServer, serve
 from flows.app.offline import SAMPLE_LOG, run_offline
 from flows.app.run import free_ports
@@ -69,7 +69,7 @@ def endpoint() -> Iterator[MetricsServer]:
         with tempfile.TemporaryDirectory() as out:
             while not stop.is_set():
                 try:
-                    with metrics.timed("offline_run"):
+                    with timing.timed("offline_run"):
                         run_offline(settings, [SAMPLE_LOG], Path(out))
                 except Exception as exc:  # reported by the test, not lost in the thread
                     failures.append(exc)
