@@ -214,12 +214,6 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.run import run
-
-    return run(args)
-
-
 def _cmd_schema_export(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -260,12 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(func=_cmd_backtest)
     _add_world(sub)
     _add_customer(sub)
-
-    from benchmarks.options import add_arguments
-
-    bench = sub.add_parser("bench", help="benchmark the pipeline against the real Kafka and Redis")
-    add_arguments(bench)
-    bench.set_defaults(func=_cmd_bench)
 
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(
         dest="schema_command", required=True, metavar="ACTION"
