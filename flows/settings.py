@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.nba.settings import NbaSettings
-from flows.steps.nps import NpsSettings
+from flows.steps.nps_settings import NpsSettings
 from flows.steps.sla import SlaSettings
 from flows.steps.stages import DEFAULT_STAGE_MAP
 from online_models.settings import ModelSettings

@@ -54,7 +54,8 @@ Alerts
     windows (each with at least ``min_responses`` answers; at least two
     needed). At most one alert per window: the first emission that shows the
     drop (a revision may). ``detractor`` alerts (every 0-6 answer) come from
-    :func:`detractor_alert`, which the flow calls where customer ids are known.
+    :func:`flows.steps.detractor.detractor_alert`, which the journey step calls where
+    customer ids are known.
 
 State stays bounded: a window is forgotten once the watermark passes its end
 plus the revision horizon; per series only the baseline history is kept.
@@ -65,11 +66,10 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from datetime import UTC, datetime
 
 from flows.steps.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
+from flows.steps.nps_settings import NpsSettings
 from flows.steps.ticks import EngineLogic, LaneSet, Tick, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
@@ -85,70 +85,6 @@ Boundary = tuple[int, int]
 """(window length ms, window start ms)."""
 Series = tuple[str, str | None]
 """(touchpoint, channel); channel None for the touchpoint as a whole."""
-
-
-class NpsSettings(BaseModel):
-    """Touchpoint NPS windows, lateness, revisions and alert thresholds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_lengths_seconds: tuple[int, ...] = (3600, 86400)
-    allowed_lateness_seconds: int = Field(default=600, ge=0)
-    # How long after its end (in watermark time) a window that went out may still be revised.
-    revision_horizon_seconds: int = Field(default=3600, ge=0)
-    by_channel: bool = True
-    baseline_windows: int = Field(default=6, ge=2)
-    drop_threshold_points: float = Field(default=20.0, gt=0)
-    min_responses: int = Field(default=5, ge=1)
-    # The detractor alert's due time is CX_JOURNEY__DETRACTOR_SLA_HOURS (the journey step
-    # raises it, where the customer is known); a CX_NPS__ one would change nothing, so
-    # there is none: setting it is an error.
-
-    @field_validator("window_lengths_seconds")
-    @classmethod
-    def _positive_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or min(value) <= 0:
-            msg = "window lengths must be positive seconds, at least one"
-            raise ValueError(msg)
-        return tuple(sorted(set(value)))
-
-
-def detractor_alert(
-    event: InteractionEvent, customer_id: str | None, sla_hours: float = 48.0
-) -> Alert | None:
-    """A close-the-loop alert for an NPS answer of 0-6; None for anything else.
-
-    Examples
-    --------
-    >>> event = InteractionEvent.model_validate({"id": "s-1", "source": "/doc",
-    ...     "type": "cx.survey.nps", "time": "2026-03-02T10:00:00Z",
-    ...     "data": {"channel": "survey", "touchpoint": "store.till", "nps": 2}})
-    >>> alert = detractor_alert(event, "cust-1")
-    >>> alert.severity, alert.due_at.isoformat(), alert.evidence["nps"]
-    ('high', '2026-03-04T10:00:00+00:00', 2)
-    >>> detractor_alert(event.model_copy(update={"data": event.data.model_copy(
-    ...     update={"nps": 7})}), "cust-1") is None
-    True
-    """
-    score = event.data.nps
-    if score is None or score > 6:
-        return None
-    return Alert(
-        id=output_id("alert", "detractor", event.id),
-        kind="detractor",
-        severity="high" if score <= 3 else "medium",
-        customer_id=customer_id,
-        touchpoint=event.data.touchpoint,
-        time=event.time,
-        due_at=event.time + timedelta(hours=sla_hours),
-        message=f"detractor (NPS {score}) at {event.data.touchpoint}: close the loop",
-        evidence={
-            "event_ids": [event.id],
-            "nps": score,
-            "touchpoint": event.data.touchpoint,
-            "channel": event.data.channel,
-        },
-    )
 
 
 @dataclass(slots=True)

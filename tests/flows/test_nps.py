@@ -13,16 +13,16 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from flows.steps.detractor import detractor_alert
 from flows.steps.nps import (
     NpsEngine,
     NpsItem,
     NpsOutput,
-    NpsSettings,
-    analyse_boundary,
-    detractor_alert,
     nps_builder,
     nps_key,
 )
+from flows.steps.nps_analysis import analyse_boundary
+from flows.steps.nps_settings import NpsSettings
 from flows.steps.ticks import Tick, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
