@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from flows.app.stores import make_store
-from flows.nba import ContactHistory, Decider, NbaSettings, load_catalogue
+from flows.nba.catalogue import load_catalogue
+from flows.nba.decider import Decider
+from flows.nba.policy import ContactHistory
+from flows.nba.settings import NbaSettings
 from flows.records import Forget, Journeyed, Scored
 from flows.settings import JourneySettings, Settings
 from flows.steps.decide import DecideLogic, decide_builder
