@@ -8,6 +8,7 @@ profile store (Redis, or the in-memory twin for offline runs).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -58,7 +59,7 @@ class _LanedDecoder:
         return lane_of(raw), self.decoder(raw)
 
 
-def _is_event(item: Decoded) -> bool:
+def _is_event(item: Decoded) -> TypeGuard[tuple[str, InteractionEvent]]:
     return isinstance(item[1], InteractionEvent)
 
 
@@ -140,7 +141,7 @@ def build_flow(
     decoded = op.flat_map_batch("decode", raw, timed_map("decode", decoder))
     # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
-    events: Stream[tuple[str, InteractionEvent]] = split.trues  # type: ignore[assignment]
+    events = split.trues
     dead = op.map("dead_letters", split.falses, _dead_letter)
     laned = op.key_on("lane", events, _lane)
     # (lane, (lane, InteractionEvent)): one key per input partition keeps its order
