@@ -14,9 +14,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
+from flows.lanes import lane_of
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.records import Forget, Journeyed, Scored
+from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import Settings
 from flows.steps.checkpoint import ModelCheckpoint, load_models
 from flows.steps.decide import decide_builder, decide_key
@@ -24,11 +25,9 @@ from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
 from flows.steps.journey import JourneyOptions, journey_builder
-from flows.steps.lanes import lane_of
 from flows.steps.nps import nps_builder, nps_key
 from flows.steps.profile import ProfileStep
 from flows.steps.resolve import (
-    Resolved,
     StoreResolver,
     erased_customers,
     identity_outputs,
@@ -50,7 +49,7 @@ Decoded = tuple[str, InteractionEvent | DeadLetter]
 
 
 class _LanedDecoder:
-    """decode, keeping each message's lane (flows.steps.lanes) with what it became."""
+    """decode, keeping each message's lane (flows.lanes) with what it became."""
 
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
@@ -110,7 +109,7 @@ def build_flow(
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
-    ``lanes``: the input's lanes (:mod:`flows.steps.lanes`), which the NPS and SLA engines
+    ``lanes``: the input's lanes (:mod:`flows.lanes`), which the NPS and SLA engines
     wait for before they move their clocks past an event time (:mod:`flows.steps.ticks`);
     by default, the lanes seen so far (exact for a single lane).
     """

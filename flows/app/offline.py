@@ -15,9 +15,9 @@ from bytewax.testing import cluster_main, run_main
 from flows.app.inputs import log_input
 from flows.app.stores import make_store
 from flows.dataflow import build_flow
+from flows.lanes import lane_of
 from flows.metrics import count_outputs
 from flows.settings import Settings
-from flows.steps.lanes import lane_of
 from flows.steps.ticks import LaneSet
 from replay.log import read_log
 from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, canonical_order, write_profiles
@@ -80,7 +80,7 @@ class OfflineRunError(RuntimeError):
 
 
 def log_lanes(logs: list[Path]) -> LaneSet:
-    """The lanes (:mod:`flows.steps.lanes`) of recorded logs: the partitions their records
+    """The lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records
     came from.
 
     A replay ends, so no lane is ever given up on as idle.

@@ -1,7 +1,7 @@
 """dedupe: drop an event whose id was seen before, and number the fresh ones per lane.
 
 Input is at-least-once, so re-deliveries are expected. The step is keyed by
-lane (:mod:`flows.steps.lanes`: one input partition), so it sees each lane's events
+lane (:mod:`flows.lanes`: one input partition), so it sees each lane's events
 in input order whatever the batching, and hands them on in that order,
 numbered (``seq``) and stamped with the lane's watermark. Each lane remembers
 ids for ``ttl_seconds`` of *event time* and at most ``max_ids_per_shard`` of
@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
+from flows.lanes import Tracked
 from flows.settings import DedupeSettings
-from flows.steps.lanes import Tracked
 from schemas.envelope import InteractionEvent
 
 DedupeSnapshot = tuple[float, list[tuple[str, float]]]

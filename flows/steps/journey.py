@@ -39,10 +39,10 @@ from datetime import timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from flows.nba.context import build_context
-from flows.records import Journeyed, ScoreInput
+from flows.records import Journeyed, Resolved, ScoreInput
 from flows.settings import JourneySettings
 from flows.steps.detractor import detractor_alert
-from flows.steps.resolve import ERASE_TYPE, Resolved
+from flows.steps.resolve import ERASE_TYPE
 from flows.steps.sentiment import SentimentScorer
 from flows.steps.stages import mapped_stage, next_stage
 from online_models.features import CustomerFeatures

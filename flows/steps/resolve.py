@@ -10,11 +10,11 @@ identifiers resolve to, in order with the events around it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flows import metrics
-from flows.steps.lanes import NO_LANE, Tracked
+from flows.lanes import NO_LANE, Tracked
+from flows.records import IdentityOutput, Resolved
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
@@ -22,36 +22,6 @@ from state.store import Conflict, Merge, ProfileStore, ResolveRequest
 
 ERASE_TYPE = "cx.privacy.erase"
 CONFLICT_DUE = timedelta(hours=24)
-
-IdentityOutput = IdentityMerge | IdentityErasure | Alert
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    """An event with its customer (None: anonymous, or an erase request).
-
-    ``opted_out`` are the consent purposes withdrawn in the customer's stored
-    profile when the batch was resolved, merged-away ids' included, sorted;
-    ``opted_out_ms`` each withdrawal's event time (see
-    :attr:`state.store.ResolveResult.opted_out`). The decide step honours them.
-    ``lane``, ``seq`` and ``wm_ms`` are the event's :class:`~flows.steps.lanes.Tracked`
-    stamps.
-    """
-
-    customer_id: str | None
-    event: InteractionEvent
-    outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
-    opted_out: tuple[str, ...] = ()
-    opted_out_ms: tuple[int, ...] = ()
-    # the event's place in its lane (flows.steps.lanes); seq -1: not an input event of its
-    # own (an erase request forwarded to each customer it erased)
-    lane: str = NO_LANE
-    seq: int = -1
-    wm_ms: int = 0
-
-    def withdrawn(self) -> dict[str, int]:
-        """``opted_out`` as purpose -> event time of the withdrawal."""
-        return dict(zip(self.opted_out, self.opted_out_ms, strict=True))
 
 
 def _merge_event(merge: Merge, event: InteractionEvent) -> IdentityMerge:

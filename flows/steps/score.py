@@ -4,7 +4,7 @@ The models (churn, segments, category propensity: :mod:`online_models`) learn
 from every customer, so what they say of one event depends on every event
 before it. Bytewax hands a keyed step its keys in sorted order within a batch,
 so a per-customer step would feed them in an order that changes with the
-batching. This step is keyed by lane (:mod:`flows.steps.lanes`) instead: it holds
+batching. This step is keyed by lane (:mod:`flows.lanes`) instead: it holds
 one set of models per input partition, puts the lane's events back in input
 order by their ``seq`` (the per-customer journey step before it emits exactly
 one item per sequenced event; anonymous events and erase requests come
@@ -20,7 +20,7 @@ scores.
 Examples
 --------
 >>> from schemas.envelope import InteractionEvent
->>> from flows.steps.resolve import Resolved
+>>> from flows.records import Resolved
 >>> def item(seq, minute):
 ...     event = InteractionEvent.model_validate({"id": f"e{seq}", "source": "/doc",
 ...         "type": "cx.web.page.viewed", "time": f"2026-03-02T10:{minute:02d}:00Z",
@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
-from flows.records import Forget, Journeyed, Scored, ScoreInput
-from flows.steps.resolve import Resolved
+from flows.records import Forget, Journeyed, Resolved, Scored, ScoreInput
 from online_models.churn import ChurnEngine
 from online_models.propensity import PropensityModel
 from online_models.segmentation import Segmenter

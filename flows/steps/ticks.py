@@ -3,7 +3,7 @@
 Bytewax's event-clock watermark is per key, so a quiet touchpoint's windows
 would never close. The NPS and SLA engines therefore each run as ONE keyed
 state that sees every relevant item plus cheap :class:`Tick` items carrying the
-latest event time read on a lane (:mod:`flows.steps.lanes`). Survey responses and
+latest event time read on a lane (:mod:`flows.lanes`). Survey responses and
 service-case events are a small share of traffic, so the single key stays
 light while the ticks keep its clock moving with the whole stream.
 
@@ -22,7 +22,7 @@ how workers interleave:
   of wall time stops holding the others back (the only wall-clock rule: a
   replay or a ``--no-tail`` run waits for every lane to end).
 
-The selectors accept plain events or :class:`~flows.steps.resolve.Resolved` items
+The selectors accept plain events or :class:`~flows.records.Resolved` items
 (the flow's stream after identity resolution), whichever the flow has at hand.
 
 Examples
@@ -56,8 +56,8 @@ from typing import Generic, Protocol, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.steps.lanes import NO_LANE
-from flows.steps.resolve import Resolved
+from flows.lanes import NO_LANE
+from flows.records import Resolved
 from schemas.envelope import InteractionEvent
 from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
 

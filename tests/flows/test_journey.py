@@ -14,11 +14,10 @@ from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
 from flows.nba.settings import NbaSettings
-from flows.records import Forget, Journeyed, Scored
+from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import JourneySettings, Settings
 from flows.steps.decide import DecideLogic, decide_builder
 from flows.steps.journey import JourneyLogic, JourneyOptions, JourneyState
-from flows.steps.resolve import Resolved
 from flows.steps.score import LaneModels, Models, ScoreLogic
 from flows.steps.sentiment import VaderScorer, bound_text
 from flows.steps.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage

@@ -11,7 +11,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from pydantic import ValidationError
 
-from flows.steps.resolve import Resolved
+from flows.records import Resolved
 from flows.steps.sla import SlaEngine, SlaItem, SlaSettings, sla_builder, sla_key
 from flows.steps.ticks import CaseItem, Tick, case_items
 from schemas.envelope import InteractionEvent
