@@ -163,7 +163,7 @@ class FlowCluster:
     def __init__(self, env: dict[str, str], processes: int, *, tail: bool) -> None:
         self.port = int(env["CX_METRICS__PORT"])
         self.processes = processes
-        base = [sys.executable, "-m", "flows.cli", "run"]
+        base = [sys.executable, "-m", "flows.app.cli", "run"]
         if not tail:
             base.append("--no-tail")
         if processes == 1:

@@ -1,4 +1,4 @@
-"""The bench's command-line options, kept apart so ``cxstream --help`` stays fast."""
+"""The bench's command-line options (``cxstream-bench``, ``python -m benchmarks``)."""
 
 from __future__ import annotations
 

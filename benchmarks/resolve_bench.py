@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 import redis
 
-from flows.profile import ProfileStep
 from flows.records import Journeyed
-from flows.resolve import StoreResolver
+from flows.steps.profile import ProfileStep
+from flows.steps.resolve import StoreResolver
 from replay.sample import generate_sample
 from schemas.envelope import InteractionEvent
 from state.memory import MemoryProfileStore

@@ -8,35 +8,35 @@ profile store (Redis, or the in-memory twin for offline runs).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
-from flows.checkpoint import ModelCheckpoint, load_models
-from flows.decide import decide_builder, decide_key
-from flows.decode import Decoder
-from flows.dedupe import dedupe_builder
-from flows.encode import Encoded, Output, encode
-from flows.journey import JourneyOptions, journey_builder
 from flows.lanes import lane_of
-from flows.metrics import timed_batch, timed_flat_map, timed_logic, timed_map
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.nps import nps_builder, nps_key
-from flows.profile import ProfileStep
-from flows.records import Forget, Journeyed, Scored
-from flows.resolve import (
-    Resolved,
+from flows.records import Forget, Journeyed, Resolved, Scored
+from flows.settings import Settings
+from flows.steps.checkpoint import ModelCheckpoint, load_models
+from flows.steps.decide import decide_builder, decide_key
+from flows.steps.decode import Decoder
+from flows.steps.dedupe import dedupe_builder
+from flows.steps.encode import Encoded, Output, encode
+from flows.steps.journey import JourneyOptions, journey_builder
+from flows.steps.nps import nps_builder, nps_key
+from flows.steps.profile import ProfileStep
+from flows.steps.resolve import (
     StoreResolver,
     erased_customers,
     identity_outputs,
 )
-from flows.score import score_builder, score_lane
-from flows.sentiment import VaderScorer
-from flows.settings import Settings
-from flows.sla import sla_builder, sla_key
-from flows.ticks import LaneSet, case_items, survey_items
+from flows.steps.score import score_builder, score_lane
+from flows.steps.sentiment import VaderScorer
+from flows.steps.sla import sla_builder, sla_key
+from flows.steps.ticks import LaneSet, case_items, survey_items
+from flows.timing import timed_batch, timed_flat_map, timed_logic, timed_map
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
@@ -58,7 +58,7 @@ class _LanedDecoder:
         return lane_of(raw), self.decoder(raw)
 
 
-def _is_event(item: Decoded) -> bool:
+def _is_event(item: Decoded) -> TypeGuard[tuple[str, InteractionEvent]]:
     return isinstance(item[1], InteractionEvent)
 
 
@@ -110,7 +110,7 @@ def build_flow(
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
     ``lanes``: the input's lanes (:mod:`flows.lanes`), which the NPS and SLA engines
-    wait for before they move their clocks past an event time (:mod:`flows.ticks`);
+    wait for before they move their clocks past an event time (:mod:`flows.steps.ticks`);
     by default, the lanes seen so far (exact for a single lane).
     """
     resolver = StoreResolver(store)
@@ -126,7 +126,7 @@ def build_flow(
         needs_propensity=decider is not None and decider.needs_propensity,
     )
     journeys = journey_builder(conf, scorer, options)
-    # One set of models per lane (flows.score), imported or new when the lane starts.
+    # One set of models per lane (flows.steps.score), imported or new when the lane starts.
     checkpoint = ModelCheckpoint(settings.models) if settings.models.export_path else None
     score_lanes = score_builder(
         lambda: load_models(settings.models),
@@ -140,7 +140,7 @@ def build_flow(
     decoded = op.flat_map_batch("decode", raw, timed_map("decode", decoder))
     # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
-    events: Stream[tuple[str, InteractionEvent]] = split.trues  # type: ignore[assignment]
+    events = split.trues
     dead = op.map("dead_letters", split.falses, _dead_letter)
     laned = op.key_on("lane", events, _lane)
     # (lane, (lane, InteractionEvent)): one key per input partition keeps its order
@@ -187,7 +187,7 @@ def build_flow(
     # ProfileSnapshot, when due (rate-limited per customer in event time)
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
     # and case SLAs each run under one key, fed the lanes merged into one canonical order
-    # with ticks of each lane's watermark (flows.ticks): a quiet touchpoint's windows
+    # with ticks of each lane's watermark (flows.steps.ticks): a quiet touchpoint's windows
     # close when event time moves on everywhere.
     surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
     nps_logic = timed_logic("nps", nps_builder(settings.nps, lanes))

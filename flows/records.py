@@ -1,16 +1,48 @@
 """The shapes passed between the per-customer and per-lane steps of the flow.
 
-``journey`` (per customer) -> :class:`Journeyed` -> ``score`` (per lane, in lane
-order) -> :class:`Scored` / :class:`Forget` -> ``decide`` (per customer) ->
-:class:`Journeyed` with the model figures -> ``profile``.
+``resolve`` -> :class:`Resolved` -> ``journey`` (per customer) -> :class:`Journeyed` ->
+``score`` (per lane, in lane order) -> :class:`Scored` / :class:`Forget` -> ``decide``
+(per customer) -> :class:`Journeyed` with the model figures -> ``profile``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flows.lanes import NO_LANE
 from flows.nba.context import Context
-from flows.resolve import Resolved
+from schemas.envelope import InteractionEvent
+from schemas.outputs import Alert, IdentityErasure, IdentityMerge
+
+IdentityOutput = IdentityMerge | IdentityErasure | Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An event with its customer (None: anonymous, or an erase request).
+
+    ``opted_out`` are the consent purposes withdrawn in the customer's stored
+    profile when the batch was resolved, merged-away ids' included, sorted;
+    ``opted_out_ms`` each withdrawal's event time (see
+    :attr:`state.store.ResolveResult.opted_out`). The decide step honours them.
+    ``lane``, ``seq`` and ``wm_ms`` are the event's :class:`~flows.lanes.Tracked`
+    stamps.
+    """
+
+    customer_id: str | None
+    event: InteractionEvent
+    outputs: tuple[IdentityOutput, ...] = field(default_factory=tuple)
+    opted_out: tuple[str, ...] = ()
+    opted_out_ms: tuple[int, ...] = ()
+    # the event's place in its lane (flows.lanes); seq -1: not an input event of its
+    # own (an erase request forwarded to each customer it erased)
+    lane: str = NO_LANE
+    seq: int = -1
+    wm_ms: int = 0
+
+    def withdrawn(self) -> dict[str, int]:
+        """``opted_out`` as purpose -> event time of the withdrawal."""
+        return dict(zip(self.opted_out, self.opted_out_ms, strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.nba.settings import NbaSettings
-from flows.nps import NpsSettings
-from flows.sla import SlaSettings
-from flows.stages import DEFAULT_STAGE_MAP
+from flows.steps.nps_settings import NpsSettings
+from flows.steps.sla import SlaSettings
+from flows.steps.stages import DEFAULT_STAGE_MAP
 from online_models.settings import ModelSettings
 from schemas.envelope import (
     DEFAULT_MAX_DEPTH,
@@ -65,7 +65,7 @@ class KafkaSettings(_Section):
     ssl_endpoint_identification: Literal["https", "none"] | None = None
     batch_size: int = Field(default=1000, ge=1)
     # Tailing only: an input partition silent this long (wall time) stops holding back
-    # the NPS and SLA clocks of the others (flows.ticks); 0 never waits for a silent one.
+    # the NPS and SLA clocks of the others (flows.steps.ticks); 0 never waits for a silent one.
     idle_partition_seconds: float = Field(default=30.0, ge=0)
     # Largest message the producer sends: dead letters carry the original bytes.
     max_message_bytes: int = Field(default=16_000_000, ge=1024)
@@ -248,7 +248,7 @@ class JourneySettings(_Section):
 
 class LimitSettings(_Section):
     """Bounds on one input message; an event over any of them becomes a dead letter
-    whose reason names the limit (see flows/decode.py)."""
+    whose reason names the limit (see flows/steps/decode.py)."""
 
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
@@ -267,7 +267,7 @@ class LimitSettings(_Section):
 
 class DedupeSettings(_Section):
     ttl_seconds: float = Field(default=7 * 86400, gt=0)
-    # per lane (input partition): dedupe runs keyed by lane (flows.dedupe)
+    # per lane (input partition): dedupe runs keyed by lane (flows.steps.dedupe)
     max_ids_per_shard: int = Field(default=100_000, ge=1)
 
 

@@ -97,6 +97,7 @@ from replay.world.journey import (
     Outcome,
     WorldClock,
 )
+from replay.world.life import live
 from replay.world.noise import Courier, NoiseRates
 from replay.world.sharing import SharingPlan, SharingRates, plan_sharing
 from replay.world.stream import Stream
@@ -236,7 +237,7 @@ def _live(
         first_day=0 if existing else rng.randrange(max(1, int(clock.days * 0.8))),
         uses_app=uses_app,
     )
-    return latent, Journey(rng, who, latent, clock).run()
+    return latent, live(Journey(rng, who, latent, clock))
 
 
 def _weights(rng: random.Random, uses_app: bool, on_social: bool) -> list[float]:

@@ -84,7 +84,7 @@ def check_free_values(groups: list[tuple[Collection[Any], int]], limits: Limits)
     ``groups`` are ``(values, depth a container among them has)``. Raises a
     ``too_deep`` error, or ``not_finite`` for NaN and Infinity (pydantic's parser
     accepts them; JSON has no such numbers). How many values there are at most is
-    checked before parsing (flows/decode.py ``count_json_values``).
+    checked before parsing (flows/steps/decode.py ``count_json_values``).
 
     >>> check_free_values([([1, {"b": [2]}], 4)], Limits(max_depth=5))
     >>> check_free_values([([1, {"b": [2]}], 4)], Limits(max_depth=4))

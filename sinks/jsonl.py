@@ -18,22 +18,23 @@ from typing import Any, BinaryIO
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows import metrics
 from schemas.outputs import ProfileSnapshot
 from schemas.records import OUTPUT_KINDS, Emitted
+from sinks.hooks import OnWrite
 
 OFFLINE_FILES: dict[str, str] = {kind: f"{kind}.jsonl" for kind in OUTPUT_KINDS}
 _SORTED_KINDS = sorted(OUTPUT_KINDS)
 
 
 class _AppendPartition(StatefulSinkPartition[Emitted, None]):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_write: OnWrite) -> None:
         self._file: BinaryIO = path.open("wb")
+        self._on_write = on_write
 
     def write_batch(self, values: list[Emitted]) -> None:
         self._file.write(b"".join(out.value + b"\n" for out in values if out.value is not None))
         if values:
-            metrics.OUTPUTS.labels(values[0].kind).inc(len(values))
+            self._on_write(values[0].kind, len(values))
 
     def snapshot(self) -> None:
         return None
@@ -88,10 +89,11 @@ def write_profiles(path: Path, profiles: Iterable[ProfileSnapshot]) -> int:
 
 
 class JsonlDirSink(FixedPartitionedSink[Emitted, None]):
-    """Writes ``(kind, Emitted)`` items to ``<out_dir>/<kind>.jsonl``."""
+    """Writes ``(kind, Emitted)`` items to ``<out_dir>/<kind>.jsonl``; ``on_write`` counts them."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, on_write: OnWrite) -> None:
         self.out_dir = out_dir
+        self._on_write = on_write
 
     def list_parts(self) -> list[str]:
         return list(OUTPUT_KINDS)
@@ -107,4 +109,4 @@ class JsonlDirSink(FixedPartitionedSink[Emitted, None]):
         path = self.out_dir / OFFLINE_FILES[for_part]
         if for_part == "profiles":
             return _DiscardPartition()
-        return _AppendPartition(path)
+        return _AppendPartition(path, self._on_write)

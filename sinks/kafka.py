@@ -4,7 +4,7 @@ Routes each ``(kind, Emitted)`` to the topic configured for its kind, keyed by
 customer id (or touchpoint), so a consumer sees one customer's outputs in order.
 Delivery failures stop the flow (and recovery replays) rather than lose output.
 
-A producer that librdkafka has left without any broker (see :mod:`flows.kafka_clients`)
+A producer that librdkafka has left without any broker (see :mod:`sinks.kafka_clients`)
 would keep ``flush()`` waiting forever; the sink notices it from the producer's
 statistics, throws it away (purging its queues) and sends the batch's undelivered
 messages again with a new producer. A message that was in flight when the old
@@ -13,8 +13,9 @@ producer lost its brokers may then be written twice (at least once, as on a repl
 After each batch is flushed (acknowledged by the brokers) the sink records
 ``cx_e2e_latency_seconds`` for its outputs with one clock read: now minus the
 Kafka append time of the input batches this worker handed out since its last
-write (see :func:`flows.metrics.observe_outputs` for how outputs are matched
-to inputs, an approximation that costs nothing per event).
+write (the ``on_sent`` hook; the flow passes :func:`flows.timing.observe_outputs`, which
+says how outputs are matched to inputs, an approximation that costs nothing per event).
+Each message queued is reported to ``on_write`` (the flow counts ``cx_outputs_total``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
-from flows import metrics
-from flows.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 from schemas.records import Emitted
+from sinks.hooks import OnSent, OnWrite, ignore_sent, ignore_write
+from sinks.kafka_clients import STATS_INTERVAL_MS, STRANDED_AFTER_SECONDS, BrokerWatch, discard
 
 Item = tuple[str, Emitted]
 
@@ -61,10 +62,14 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         topics: dict[str, str],
         make_producer: Callable[[dict[str, Any]], Producer] = Producer,
         stranded_after: float = STRANDED_AFTER_SECONDS,
+        on_write: OnWrite = ignore_write,
+        on_sent: OnSent = ignore_sent,
     ) -> None:
         self._config = config
         self._topics = topics
         self._make_producer = make_producer
+        self._on_write = on_write
+        self._on_sent = on_sent
         self._errors: list[str] = []
         self._watch = BrokerWatch(stranded_after)
         self._generation = 0  # delivery reports of replaced producers are ignored
@@ -138,9 +143,9 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         pending: dict[int, Item] = {}
         for index, item in enumerate(items):
             self._produce(index, item, pending)
-            metrics.OUTPUTS.labels(item[0]).inc()
+            self._on_write(item[0], 1)
         self._flush(pending)
-        metrics.observe_outputs(len(items))
+        self._on_sent(len(items))
         if self._errors:
             errors, self._errors = self._errors, []
             msg = f"{len(errors)} messages were not delivered, first: {errors[0]}"
@@ -150,11 +155,18 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         self._flush({})  # write_batch leaves nothing queued; never waits on a stranded one
 
 
-def publish(config: dict[str, Any], topics: dict[str, str], items: list[Item]) -> None:
+def publish(
+    config: dict[str, Any],
+    topics: dict[str, str],
+    items: list[Item],
+    *,
+    on_write: OnWrite,
+    on_sent: OnSent,
+) -> None:
     """Send items outside a dataflow (e.g. a final flush), with the same guarantees."""
     if not items:
         return
-    partition = _KafkaPartition(dict(config), topics)
+    partition = _KafkaPartition(dict(config), topics, on_write=on_write, on_sent=on_sent)
     partition.write_batch(items)
     partition.close()
 
@@ -162,9 +174,20 @@ def publish(config: dict[str, Any], topics: dict[str, str], items: list[Item]) -
 class KafkaOutputSink(DynamicSink[Item]):
     """Writes every output kind to its Kafka topic."""
 
-    def __init__(self, config: dict[str, Any], topics: dict[str, str]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: dict[str, str],
+        *,
+        on_write: OnWrite,
+        on_sent: OnSent,
+    ) -> None:
         self._config = config
         self._topics = topics
+        self._on_write = on_write
+        self._on_sent = on_sent
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaPartition:
-        return _KafkaPartition(dict(self._config), self._topics)
+        return _KafkaPartition(
+            dict(self._config), self._topics, on_write=self._on_write, on_sent=self._on_sent
+        )

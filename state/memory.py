@@ -38,13 +38,12 @@ from state.profile_hash import (
     applied_horizon,
     fold,
     fold_delta,
-    parse_recent,
     parse_withdrawn,
     publish_due,
     record_consent,
-    snapshot_from_hash,
     stamp,
 )
+from state.profile_snapshot import parse_recent, snapshot_from_hash
 from state.store import (
     ErasedReport,
     IdentityPolicy,

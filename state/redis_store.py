@@ -24,7 +24,8 @@ from redis.exceptions import NoScriptError
 from schemas.outputs import ProfileSnapshot
 from state.hashing import Hasher, PlainIdentifiers
 from state.outcomes import Entries, wall_ms
-from state.profile_hash import ProfileDelta, ProfileRules, parse_withdrawn, snapshot_from_hash
+from state.profile_hash import ProfileDelta, ProfileRules, parse_withdrawn
+from state.profile_snapshot import snapshot_from_hash
 from state.store import (
     ErasedReport,
     IdentityPolicy,

@@ -15,9 +15,9 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from flows.app.stores import make_store
 from flows.dataflow import build_flow
 from flows.settings import Settings
-from flows.stores import make_store
 from schemas.records import Emitted, RawMessage
 from state.store import ProfileStore
 

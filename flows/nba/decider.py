@@ -1,6 +1,6 @@
 """The decide step: eligibility, consent, contact policy, arbitration, one NBA per pick.
 
-The decide step (:mod:`flows.decide`) calls :meth:`Decider.decide` for every
+The decide step (:mod:`flows.steps.decide`) calls :meth:`Decider.decide` for every
 event of a customer, after journey and scores, with the decision context
 (:func:`flows.nba.context.build_context`) and the customer's
 :class:`~flows.nba.policy.ContactHistory`. Per trigger:

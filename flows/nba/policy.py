@@ -81,7 +81,7 @@ class ContactHistory:
         """Whether an action needing ``purpose`` may go out by ``channel``.
 
         ``withdrawn`` holds the opt-outs the profile store reports for the
-        customer (purpose -> event time; :attr:`flows.resolve.Resolved.opted_out`),
+        customer (purpose -> event time; :attr:`flows.records.Resolved.opted_out`),
         merged-away ids' included. One blocks unless this history holds a grant
         of the same purpose strictly newer by event time (folded here before the
         profile step stored it): the latest by event time wins, a tie withdraws.

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from replay.world import service, sessions
+from replay.world.cases import Case
 from replay.world.catalog import (
     AGENTS,
     HOUR_WEIGHTS,
@@ -45,7 +45,6 @@ from replay.world.catalog import (
 )
 from replay.world.drafts import DAY_MS, HOUR_MS, MINUTE_MS, Draft, EventIds
 from replay.world.identity import Identity, Registry, raw_email, raw_phone
-from replay.world.service import Case
 
 # Hazard weights (see the module docstring); chosen so that about one person in
 # six churns over 90 days and the hidden factors explain most of who does.
@@ -250,18 +249,18 @@ class Journey:
             ids["email"] = self.email()
         return ids
 
-    # -- the day loop -------------------------------------------------------------------
+    # -- used by the day loop (replay.world.life) ---------------------------------------
 
-    def _session_time(self, day_ms: int) -> int:
+    def session_time(self, day_ms: int) -> int:
         hour = self.rng.choices(_HOURS, cum_weights=_CUM_HOURS)[0]
         return day_ms + hour * HOUR_MS + self.rng.randrange(HOUR_MS)
 
-    def _channel(self) -> str:
+    def channel(self) -> str:
         if not self.registered:  # before sign-up: browsing and app installs only
             return "web" if not self.latent.uses_app or self.rng.random() < 0.7 else "app"
         return self.rng.choices(SESSION_CHANNELS, weights=self.latent.weights)[0]
 
-    def _settle(self, until: int) -> None:
+    def settle(self, until: int) -> None:
         while self._pending and self._pending[0][0] < until:
             heapq.heappop(self._pending)[2]()
 
@@ -277,42 +276,7 @@ class Journey:
         )
         return 1.0 / (1.0 + math.exp(-z))
 
-    def run(self) -> Outcome:
-        """Simulate the whole horizon; return what was emitted before the churn."""
-        rng, latent, clock = self.rng, self.latent, self.clock
-        self.registered = latent.existing
-        self.consent = latent.existing and rng.random() < 0.55
-        self.store = rng.choice([s.touchpoint for s in STORES if s.country == self.who.country])
-        if self.who.kiosk is not None and self.who.kiosk.touchpoint is not None:
-            self.store = self.who.kiosk.touchpoint  # they live near the kiosk's store
-        survive, churn_ms = 1.0, None
-        weekday0 = (clock.start_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
-        for day in range(latent.first_day, clock.days):
-            day_ms = clock.start_ms + day * DAY_MS
-            if day == latent.first_day:
-                # Early enough in the day that nothing (a churn included) can precede it.
-                sessions.first_visit(self, day_ms + rng.randrange(6 * HOUR_MS, 14 * HOUR_MS))
-            weekend = (weekday0 + day) % 7 >= 5
-            rate = latent.activity * (1.25 if weekend else 1.0) * math.exp(-0.2 * self.bad)
-            for t in sorted(self._session_time(day_ms) for _ in range(poisson(rng, rate))):
-                sessions.SESSIONS[self._channel()](self, t)
-                self.sessions += 1
-            self._settle(day_ms + DAY_MS)
-            if self.registered and day + 1 < clock.days:
-                h = self.hazard()
-                if rng.random() < min(0.3, INTENT * h):  # shows tomorrow, unless they are gone
-                    service.thinking_of_leaving(self, self._session_time(day_ms + DAY_MS))
-                survive *= 1.0 - h
-                if churn_ms is None and rng.random() < h:
-                    churn_ms = day_ms + DAY_MS + rng.randrange(7 * HOUR_MS, 21 * HOUR_MS)
-                    churn_ms -= churn_ms % 1000  # as stamped by systems that keep seconds
-                    service.close_account(self, churn_ms)
-            self.bad *= DECAY
-            self.good *= DECAY
-            self.detractor *= DECAY
-        return self._outcome(churn_ms, 1.0 - survive)
-
-    def _outcome(self, churn_ms: int | None, probability: float) -> Outcome:
+    def outcome(self, churn_ms: int | None, probability: float) -> Outcome:
         cut = self.clock.end_ms if churn_ms is None else churn_ms + 1
         kept = [d for d in self.drafts if d.t < cut]
         kept.sort(key=lambda d: d.t)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from replay.world.cases import Case
 from replay.world.catalog import (
     CASE_CATEGORIES,
     CASE_TEXT,
@@ -43,19 +43,6 @@ _QUEUE_CATEGORY = {
     "call_center.sales": "billing",
 }
 _CATEGORIES = tuple(CASE_CATEGORIES)
-
-
-@dataclass(slots=True)
-class Case:
-    """A service case as the desk sees it."""
-
-    case_id: str
-    priority: str
-    category: str
-    opened_ms: int
-    due_ms: int
-    resolved_ms: int | None = None
-    breached: bool = False
 
 
 def problem(j: Journey, t: int, category: str) -> None:

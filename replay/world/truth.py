@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
+from replay.world.cases import Case
 from replay.world.drafts import HOUR_MS, rfc3339
 from replay.world.journey import Latent, Outcome
 from replay.world.noise import INVALID_KINDS
-from replay.world.service import Case
 from replay.world.stream import DELAYED, DUPLICATE, HAS_DUPLICATE, INVALID, LATE, Stream
 from schemas.identifiers import normalise_identifier
 

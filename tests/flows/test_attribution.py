@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from flows.app.stores import make_store
 from flows.settings import Settings
-from flows.stores import make_store
 from schemas.outputs import ProfileSnapshot
 from state.store import ProfileStore
 from tests.conftest import raw, run_flow

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
+from flows.app.stores import make_store
 from flows.settings import ProfileSettings, Settings
-from flows.stores import make_store
 from schemas.records import RawMessage
 from tests.conftest import make_event, raw, run_flow
 

@@ -3,7 +3,7 @@
 For one input partition every output file is byte-identical for any batch size.
 With several partitions in one log the event-time windows (NPS windows, SLA
 breaches) still are: their clocks merge the lanes in an order only the input
-decides (flows.ticks).
+decides (flows.steps.ticks).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.offline import run_offline
+from flows.app.offline import run_offline
 from flows.settings import KafkaSettings, Settings
 from replay.log import write_log
 from replay.synthetic import generate_world

@@ -21,8 +21,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from flows import metrics
-from flows.observability import (
+from flows import metrics, timing
+from flows.app.health import (
     REDIS_SCRIPT_OPS,
     Health,
     InstrumentedRedis,
@@ -262,14 +262,14 @@ def test_redis_op_labels_stay_in_the_script_vocabulary() -> None:
 def test_timed_as_a_context_manager_observes_the_block() -> None:
     before = sample("cx_step_seconds_count", step="t_block")
     before_sum = sample("cx_step_seconds_sum", step="t_block")
-    with metrics.timed("t_block"):
+    with timing.timed("t_block"):
         time.sleep(0.01)
     assert sample("cx_step_seconds_count", step="t_block") == before + 1
     assert sample("cx_step_seconds_sum", step="t_block") - before_sum >= 0.009
 
 
 def test_timed_as_a_decorator_keeps_the_function_and_times_failures() -> None:
-    @metrics.timed("t_deco")
+    @timing.timed("t_deco")
     def double(x: int) -> int:
         """Twice x."""
         if x < 0:
@@ -290,12 +290,12 @@ def test_timed_batch_and_timed_map_observe_once_per_batch_and_count_items() -> N
     def total(batch: list[int]) -> list[int]:
         return [sum(batch)]
 
-    mapped = metrics.timed_map("t_map", inc)
+    mapped = timing.timed_map("t_map", inc)
     assert mapped([1, 2, 3]) == [2, 3, 4]
     assert mapped([]) == []
     assert sample("cx_step_seconds_count", step="t_map") == 2
     assert sample("cx_step_items_total", step="t_map") == 3
-    batched = metrics.timed_batch("t_batch", total)
+    batched = timing.timed_batch("t_batch", total)
     assert batched([1, 2, 3]) == [6]
     assert sample("cx_step_items_total", step="t_batch") == 3
 
@@ -316,7 +316,7 @@ def test_timed_logic_runs_in_a_real_stateful_batch_step() -> None:
     out: list[tuple[str, int]] = []
     flow = Dataflow("timed_logic")
     keyed = op.key_on("key", op.input("in", flow, TestingSource([1, 2, 3, 4], 2)), lambda x: "k")
-    summed = op.stateful_batch("sum", keyed, metrics.timed_logic("t_logic", _Sum))
+    summed = op.stateful_batch("sum", keyed, timing.timed_logic("t_logic", _Sum))
     op.output("out", summed, TestingSink(out))
     run_main(flow)  # type: ignore[no-untyped-call]
     assert out == [("k", 3), ("k", 10)]
@@ -328,7 +328,7 @@ def test_map_step_as_timed_flat_map_batch_gives_the_same_stream() -> None:
     out: list[int] = []
     flow = Dataflow("timed_map")
     up = op.input("in", flow, TestingSource(list(range(10)), 4))
-    doubled = op.flat_map_batch("double", up, metrics.timed_map("t_fmb", lambda x: 2 * x))
+    doubled = op.flat_map_batch("double", up, timing.timed_map("t_fmb", lambda x: 2 * x))
     op.output("out", doubled, TestingSink(out))
     run_main(flow)  # type: ignore[no-untyped-call]
     assert out == [2 * x for x in range(10)]
@@ -340,20 +340,20 @@ def test_observe_e2e_buckets_and_clamps_clock_skew() -> None:
         return sample("cx_e2e_latency_seconds_bucket", le=le)
 
     before = {le: bucket(le) for le in ("0.0", "0.001", "0.02", "0.035")}
-    metrics.observe_e2e(1_000_000, now_ms=1_000_025)  # 25 ms
-    metrics.observe_e2e(1_000_100, now_ms=1_000_000)  # broker clock ahead: counts as 0
+    timing.observe_e2e(1_000_000, now_ms=1_000_025)  # 25 ms
+    timing.observe_e2e(1_000_100, now_ms=1_000_000)  # broker clock ahead: counts as 0
     assert bucket("0.001") - before["0.001"] == 1
     assert bucket("0.02") - before["0.02"] == 1
     assert bucket("0.035") - before["0.035"] == 2
     count = sample("cx_e2e_latency_seconds_count")
-    metrics.observe_e2e_many([int(time.time() * 1000), None, int(time.time() * 1000) - 5000])
+    timing.observe_e2e_many([int(time.time() * 1000), None, int(time.time() * 1000) - 5000])
     assert sample("cx_e2e_latency_seconds_count") == count + 2
 
 
 def test_redis_call_counts_times_and_counts_errors() -> None:
-    with metrics.redis_call("t_op"):
+    with timing.redis_call("t_op"):
         pass
-    with pytest.raises(redis.ConnectionError), metrics.redis_call("t_op"):
+    with pytest.raises(redis.ConnectionError), timing.redis_call("t_op"):
         raise redis.ConnectionError("down")
     assert sample("cx_redis_calls_total", op="t_op") == 2
     assert sample("cx_redis_errors_total", op="t_op") == 1

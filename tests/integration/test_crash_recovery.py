@@ -30,8 +30,9 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from flows.decode import Decoder
-from flows.offline import run_offline
+from flows.app.offline import run_offline
+from flows.app.stores import make_store
+from flows.app.topics import ensure_topics
 from flows.settings import (
     IdentitySettings,
     KafkaSettings,
@@ -40,8 +41,7 @@ from flows.settings import (
     Settings,
     TopicSettings,
 )
-from flows.stores import make_store
-from flows.topics import ensure_topics
+from flows.steps.decode import Decoder
 from replay.log import write_log
 from replay.synthetic import generate_world
 from schemas.outputs import DeadLetter
@@ -132,7 +132,7 @@ def flows() -> Iterator[list[subprocess.Popen[bytes]]]:
 def start(
     env: dict[str, str], processes: int, *, tail: bool, epoch: float
 ) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "flows.cli", "run", "--processes", str(processes)]
+    args = [sys.executable, "-m", "flows.app.cli", "run", "--processes", str(processes)]
     return subprocess.Popen(
         [*args] if tail else [*args, "--no-tail"],
         cwd=REPO,

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.offline import run_offline
+from flows.app.offline import run_offline
+from flows.app.stores import make_store
 from flows.settings import RedisSettings, Settings
-from flows.stores import make_store
 from replay.log import write_log
 from replay.sample import generate_sample
 from replay.synthetic import generate_world

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from flows.app.topics import ensure_topics
 from flows.settings import IdentitySettings, KafkaSettings, Settings, TopicSettings
-from flows.topics import ensure_topics
 from schemas.records import OUTPUT_KINDS
 from tests.conftest import make_event
 from tests.integration.test_crash_recovery import flow_env
@@ -93,7 +93,7 @@ def test_valid_events_once_invalid_in_dlq_nothing_lost(
     )
 
     run = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--no-tail", "--processes", str(processes)],
+        [sys.executable, "-m", "flows.app.cli", "run", "--no-tail", "--processes", str(processes)],
         cwd=REPO,
         env=env,
         capture_output=True,

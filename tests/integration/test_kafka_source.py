@@ -1,7 +1,7 @@
 """CxKafkaSource on the real broker: where ``--no-tail`` ends, and clients replaced.
 
 The failure these tests pin down (issue #13, part 5): librdkafka can strand a client
-without any broker (see flows/kafka_clients.py); such a consumer gets no fetch reply
+without any broker (see sinks/kafka_clients.py); such a consumer gets no fetch reply
 again, so it never reports the end of its partition, and Bytewax's own Kafka source,
 which waits for that report, never ends. A consumer that gets no fetch reply is
 simulated here by one whose ``consume`` never returns anything.
@@ -19,7 +19,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from flows.kafka_source import CxKafkaSource, KafkaItem
+from flows.app.kafka_source import CxKafkaSource, KafkaItem
 from schemas.records import Emitted
 from sinks.kafka import _KafkaPartition
 from tests.integration.verifier import consume_all

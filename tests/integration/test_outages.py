@@ -23,11 +23,11 @@ import orjson
 import pytest
 import redis
 
-from flows.offline import run_offline
-from flows.run import free_ports
+from flows.app.offline import run_offline
+from flows.app.run import free_ports
+from flows.app.stores import make_store
+from flows.app.topics import ensure_topics
 from flows.settings import Settings
-from flows.stores import make_store
-from flows.topics import ensure_topics
 from replay.log import write_log
 from replay.synthetic import generate_world
 from schemas.outputs import ProfileSnapshot
@@ -113,7 +113,7 @@ def run_through(
     """Run the flow to the end of the backlog, calling ``disrupt`` once it is under way;
     return its stderr."""
     flow = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--no-tail"],
+        [sys.executable, "-m", "flows.app.cli", "run", "--no-tail"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -234,7 +234,7 @@ def test_kafka_broker_restarted_mid_stream_loses_nothing(
     """A controlled shutdown mid-backlog, then the broker back: ``run --no-tail`` ends.
 
     Now and then a client asks for metadata just while the broker shuts down, gets a
-    reply that lists no brokers, and librdkafka keeps none (flows/kafka_clients.py);
+    reply that lists no brokers, and librdkafka keeps none (sinks/kafka_clients.py);
     with Bytewax's own source, a consumer stranded so (typically the empty privacy
     topic's, which had not yet had its end-of-partition reply) never ended the run.
     tests/integration/test_kafka_source.py pins that down deterministically."""

@@ -23,8 +23,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.stores import make_store
-from flows.topics import ensure_topics
+from flows.app.stores import make_store
+from flows.app.topics import ensure_topics
 from replay.synthetic import generate_world
 from tests.integration.test_crash_recovery import flow_env, settings_of
 from tests.integration.verifier import consume_all
@@ -48,7 +48,15 @@ def _run(brokers: str, redis_url: str, prefix: str, tmp: Path, processes: int) -
     ensure_topics(settings)
     world = generate_world(300, 30, seed=77)
     _produce(brokers, settings.topics.events, [m.value or b"" for m in world.messages()])
-    args = [sys.executable, "-m", "flows.cli", "run", "--no-tail", "--processes", str(processes)]
+    args = [
+        sys.executable,
+        "-m",
+        "flows.app.cli",
+        "run",
+        "--no-tail",
+        "--processes",
+        str(processes),
+    ]
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     store = make_store(settings, default="redis")

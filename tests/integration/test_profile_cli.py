@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from flows.cli import main
+from flows.app.cli import main
+from flows.app.stores import make_store
 from flows.settings import RedisSettings, Settings
-from flows.stores import make_store
 from tests.conftest import make_event, raw, run_flow
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """The real Prometheus scrapes cxstream's endpoint while the real flow runs.
 
-The module starts ``flows.observability.serve`` on an ephemeral port, replays the
+The module starts ``flows.app.health.serve`` on an ephemeral port, replays the
 shipped demo log through the flow in a loop (``run_offline``, in-memory store), and
 starts Prometheus with ``scripts/prometheus.sh`` (which installs the Debian package
 when it is missing) scraping that port every second, with its own port and state
@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from flows import metrics
-from flows.observability import Health, MetricsServer, serve
-from flows.offline import SAMPLE_LOG, run_offline
-from flows.run import free_ports
+from flows import timing
+from flows.app.health import Health, MetricsServer, serve
+from flows.app.offline import SAMPLE_LOG, run_offline
+from flows.app.run import free_ports
 from flows.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def endpoint() -> Iterator[MetricsServer]:
         with tempfile.TemporaryDirectory() as out:
             while not stop.is_set():
                 try:
-                    with metrics.timed("offline_run"):
+                    with timing.timed("offline_run"):
                         run_offline(settings, [SAMPLE_LOG], Path(out))
                 except Exception as exc:  # reported by the test, not lost in the thread
                     failures.append(exc)

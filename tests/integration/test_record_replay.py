@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from flows.app.cli import main
 from replay.kafka_io import play, record
 from replay.log import read_log, write_log
 from replay.sample import generate_sample

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.run import free_ports
+from flows.app.cli import main
+from flows.app.run import free_ports
+from flows.app.stores import StoreUnavailableError, make_store
 from flows.settings import RedisSettings, Settings
-from flows.stores import StoreUnavailableError, make_store
 
 # throwaway secrets, searched for in every message below
 PASSWORD = "tls-Secret-7f3a9"

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.cli import main
+from flows.app.cli import main
 from replay.attribution import LogEvent, attribution_scores, event_customers
 from replay.evaluate import _auc, identity_scores
 

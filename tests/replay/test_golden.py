@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.offline import run_offline
+from flows.app.offline import run_offline
 from flows.settings import KafkaSettings, Settings
 from replay.log import write_log
 from replay.synthetic import generate_world

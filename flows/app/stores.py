@@ -1,0 +1,123 @@
+"""Build the profile store the settings ask for."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from flows.app.health import InstrumentedRedis
+from flows.settings import Settings
+from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
+from state.memory import MemoryProfileStore
+from state.profile_hash import ProfileRules
+from state.redis_store import RedisProfileStore
+from state.store import IdentityPolicy, ProfileStore
+
+
+class StoreUnavailableError(RuntimeError):
+    """The configured Redis does not answer."""
+
+
+def identity_policy(settings: Settings) -> IdentityPolicy:
+    ident = settings.identity
+    return IdentityPolicy(
+        priority=ident.priority,
+        limits=dict(ident.limits),
+        default_limit=ident.default_limit,
+        blocked_values=frozenset(ident.blocked_values),
+        blocked_patterns=ident.blocked_patterns,
+        weak_types=ident.weak_types,
+        shared_after=dict(ident.shared_after),
+    )
+
+
+def hasher(settings: Settings) -> Hasher:
+    key = settings.identity.hash_key
+    if settings.identity.hash_identifiers and key is not None:
+        return IdentifierHasher(key.get_secret_value().encode())
+    return PlainIdentifiers()
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A client for the configured Redis (credentials and TLS from the settings),
+    checked with PING.
+
+    Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
+    driver's own message is left out (it may quote the URL), and the exception is
+    not chained (a traceback would show the client's arguments).
+    """
+    conf = settings.redis
+    where = _without_credentials(conf.url)
+    try:
+        client = InstrumentedRedis.from_url(
+            conf.url, socket_connect_timeout=5, **conf.connection_kwargs()
+        )
+        client.ping()
+    except redis.AuthenticationError:
+        msg = (
+            f"Redis at {where} refused the credentials; check CX_REDIS__USERNAME "
+            "and CX_REDIS__PASSWORD"
+        )
+        raise StoreUnavailableError(msg) from None
+    except redis.ResponseError as exc:
+        hint = _response_hint(str(exc))
+        raise StoreUnavailableError(f"Redis at {where} refused the connection: {hint}") from None
+    except (redis.RedisError, ValueError, OSError) as exc:
+        msg = (
+            f"cannot reach Redis at {where} ({type(exc).__name__}{_tls_hint(conf.url, exc)}); "
+            "start it with `bash scripts/services.sh start` or set CX_REDIS__URL"
+        )
+        raise StoreUnavailableError(msg) from None
+    return client
+
+
+def _response_hint(message: str) -> str:
+    """What to change for a Redis error reply (the reply itself never holds a secret,
+    but only its error code is kept to be sure)."""
+    code = message.split(" ", 1)[0] if message else "error"
+    if code.upper() in ("NOAUTH", "WRONGPASS"):
+        return f"{code}; set CX_REDIS__PASSWORD (and CX_REDIS__USERNAME for an ACL user)"
+    return f"{code}; check CX_REDIS__URL and the credentials"
+
+
+def _tls_hint(url: str, exc: Exception) -> str:
+    if "SSL" in type(exc).__name__ or "certificate" in str(exc).lower():
+        return ": TLS failed, check CX_REDIS__SSL_CA_CERTS and the server's certificate"
+    if not url.startswith("rediss://") and "Connection closed by server" in str(exc):
+        return ": the server may want TLS, use a rediss:// URL"
+    return ""
+
+
+def _without_credentials(url: str) -> str:
+    """The URL with any user and password left out (it goes into error messages).
+
+    >>> _without_credentials("redis://user:s3cret@db.example:6380/1")
+    'redis://db.example:6380/1'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def make_store(
+    settings: Settings, default: Literal["memory", "redis"], publish: bool = True
+) -> ProfileStore:
+    """The store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
+
+    ``publish=False`` keeps profiles without publishing changes (offline runs).
+    """
+    rules = ProfileRules(
+        emit_interval_ms=round(settings.profiles.emit_interval_seconds * 1000),
+        recent_limit=settings.profiles.recent_interactions,
+        publish=publish,
+        idempotence_window_ms=round(settings.profiles.idempotence_window_seconds * 1000),
+        # resolve outcomes and applied-event marks, by wall clock (CX_IDENTITY__...)
+        outcome_retention_ms=round(settings.identity.outcome_retention_seconds * 1000),
+    )
+    policy, keyed = identity_policy(settings), hasher(settings)
+    if (settings.identity.store or default) == "memory":
+        return MemoryProfileStore(policy, keyed, rules)
+    return RedisProfileStore(redis_client(settings), settings.redis.prefix, policy, keyed, rules)

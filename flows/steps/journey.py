@@ -1,0 +1,255 @@
+"""journey: per customer, the journey stage, sentiment windows and sentiment alerts.
+
+Keyed by customer_id. For each event the step works out
+
+* the **stage** (awareness, consideration, purchase, onboarding, usage, service,
+  loyalty, churned) from the event's ``journey_stage`` hint or the configurable
+  mapping of event actions, through a small machine: progress never moves a
+  customer backwards (a buyer who views pages stays a buyer); ``service`` is
+  entered on a case or complaint and left, back to where the customer was, when
+  the case is resolved; ``churned`` is left only by a purchase or a new account;
+* the event's **sentiment**: ``data.sentiment`` if given, else the scorer on
+  ``data.text``;
+* rolling **sentiment windows** over event time (24 h and 7 d by default), an
+  exponentially weighted trend, and the mean sentiment per stage;
+* a ``sentiment_drop`` alert when the shortest window's mean falls below a
+  threshold or more than a delta under the longest window's mean (once per
+  drop; it re-arms when sentiment recovers), and the close-the-loop
+  ``detractor`` alert for NPS 0-6;
+* what the shared models need of the customer (:class:`~flows.records.ScoreInput`):
+  the churn features, the category interest that next-category propensity
+  reads, and the decision context. The models themselves run in the score
+  step, in lane order (:mod:`flows.steps.score`); the decision in the decide step
+  (:mod:`flows.steps.decide`).
+
+Every event it is given yields exactly one :class:`~flows.records.Journeyed`
+(the score step waits for each event's turn). A merged-away customer's journey
+state stays behind under its old id; the survivor's journey continues from its
+own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows.nba.context import build_context
+from flows.records import Journeyed, Resolved, ScoreInput
+from flows.settings import JourneySettings
+from flows.steps.detractor import detractor_alert
+from flows.steps.resolve import ERASE_TYPE
+from flows.steps.sentiment import SentimentScorer
+from flows.steps.stages import mapped_stage, next_stage
+from online_models.features import CustomerFeatures
+from online_models.propensity import CategoryInterest, fold_interest
+from online_models.settings import ModelSettings
+from schemas.ids import output_id
+from schemas.outputs import Alert
+
+JourneyOut = Journeyed | Alert
+
+
+@dataclass(frozen=True)
+class JourneyOptions:
+    """What the journey step prepares for the steps after it."""
+
+    models: ModelSettings = field(default_factory=ModelSettings)
+    decides: bool = False  # build the decision context (the NBA catalogue is on)
+    needs_propensity: bool = False  # some action reads the category propensity
+
+
+@dataclass
+class JourneyState:
+    """One customer's journey."""
+
+    stage: str | None = None
+    before_service: str | None = None
+    samples: list[tuple[int, float]] = field(default_factory=list)  # (ms, score), sorted
+    trend: float | None = None
+    by_stage: dict[str, tuple[float, int]] = field(default_factory=dict)
+    in_drop: bool = False
+    # mean sentiment over the shortest and longest window, as of the latest sample
+    windows: tuple[float | None, float | None] = (None, None)
+    features: CustomerFeatures = field(default_factory=CustomerFeatures)
+    interest: CategoryInterest = field(default_factory=CategoryInterest)
+
+
+class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
+    def __init__(
+        self,
+        settings: JourneySettings,
+        scorer: SentimentScorer,
+        state: JourneyState,
+        options: JourneyOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.state = state
+        self.options = options or JourneyOptions()
+
+    def on_batch(self, values: list[Resolved]) -> tuple[Iterable[JourneyOut], bool]:
+        out: list[JourneyOut] = []
+        erased = False
+        for resolved in values:
+            erased = resolved.event.type == ERASE_TYPE
+            if erased:  # an erased customer: drop the journey, features and interest
+                self.state = JourneyState()
+            else:
+                out += self._step(resolved)
+        return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
+
+    def _step(self, resolved: Resolved) -> list[JourneyOut]:
+        event, state, conf = resolved.event, self.state, self.settings
+        data = event.data
+        target = mapped_stage(event.type, data.journey_stage, conf.stage_map)
+        if target == "loyalty" and data.nps is not None and data.nps < 9:
+            target = None  # only promoters advance to loyalty through a survey
+        stage = next_stage(state.stage, state.before_service, target)
+        if stage == "service" and state.stage != "service":
+            state.before_service = state.stage
+        state.stage = stage
+
+        sentiment = data.sentiment
+        if sentiment is None and data.text:
+            sentiment = self.scorer.score(data.text)
+        out: list[JourneyOut] = []
+        figures: dict[str, str] = {}
+        if sentiment is not None:
+            figures = self._fold_sentiment(event.epoch_ms, float(sentiment), stage)
+            alert = self._drop_alert(resolved, figures)
+            if alert is not None:
+                out.append(alert)
+        detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
+        if detractor is not None:
+            out.append(detractor)
+        scoring = self._scoring(resolved, sentiment, stage)
+        out.insert(0, Journeyed(resolved, stage, sentiment, figures, scoring))
+        return out
+
+    def _scoring(
+        self, resolved: Resolved, sentiment: float | None, stage: str | None
+    ) -> ScoreInput:
+        """Fold the event into the customer's features and interest; what the models need."""
+        state, options, event = self.state, self.options, resolved.event
+        models = options.models
+        now = event.epoch_ms
+        features = state.features
+        features.update(event, sentiment, stage, models.features)
+        x = features.vector(now, models.features)
+        # the segmenter learns from a customer once per interval (online_models.segmentation)
+        interval = models.segmentation.learn_interval_hours * 3_600_000
+        segment_due = features.segment_ms is None or now - features.segment_ms >= interval
+        if segment_due:
+            features.segment_ms = now
+        bought = fold_interest(state.interest, event, models.propensity)
+        if not options.decides:
+            return ScoreInput(x, segment_due, bought)
+        interest = None
+        if options.needs_propensity and state.interest.weights:
+            # only customers who showed an interest: popularity alone is no signal
+            interest = state.interest.vector(now, models.propensity.half_life_days)
+        assert resolved.customer_id is not None
+        data = event.data
+        context = build_context(
+            customer_id=resolved.customer_id,
+            event_type=event.type,
+            channel=data.channel,
+            touchpoint=data.touchpoint,
+            features=features,
+            now_ms=now,
+            nps=data.nps,
+            csat=data.csat,
+            sentiment=sentiment,
+            amount=data.amount,
+            stage=stage,
+            sentiment_trend=state.trend,
+            sentiment_short=state.windows[0],
+            sentiment_long=state.windows[1],
+        )
+        return ScoreInput(x, segment_due, bought, interest, context)
+
+    def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:
+        state, conf = self.state, self.settings
+        bisect.insort(state.samples, (ms, score))
+        horizon = state.samples[-1][0] - round(max(conf.window_hours) * 3_600_000)
+        while state.samples and (
+            state.samples[0][0] < horizon or len(state.samples) > conf.max_samples
+        ):
+            state.samples.pop(0)
+        alpha = conf.ewma_alpha
+        state.trend = score if state.trend is None else alpha * score + (1 - alpha) * state.trend
+        if stage is not None:
+            total, count = state.by_stage.get(stage, (0.0, 0))
+            state.by_stage[stage] = (total + score, count + 1)
+        now = state.samples[-1][0]
+        figures = {"sent_trend": f"{state.trend:.4f}"}
+        for hours in conf.window_hours:
+            recent = [s for t, s in state.samples if t > now - hours * 3_600_000]
+            figures[f"sent_{hours:g}h"] = f"{sum(recent) / len(recent):.4f}"
+            figures[f"sent_{hours:g}h_n"] = str(len(recent))
+        for name, (total, count) in state.by_stage.items():
+            figures[f"sent_stage:{name}"] = f"{total / count:.4f}"
+        short, long_ = min(conf.window_hours), max(conf.window_hours)
+        state.windows = (float(figures[f"sent_{short:g}h"]), float(figures[f"sent_{long_:g}h"]))
+        return figures
+
+    def _drop_alert(self, resolved: Resolved, figures: dict[str, str]) -> Alert | None:
+        conf, state = self.settings, self.state
+        short, long_ = min(conf.window_hours), max(conf.window_hours)
+        n = int(figures[f"sent_{short:g}h_n"])
+        short_mean = float(figures[f"sent_{short:g}h"])
+        long_mean = float(figures[f"sent_{long_:g}h"])
+        low = short_mean < conf.drop_threshold
+        fell = long_mean - short_mean > conf.drop_delta
+        if n < conf.drop_min_samples or not (low or fell):
+            if not (low or fell):
+                state.in_drop = False
+            return None
+        if state.in_drop:
+            return None
+        state.in_drop = True
+        event = resolved.event
+        return Alert(
+            id=output_id("alert", "sentiment_drop", event.id),
+            kind="sentiment_drop",
+            severity="high" if short_mean < -0.6 else "medium",
+            customer_id=resolved.customer_id,
+            time=event.time,
+            due_at=event.time + timedelta(hours=24),
+            message=(
+                f"sentiment over {short:g} h is {short_mean:+.2f} "
+                + (
+                    f"(below {conf.drop_threshold:+.2f})"
+                    if low
+                    else f"(down from {long_mean:+.2f})"
+                )
+            ),
+            evidence={
+                "event_ids": [event.id],
+                f"mean_{short:g}h": short_mean,
+                f"mean_{long_:g}h": long_mean,
+                "samples": n,
+                "threshold": conf.drop_threshold,
+                "delta": conf.drop_delta,
+            },
+        )
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def journey_builder(
+    settings: JourneySettings,
+    scorer: SentimentScorer,
+    options: JourneyOptions | None = None,
+) -> Callable[[bytes | None], JourneyLogic]:
+    def build(resume: bytes | None) -> JourneyLogic:
+        state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
+        return JourneyLogic(settings, scorer, state, options)
+
+    return build

@@ -1,0 +1,227 @@
+"""score: the shared online models, fed each lane's events in lane order.
+
+The models (churn, segments, category propensity: :mod:`online_models`) learn
+from every customer, so what they say of one event depends on every event
+before it. Bytewax hands a keyed step its keys in sorted order within a batch,
+so a per-customer step would feed them in an order that changes with the
+batching. This step is keyed by lane (:mod:`flows.lanes`) instead: it holds
+one set of models per input partition, puts the lane's events back in input
+order by their ``seq`` (the per-customer journey step before it emits exactly
+one item per sequenced event; anonymous events and erase requests come
+straight from resolve), and scores them in that order. The models, the
+re-ordering buffer and which customers have a churn-risk alert out are this
+step's Bytewax state, so a restored run scores a re-processed event exactly as
+the first run did.
+
+Per lane, not per worker: with two input partitions there are two sets of
+models whatever the process count, so one and two processes give the same
+scores.
+
+Examples
+--------
+>>> from schemas.envelope import InteractionEvent
+>>> from flows.records import Resolved
+>>> def item(seq, minute):
+...     event = InteractionEvent.model_validate({"id": f"e{seq}", "source": "/doc",
+...         "type": "cx.web.page.viewed", "time": f"2026-03-02T10:{minute:02d}:00Z",
+...         "data": {"channel": "web", "touchpoint": "web.home"}})
+...     resolved = Resolved("cust-1", event, lane="cx.events:0", seq=seq)
+...     return Journeyed(resolved, None, None, {}, ScoreInput({"events": 1.0}))
+>>> logic = ScoreLogic(LaneModels(Models.build(ModelSettings())))
+>>> logic.on_batch([item(1, 2)])[0]  # held: seq 0 has not come yet
+[]
+>>> [s.journeyed.resolved.seq for s in logic.on_batch([item(0, 1)])[0]]
+[0, 1]
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows import metrics
+from flows.records import Forget, Journeyed, Resolved, Scored, ScoreInput
+from online_models.churn import ChurnEngine
+from online_models.propensity import PropensityModel
+from online_models.segmentation import Segmenter
+from online_models.settings import ModelSettings
+from schemas.outputs import Alert, IdentityErasure
+
+log = logging.getLogger(__name__)
+
+ScoreIn = Journeyed | Resolved
+ScoreOut = Scored | Forget | Alert
+
+
+@dataclass(frozen=True)
+class Models:
+    """The online models of one lane, shared by its customers (see online_models)."""
+
+    churn: ChurnEngine
+    segments: Segmenter
+    propensity: PropensityModel = field(default_factory=PropensityModel)
+
+    @classmethod
+    def build(cls, settings: ModelSettings) -> Models:
+        churn = ChurnEngine(settings)
+        churn.on_label = ModelGauges(churn)
+        return cls(churn, Segmenter(settings), PropensityModel(settings))
+
+    @property
+    def churn_ready(self) -> bool:
+        """Whether churn scores may drive actions: the engine is past its warm-up."""
+        return self.churn.warm
+
+
+class ModelGauges:
+    """Publish the churn model's prequential AUC and log loss as Prometheus gauges.
+
+    Called with every label the engine learns; the figures are read every
+    ``every`` labels (River's ROC AUC is not free), labelled by model name only.
+    """
+
+    def __init__(self, churn: ChurnEngine, every: int = 256) -> None:
+        self.churn = churn
+        self.every = every
+        self.seen = 0
+
+    def __call__(self, _item: object) -> None:
+        self.seen += 1
+        if self.seen % self.every:
+            return
+        report = self.churn.evaluation.report()
+        name = self.churn.settings.churn.model
+        if report["auc"] is not None:
+            metrics.MODEL_AUC.labels(name).set(report["auc"])
+        if report["log_loss"] is not None:
+            metrics.MODEL_LOG_LOSS.labels(name).set(report["log_loss"])
+
+
+@dataclass
+class LaneModels:
+    """A lane's models, the next ``seq`` to score, the items held until it comes,
+    and the customers whose churn-risk alert is out (re-armed below the threshold)."""
+
+    models: Models
+    next_seq: int = 0
+    held: dict[int, ScoreIn] = field(default_factory=dict)
+    at_risk: set[str] = field(default_factory=set)
+
+    def __getstate__(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        churn = self.models.churn
+        churn.on_label = ModelGauges(churn)  # a listener is not pickled
+
+
+def _seq(item: ScoreIn) -> int:
+    return item.resolved.seq if isinstance(item, Journeyed) else item.seq
+
+
+class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
+    """The per-lane Bytewax step: re-order by ``seq``, then score each event in turn."""
+
+    def __init__(
+        self,
+        lane: LaneModels,
+        on_snapshot: Callable[[Models], object] | None = None,
+        on_end: Callable[[Models], object] | None = None,
+    ) -> None:
+        self.lane = lane
+        self.on_snapshot = on_snapshot
+        self.on_end = on_end
+
+    def on_batch(self, values: list[ScoreIn]) -> tuple[Iterable[ScoreOut], bool]:
+        lane = self.lane
+        for item in values:
+            lane.held[_seq(item)] = item
+        out: list[ScoreOut] = []
+        while lane.next_seq in lane.held:
+            out += self._score(lane.held.pop(lane.next_seq))
+            lane.next_seq += 1
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ScoreOut], bool]:
+        # Every sequenced event reaches this step once, so nothing should be held here;
+        # if something is, score it rather than lose it.
+        lane, out = self.lane, []
+        if lane.held:
+            log.error("score: %d events held at end of input (seq gap)", len(lane.held))
+        for seq in sorted(lane.held):
+            out += self._score(lane.held.pop(seq))
+            lane.next_seq = seq + 1
+        if self.on_end is not None:
+            self.on_end(lane.models)
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        if self.on_snapshot is not None:  # model export, now and then (flows.steps.checkpoint)
+            self.on_snapshot(self.lane.models)
+        return pickle.dumps(self.lane, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _score(self, item: ScoreIn) -> list[ScoreOut]:
+        if isinstance(item, Resolved):  # anonymous, or an erase request
+            return self._forget(item)
+        models, lane = self.lane.models, self.lane
+        resolved, scoring = item.resolved, item.scoring
+        assert resolved.customer_id is not None and scoring is not None
+        customer_id, event = resolved.customer_id, resolved.event
+        churn = models.churn
+        out: list[ScoreOut] = list(churn.observe(customer_id, event))
+        score = churn.score(customer_id, event, scoring.x)
+        at_risk, alert = churn.risk_check(
+            customer_id, event, customer_id in lane.at_risk, score, scoring.x
+        )
+        if at_risk:
+            lane.at_risk.add(customer_id)
+        else:
+            lane.at_risk.discard(customer_id)
+        if alert is not None:
+            out.append(alert)
+        segment = models.segments.assign_vector(scoring.x, scoring.segment_due)
+        if scoring.bought is not None:
+            models.propensity.learn_purchase(*scoring.bought)
+        top = None
+        if scoring.interest:
+            best = models.propensity.top_k_vector(scoring.interest, k=1)
+            top = best[0] if best else None
+        out.append(Scored(item, score, models.churn_ready, segment, top))
+        return out
+
+    def _forget(self, item: Resolved) -> list[ScoreOut]:
+        out: list[ScoreOut] = []
+        for erasure in item.outputs:
+            if isinstance(erasure, IdentityErasure):
+                self.lane.models.churn.forget(erasure.customer_id)
+                self.lane.at_risk.discard(erasure.customer_id)
+                out.append(Forget(erasure.customer_id))
+        return out
+
+
+def score_lane(item: ScoreIn) -> str:
+    """Key function: the item's lane."""
+    return item.resolved.lane if isinstance(item, Journeyed) else item.lane
+
+
+def score_builder(
+    new_models: Callable[[], Models],
+    on_snapshot: Callable[[Models], object] | None = None,
+    on_end: Callable[[Models], object] | None = None,
+) -> Callable[[bytes | None], ScoreLogic]:
+    """Builder for ``op.stateful_batch`` keyed by lane; ``new_models`` starts a new lane."""
+
+    def build(resume: bytes | None) -> ScoreLogic:
+        # Bytewax's own recovery store is the only source of these bytes.
+        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())
+        return ScoreLogic(lane, on_snapshot, on_end)
+
+    return build
+
+
+__all__ = ["LaneModels", "ModelGauges", "Models", "ScoreInput", "ScoreLogic", "score_builder"]
