@@ -2,7 +2,7 @@
 
 The header says what the file is before anything is unpickled::
 
-    {"format": "cxstream-model", "version": 1, "kind": "ChurnEngine", "model": "logreg",
+    {"format": "cxstream-model", "version": 2, "kind": "ChurnEngine", "model": "logreg",
      "river": "0.26.1", "sha256": "...", "bytes": 123456}
 
 :func:`import_model` refuses a file whose format, version or kind is not the
@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 import orjson
 
 FORMAT = "cxstream-model"
-FORMAT_VERSION = 1
+# 2: the models of one lane (flows.steps.score.Models), since the flow went per lane
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 4096
 
 T = TypeVar("T")
