@@ -20,7 +20,7 @@ settings and its pending snapshots; a listener (``on_label``) is not.
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "churn.model"
 >>> header = export_model(ChurnEngine(), path)
 >>> header["format"], header["version"], header["kind"], header["model"]
-('cxstream-model', 1, 'ChurnEngine', 'logreg')
+('cxstream-model', 2, 'ChurnEngine', 'logreg')
 >>> type(import_model(path, ChurnEngine)).__name__
 'ChurnEngine'
 """
