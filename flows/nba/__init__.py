@@ -6,6 +6,6 @@ TOML catalogue (:mod:`flows.nba.catalogue`), the contact policy from
 :class:`~flows.nba.settings.NbaSettings`.
 
 Import from the submodules: ``catalogue`` (Action, Catalogue, load_catalogue),
-``context`` (FIELDS, build_context), ``decider`` (Decider), ``policy`` (ContactHistory),
-``settings`` (NbaSettings), ``conditions``, ``arbitration``.
+``context`` (FIELDS, Trigger, JourneyFigures, build_context), ``decider`` (Decider),
+``policy`` (ContactHistory), ``settings`` (NbaSettings), ``conditions``, ``arbitration``.
 """

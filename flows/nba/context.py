@@ -11,8 +11,8 @@ step (what the customer's state says), and the decide step adds the shared
 models' fields with :func:`with_scores`.
 
 >>> from online_models.features import CustomerFeatures
->>> ctx = build_context(customer_id="c-1", event_type="cx.survey.nps", channel="survey",
-...     touchpoint="store.till", nps=3, features=CustomerFeatures())
+>>> trigger = Trigger("c-1", "cx.survey.nps", channel="survey", touchpoint="store.till", nps=3)
+>>> ctx = build_context(trigger, NO_JOURNEY, CustomerFeatures())
 >>> ctx["nps"], ctx["nps_group"], ctx["open_cases"], ctx["churn_ready"], ctx["churn"]
 (3, 'detractor', 0, False, None)
 >>> sorted(set(ctx) ^ set(FIELDS))
@@ -21,6 +21,7 @@ models' fields with :func:`with_scores`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from online_models.features import CustomerFeatures
@@ -76,48 +77,61 @@ def nps_group(nps: int | None) -> str | None:
     return "promoter" if nps >= 9 else "passive" if nps >= 7 else "detractor"
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """The trigger event's fields, as the context shows them."""
+
+    customer_id: str
+    event_type: str
+    channel: str
+    touchpoint: str
+    nps: int | None = None
+    csat: int | None = None
+    sentiment: float | None = None
+    amount: float | None = None
+
+
+@dataclass(frozen=True)
+class JourneyFigures:
+    """The journey after the trigger event: its stage and sentiment figures."""
+
+    stage: str | None = None
+    sentiment_trend: float | None = None
+    sentiment_short: float | None = None
+    sentiment_long: float | None = None
+
+
+#: No journey yet: no stage, no sentiment.
+NO_JOURNEY = JourneyFigures()
+
+
 def build_context(
-    *,
-    customer_id: str,
-    event_type: str,
-    channel: str,
-    touchpoint: str,
+    trigger: Trigger,
+    journey: JourneyFigures,
     features: CustomerFeatures,
     now_ms: int = 0,
-    nps: int | None = None,
-    csat: int | None = None,
-    sentiment: float | None = None,
-    amount: float | None = None,
-    stage: str | None = None,
-    sentiment_trend: float | None = None,
-    sentiment_short: float | None = None,
-    sentiment_long: float | None = None,
-    segment: str | None = None,
-    churn: float | None = None,
-    churn_ready: bool = False,
-    top_category: tuple[str, float] | None = None,
 ) -> Context:
-    """The context of one decision (see :data:`FIELDS`).
+    """The context of one decision (see :data:`FIELDS`), as of ``now_ms``.
 
-    ``churn`` is blanked until ``churn_ready``: an untrained model's score
-    must not drive an action, whatever the rule says.
+    The models' fields are blank (``churn_ready`` false): the decide step
+    fills them in with :func:`with_scores`.
     """
     f = features
     last_order = f.last_order_ms
     return {
-        "customer_id": customer_id,
-        "event_type": event_type,
-        "channel": channel,
-        "touchpoint": touchpoint,
-        "nps": nps,
-        "nps_group": nps_group(nps),
-        "csat": csat,
-        "sentiment": _round(sentiment),
-        "amount": amount,
-        "stage": stage,
-        "sentiment_trend": _round(sentiment_trend),
-        "sentiment_short": _round(sentiment_short),
-        "sentiment_long": _round(sentiment_long),
+        "customer_id": trigger.customer_id,
+        "event_type": trigger.event_type,
+        "channel": trigger.channel,
+        "touchpoint": trigger.touchpoint,
+        "nps": trigger.nps,
+        "nps_group": nps_group(trigger.nps),
+        "csat": trigger.csat,
+        "sentiment": _round(trigger.sentiment),
+        "amount": trigger.amount,
+        "stage": journey.stage,
+        "sentiment_trend": _round(journey.sentiment_trend),
+        "sentiment_short": _round(journey.sentiment_short),
+        "sentiment_long": _round(journey.sentiment_long),
         "lifetime_value": round(f.spend, 2),
         "orders": f.orders,
         "days_since_order": (
@@ -130,11 +144,11 @@ def build_context(
         "last_csat": f.csat_last,
         "open_cases": len(f.open_cases),
         "breached_cases": sum(1 for opened, sla in f.open_cases.values() if now_ms - opened > sla),
-        "segment": segment,
-        "churn": _round(churn) if churn_ready else None,
-        "churn_ready": churn_ready,
-        "top_category": top_category[0] if top_category else None,
-        "category_propensity": top_category[1] if top_category else None,
+        "segment": None,
+        "churn": None,
+        "churn_ready": False,
+        "top_category": None,
+        "category_propensity": None,
     }
 
 
@@ -149,8 +163,7 @@ def with_scores(
     """``ctx`` (built without the models) with the shared models' fields filled in.
 
     >>> from online_models.features import CustomerFeatures
-    >>> base = build_context(customer_id="c", event_type="t", channel="web",
-    ...     touchpoint="web.home", features=CustomerFeatures())
+    >>> base = build_context(Trigger("c", "t", "web", "web.home"), NO_JOURNEY, CustomerFeatures())
     >>> ctx = with_scores(base, segment="seg-1", churn=0.81234, churn_ready=True,
     ...     top_category=("shoes", 0.4))
     >>> ctx["segment"], ctx["churn"], ctx["top_category"], base["segment"]

@@ -38,7 +38,7 @@ from datetime import timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.nba.context import build_context
+from flows.nba.context import JourneyFigures, Trigger, build_context
 from flows.records import Journeyed, Resolved, ScoreInput
 from flows.settings import JourneySettings
 from flows.steps.detractor import detractor_alert
@@ -155,22 +155,19 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             interest = state.interest.vector(now, models.propensity.half_life_days)
         assert resolved.customer_id is not None
         data = event.data
-        context = build_context(
-            customer_id=resolved.customer_id,
-            event_type=event.type,
-            channel=data.channel,
-            touchpoint=data.touchpoint,
-            features=features,
-            now_ms=now,
+        trigger = Trigger(
+            resolved.customer_id,
+            event.type,
+            data.channel,
+            data.touchpoint,
             nps=data.nps,
             csat=data.csat,
             sentiment=sentiment,
             amount=data.amount,
-            stage=stage,
-            sentiment_trend=state.trend,
-            sentiment_short=state.windows[0],
-            sentiment_long=state.windows[1],
         )
+        short, long_ = state.windows
+        journey = JourneyFigures(stage, state.trend, short, long_)
+        context = build_context(trigger, journey, features, now)
         return ScoreInput(x, segment_due, bought, interest, context)
 
     def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:

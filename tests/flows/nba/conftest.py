@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flows.nba.context import Context, build_context
+from flows.nba.context import NO_JOURNEY, Context, Trigger, build_context
 from online_models.features import CustomerFeatures
 
 SERVICE = """
@@ -60,12 +60,7 @@ def write_catalogue(tmp_path: Path) -> Callable[[str], Path]:
 
 def context(**fields: Any) -> Context:
     """A decision context for customer c-1 after a survey event, with ``fields`` set."""
-    ctx = build_context(
-        customer_id="c-1",
-        event_type="cx.survey.nps",
-        channel="survey",
-        touchpoint="store.till",
-        features=CustomerFeatures(),
-    )
+    trigger = Trigger("c-1", "cx.survey.nps", channel="survey", touchpoint="store.till")
+    ctx = build_context(trigger, NO_JOURNEY, CustomerFeatures())
     ctx.update(fields)
     return ctx
