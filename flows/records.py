@@ -13,6 +13,7 @@ from flows.lanes import NO_LANE
 from flows.nba.context import Context
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
+from state.profile_hash import Figure
 
 IdentityOutput = IdentityMerge | IdentityErasure | Alert
 
@@ -67,14 +68,15 @@ class ScoreInput:
 class Journeyed:
     """A resolved event with what the journey step learnt from it.
 
-    ``figures`` are the latest-wins profile fields (as strings); the decide step
-    adds the model's (``churn``, ``segment``).
+    ``figures`` are the latest-wins profile fields, as numbers (the profile step
+    formats them: :func:`state.profile_hash.figure_text`); the decide step adds
+    the model's (``churn``, ``segment``).
     """
 
     resolved: Resolved
     stage: str | None
     sentiment: float | None
-    figures: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
     scoring: ScoreInput | None = None
 
 

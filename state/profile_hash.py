@@ -168,18 +168,32 @@ class ProfileDelta:
         return args
 
 
+#: The value of a latest-wins field before it is stored (see :func:`figure_text`).
+Figure = float | int | str
+
+
+def figure_text(value: Figure) -> str:
+    """How a latest-wins field is stored: a float to 4 places, an int or text as is.
+
+    >>> figure_text(-0.123456), figure_text(3), figure_text("seg-2")
+    ('-0.1235', '3', 'seg-2')
+    """
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def delta_for(
     customer_id: str,
     event: InteractionEvent,
     *,
     stage: str | None = None,
     sentiment: float | None = None,
-    latest: Mapping[str, str] | None = None,
+    latest: Mapping[str, Figure] | None = None,
 ) -> ProfileDelta:
     """The profile change of one resolved event.
 
     ``stage`` and ``sentiment`` are what the journey step made of the event (they
-    default to the event's own hints); ``latest`` holds more latest-wins fields.
+    default to the event's own hints); ``latest`` holds more latest-wins fields,
+    stored as :func:`figure_text` writes them.
     """
     data = event.data
     stage = stage if stage is not None else data.journey_stage
@@ -214,7 +228,7 @@ def delta_for(
         consent={k: "1" if v else "0" for k, v in (data.consent or {}).items()},
         case=case,
         recent=recent,
-        latest=dict(latest or {}),
+        latest={name: figure_text(value) for name, value in (latest or {}).items()},
     )
 
 

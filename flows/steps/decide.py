@@ -49,7 +49,7 @@ class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
 
     def _step(self, scored: Scored) -> list[DecideOut]:
         journeyed = scored.journeyed
-        figures = {**journeyed.figures, "churn": f"{scored.churn:.4f}", "segment": scored.segment}
+        figures = {**journeyed.figures, "churn": scored.churn, "segment": scored.segment}
         out: list[DecideOut] = [
             Journeyed(journeyed.resolved, journeyed.stage, journeyed.sentiment, figures)
         ]

@@ -50,6 +50,7 @@ from online_models.propensity import CategoryInterest, fold_interest
 from online_models.settings import ModelSettings
 from schemas.ids import output_id
 from schemas.outputs import Alert
+from state.profile_hash import Figure
 
 JourneyOut = Journeyed | Alert
 
@@ -118,10 +119,10 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         if sentiment is None and data.text:
             sentiment = self.scorer.score(data.text)
         out: list[JourneyOut] = []
-        figures: dict[str, str] = {}
+        figures: dict[str, Figure] = {}
         if sentiment is not None:
-            figures = self._fold_sentiment(event.epoch_ms, float(sentiment), stage)
-            alert = self._drop_alert(resolved, figures)
+            figures, short_n = self._fold_sentiment(event.epoch_ms, float(sentiment), stage)
+            alert = self._drop_alert(resolved, short_n)
             if alert is not None:
                 out.append(alert)
         detractor = detractor_alert(event, resolved.customer_id, conf.detractor_sla_hours)
@@ -170,7 +171,10 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         context = build_context(trigger, journey, features, now)
         return ScoreInput(x, segment_due, bought, interest, context)
 
-    def _fold_sentiment(self, ms: int, score: float, stage: str | None) -> dict[str, str]:
+    def _fold_sentiment(
+        self, ms: int, score: float, stage: str | None
+    ) -> tuple[dict[str, Figure], int]:
+        """Fold one score in; the profile's sentiment figures and the shortest window's count."""
         state, conf = self.state, self.settings
         bisect.insort(state.samples, (ms, score))
         horizon = state.samples[-1][0] - round(max(conf.window_hours) * 3_600_000)
@@ -184,23 +188,24 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             total, count = state.by_stage.get(stage, (0.0, 0))
             state.by_stage[stage] = (total + score, count + 1)
         now = state.samples[-1][0]
-        figures = {"sent_trend": f"{state.trend:.4f}"}
+        figures: dict[str, Figure] = {"sent_trend": state.trend}
+        means: dict[float, tuple[float, int]] = {}
         for hours in conf.window_hours:
             recent = [s for t, s in state.samples if t > now - hours * 3_600_000]
-            figures[f"sent_{hours:g}h"] = f"{sum(recent) / len(recent):.4f}"
-            figures[f"sent_{hours:g}h_n"] = str(len(recent))
+            means[hours] = (sum(recent) / len(recent), len(recent))
+            figures[f"sent_{hours:g}h"], figures[f"sent_{hours:g}h_n"] = means[hours]
         for name, (total, count) in state.by_stage.items():
-            figures[f"sent_stage:{name}"] = f"{total / count:.4f}"
+            figures[f"sent_stage:{name}"] = total / count
         short, long_ = min(conf.window_hours), max(conf.window_hours)
-        state.windows = (float(figures[f"sent_{short:g}h"]), float(figures[f"sent_{long_:g}h"]))
-        return figures
+        state.windows = (means[short][0], means[long_][0])
+        return figures, means[short][1]
 
-    def _drop_alert(self, resolved: Resolved, figures: dict[str, str]) -> Alert | None:
+    def _drop_alert(self, resolved: Resolved, n: int) -> Alert | None:
         conf, state = self.settings, self.state
         short, long_ = min(conf.window_hours), max(conf.window_hours)
-        n = int(figures[f"sent_{short:g}h_n"])
-        short_mean = float(figures[f"sent_{short:g}h"])
-        long_mean = float(figures[f"sent_{long_:g}h"])
+        assert state.windows[0] is not None and state.windows[1] is not None
+        # the alert judges and shows the means as the profile stores them, to 4 places
+        short_mean, long_mean = round(state.windows[0], 4), round(state.windows[1], 4)
         low = short_mean < conf.drop_threshold
         fell = long_mean - short_mean > conf.drop_delta
         if n < conf.drop_min_samples or not (low or fell):

@@ -25,6 +25,7 @@ from online_models.settings import ModelSettings
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NextBestAction
+from state.profile_hash import figure_text
 from tests.conftest import make_event, raw, run_flow
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
@@ -102,9 +103,9 @@ def test_sentiment_windows_trend_and_per_stage() -> None:
     ]
     assert out.sentiment == 0.2  # a given sentiment wins over the scorer
     figures = out.figures
-    assert figures["sent_24h"] == f"{(-0.8 + 0.2) / 2:.4f}" and figures["sent_24h_n"] == "2"
-    assert figures["sent_168h"] == f"{(0.8 - 0.8 + 0.2) / 3:.4f}"
-    assert figures["sent_trend"] == f"{0.5 * 0.2 + 0.5 * (0.5 * -0.8 + 0.5 * 0.8):.4f}"
+    assert figures["sent_24h"] == pytest.approx((-0.8 + 0.2) / 2) and figures["sent_24h_n"] == 2
+    assert figures["sent_168h"] == pytest.approx((0.8 - 0.8 + 0.2) / 3)
+    assert figures["sent_trend"] == pytest.approx(0.5 * 0.2 + 0.5 * (0.5 * -0.8 + 0.5 * 0.8))
 
 
 def test_sentiment_drop_fires_once_and_rearms() -> None:
@@ -282,7 +283,7 @@ def test_churn_rules_wait_for_the_warm_up(tmp_path: Path) -> None:
     out = run(warm, ev(1, 0, text="bad"))
     (save,) = nbas(out)
     (journeyed,) = [o for o in out if isinstance(o, Journeyed)]
-    assert save.action == "save" and f"{save.score:.4f}" == journeyed.figures["churn"]
+    assert save.action == "save" and f"{save.score:.4f}" == figure_text(journeyed.figures["churn"])
     assert save.reason_codes[1] == f"churn={save.score:g} >= 0.2"
 
 
