@@ -22,7 +22,7 @@ from typing import Any, get_args
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.envelope import KNOWN_CHANNELS
-from schemas.outputs import AlertKind
+from schemas.outputs import AlertKind, DeadLetterReason
 from schemas.records import OUTPUT_KINDS
 
 OTHER = "other"
@@ -38,13 +38,9 @@ KNOWN_TYPE_FAMILIES: frozenset[str] = frozenset(
         "review", "screen", "search", "session", "subscription", "survey", "ticket",
     }
 )  # fmt: skip
-#: ``reason`` values of cx_dead_letters_total written by flows/steps/decode.py.
-# The same as flows.steps.decode.REASONS (a test keeps them equal).
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
-    "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
-    "decode_failed",
-)  # fmt: skip
+#: ``reason`` values of cx_dead_letters_total: every dead-letter reason
+#: (schemas.outputs.DeadLetterReason).
+DEAD_LETTER_REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 #: ``kind`` values of cx_alerts_total: every alert kind (schemas.outputs.AlertKind).
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 #: ``outcome`` values of cx_identity_resolutions_total.

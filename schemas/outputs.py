@@ -23,6 +23,22 @@ AlertKind = Literal[
 ]
 """Every kind of :class:`Alert`: the one list (metrics pre-create a series for each)."""
 Severity = Literal["info", "low", "medium", "high", "critical"]
+DeadLetterReason = Literal[
+    "empty",
+    "kafka_error",
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_an_object",
+    "too_deep",
+    "text_too_long",
+    "too_many_identifiers",
+    "too_many_values",
+    "invalid_event",
+    "decode_failed",
+]
+"""Every reason of a :class:`DeadLetter`: the one list (flows.steps.decode gives them; metrics
+pre-create a series for each)."""
 
 
 class _Output(BaseModel):
@@ -139,7 +155,7 @@ class DeadLetter(_Output):
     """Input that could not be processed, with its original bytes (topic ``cx.dlq``)."""
 
     id: str
-    reason: str
+    reason: DeadLetterReason
     error: str
     topic: str | None = None
     partition: int | None = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 from hashlib import blake2b
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -33,21 +33,20 @@ from flows import metrics
 from flows.settings import LimitSettings
 from schemas.envelope import LIMIT_ERRORS, MAX_JSON_DEPTH, InteractionEvent, Limits
 from schemas.ids import output_id
-from schemas.outputs import DeadLetter
+from schemas.outputs import DeadLetter, DeadLetterReason
 from schemas.records import RawMessage
 
 MAX_ERROR_CHARS = 1000
 _MAX_LISTED_ERRORS = 5
 
 #: Every dead-letter reason decode gives (the ``reason`` label of cx_dead_letters_total).
-REASONS: tuple[str, ...] = (
-    "empty", "kafka_error", "too_large", "not_utf8", "not_json", "not_an_object", "too_deep",
-    "text_too_long", "too_many_identifiers", "too_many_values", "invalid_event",
-    "decode_failed",
-)  # fmt: skip
+REASONS: tuple[DeadLetterReason, ...] = get_args(DeadLetterReason)
+
+#: Validation error type of a broken limit (schemas.envelope.LIMIT_ERRORS) -> its reason.
+_LIMIT_REASONS: dict[str, DeadLetterReason] = {r: r for r in REASONS if r in LIMIT_ERRORS}
 
 #: Limit reason -> the setting that raises it.
-LIMIT_SETTINGS: dict[str, str] = {
+LIMIT_SETTINGS: dict[DeadLetterReason, str] = {
     "too_large": "CX_LIMITS__MAX_MESSAGE_BYTES",
     "too_deep": "CX_LIMITS__MAX_DEPTH",
     "text_too_long": "CX_LIMITS__MAX_TEXT_CHARS",
@@ -57,7 +56,7 @@ LIMIT_SETTINGS: dict[str, str] = {
 
 
 def dead_letter(
-    raw: RawMessage, reason: str, error: str, max_original_bytes: int | None = None
+    raw: RawMessage, reason: DeadLetterReason, error: str, max_original_bytes: int | None = None
 ) -> DeadLetter:
     """Build the dead letter of ``raw``; its id depends only on where or what the input was.
 
@@ -129,7 +128,7 @@ def describe_validation_error(exc: ValidationError, show_input: bool = True) -> 
     return "; ".join(parts)
 
 
-def _classify(exc: ValidationError, value: bytes) -> tuple[str, str]:
+def _classify(exc: ValidationError, value: bytes) -> tuple[DeadLetterReason, str]:
     """The dead-letter reason and error of a failed validation.
 
     A broken limit wins over other errors: it is the one the producer must fix first,
@@ -149,8 +148,8 @@ def _classify(exc: ValidationError, value: bytes) -> tuple[str, str]:
     if first["type"] == "model_type" and not first["loc"]:
         return "not_an_object", describe_validation_error(exc)
     for err in errors:
-        if err["type"] in LIMIT_ERRORS:
-            reason = err["type"]
+        reason = _LIMIT_REASONS.get(err["type"])
+        if reason is not None:
             setting = LIMIT_SETTINGS[reason]
             return reason, f"{_describe(err, False)} (raise {setting} to accept it)"
     return "invalid_event", describe_validation_error(exc)
@@ -170,7 +169,7 @@ class Decoder:
             ),
         }
 
-    def _dead(self, raw: RawMessage, reason: str, error: str) -> DeadLetter:
+    def _dead(self, raw: RawMessage, reason: DeadLetterReason, error: str) -> DeadLetter:
         return dead_letter(raw, reason, error, self.limits.max_dead_letter_bytes)
 
     def _too_many_values(self, raw: RawMessage, value: bytes) -> DeadLetter | None:

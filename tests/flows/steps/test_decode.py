@@ -204,10 +204,3 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     letter = Decoder(Settings().limits)(raw(orjson.dumps(make_event(text="sixsix"))))
     assert isinstance(letter, DeadLetter)
     assert letter.reason == "text_too_long"
-
-
-def test_every_dead_letter_reason_has_a_precreated_counter() -> None:
-    from flows import metrics
-    from flows.steps import decode
-
-    assert set(metrics.DEAD_LETTER_REASONS) == set(decode.REASONS)
