@@ -19,7 +19,6 @@ from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import Settings
-from flows.steps.checkpoint import ModelCheckpoint, load_models
 from flows.steps.decide import decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
@@ -32,11 +31,12 @@ from flows.steps.resolve import (
     erased_customers,
     identity_outputs,
 )
-from flows.steps.score import score_builder, score_lane
+from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
 from flows.steps.ticks import LaneSet, case_items, survey_items
 from flows.timing import timed_batch, timed_flat_map, timed_logic, timed_map
+from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
@@ -129,7 +129,7 @@ def build_flow(
     # One set of models per lane (flows.steps.score), imported or new when the lane starts.
     checkpoint = ModelCheckpoint(settings.models) if settings.models.export_path else None
     score_lanes = score_builder(
-        lambda: load_models(settings.models),
+        lambda: load_models(settings.models, ModelGauges),
         checkpoint.maybe_export if checkpoint else None,
         checkpoint.export if checkpoint else None,
     )

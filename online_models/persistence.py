@@ -2,7 +2,7 @@
 
 The header says what the file is before anything is unpickled::
 
-    {"format": "cxstream-model", "version": 2, "kind": "ChurnEngine", "model": "logreg",
+    {"format": "cxstream-model", "version": 3, "kind": "ChurnEngine", "model": "logreg",
      "river": "0.26.1", "sha256": "...", "bytes": 123456}
 
 :func:`import_model` refuses a file whose format, version or kind is not the
@@ -20,7 +20,7 @@ settings and its pending snapshots; a listener (``on_label``) is not.
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "churn.model"
 >>> header = export_model(ChurnEngine(), path)
 >>> header["format"], header["version"], header["kind"], header["model"]
-('cxstream-model', 2, 'ChurnEngine', 'logreg')
+('cxstream-model', 3, 'ChurnEngine', 'logreg')
 >>> type(import_model(path, ChurnEngine)).__name__
 'ChurnEngine'
 """
@@ -38,7 +38,8 @@ import orjson
 
 FORMAT = "cxstream-model"
 # 2: the models of one lane (flows.steps.score.Models), since the flow went per lane
-FORMAT_VERSION = 2
+# 3: the same bundle at its own module (online_models.bundle.Models)
+FORMAT_VERSION = 3
 MAX_HEADER_BYTES = 4096
 
 T = TypeVar("T")

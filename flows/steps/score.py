@@ -27,7 +27,9 @@ Examples
 ...         "data": {"channel": "web", "touchpoint": "web.home"}})
 ...     resolved = Resolved("cust-1", event, lane="cx.events:0", seq=seq)
 ...     return Journeyed(resolved, None, None, {}, ScoreInput({"events": 1.0}))
->>> logic = ScoreLogic(LaneModels(Models.build(ModelSettings())))
+>>> from online_models.bundle import Models
+>>> from online_models.settings import ModelSettings
+>>> logic = ScoreLogic(LaneModels(Models.build(ModelSettings(), ModelGauges)))
 >>> logic.on_batch([item(1, 2)])[0]  # held: seq 0 has not come yet
 []
 >>> [s.journeyed.resolved.seq for s in logic.on_batch([item(0, 1)])[0]]
@@ -45,36 +47,14 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
 from flows.records import Forget, Journeyed, Resolved, Scored, ScoreInput
+from online_models.bundle import Models
 from online_models.churn import ChurnEngine
-from online_models.propensity import PropensityModel
-from online_models.segmentation import Segmenter
-from online_models.settings import ModelSettings
 from schemas.outputs import Alert, IdentityErasure
 
 log = logging.getLogger(__name__)
 
 ScoreIn = Journeyed | Resolved
 ScoreOut = Scored | Forget | Alert
-
-
-@dataclass(frozen=True)
-class Models:
-    """The online models of one lane, shared by its customers (see online_models)."""
-
-    churn: ChurnEngine
-    segments: Segmenter
-    propensity: PropensityModel = field(default_factory=PropensityModel)
-
-    @classmethod
-    def build(cls, settings: ModelSettings) -> Models:
-        churn = ChurnEngine(settings)
-        churn.on_label = ModelGauges(churn)
-        return cls(churn, Segmenter(settings), PropensityModel(settings))
-
-    @property
-    def churn_ready(self) -> bool:
-        """Whether churn scores may drive actions: the engine is past its warm-up."""
-        return self.churn.warm
 
 
 class ModelGauges:
@@ -116,8 +96,7 @@ class LaneModels:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        churn = self.models.churn
-        churn.on_label = ModelGauges(churn)  # a listener is not pickled
+        self.models.listen(ModelGauges)  # a listener is not pickled
 
 
 def _seq(item: ScoreIn) -> int:
@@ -161,7 +140,7 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        if self.on_snapshot is not None:  # model export, now and then (flows.steps.checkpoint)
+        if self.on_snapshot is not None:  # model export, now and then (online_models.bundle)
             self.on_snapshot(self.lane.models)
         return pickle.dumps(self.lane, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -224,4 +203,4 @@ def score_builder(
     return build
 
 
-__all__ = ["LaneModels", "ModelGauges", "Models", "ScoreInput", "ScoreLogic", "score_builder"]
+__all__ = ["LaneModels", "ModelGauges", "ScoreInput", "ScoreLogic", "score_builder"]

@@ -73,7 +73,7 @@ def test_other_versions_are_refused(tmp_path: Path) -> None:
     header = orjson.loads(head)
     header["version"] = FORMAT_VERSION + 1
     path.write_bytes(orjson.dumps(header) + b"\n" + payload)
-    with pytest.raises(ModelFileError, match=r"format version 3; this cxstream reads version 2"):
+    with pytest.raises(ModelFileError, match=r"format version 4; this cxstream reads version 3"):
         import_model(path, ChurnEngine)
 
 

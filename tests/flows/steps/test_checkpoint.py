@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flows.app.offline import run_offline
 from flows.settings import Settings
-from flows.steps.checkpoint import load_models
+from online_models.bundle import load_models
 from online_models.settings import ModelSettings
 from tests.replay.test_golden import LOG
 

@@ -18,9 +18,10 @@ from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import JourneySettings, Settings
 from flows.steps.decide import DecideLogic, decide_builder
 from flows.steps.journey import JourneyLogic, JourneyOptions, JourneyState
-from flows.steps.score import LaneModels, Models, ScoreLogic
+from flows.steps.score import LaneModels, ModelGauges, ScoreLogic
 from flows.steps.sentiment import VaderScorer, bound_text
 from flows.steps.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
+from online_models.bundle import Models
 from online_models.settings import ModelSettings
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
@@ -181,7 +182,7 @@ class Chain:
         decider = Decider(load_catalogue(catalogue), NbaSettings())
         options = JourneyOptions(settings, decides=True, needs_propensity=decider.needs_propensity)
         self.journey = JourneyLogic(JourneySettings(), FixedScorer(), JourneyState(), options)
-        self.score = ScoreLogic(LaneModels(Models.build(settings)))
+        self.score = ScoreLogic(LaneModels(Models.build(settings, ModelGauges)))
         self.decide = DecideLogic(decider, ContactHistory())
         self.seq = 0
 
@@ -336,7 +337,6 @@ def test_contact_history_survives_a_snapshot() -> None:
 
 def test_model_gauges_publish_the_churn_models_prequential_figures() -> None:
     from flows import metrics
-    from flows.steps.score import ModelGauges
     from online_models.churn import ChurnEngine
     from online_models.settings import ModelSettings
 

@@ -1,8 +1,11 @@
-"""Model checkpoints: a worker's online models exported to a file, and warm starts from one.
+"""A lane's model bundle: its online models, exported to a file, and warm starts from one.
 
-The online models (churn, segmentation, propensity) of each lane are the score
-step's Bytewax state (:mod:`flows.steps.score`), so a restored run has them as they were
-at the snapshot. With ``CX_MODELS__EXPORT_PATH`` set, the score step also exports
+The online models (churn, segmentation, propensity) of each lane are one
+:class:`Models`, the score step's Bytewax state (:mod:`flows.steps.score`), so a
+restored run has them as they were at the snapshot. Whoever builds or loads a
+bundle passes the listener of the churn engine's labels (the flow's gauges) as a
+callable: a listener is neither pickled nor exported, and this module knows
+nothing of the flow. With ``CX_MODELS__EXPORT_PATH`` set, the score step also exports
 them (:mod:`online_models.persistence`: a checked header, then a pickle) when
 Bytewax snapshots it, at most once per ``export_interval_seconds`` of wall time,
 and once more at the end of input. ``CX_MODELS__IMPORT_PATH`` loads such a
@@ -24,8 +27,9 @@ see event time only.
 >>> models = Models.build(settings)
 >>> [checkpoint.maybe_export(models) for _ in range(3)]
 [False, True, False]
->>> restored = load_models(ModelSettings(import_path=str(path)))
->>> type(restored.churn).__name__, restored.churn.on_label is not None
+>>> seen = []
+>>> restored = load_models(ModelSettings(import_path=str(path)), listen=lambda churn: seen.append)
+>>> type(restored.churn).__name__, restored.churn.on_label == seen.append
 ('ChurnEngine', True)
 """
 
@@ -34,24 +38,54 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from flows.steps.score import ModelGauges, Models
+from online_models.churn import ChurnEngine, LabelListener
 from online_models.persistence import export_model, import_model
+from online_models.propensity import PropensityModel
+from online_models.segmentation import Segmenter
 from online_models.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
+#: Makes the listener of a churn engine's labels (e.g. flows.steps.score.ModelGauges).
+Listen = Callable[[ChurnEngine], LabelListener]
 
-def load_models(settings: ModelSettings) -> Models:
+
+@dataclass(frozen=True)
+class Models:
+    """The online models of one lane, shared by its customers (see online_models)."""
+
+    churn: ChurnEngine
+    segments: Segmenter
+    propensity: PropensityModel = field(default_factory=PropensityModel)
+
+    @classmethod
+    def build(cls, settings: ModelSettings, listen: Listen | None = None) -> Models:
+        models = cls(ChurnEngine(settings), Segmenter(settings), PropensityModel(settings))
+        models.listen(listen)
+        return models
+
+    def listen(self, listen: Listen | None) -> None:
+        """Give the churn engine the listener ``listen`` makes for it (None: no listener)."""
+        self.churn.on_label = listen(self.churn) if listen is not None else None
+
+    @property
+    def churn_ready(self) -> bool:
+        """Whether churn scores may drive actions: the engine is past its warm-up."""
+        return self.churn.warm
+
+
+def load_models(settings: ModelSettings, listen: Listen | None = None) -> Models:
     """The models of a new worker: imported from ``import_path`` if set, else untrained.
 
     An imported file keeps the settings it was trained with.
     """
     if settings.import_path is None:
-        return Models.build(settings)
+        return Models.build(settings, listen)
     models = import_model(settings.import_path, Models)
-    models.churn.on_label = ModelGauges(models.churn)  # a listener is not exported
+    models.listen(listen)  # a listener is not exported
     log.info("models warm-started from %s", settings.import_path)
     return models
 
