@@ -18,7 +18,6 @@ COPY state/ state/
 COPY online_models/ online_models/
 COPY sinks/ sinks/
 COPY replay/ replay/
-COPY benchmarks/ benchmarks/
 
 RUN if [ -f requirements.lock ]; then \
         pip install -c requirements.lock . ; \

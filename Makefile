@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo services stop test unit lint clean
+.PHONY: install demo services stop test unit lint bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: install services lint
 ## unit: the tests that need no services
 unit: install
 	$(BIN)/pytest -m "not integration"
+
+## bench: the full-pipeline benchmark against the local Kafka and Redis (benchmarks/, not in the wheel)
+bench: install services
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache .mypy_cache .ruff_cache

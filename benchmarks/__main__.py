@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the full-pipeline benchmark (the same as ``cxstream-bench``)."""
+"""``python -m benchmarks``: the full-pipeline benchmark (``make bench``)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The bench's command-line options (``cxstream-bench``, ``python -m benchmarks``)."""
+"""The bench's command-line options (``python -m benchmarks``, ``make bench``)."""
 
 from __future__ import annotations
 

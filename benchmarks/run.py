@@ -1,4 +1,4 @@
-"""``cxstream-bench`` / ``python -m benchmarks``: the full-pipeline benchmark.
+"""``python -m benchmarks`` (``make bench``): the full-pipeline benchmark.
 
 Against the real Kafka and Redis, on topics and keys under a unique prefix that
 are deleted at the end:
@@ -120,7 +120,7 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxstream-bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return parser
 
