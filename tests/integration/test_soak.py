@@ -1,4 +1,4 @@
-"""A short soak: `cxstream-bench --soak` against the real Kafka and Redis at a modest rate.
+"""A short soak: `python -m benchmarks --soak` against the real Kafka and Redis at a modest rate.
 
 It runs the real flow tailing an isolated topic, feeds it the synthetic mix at a fixed
 rate, and checks the recorded lag, RSS and end-to-end latency series stay bounded. The
