@@ -372,8 +372,8 @@ def test_an_erased_customer_is_forgotten_by_the_journey_and_the_models() -> None
     in_lane = Resolved(None, request.event, (erasure,), lane="cx.events:0", seq=chain.seq)
     (forget,) = chain.score.on_batch([in_lane])[0]
     assert forget == Forget("cust-1") and models.churn.labels.customers() == 0
-    out, keep = chain.decide.on_batch([forget])
-    assert list(out) == [] and keep is StatefulBatchLogic.DISCARD
+    decided, keep = chain.decide.on_batch([forget])
+    assert list(decided) == [] and keep is StatefulBatchLogic.DISCARD
 
 
 def test_an_erase_request_reaches_the_journey_step_of_the_erased_customer() -> None:
