@@ -87,11 +87,13 @@ def run_flow(
     settings: Settings | None = None,
     store: ProfileStore | None = None,
     batch_size: int = 1,
+    workers: int = 1,
 ) -> dict[str, list[Any]]:
     """Run the real flow over ``messages``; return decoded outputs by kind.
 
     Tombstones (no value) are returned as ``{"tombstone": key}``. The store is a
-    fresh in-memory one unless given; ``batch_size`` is the source's batch size.
+    fresh in-memory one unless given; ``batch_size`` is the source's batch size;
+    ``workers`` the number of worker threads (one process; they share the store).
     """
     collected: list[tuple[str, Emitted]] = []
 
@@ -101,7 +103,7 @@ def run_flow(
     settings = settings or Settings()
     store = store or make_store(settings, default="memory")
     flow = build_flow(settings, inputs, TestingSink(collected), store)
-    run_dataflow(flow)
+    run_dataflow(flow, workers=workers)
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for kind, out in collected:
         value = {"tombstone": out.key} if out.value is None else orjson.loads(out.value)
