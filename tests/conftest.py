@@ -6,6 +6,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -13,7 +14,8 @@ import orjson
 import pytest
 import redis
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.recovery import RecoveryConfig
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.app.stores import make_store
 from flows.dataflow import build_flow
@@ -54,16 +56,44 @@ def raw(value: bytes | dict[str, Any], offset: int = 0, topic: str = "cx.events"
     return RawMessage(body, None, topic, 0, offset, 1_772_445_600_000 + offset)
 
 
+def run_dataflow(
+    flow: Dataflow,
+    *,
+    workers: int = 1,
+    epoch_interval: timedelta | None = None,
+    recovery_config: RecoveryConfig | None = None,
+) -> None:
+    """Run ``flow`` to completion in this process: ``run_main`` for one worker, else
+    ``cluster_main`` with ``workers`` worker threads (a one-process cluster).
+
+    The only place the tests call Bytewax's runners, whose stubs are unannotated."""
+    if workers == 1:
+        run_main(  # type: ignore[no-untyped-call]
+            flow, epoch_interval=epoch_interval, recovery_config=recovery_config
+        )
+    else:
+        cluster_main(  # type: ignore[no-untyped-call]
+            flow,
+            [],
+            0,
+            epoch_interval=epoch_interval,
+            recovery_config=recovery_config,
+            worker_count_per_proc=workers,
+        )
+
+
 def run_flow(
     messages: list[RawMessage],
     settings: Settings | None = None,
     store: ProfileStore | None = None,
     batch_size: int = 1,
+    workers: int = 1,
 ) -> dict[str, list[Any]]:
     """Run the real flow over ``messages``; return decoded outputs by kind.
 
     Tombstones (no value) are returned as ``{"tombstone": key}``. The store is a
-    fresh in-memory one unless given; ``batch_size`` is the source's batch size.
+    fresh in-memory one unless given; ``batch_size`` is the source's batch size;
+    ``workers`` the number of worker threads (one process; they share the store).
     """
     collected: list[tuple[str, Emitted]] = []
 
@@ -73,7 +103,7 @@ def run_flow(
     settings = settings or Settings()
     store = store or make_store(settings, default="memory")
     flow = build_flow(settings, inputs, TestingSink(collected), store)
-    run_main(flow)
+    run_dataflow(flow, workers=workers)
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for kind, out in collected:
         value = {"tombstone": out.key} if out.value is None else orjson.loads(out.value)

@@ -135,12 +135,15 @@ def run_offline(
     out_dir: Path,
     store: ProfileStore | None = None,
     processes: int = 1,
+    workers: int = 1,
 ) -> RunSummary:
     """Run the flow over ``logs`` (in order, as fast as possible) and summarise the outputs.
 
     The store is the in-memory twin unless ``CX_IDENTITY__STORE=redis`` (or one is
     given). Several ``processes`` form one Bytewax cluster and share the identity
-    graph, so they need the Redis store (``CX_IDENTITY__STORE=redis``).
+    graph, so they need the Redis store (``CX_IDENTITY__STORE=redis``). In one process,
+    ``workers`` worker threads share the store given or the in-memory one (the tests use
+    this: one input partition gives the same output files whatever the worker count).
     """
     # Sink partitions are opened lazily, on their first record: start every file
     # empty so a kind with no output never shows a previous run's records.
@@ -156,10 +159,14 @@ def run_offline(
     else:
         # Offline, profiles.jsonl is the final state read back below: nothing to publish.
         store = store or make_store(settings, default="memory", publish=False)
-        run_main(  # type: ignore[no-untyped-call]
-            _offline_flow(settings, logs, out_dir, store, log_lanes(logs)),
-            epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),
-        )
+        flow = _offline_flow(settings, logs, out_dir, store, log_lanes(logs))
+        epoch_interval = timedelta(seconds=settings.epoch_interval_seconds)
+        if workers == 1:
+            run_main(flow, epoch_interval=epoch_interval)  # type: ignore[no-untyped-call]
+        else:
+            cluster_main(  # type: ignore[no-untyped-call]
+                flow, [], 0, epoch_interval=epoch_interval, worker_count_per_proc=workers
+            )
     for kind, name in OFFLINE_FILES.items():
         if kind != "profiles":
             canonical_order(out_dir / name)

@@ -1,6 +1,7 @@
 """The determinism contract: the same log gives byte-identical outputs whatever the batching.
 
-For one input partition every output file is byte-identical for any batch size.
+For one input partition every output file is byte-identical for any batch size and
+worker count (worker threads of one process, sharing the in-memory store).
 With several partitions in one log the event-time windows (NPS windows, SLA
 breaches) still are: their clocks merge the lanes in an order only the input
 decides (flows.steps.ticks).
@@ -13,6 +14,7 @@ from pathlib import Path
 from zlib import crc32
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +26,8 @@ from schemas.records import RawMessage
 from sinks.jsonl import OFFLINE_FILES
 
 
-def _outputs(log: Path, out: Path, batch_size: int) -> dict[str, bytes]:
-    run_offline(Settings(kafka=KafkaSettings(batch_size=batch_size)), [log], out)
+def _outputs(log: Path, out: Path, batch_size: int, workers: int = 1) -> dict[str, bytes]:
+    run_offline(Settings(kafka=KafkaSettings(batch_size=batch_size)), [log], out, workers=workers)
     return {name: (out / name).read_bytes() for name in OFFLINE_FILES.values()}
 
 
@@ -35,6 +37,7 @@ def _world_log(path: Path, customers: int, days: int, seed: int) -> list[RawMess
     return messages
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @settings(
     max_examples=10,
     deadline=None,
@@ -48,17 +51,24 @@ def _world_log(path: Path, customers: int, days: int, seed: int) -> list[RawMess
     sizes=st.tuples(st.integers(1, 5000), st.integers(1, 5000)),
 )
 def test_any_batch_size_gives_byte_identical_outputs(
-    tmp_path_factory: object, customers: int, days: int, seed: int, sizes: tuple[int, int]
+    tmp_path_factory: object,
+    workers: int,
+    customers: int,
+    days: int,
+    seed: int,
+    sizes: tuple[int, int],
 ) -> None:
     base = Path(str(tmp_path_factory.mktemp("det")))  # type: ignore[attr-defined]
     log = base / "events.jsonl"
     messages = _world_log(log, customers, days, seed)
     small = min(sizes[0], max(1, len(messages) // 3))  # make sure batches really split
     first = _outputs(log, base / "a", small)
-    second = _outputs(log, base / "b", sizes[1])
+    second = _outputs(log, base / "b", sizes[1], workers)  # the reference is on one worker
     assert first["profiles.jsonl"]  # the world has customers
     for name, data in first.items():
-        assert data == second[name], f"{name} differs between batch sizes {small} and {sizes[1]}"
+        assert data == second[name], (
+            f"{name} differs between batch sizes {small} and {sizes[1]} on {workers} worker(s)"
+        )
 
 
 def test_two_partitions_give_the_same_windows_whatever_the_batching(tmp_path: Path) -> None:

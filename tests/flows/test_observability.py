@@ -18,7 +18,7 @@ import bytewax.operators as op
 import pytest
 import redis
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 from prometheus_client import REGISTRY
 
 from flows import metrics, timing
@@ -33,6 +33,7 @@ from flows.app.health import (
 )
 from flows.settings import KafkaSettings, RedisSettings, Settings
 from schemas.envelope import KNOWN_CHANNELS
+from tests.conftest import run_dataflow
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy/grafana/dashboards/cxstream.json"
 
@@ -318,7 +319,7 @@ def test_timed_logic_runs_in_a_real_stateful_batch_step() -> None:
     keyed = op.key_on("key", op.input("in", flow, TestingSource([1, 2, 3, 4], 2)), lambda x: "k")
     summed = op.stateful_batch("sum", keyed, timing.timed_logic("t_logic", _Sum))
     op.output("out", summed, TestingSink(out))
-    run_main(flow)  # type: ignore[no-untyped-call]
+    run_dataflow(flow)
     assert out == [("k", 3), ("k", 10)]
     assert sample("cx_step_items_total", step="t_logic") == 4
     assert sample("cx_step_seconds_count", step="t_logic") >= 2  # on_batch twice, on_eof
@@ -330,7 +331,7 @@ def test_map_step_as_timed_flat_map_batch_gives_the_same_stream() -> None:
     up = op.input("in", flow, TestingSource(list(range(10)), 4))
     doubled = op.flat_map_batch("double", up, timing.timed_map("t_fmb", lambda x: 2 * x))
     op.output("out", doubled, TestingSink(out))
-    run_main(flow)  # type: ignore[no-untyped-call]
+    run_dataflow(flow)
     assert out == [2 * x for x in range(10)]
     assert sample("cx_step_seconds_count", step="t_fmb") == 3  # batches of 4, 4, 2
 

@@ -17,7 +17,7 @@ import pytest
 from bytewax.connectors import kafka as bytewax_kafka
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from flows.app.kafka_source import CxKafkaSource, KafkaItem
 from schemas.records import Emitted

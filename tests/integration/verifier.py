@@ -59,9 +59,10 @@ def consume_all(brokers: str, topic: str) -> list[Any]:
         msg = consumer.poll(10)
         if msg is None:
             raise AssertionError(f"timed out reading {topic}")
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                raise AssertionError(str(msg.error()))
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                raise AssertionError(str(error))
             remaining.discard(msg.partition())
             continue
         messages.append(msg)

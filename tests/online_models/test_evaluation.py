@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Hashable, Iterable
+from typing import Any, cast
 
 import pytest
 from river import evaluate, linear_model, metrics
@@ -46,7 +48,8 @@ def test_auc_is_none_until_both_classes_were_seen() -> None:
 @pytest.mark.parametrize("n_thresholds", [2, 10, 57, 200])
 def test_binned_auc_is_rivers_roc_auc(n_thresholds: int) -> None:
     rng = random.Random(n_thresholds)
-    ours, theirs = BinnedROCAUC(n_thresholds), metrics.ROCAUC(n_thresholds)
+    ours = BinnedROCAUC(n_thresholds)
+    theirs: Any = metrics.ROCAUC(n_thresholds)  # type: ignore[no-untyped-call]
     for _ in range(500):
         y, p = rng.random() < 0.3, rng.choice([rng.random(), round(rng.random(), 1), 0.0, 1.0])
         ours.update(y, p)
@@ -72,9 +75,11 @@ def test_progressive_is_rivers_progressive_validation() -> None:
     rng = random.Random(3)
     data = [({"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}, rng.random() < 0.4) for _ in range(300)]
     ours = progressive(linear_model.LogisticRegression(), data).report()
-    theirs = evaluate.progressive_val_score(
-        data, linear_model.LogisticRegression(), metrics.LogLoss()
-    )
+    # River annotates the stream as dict[Hashable, Any] features, which a dict[str, float]
+    # is not (dict is invariant); any mapping of features is what it reads.
+    stream = cast(Iterable[tuple[dict[Hashable, Any], Any]], data)
+    log_loss: Any = metrics.LogLoss()  # type: ignore[no-untyped-call]
+    theirs = evaluate.progressive_val_score(stream, linear_model.LogisticRegression(), log_loss)
     assert ours["log_loss"] == pytest.approx(theirs.get(), abs=1e-4)
 
 

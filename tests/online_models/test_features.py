@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_counters_fade_with_event_time() -> None:
     later = f.vector(ms(37), conf)["ch_chat"]
 
     def exposure(tenure: float) -> float:  # days seen, at most a decay window
-        return 10.0 / math.log(2) * (1 - 0.5 ** (tenure / 10.0))
+        return 10.0 / math.log(2) * (1 - math.pow(0.5, tenure / 10.0))
 
     # half the count, per week of a slightly longer exposure
     expected = math.expm1(now) / 2 * exposure(27) / exposure(37)
@@ -122,7 +123,7 @@ def test_open_cases_are_bounded() -> None:
         ("email.newsletter", {"consent": {"marketing_email": False}}),
     ],
 )
-def test_exit_signals(touchpoint: str, data: dict[str, object]) -> None:
+def test_exit_signals(touchpoint: str, data: dict[str, Any]) -> None:
     f = CustomerFeatures()
     f.update(ev(1, 0, touchpoint=touchpoint, **data), None, None)
     x = f.vector(ms(0))

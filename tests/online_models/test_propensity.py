@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from typing import Any
 
 from online_models.propensity import CategoryInterest, PropensityModel, categories
 from online_models.settings import ModelSettings, PropensitySettings
@@ -73,7 +74,7 @@ def test_the_inlined_likelihood_and_softmax_match_rivers_exactly() -> None:
     from online_models.propensity import _joint_log_likelihood, _softmax
 
     rng = random.Random(3)
-    model = naive_bayes.MultinomialNB(alpha=0.5)
+    model: Any = naive_bayes.MultinomialNB(alpha=0.5)  # type: ignore[no-untyped-call]
     cats = [f"c{i}" for i in range(12)]
     for _ in range(300):
         x = {c: rng.random() * 3 for c in rng.sample(cats, 3)}

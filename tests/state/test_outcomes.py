@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import cast
 
 import pytest
 import redis
@@ -244,7 +243,7 @@ def test_expired_outcomes_are_pruned_a_bounded_number_per_call(
 def test_redis_records_with_the_server_clock(redis_client: redis.Redis, redis_prefix: str) -> None:
     store = RedisProfileStore(redis_client, redis_prefix)  # no clock: the server's TIME
     one(store, "e1", 1, cookie_id="ck-1")
-    seconds, micros = cast(tuple[int, int], redis_client.time())
+    seconds, micros = redis_client.time()
     recorded = redis_client.zscore(f"{redis_prefix}outcomes:ms", "e1")
     assert recorded is not None and 0 <= seconds * 1000 + micros // 1000 - recorded < 5_000
     brief = RedisProfileStore(

@@ -11,7 +11,7 @@ import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from flows.steps.detractor import detractor_alert
 from flows.steps.nps import (
@@ -27,6 +27,7 @@ from flows.steps.ticks import Tick, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow
+from tests.conftest import run_dataflow
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # midnight: aligned to hours and days
 T0_MS = int(T0.timestamp() * 1000)
@@ -550,7 +551,7 @@ def _latest(out: list[NpsOutput]) -> dict[str, NpsWindow]:
 def test_the_logic_runs_in_a_real_dataflow() -> None:
     stream = _stream()
     out: list[NpsOutput] = []
-    run_main(_nps_flow(TestingSource(stream, 4), out))
+    run_dataflow(_nps_flow(TestingSource(stream, 4), out))
     engine = NpsEngine(NpsSettings(allowed_lateness_seconds=0))
     expected = engine.process([s.item for s in survey_items(stream)]) + engine.close_all()
     assert _latest(out) == _latest(expected)
@@ -564,11 +565,11 @@ def test_the_logic_runs_in_a_real_dataflow() -> None:
 
 def test_a_killed_dataflow_resumes_from_its_snapshot(tmp_path: Path) -> None:
     stream = _stream()
-    init_db_dir(tmp_path, 1)
-    recovery = RecoveryConfig(str(tmp_path))
+    init_db_dir(tmp_path, 1)  # type: ignore[no-untyped-call]
+    recovery = RecoveryConfig(str(tmp_path))  # type: ignore[no-untyped-call]
     items: list[Any] = [*stream[:50], TestingSource.ABORT(), *stream[50:]]
     before: list[NpsOutput] = []
-    run_main(
+    run_dataflow(
         _nps_flow(TestingSource(items, 4), before),
         epoch_interval=timedelta(0),
         recovery_config=recovery,
@@ -576,7 +577,7 @@ def test_a_killed_dataflow_resumes_from_its_snapshot(tmp_path: Path) -> None:
     closed_before = {w.id for w in windows(before)}
     assert closed_before  # 00:00 and 01:00 went out before the crash
     after: list[NpsOutput] = []
-    run_main(
+    run_dataflow(
         _nps_flow(TestingSource(items, 4), after),
         epoch_interval=timedelta(0),
         recovery_config=recovery,
@@ -584,6 +585,6 @@ def test_a_killed_dataflow_resumes_from_its_snapshot(tmp_path: Path) -> None:
     # Resumed from the snapshot, not from scratch: what went out is not sent again ...
     assert closed_before.isdisjoint(w.id for w in windows(after))
     reference: list[NpsOutput] = []
-    run_main(_nps_flow(TestingSource(stream, 4), reference))
+    run_dataflow(_nps_flow(TestingSource(stream, 4), reference))
     # ... and the windows open across the crash kept what they had before it.
     assert _latest(before + after) == _latest(reference)

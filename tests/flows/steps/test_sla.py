@@ -8,7 +8,7 @@ from typing import Any
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 from pydantic import ValidationError
 
 from flows.records import Resolved
@@ -17,6 +17,7 @@ from flows.steps.ticks import CaseItem, Tick, case_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert
+from tests.conftest import run_dataflow
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
@@ -249,7 +250,7 @@ def test_the_logic_runs_in_a_real_dataflow() -> None:
     keyed = op.key_on("sla_key", items, sla_key)
     sla = op.stateful_batch("sla", keyed, sla_builder(SlaSettings(allowed_lateness_seconds=1800)))
     op.output("emit", op.key_rm("unkey", sla), TestingSink(out))
-    run_main(flow)
+    run_dataflow(flow)
     # C-1 through a tick; C-3 at EOF (lateness waived); C-4 not yet due: silent
     assert [(a.evidence["case_id"], a.customer_id) for a in out] == [
         ("C-1", "cust-1"),
