@@ -120,7 +120,9 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
     add_arguments(parser)
     return parser
 
