@@ -72,7 +72,8 @@ def free_port_pair() -> int:
         except OSError:
             continue
         return port
-    raise RuntimeError("no two consecutive free ports")
+    msg = "no two consecutive free ports"
+    raise RuntimeError(msg)
 
 
 def rss_bytes(pid: int) -> int:
@@ -219,7 +220,8 @@ class FlowCluster:
             if served == self.processes:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the flow did not serve /metrics within {timeout} s")
+        msg = f"the flow did not serve /metrics within {timeout} s"
+        raise RuntimeError(msg)
 
     def rss(self) -> int:
         return sum(rss_bytes(child.pid) for child in self.children)
@@ -231,7 +233,8 @@ class FlowCluster:
         for child in self.children:
             code = child.poll()
             if code not in (None, 0):
-                raise RuntimeError(f"the flow exited with {code}: {self.log_tail()}")
+                msg = f"the flow exited with {code}: {self.log_tail()}"
+                raise RuntimeError(msg)
 
     def wait(self, timeout: float) -> None:
         """Until every process has exited; raise if one failed."""
@@ -241,7 +244,8 @@ class FlowCluster:
                 child.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stop()
-                raise RuntimeError(f"the flow did not finish within {timeout} s") from None
+                msg = f"the flow did not finish within {timeout} s"
+                raise RuntimeError(msg) from None
             if child.returncode != 0:
                 msg = f"the flow exited with {child.returncode}: {self.log_tail()}"
                 raise RuntimeError(msg)

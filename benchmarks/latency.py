@@ -164,11 +164,12 @@ def _triggers(env: BenchEnv, phase: str) -> list[tuple[str, int]]:
         while remaining:
             batch = consumer.consume(1000, timeout=10.0)
             if not batch:
-                raise RuntimeError(f"no output to read back in 10 s from {sorted(remaining)}")
+                problem = f"no output to read back in 10 s from {sorted(remaining)}"
+                raise RuntimeError(problem)
             for msg in batch:
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard((msg.topic(), msg.partition()))
                     continue
                 value = msg.value()

@@ -62,16 +62,18 @@ def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[st
         while remaining:
             batch = consumer.consume(1000, timeout=5.0)
             if not batch:
-                raise RuntimeError(f"ceiling: no message from {input_topic} for 5 s")
+                problem = f"ceiling: no message from {input_topic} for 5 s"
+                raise RuntimeError(problem)
             if not start:
                 start = time.perf_counter()
             for msg in batch:
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard(msg.partition())
                         continue
-                    raise RuntimeError(f"ceiling: {err.str()}")
+                    problem = f"ceiling: {err.str()}"
+                    raise RuntimeError(problem)
                 value = msg.value()
                 try:
                     orjson.loads(value or b"")
@@ -142,7 +144,8 @@ def pipeline(
         cluster.stop()
     busy = [(t, n, rss) for t, n, rss in series if n > 0]
     if len(busy) < 2 or busy[-1][1] <= busy[0][1]:
-        raise RuntimeError(f"pipeline -p {processes}: too few scrapes to measure; use more events")
+        msg = f"pipeline -p {processes}: too few scrapes to measure; use more events"
+        raise RuntimeError(msg)
     events = busy[-1][1] - busy[0][1]
     seconds = busy[-1][0] - busy[0][0]
     rate = events / seconds

@@ -81,10 +81,11 @@ def record(
                     continue
                 error = msg.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard(msg.partition())
                         continue
-                    raise RuntimeError(f"error reading {topic!r}: {error.str()}")
+                    problem = f"error reading {topic!r}: {error.str()}"
+                    raise RuntimeError(problem)
                 count += 1
                 if progress is not None:
                     progress(count)

@@ -30,7 +30,7 @@ class LogFormatError(ValueError):
     """A line of a replay log that is not a valid record."""
 
 
-def _text_or_b64(raw: bytes) -> tuple[str, str] | None:
+def _text_or_b64(raw: bytes) -> tuple[str, str]:
     try:
         return "text", raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -56,7 +56,6 @@ def encode_record(raw: RawMessage) -> bytes:
     headers = []
     for hname, hvalue in raw.headers:
         enc = _text_or_b64(hvalue)
-        assert enc is not None
         headers.append([hname, enc[1] if enc[0] == "text" else {"b64": enc[1]}])
     record["headers"] = headers
     return orjson.dumps(record)

@@ -34,7 +34,8 @@ _SNAPSHOT_FIELDS = tuple(ProfileSnapshot.model_fields)
 _new_snapshot = ProfileSnapshot.__new__
 _set = object.__setattr__
 if ProfileSnapshot.__pydantic_post_init__ or ProfileSnapshot.__private_attributes__:
-    raise TypeError("ProfileSnapshot gained a post-init or private attributes: use model_construct")
+    msg = "ProfileSnapshot gained a post-init or private attributes: use model_construct"
+    raise TypeError(msg)
 
 
 def trusted_snapshot(values: dict[str, Any]) -> ProfileSnapshot:

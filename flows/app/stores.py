@@ -63,7 +63,8 @@ def redis_client(settings: Settings) -> redis.Redis:
         raise StoreUnavailableError(msg) from None
     except redis.ResponseError as exc:
         hint = _response_hint(str(exc))
-        raise StoreUnavailableError(f"Redis at {where} refused the connection: {hint}") from None
+        msg = f"Redis at {where} refused the connection: {hint}"
+        raise StoreUnavailableError(msg) from None
     except (redis.RedisError, ValueError, OSError) as exc:
         msg = (
             f"cannot reach Redis at {where} ({type(exc).__name__}{_tls_hint(conf.url, exc)}); "

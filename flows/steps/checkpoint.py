@@ -64,7 +64,7 @@ class ModelCheckpoint:
         settings: ModelSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert settings.export_path is not None
+        assert settings.export_path is not None  # noqa: S101 (for mypy: built only when set)
         self.path = Path(settings.export_path)
         self.interval = settings.export_interval_seconds
         self.clock = clock

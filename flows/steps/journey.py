@@ -153,7 +153,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         if options.needs_propensity and state.interest.weights:
             # only customers who showed an interest: popularity alone is no signal
             interest = state.interest.vector(now, models.propensity.half_life_days)
-        assert resolved.customer_id is not None
+        assert resolved.customer_id is not None  # noqa: S101 (for mypy: keyed by customer)
         data = event.data
         context = build_context(
             customer_id=resolved.customer_id,
@@ -249,7 +249,7 @@ def journey_builder(
     options: JourneyOptions | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
     def build(resume: bytes | None) -> JourneyLogic:
-        state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
+        state = pickle.loads(resume) if resume is not None else JourneyState()  # noqa: S301 (our own recovery snapshot)
         return JourneyLogic(settings, scorer, state, options)
 
     return build

@@ -227,7 +227,7 @@ class NpsEngine:
     @classmethod
     def restore(cls, settings: NpsSettings, snap: NpsSnapshot | None) -> NpsEngine:
         # Bytewax's own recovery store is the only source of these bytes.
-        state = pickle.loads(snap) if snap is not None else None
+        state = pickle.loads(snap) if snap is not None else None  # noqa: S301 (our own recovery snapshot)
         return cls(settings, state)
 
     def _fold(self, event: InteractionEvent, watermark: float) -> None:

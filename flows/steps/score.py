@@ -170,7 +170,7 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
             return self._forget(item)
         models, lane = self.lane.models, self.lane
         resolved, scoring = item.resolved, item.scoring
-        assert resolved.customer_id is not None and scoring is not None
+        assert resolved.customer_id is not None and scoring is not None  # noqa: S101 (for mypy: a Journeyed is known and scored)
         customer_id, event = resolved.customer_id, resolved.event
         churn = models.churn
         out: list[ScoreOut] = list(churn.observe(customer_id, event))
@@ -218,7 +218,7 @@ def score_builder(
 
     def build(resume: bytes | None) -> ScoreLogic:
         # Bytewax's own recovery store is the only source of these bytes.
-        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())
+        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())  # noqa: S301 (our own recovery snapshot)
         return ScoreLogic(lane, on_snapshot, on_end)
 
     return build

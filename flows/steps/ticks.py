@@ -208,7 +208,7 @@ def restore_logic(
     """An :class:`EngineLogic` anew, or from its snapshot (Bytewax's recovery store)."""
     if resume is None:
         return EngineLogic(restore_engine(None), LaneMerge(lanes))
-    engine_snap, merge = pickle.loads(resume)
+    engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
     merge.lanes = lanes
     return EngineLogic(restore_engine(engine_snap), merge)
 
