@@ -225,7 +225,8 @@ def offline_reference(
 
 def model_costs(run: Replay, n: int = 20_000) -> dict[str, float]:
     """Microseconds of a fresh default model's predict_proba_one and learn_one on the
-    replay's own snapshots."""
+    replay's own snapshots.
+    """
     model = ChurnEngine(run.engine.settings).model
     items = run.labelled[:n]
     xs = [d.snapshot.features() for d in items]
@@ -288,7 +289,8 @@ def evaluate(steps: list[Step], settings: ModelSettings, split_day: float) -> di
 
 def risk_alert_precision(run: Replay, steps: list[Step]) -> dict[str, Any]:
     """How many churn_risk alerts, and the share of those old enough to judge that were
-    followed by the person's churn within the horizon."""
+    followed by the person's churn within the horizon.
+    """
     conf = run.engine.settings.churn
     horizon = round(conf.horizon_days * DAY_MS)
     churned = {s.person_id: s.event.epoch_ms for s in steps if s.event.type in conf.churn_types}
@@ -315,6 +317,7 @@ def _progress(label: str) -> Any:
 
 
 def main() -> None:
+    """Run the churn evaluation from the command line and write its report."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=90)

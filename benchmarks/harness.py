@@ -1,11 +1,11 @@
-"""Isolation and process control for the benchmark: topics, Redis keys, flow processes.
+r"""Isolation and process control for the benchmark: topics, Redis keys, flow processes.
 
 Every bench run uses a unique prefix for its topics and Redis keys
 (``bench<hex>.``) and deletes them at the end, so it never touches ``cx.*`` or
 another run's data. Each phase (a flow run) gets its own output topics and
 Redis key prefix; the pre-filled input topic is shared.
 
->>> sample = parse_metrics('cx_step_seconds_sum{step="decode"} 1.5\\nup 1\\n')
+>>> sample = parse_metrics('cx_step_seconds_sum{step="decode"} 1.5\nup 1\n')
 >>> total(sample, "cx_step_seconds_sum", step="decode"), total(sample, "up")
 (1.5, 1.0)
 """
@@ -159,7 +159,8 @@ class BenchEnv:
 
 class FlowCluster:
     """``cxstream run`` as 1 or N local processes (one Bytewax cluster), with their
-    /metrics endpoints and process ids, as ``cxstream run -p N`` starts them."""
+    /metrics endpoints and process ids, as ``cxstream run -p N`` starts them.
+    """
 
     def __init__(self, env: dict[str, str], processes: int, *, tail: bool) -> None:
         self.port = int(env["CX_METRICS__PORT"])

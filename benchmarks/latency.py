@@ -92,6 +92,7 @@ def quantile(diff: Buckets, q: float) -> float | None:
 
 
 def subtract(after: Buckets, before: Buckets) -> Buckets:
+    """Return the bucket counts added between two scrapes of a cumulative histogram."""
     earlier = dict(before)
     return [(le, count - earlier.get(le, 0.0)) for le, count in after]
 
@@ -110,7 +111,8 @@ def _decoded(cluster: FlowCluster) -> float:
 
 def _drain(cluster: FlowCluster, sent: int, seconds: float) -> float:
     """Wait until the flow has decoded ``sent`` messages (or ``seconds`` pass); return the
-    seconds it took, or -1 when it did not catch up."""
+    seconds it took, or -1 when it did not catch up.
+    """
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         if _decoded(cluster) >= sent:

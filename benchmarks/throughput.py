@@ -42,7 +42,8 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[str, Any]:
     """Plain confluent-kafka consume -> orjson.loads -> produce (one flush per batch, the
-    flow's producer settings) over the input topic; events/s from first message to end."""
+    flow's producer settings) over the input topic; events/s from first message to end.
+    """
     out_topic = f"{env.prefix}ceiling.out"
     env.create_topic(out_topic)
     consumer = Consumer(
@@ -98,7 +99,8 @@ def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[st
 
 def _profile(last: Samples, events: float) -> dict[str, Any]:
     """Per-step wall time (``cx_step_seconds`` sums, Redis waits included) as a share
-    of all timed steps, and per event; process CPU seconds beside it."""
+    of all timed steps, and per event; process CPU seconds beside it.
+    """
     steps = {k: v for k, v in by_label(last, "cx_step_seconds_sum", "step").items() if v > 0}
     timed = sum(steps.values())
     rows = {

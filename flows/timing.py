@@ -180,7 +180,8 @@ def timed_logic(
     step: str, builder: Callable[[S | None], StatefulBatchLogic[V, W, S]]
 ) -> Callable[[S | None], StatefulBatchLogic[V, W, S]]:
     """A ``stateful_batch`` builder whose logic is timed per call of ``on_batch``
-    (one call per key per batch), ``on_notify`` and ``on_eof``; snapshots are unchanged."""
+    (one call per key per batch), ``on_notify`` and ``on_eof``; snapshots are unchanged.
+    """
     observe, count = _step(step)
 
     def build(resume_state: S | None) -> StatefulBatchLogic[V, W, S]:
@@ -237,7 +238,8 @@ def observe_e2e(append_ms: int, now_ms: float | None = None) -> None:
 
 def observe_e2e_many(append_ms: Iterable[int | None]) -> None:
     """:func:`observe_e2e` for a batch of outputs (one clock read); ``None`` and
-    non-positive timestamps (Kafka's "no timestamp" is -1) are skipped."""
+    non-positive timestamps (Kafka's "no timestamp" is -1) are skipped.
+    """
     now = time.time() * 1000.0
     observe = E2E_LATENCY.observe
     for ms in append_ms:

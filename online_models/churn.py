@@ -247,7 +247,8 @@ class ChurnEngine:
         x: dict[str, float],
     ) -> tuple[bool, Alert | None]:
         """:meth:`risk_alert` for a customer whose alert is out (``at_risk``) or not, and
-        the feature vector ``x`` scored: whether they are at risk now, and the alert."""
+        the feature vector ``x`` scored: whether they are at risk now, and the alert.
+        """
         conf = self.settings.churn
         if at_risk:
             return score >= conf.risk_threshold - conf.risk_rearm, None

@@ -93,7 +93,8 @@ def fold_interest(
     interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
 ) -> tuple[dict[str, float], list[str]] | None:
     """Fold ``event`` into one customer's ``interest``; for a purchase, return the
-    interest just before it and the categories bought (what the model learns from)."""
+    interest just before it and the categories bought (what the model learns from).
+    """
     found = categories(event, conf)
     if not found:
         return None
@@ -137,13 +138,15 @@ def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
 
 
 def is_purchase(event: InteractionEvent) -> bool:
+    """Tell whether the event is a purchase: a positive amount, or an ``order.placed`` type."""
     amount = event.data.amount
     return (amount is not None and amount > 0) or event.type.endswith("order.placed")
 
 
 def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
     """``MultinomialNB.joint_log_likelihood`` with its per-term method calls inlined: the
-    same operations in the same order (so the same floats), about 3x faster."""
+    same operations in the same order (so the same floats), about 3x faster.
+    """
     log = math.log
     alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
     smoothing = alpha * len(feature_counts)

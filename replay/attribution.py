@@ -103,7 +103,7 @@ def read_events(log: Path) -> list[LogEvent]:
 
 
 def _survivors(identity: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """merged id -> final survivor, through chains of merges."""
+    """Map each merged id to its final survivor, through chains of merges."""
     merged = {r["merged_id"]: r["survivor_id"] for r in identity if "survivor_id" in r}
     final: dict[str, str] = {}
     for start in merged:
@@ -121,8 +121,9 @@ def _survivors(identity: Iterable[dict[str, Any]]) -> dict[str, str]:
 def event_customers(
     events: list[LogEvent], out_dir: Path
 ) -> tuple[dict[str, str | None], dict[str, Any]]:
-    """event id -> its final customer (None: none), and how it was found (``source``,
-    ``underived``, ``check``); see the module docstring."""
+    """Event id -> its final customer (None: none), and how it was found (``source``,
+    ``underived``, ``check``); see the module docstring.
+    """
     profiles = read_rows(out_dir / "profiles.jsonl")
     identity = read_rows(out_dir / "identity.jsonl")
     survivor = _survivors(identity)
@@ -174,7 +175,8 @@ def attribution_scores(
     truth: dict[str, Any], customer_of: dict[str, str | None], events: list[LogEvent]
 ) -> dict[str, Any]:
     """Correct and misattributed events, misattributed revenue, people without a
-    customer of their own (definitions in the module docstring)."""
+    customer of their own (definitions in the module docstring).
+    """
     cells: dict[str, Counter[str]] = {}
     unattributed = 0
     for person in truth["customers"]:

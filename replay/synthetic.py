@@ -112,6 +112,8 @@ TRUTH_FILE = "truth.json"
 
 @dataclass(frozen=True, slots=True)
 class WorldParams:
+    """The arguments a world was generated with."""
+
     customers: int
     days: int
     seed: int

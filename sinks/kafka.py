@@ -117,7 +117,8 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
 
     def _replace_if_stranded(self, pending: dict[int, Item], skip: int | None = None) -> None:
         """If the producer has no broker left, send ``pending`` again with a new one
-        (except ``skip``, the message being queued now)."""
+        (except ``skip``, the message being queued now).
+        """
         if not self._watch.stranded():
             return
         log.warning(

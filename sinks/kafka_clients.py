@@ -80,5 +80,6 @@ class BrokerWatch:
 
 def discard(client: Any) -> None:
     """Close a replaced client on a thread of its own: closing a client that has no
-    broker must not hold up the worker, whatever librdkafka does meanwhile."""
+    broker must not hold up the worker, whatever librdkafka does meanwhile.
+    """
     threading.Thread(target=client.close, name="cx-kafka-discard", daemon=True).start()

@@ -161,7 +161,8 @@ class MemoryGraph:
         self, group: list[str], other: str, members: tuple[str, ...], owners: list[str | None]
     ) -> tuple[str, ...]:
         """``("weak:<type>",)`` when only weak identifiers tie the group to ``other``,
-        both holding a stronger type."""
+        both holding a stronger type.
+        """
         policy = self.policy
 
         def strong(cid: str) -> bool:

@@ -94,14 +94,16 @@ def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
 
 def wall_ms(clock: Callable[[], float]) -> int:
     """A clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
-    store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000)."""
+    store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000).
+    """
     return math.floor(clock() * 1000)
 
 
 def prune_budget(recorded: int) -> int:
     """How many expired records one call may delete: a constant plus twice what it
     recorded, so pruning keeps ahead of recording and a call's cost stays bounded
-    (``state/lua/identity.lua`` uses the same budget)."""
+    (``state/lua/identity.lua`` uses the same budget).
+    """
     return PRUNE_MIN + 2 * recorded
 
 
@@ -160,7 +162,8 @@ class RecentLog(Generic[V]):
 
     def prune(self, horizon_ms: int, most: int) -> int:
         """Delete up to ``most`` records made before ``horizon_ms``, oldest first;
-        returns how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis)."""
+        returns how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis).
+        """
         heap, removed = self._heap, 0
         while heap and removed < most and heap[0][0] < horizon_ms:
             ms, event_id = heapq.heappop(heap)

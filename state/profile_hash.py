@@ -82,7 +82,8 @@ RESOLVED_CONSENT = "rconsent:"
 class ProfileRules:
     """How profiles are kept: publication rate limit (event time), recent-list size,
     how long applied event ids are remembered (idempotence window), and how long
-    resolve outcomes and applied-event marks are kept (wall-clock retention)."""
+    resolve outcomes and applied-event marks are kept (wall-clock retention).
+    """
 
     emit_interval_ms: int = 60_000
     recent_limit: int = 10
@@ -308,9 +309,9 @@ def record_consent(h: dict[str, str], st: str, changes: Sequence[tuple[str, str]
 
 
 def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
-    """``(purpose, ms)`` pairs from an ``optout`` field (None or empty: none).
+    r"""``(purpose, ms)`` pairs from an ``optout`` field (None or empty: none).
 
-    >>> parse_withdrawn("marketing=5\\nsms=7"), parse_withdrawn(None)
+    >>> parse_withdrawn("marketing=5\nsms=7"), parse_withdrawn(None)
     ((('marketing', 5), ('sms', 7)), ())
     """
     if not text:
@@ -321,7 +322,8 @@ def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
 
 def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
     """The rate limit: due when ``emit_interval_ms`` of event time passed since the
-    last publication (then recorded in ``emit``) or the profile was never published."""
+    last publication (then recorded in ``emit``) or the profile was never published.
+    """
     if "emit" not in h or ms - int(h["emit"]) >= emit_interval_ms:
         h["emit"] = str(ms)
         return True

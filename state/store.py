@@ -206,7 +206,8 @@ class Conflict:
 @dataclass(frozen=True, slots=True)
 class ResolveResult:
     """Where one request landed. ``customer_id`` is None only when nothing was linkable
-    (no identifier, or only blocked and shared ones)."""
+    (no identifier, or only blocked and shared ones).
+    """
 
     customer_id: str | None
     created: bool
@@ -238,7 +239,8 @@ class ErasedReport:
 class ProfileStore(Protocol):
     """The identity graph. Values passed in are normalised and unhashed; values
     coming out (``identifiers``, ``Merge``, ``Conflict``, ``ignored``) are in the
-    stored form, i.e. hashed when the store has a hasher."""
+    stored form, i.e. hashed when the store has a hasher.
+    """
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         """Resolve requests in order, each seeing the effects of the ones before.
@@ -310,7 +312,8 @@ def new_customer_id(event_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     """A request ready for the graph walk: ``members`` are linkable ``"type:value"``
-    strings (stored form) strongest type first; ``blocked`` were filtered out."""
+    strings (stored form) strongest type first; ``blocked`` were filtered out.
+    """
 
     event_id: str
     event_time_ms: int

@@ -227,6 +227,7 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the ``cxstream`` argument parser with all its subcommands."""
     parser = argparse.ArgumentParser(
         prog="cxstream",
         description="Real-time customer-experience stream processor. "
@@ -334,6 +335,7 @@ def _add_customer(sub: Subparsers) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cxstream`` with ``argv`` (default: the command line); the exit code."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -194,7 +194,8 @@ def dependency_checks(
 ) -> dict[str, Check]:
     """The checks of ``cxstream run``: Redis PING (when the store is Redis) and Kafka
     metadata for the input topics, each giving up after ``timeout`` seconds (keep it
-    below :attr:`Health.timeout` so the answer names the error, not a timeout)."""
+    below :attr:`Health.timeout` so the answer names the error, not a timeout).
+    """
     checks: dict[str, Check] = {}
     if use_redis:
         conf = settings.redis
@@ -309,7 +310,8 @@ class MetricsServer:
 
 def serve(host: str, port: int, health: Health) -> MetricsServer:
     """Serve /metrics, /healthz and /readyz on ``host:port`` (0: any free port) from
-    a daemon thread; returns at once."""
+    a daemon thread; returns at once.
+    """
     handler = type("CxHandler", (_Handler,), {"health": health})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("CxServer", (_Server,), {"address_family": family})

@@ -21,6 +21,7 @@ class StoreUnavailableError(RuntimeError):
 
 
 def identity_policy(settings: Settings) -> IdentityPolicy:
+    """Build the identity-resolution policy from the ``identity`` settings."""
     ident = settings.identity
     return IdentityPolicy(
         priority=ident.priority,
@@ -34,6 +35,7 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
 
 
 def hasher(settings: Settings) -> Hasher:
+    """Return the keyed identifier hasher if hashing is on and a key is set, else plain ids."""
     key = settings.identity.hash_key
     if settings.identity.hash_identifiers and key is not None:
         return IdentifierHasher(key.get_secret_value().encode())
@@ -76,7 +78,8 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 def _response_hint(message: str) -> str:
     """What to change for a Redis error reply (the reply itself never holds a secret,
-    but only its error code is kept to be sure)."""
+    but only its error code is kept to be sure).
+    """
     code = message.split(" ", 1)[0] if message else "error"
     if code.upper() in ("NOAUTH", "WRONGPASS"):
         return f"{code}; set CX_REDIS__PASSWORD (and CX_REDIS__USERNAME for an ACL user)"

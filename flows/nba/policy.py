@@ -132,7 +132,8 @@ class ContactHistory:
 
     def record(self, action_id: str, action_class: str, now_ms: int, keep_ms: int) -> None:
         """Remember a send; forget sends older than ``keep_ms`` before the latest
-        (the longer of a week and the longest cool-down): no cap or cool-down needs them."""
+        (the longer of a week and the longest cool-down): no cap or cool-down needs them.
+        """
         bisect.insort(self.sent, (now_ms, action_id, action_class))
         horizon = self.sent[-1][0] - max(keep_ms, WEEK_MS)
         drop = bisect.bisect_left(self.sent, (horizon + 1,))

@@ -80,6 +80,8 @@ class JourneyState:
 
 
 class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
+    """The journey step's per-customer logic (see the module docstring)."""
+
     def __init__(
         self,
         settings: JourneySettings,
@@ -248,6 +250,8 @@ def journey_builder(
     scorer: SentimentScorer,
     options: JourneyOptions | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
+    """Return the ``stateful_batch`` builder: a new journey, or one resumed from its snapshot."""
+
     def build(resume: bytes | None) -> JourneyLogic:
         state = pickle.loads(resume) if resume is not None else JourneyState()  # noqa: S301 (our own recovery snapshot)
         return JourneyLogic(settings, scorer, state, options)

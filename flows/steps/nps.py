@@ -417,7 +417,8 @@ def nps_builder(
     lanes: LaneSet | None = None,
 ) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
+    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`).
+    """
     lanes = lanes or LaneSet()
 
     def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:

@@ -104,7 +104,8 @@ class ModelGauges:
 @dataclass
 class LaneModels:
     """A lane's models, the next ``seq`` to score, the items held until it comes,
-    and the customers whose churn-risk alert is out (re-armed below the threshold)."""
+    and the customers whose churn-risk alert is out (re-armed below the threshold).
+    """
 
     models: Models
     next_seq: int = 0

@@ -348,7 +348,8 @@ def sla_builder(
     lanes: LaneSet | None = None,
 ) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
     """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
+    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`).
+    """
     lanes = lanes or LaneSet()
 
     def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:

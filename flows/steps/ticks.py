@@ -96,7 +96,8 @@ class Stamped(Generic[ItemT]):
 @dataclass(frozen=True)
 class LaneSet:
     """The lanes an engine waits for, and how long a silent lane may hold the others
-    back in a live run (None: until it ends)."""
+    back in a live run (None: until it ends).
+    """
 
     names: frozenset[str] = frozenset()
     idle_seconds: float | None = None
@@ -177,7 +178,8 @@ class LaneMerge(Generic[ItemT]):
 class EngineLogic(StatefulBatchLogic[Stamped[ItemT], OutT, bytes], Generic[ItemT, OutT]):
     """The single-key Bytewax step around a :class:`TickedEngine`: stamped items in, merged
     into the canonical order (:class:`LaneMerge`), fed to the engine one at a time;
-    everything still open closed at end of input."""
+    everything still open closed at end of input.
+    """
 
     def __init__(self, engine: TickedEngine[ItemT, OutT], merge: LaneMerge[ItemT]) -> None:
         self.engine = engine
@@ -251,7 +253,8 @@ def _ticked(
     pick: Callable[[InteractionEvent | Resolved], T | None],
 ) -> list[Stamped[T | Tick]]:
     """The picked items of each lane, each after a tick of the lane's watermark before
-    it (if it moved since the last stamp sent), and one tick at the end of the batch."""
+    it (if it moved since the last stamp sent), and one tick at the end of the batch.
+    """
     out: list[Stamped[T | Tick]] = []
     sent: dict[str, int] = {}  # the latest stamp sent per lane
     before: dict[str, int] = {}  # the lane's watermark before the current item

@@ -161,7 +161,8 @@ def email(j: Journey, t: int) -> None:
 
 def store(j: Journey, t: int, receipt: str | None = None) -> None:
     """A till transaction: a loyalty card, or an email typed in for the e-receipt;
-    a kiosk user may order at the store's kiosk instead."""
+    a kiosk user may order at the store's kiosk instead.
+    """
     rng = j.rng
     if receipt is None and j.who.kiosk is not None and rng.random() < j.who.kiosk.use:
         kiosk(j, t)
@@ -194,7 +195,8 @@ def store(j: Journey, t: int, receipt: str | None = None) -> None:
 
 def kiosk(j: Journey, t: int) -> None:
     """An order at a store's self-service kiosk: the kiosk's device id and the
-    person's own crm_id (they sign in with their member number)."""
+    person's own crm_id (they sign in with their member number).
+    """
     shared = j.who.kiosk
     if shared is None:
         return
@@ -257,7 +259,8 @@ def _delivered(j: Journey, t: int) -> None:
 
 def first_visit(j: Journey, t: int) -> None:
     """The first day: the family tablet, the store kiosk, junk typed by a till or
-    phone system, a first browse."""
+    phone system, a first browse.
+    """
     if j.who.household is not None:
         app(j, t, j.who.household.device_id)
     if j.who.kiosk is not None:
