@@ -69,7 +69,7 @@ class Step:
 
 
 def world_steps(customers: int, days: int, seed: int, progress: bool = False) -> list[Step]:
-    """The world's distinct valid events in event order, with person, sentiment and stage."""
+    """Return the world's distinct valid events in event order, with person, sentiment and stage."""
     world = generate_world(customers, days, seed, _progress("generate") if progress else None)
     truth = world.truth()
     person_of = {e: p["person_id"] for p in truth["customers"] for e in p["event_ids"]}

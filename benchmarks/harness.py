@@ -61,7 +61,7 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p + 1 free (process i of a cluster serves on p + i)."""
+    """Return a port p with p and p + 1 free (process i of a cluster serves on p + i)."""
     for _ in range(50):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -184,7 +184,7 @@ class FlowCluster:
         ]
 
     def log_tail(self, chars: int = 2000) -> str:
-        """The end of every process's output, for error messages."""
+        """Return the end of every process's output, for error messages."""
         tails = []
         for log in self._logs:
             log.seek(0)

@@ -125,7 +125,7 @@ EVENT_ALERTS = frozenset({"detractor", "sentiment_drop", "identity_conflict"})
 
 
 def trigger_of(kind: str, body: dict[str, Any]) -> str | None:
-    """The input event id that directly caused an output, if there is one.
+    """Return the input event id that directly caused an output, if there is one.
 
     >>> trigger_of("alerts", {"kind": "detractor", "evidence": {"event_ids": ["e1"]}})
     'e1'
@@ -240,7 +240,7 @@ def latency_at(env: BenchEnv, rate: float, seconds: float, seed: int, say: Say) 
 
 
 def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, Any]]:
-    """Checks that lag, RSS and windowed p99 latency stay bounded over a soak.
+    """Check that lag, RSS and windowed p99 latency stay bounded over a soak.
 
     After the first 10 % (warm-up), the second half may not exceed the first half
     by more than a margin: lag max <= 1.25 x first-half max + 2 s of input; RSS

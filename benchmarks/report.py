@@ -59,7 +59,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The README table."""
+    """Return the README table."""
     ceiling = results["ceiling"]["events_per_second"]
     lines = [
         f"Measured {results['started']} on {results['machine']['cpus']} CPUs "

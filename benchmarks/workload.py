@@ -62,7 +62,7 @@ def mix(seed: int, ahead: int = 2) -> Generator[bytes | None, None, None]:
 
 
 def take(values: Iterator[bytes | None], count: int) -> list[bytes | None]:
-    """The next ``count`` values."""
+    """Return the next ``count`` values."""
     return [next(values) for _ in range(count)]
 
 

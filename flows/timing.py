@@ -115,7 +115,7 @@ def timed_batch(step: str, fn: Callable[[list[X]], R]) -> Callable[[list[X]], R]
 
 
 def timed_map(step: str, fn: Callable[[X], Y]) -> Callable[[list[X]], list[Y]]:
-    """A per-item function as a timed batch function:
+    """Wrap a per-item function as a timed batch function:
     ``op.flat_map_batch(step, up, timed_map(step, fn))`` behaves as ``op.map(step, up, fn)``
     (which Bytewax itself runs as a ``flat_map_batch``) with one observation per batch.
 
@@ -179,7 +179,7 @@ class _TimedLogic(StatefulBatchLogic[V, W, S]):
 def timed_logic(
     step: str, builder: Callable[[S | None], StatefulBatchLogic[V, W, S]]
 ) -> Callable[[S | None], StatefulBatchLogic[V, W, S]]:
-    """A ``stateful_batch`` builder whose logic is timed per call of ``on_batch``
+    """Wrap a ``stateful_batch`` builder so that its logic is timed per call of ``on_batch``
     (one call per key per batch), ``on_notify`` and ``on_eof``; snapshots are unchanged.
     """
     observe, count = _step(step)
@@ -271,7 +271,7 @@ _appends = _Appends()
 
 
 def note_appends(append_ms: list[int]) -> None:
-    """The input step of this worker hands out a batch appended to Kafka at ``append_ms``.
+    """Note that this worker's input step handed out a batch appended to Kafka at ``append_ms``.
 
     Called once per input batch (see :func:`flows.app.inputs.kafka_input`).
     """

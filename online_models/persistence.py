@@ -79,7 +79,7 @@ def export_model(obj: Any, path: Path | str) -> dict[str, Any]:
 
 
 def read_header(path: Path | str) -> dict[str, Any]:
-    """The header of a model file, checked for format and version (nothing unpickled)."""
+    """Return the header of a model file, checked for format and version (nothing unpickled)."""
     path = Path(path)
     with path.open("rb") as source:
         line = source.readline(MAX_HEADER_BYTES)

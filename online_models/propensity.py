@@ -64,7 +64,7 @@ class CategoryInterest:
     last_ms: int | None = None
 
     def vector(self, now_ms: int, half_life_days: float) -> dict[str, float]:
-        """The weights decayed to ``now_ms``."""
+        """Return the weights decayed to ``now_ms``."""
         if self.last_ms is None or now_ms <= self.last_ms:
             return dict(self.weights)
         fade = 0.5 ** ((now_ms - self.last_ms) / (half_life_days * DAY_MS))
@@ -108,7 +108,7 @@ def fold_interest(
 
 
 def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
-    """The categories an event is about (see the module docstring), without repeats."""
+    """Return the categories an event is about (see the module docstring), without repeats."""
     attrs = event.data.attributes
     found: list[str] = []
 
@@ -204,7 +204,7 @@ class PropensityModel:
     def top_k(
         self, interest: CategoryInterest, now_ms: int, k: int | None = None
     ) -> list[tuple[str, float]]:
-        """The ``k`` likeliest next categories with their probabilities (best first)."""
+        """Return the ``k`` likeliest next categories with their probabilities (best first)."""
         conf = self.settings.propensity
         return self.top_k_vector(interest.vector(now_ms, conf.half_life_days), k)
 

@@ -58,7 +58,7 @@ MAX_HOPS = 10_000
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file ([] when it does not exist)."""
+    """Return the JSON objects of a JSON-lines file ([] when it does not exist)."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
@@ -73,7 +73,10 @@ class LogEvent:
 
 
 def read_events(log: Path) -> list[LogEvent]:
-    """The distinct valid events of ``log`` (first delivery of each id), erase requests left out."""
+    """Return the distinct valid events of ``log``, erase requests left out.
+
+    An event delivered more than once counts once, at its first delivery.
+    """
     from pydantic import ValidationError
 
     from replay.log import read_log

@@ -65,7 +65,7 @@ def _prf(tp: int, predicted: int, actual: int) -> dict[str, float]:
 
 
 def _shared(truth: dict[str, Any]) -> set[str]:
-    """The identifiers several people used (households, junk): no one's evidence."""
+    """Return the identifiers several people used (households, junk): no one's evidence."""
     return {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
 
 
@@ -129,8 +129,10 @@ def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> di
 
 
 def evidence_components(log: Path | list[LogEvent], shared: set[str]) -> dict[str, str]:
-    """Identifier -> component, joining identifiers that appear in one valid event
-    (of the log, or of its events as :func:`replay.attribution.read_events` gives them).
+    """Map each identifier to its component: identifiers that appear together are joined.
+
+    Together means in one valid event of the log (or of its events as
+    :func:`replay.attribution.read_events` gives them).
 
     No resolver can link identifiers that never appear together (directly or
     through others), so these components bound the achievable recall. Members

@@ -17,7 +17,7 @@ Progress = Callable[[int], None]
 
 
 def progress_printer(label: str, every: int = 10_000, out: TextIO = sys.stderr) -> Progress:
-    """A progress callback that prints a line every ``every`` messages."""
+    """Return a progress callback that prints a line every ``every`` messages."""
 
     def report(count: int) -> None:
         if count % every == 0:

@@ -40,7 +40,7 @@ FLUSH_STEP_SECONDS = 1.0
 
 
 def producer_config(client_config: dict[str, str], max_message_bytes: int) -> dict[str, Any]:
-    """Producer settings that guarantee no loss and no duplicates from retries."""
+    """Return producer settings that guarantee no loss and no duplicates from retries."""
     return {
         **client_config,
         "enable.idempotence": True,

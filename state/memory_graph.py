@@ -55,7 +55,7 @@ class MemoryGraph:
         return customer_id in self._customers or customer_id in self._aliases
 
     def _fold_profile(self, merged_id: str, survivor_id: str) -> None:
-        """Hook: move the merged customer's profile into the survivor's."""
+        """Move the merged customer's profile into the survivor's (a hook)."""
 
     def _walk(self, prepared: PreparedRequest) -> Outcome:
         shared = tuple(m for m in prepared.members if m in self._shared)

@@ -84,7 +84,7 @@ class Outcome:
 
 
 def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
-    """The entries whose customers all pass ``known`` (live, or an alias of a live one)."""
+    """Return the entries whose customers all pass ``known`` (live, or an alias of a live one)."""
     return Entries(
         tuple(e for e in entries.merged if known(e[0]) and known(e[1])),
         tuple(e for e in entries.refused if known(e[0]) and known(e[1])),
@@ -93,7 +93,7 @@ def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
 
 
 def wall_ms(clock: Callable[[], float]) -> int:
-    """A clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
+    """Return a clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
     store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000).
     """
     return math.floor(clock() * 1000)
@@ -138,7 +138,7 @@ class RecentLog(Generic[V]):
         return len(self._values)
 
     def get(self, event_id: str, horizon_ms: int) -> V | None:
-        """The value recorded for ``event_id`` at or after ``horizon_ms``, if any."""
+        """Return the value recorded for ``event_id`` at or after ``horizon_ms``, if any."""
         item = self._values.get(event_id)
         if item is None or item[1] < horizon_ms:
             return None

@@ -101,7 +101,7 @@ class ProfileRules:
 
 
 def stamp(ms: int, event_id: str) -> str:
-    """The ordering key of a value: event time first, then event id."""
+    """Return the ordering key of a value: event time first, then event id."""
     return f"{ms:015d}|{event_id}"
 
 
@@ -126,7 +126,7 @@ class ProfileDelta:
     latest: dict[str, str] = field(default_factory=dict)  # more latest-wins fields
 
     def latest_fields(self) -> list[tuple[str, str]]:
-        """The single-field latest-wins groups this delta sets, in the order they apply."""
+        """Return the single-field latest-wins groups this delta sets, in the order they apply."""
         fields = [
             (name, value)
             for name, value in (
@@ -144,7 +144,7 @@ class ProfileDelta:
         return fields
 
     def to_args(self) -> list[str | int]:
-        """The delta as the Lua script's plain arguments (see ``lua/profile.lua``):
+        """Return the delta as the Lua script's plain arguments (see ``lua/profile.lua``):
         customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
         (0/1), recent entry, then n and n name/value pairs (:meth:`latest_fields`).
 
@@ -177,7 +177,7 @@ def delta_for(
     sentiment: float | None = None,
     latest: Mapping[str, str] | None = None,
 ) -> ProfileDelta:
-    """The profile change of one resolved event.
+    """Return the profile change of one resolved event.
 
     ``stage`` and ``sentiment`` are what the journey step made of the event (they
     default to the event's own hints); ``latest`` holds more latest-wins fields.
@@ -258,7 +258,7 @@ def fold_delta(h: dict[str, str], d: ProfileDelta) -> None:
 
 
 def withdrawn_field(h: Mapping[str, str]) -> str:
-    """The ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
+    """Return the ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
 
     Per purpose the latest by stamp of ``consent:`` and ``rconsent:`` wins (a tie,
     which two records of one event make, withdraws if either does).
@@ -321,7 +321,7 @@ def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
 
 
 def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
-    """The rate limit: due when ``emit_interval_ms`` of event time passed since the
+    """Tell whether a profile is due: true when ``emit_interval_ms`` of event time passed since the
     last publication (then recorded in ``emit``) or the profile was never published.
     """
     if "emit" not in h or ms - int(h["emit"]) >= emit_interval_ms:
@@ -337,8 +337,9 @@ def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bo
 
 
 def applied_horizon(h: Mapping[str, str], window_ms: int) -> int:
-    """Applied event ids older than this (ms) are forgotten: ``window_ms`` before the
-    customer's latest event.
+    """Return the time (ms) before which applied event ids are forgotten.
+
+    That is ``window_ms`` before the customer's latest event.
 
     >>> applied_horizon({"last_ms": "900000"}, 600_000)
     300000

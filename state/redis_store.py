@@ -221,7 +221,7 @@ class RedisProfileStore:
         ]
 
     def _now(self) -> str | int:
-        """The wall-clock ms to stamp records with: '' lets the script read TIME."""
+        """Return the wall-clock ms to stamp records with: '' lets the script read TIME."""
         return "" if self.clock is None else wall_ms(self.clock)
 
     def close(self) -> None:

@@ -255,7 +255,7 @@ class ProfileStore(Protocol):
         ...
 
     def lookup(self, id_type: str, value: str) -> str | None:
-        """The canonical customer an identifier links to, if any."""
+        """Return the canonical customer an identifier links to, if any."""
         ...
 
     def canonical(self, customer_id: str) -> str:
@@ -263,7 +263,7 @@ class ProfileStore(Protocol):
         ...
 
     def identifiers(self, customer_id: str) -> dict[str, list[str]]:
-        """The canonical customer's identifiers by type (strongest first), values sorted."""
+        """Return the canonical customer's identifiers by type (strongest first), values sorted."""
         ...
 
     def customers(self) -> list[str]:
@@ -294,7 +294,7 @@ class ProfileStore(Protocol):
         ...
 
     def profile(self, customer_id: str) -> ProfileSnapshot | None:
-        """The canonical customer's profile (None: no such customer or no events yet)."""
+        """Return the canonical customer's profile (None: no such customer or no events yet)."""
         ...
 
     def flush_pending(self) -> list[ProfileSnapshot]:
@@ -305,7 +305,7 @@ class ProfileStore(Protocol):
 
 
 def new_customer_id(event_id: str) -> str:
-    """The id of a customer created by ``event_id``: the same on every replay."""
+    """Return the id of a customer created by ``event_id``: the same on every replay."""
     return "cust-" + blake2b(event_id.encode(), digest_size=12).hexdigest()
 
 
@@ -360,7 +360,7 @@ def prepare(request: ResolveRequest, policy: IdentityPolicy, hasher: Hasher) -> 
 
 
 def member_type(member: str) -> str:
-    """The type part of ``"type:value"`` (types never contain ``:``)."""
+    """Return the type part of ``"type:value"`` (types never contain ``:``)."""
     return member.partition(":")[0]
 
 

@@ -82,11 +82,11 @@ class Health:
         self._running: dict[str, threading.Thread] = {}
 
     def started(self) -> None:
-        """The flow is running (call right before handing control to Bytewax)."""
+        """Mark the flow as running (call right before handing control to Bytewax)."""
         self._started = True
 
     def failed(self, reason: str) -> None:
-        """The flow stopped with an error: liveness and readiness fail from now on."""
+        """Mark the flow as stopped with an error: liveness and readiness fail from now on."""
         self._failure = reason[:MAX_ERROR_CHARS] or "failed"
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
@@ -156,7 +156,7 @@ def _run_check(check: Check, box: list[str]) -> None:
 
 
 def redis_ping(client: redis.Redis) -> Check:
-    """A check that sends PING (give the client short socket timeouts)."""
+    """Return a check that sends PING (give the client short socket timeouts)."""
 
     def check() -> None:
         if not client.ping():
@@ -169,7 +169,7 @@ def redis_ping(client: redis.Redis) -> Check:
 def kafka_metadata(
     client_config: Mapping[str, str], topics: Sequence[str], timeout: float = 2.0
 ) -> Check:
-    """A check that fetches cluster metadata and finds ``topics`` without errors."""
+    """Return a check that fetches cluster metadata and finds ``topics`` without errors."""
     admin: list[Any] = []  # one client, made on first use and kept (it owns threads)
 
     def check() -> None:
@@ -192,7 +192,7 @@ def kafka_metadata(
 def dependency_checks(
     settings: Settings, *, use_redis: bool = True, timeout: float = 1.5
 ) -> dict[str, Check]:
-    """The checks of ``cxstream run``: Redis PING (when the store is Redis) and Kafka
+    """Return the checks of ``cxstream run``: Redis PING (when the store is Redis) and Kafka
     metadata for the input topics, each giving up after ``timeout`` seconds (keep it
     below :attr:`Health.timeout` so the answer names the error, not a timeout).
     """
@@ -221,7 +221,7 @@ REDIS_SCRIPT_OPS = frozenset(
 
 
 def redis_op(args: Sequence[Any]) -> str:
-    """The ``op`` label of one Redis command: the script operation for EVALSHA/EVAL
+    """Return the ``op`` label of one Redis command: the script operation for EVALSHA/EVAL
     (``EVALSHA sha 0 prefix op ...``), else the command's name.
 
     >>> redis_op(("EVALSHA", "ab12", 0, "cx:", "resolve", "{}"))

@@ -80,7 +80,7 @@ class OfflineRunError(RuntimeError):
 
 
 def log_lanes(logs: list[Path]) -> LaneSet:
-    """The lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records
+    """Return the lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records
     came from.
 
     A replay ends, so no lane is ever given up on as idle.

@@ -43,7 +43,7 @@ def hasher(settings: Settings) -> Hasher:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A client for the configured Redis (credentials and TLS from the settings),
+    """Return a client for the configured Redis (credentials and TLS from the settings),
     checked with PING.
 
     Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
@@ -77,7 +77,7 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def _response_hint(message: str) -> str:
-    """What to change for a Redis error reply (the reply itself never holds a secret,
+    """Return what to change for a Redis error reply (the reply itself never holds a secret,
     but only its error code is kept to be sure).
     """
     code = message.split(" ", 1)[0] if message else "error"
@@ -95,7 +95,7 @@ def _tls_hint(url: str, exc: Exception) -> str:
 
 
 def _without_credentials(url: str) -> str:
-    """The URL with any user and password left out (it goes into error messages).
+    """Return the URL with any user and password left out (it goes into error messages).
 
     >>> _without_credentials("redis://user:s3cret@db.example:6380/1")
     'redis://db.example:6380/1'
@@ -109,7 +109,7 @@ def _without_credentials(url: str) -> str:
 def make_store(
     settings: Settings, default: Literal["memory", "redis"], publish: bool = True
 ) -> ProfileStore:
-    """The store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
+    """Return the store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
 
     ``publish=False`` keeps profiles without publishing changes (offline runs).
     """

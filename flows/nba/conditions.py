@@ -84,7 +84,7 @@ class Condition:
         return _BINARY[self.op](actual, self.value)
 
     def explain(self, ctx: Context) -> str:
-        """A reason code: the field's value against the threshold, e.g. ``nps=3 <= 6``."""
+        """Return a reason code: the field's value against the threshold, e.g. ``nps=3 <= 6``."""
         value = self.value
         shown = "[" + ", ".join(map(_show, value)) + "]" if isinstance(value, tuple) else value
         return f"{self.field}={_show(ctx.get(self.field))} {self.op} {_show(shown)}"

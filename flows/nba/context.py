@@ -97,7 +97,7 @@ def build_context(
     churn_ready: bool = False,
     top_category: tuple[str, float] | None = None,
 ) -> Context:
-    """The context of one decision (see :data:`FIELDS`).
+    """Return the context of one decision (see :data:`FIELDS`).
 
     ``churn`` is blanked until ``churn_ready``: an untrained model's score
     must not drive an action, whatever the rule says.

@@ -113,7 +113,7 @@ class ContactHistory:
         chosen: int,
         conf: NbaSettings,
     ) -> str | None:
-        """The contact-policy reason holding an action back at ``now_ms``, or None.
+        """Return the contact-policy reason holding an action back at ``now_ms``, or None.
 
         ``chosen`` actions were already picked for this trigger (they count towards
         the caps). Consent and open cases are checked by the caller, first.
@@ -141,7 +141,7 @@ class ContactHistory:
             del self.sent[: max(drop, len(self.sent) - MAX_SENT)]
 
     def _count(self, after_ms: int, until_ms: int) -> int:
-        """Sends in (after_ms, until_ms]."""
+        """Count the sends in (after_ms, until_ms]."""
         sent = self.sent
         return bisect.bisect_right(sent, (until_ms, "\U0010ffff")) - bisect.bisect_right(
             sent, (after_ms, "\U0010ffff")

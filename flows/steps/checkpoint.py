@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def load_models(settings: ModelSettings) -> Models:
-    """The models of a new worker: imported from ``import_path`` if set, else untrained.
+    """Return the models of a new worker: imported from ``import_path`` if set, else untrained.
 
     An imported file keeps the settings it was trained with.
     """

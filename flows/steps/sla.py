@@ -103,7 +103,7 @@ class SlaSettings(BaseModel):
         return self
 
     def priority_of(self, event: InteractionEvent) -> str:
-        """The case priority an event carries, or the default.
+        """Return the case priority an event carries, or the default.
 
         >>> settings = SlaSettings()
         >>> data = {"channel": "service_desk", "touchpoint": "desk", "case_id": "C-1"}
@@ -157,7 +157,7 @@ def _utc(ms: int) -> datetime:
 
 
 def breach_alert(case: OpenCase) -> Alert:
-    """The ``sla_breach`` alert of a case; a function of the open event alone."""
+    """Return the ``sla_breach`` alert of a case; a function of the open event alone."""
     due = _utc(case.due_ms)
     return Alert(
         id=output_id("alert", "sla_breach", case.case_id),

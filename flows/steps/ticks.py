@@ -207,7 +207,7 @@ def restore_logic(
     restore_engine: Callable[[bytes | None], TickedEngine[ItemT, OutT]],
     lanes: LaneSet,
 ) -> EngineLogic[ItemT, OutT]:
-    """An :class:`EngineLogic` anew, or from its snapshot (Bytewax's recovery store)."""
+    """Return an :class:`EngineLogic` anew, or from its snapshot (Bytewax's recovery store)."""
     if resume is None:
         return EngineLogic(restore_engine(None), LaneMerge(lanes))
     engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
@@ -228,12 +228,12 @@ def _stamps(item: InteractionEvent | Resolved) -> tuple[str, int]:
 
 
 def is_survey_response(event: InteractionEvent) -> bool:
-    """True for an event carrying an NPS or a CSAT score."""
+    """Tell whether an event carries an NPS or a CSAT score."""
     return event.data.nps is not None or event.data.csat is not None
 
 
 def case_action(event: InteractionEvent) -> str | None:
-    """The case lifecycle action of an event, or None when it is not one.
+    """Return the case lifecycle action of an event, or None when it is not one.
 
     The action is the last two dot-separated parts of ``type``, so any channel
     prefix works (``cx.case.opened``, ``cx.service_desk.case.resolved``). An
@@ -252,7 +252,7 @@ def _ticked(
     batch: Sequence[InteractionEvent | Resolved],
     pick: Callable[[InteractionEvent | Resolved], T | None],
 ) -> list[Stamped[T | Tick]]:
-    """The picked items of each lane, each after a tick of the lane's watermark before
+    """Return the picked items of each lane, each after a tick of the lane's watermark before
     it (if it moved since the last stamp sent), and one tick at the end of the batch.
     """
     out: list[Stamped[T | Tick]] = []

@@ -64,7 +64,7 @@ class SharingRates:
     junk_share: float = 0.004
 
     def as_json(self) -> dict[str, Any]:
-        """The rates as the truth file holds them (tuples as lists)."""
+        """Return the rates as the truth file holds them (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def __post_init__(self) -> None:
