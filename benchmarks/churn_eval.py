@@ -224,8 +224,9 @@ def offline_reference(
 
 
 def model_costs(run: Replay, n: int = 20_000) -> dict[str, float]:
-    """Microseconds of a fresh default model's predict_proba_one and learn_one on the
-    replay's own snapshots.
+    """Time a fresh default model's predict_proba_one and learn_one, in microseconds.
+
+    Both run on the replay's own snapshots.
     """
     model = ChurnEngine(run.engine.settings).model
     items = run.labelled[:n]
@@ -288,8 +289,10 @@ def evaluate(steps: list[Step], settings: ModelSettings, split_day: float) -> di
 
 
 def risk_alert_precision(run: Replay, steps: list[Step]) -> dict[str, Any]:
-    """How many churn_risk alerts, and the share of those old enough to judge that were
-    followed by the person's churn within the horizon.
+    """Count the churn_risk alerts, and measure how many came true.
+
+    That is the share of the alerts old enough to judge that were followed by the
+    person's churn within the horizon.
     """
     conf = run.engine.settings.churn
     horizon = round(conf.horizon_days * DAY_MS)

@@ -158,8 +158,10 @@ class BenchEnv:
 
 
 class FlowCluster:
-    """``cxstream run`` as 1 or N local processes (one Bytewax cluster), with their
-    /metrics endpoints and process ids, as ``cxstream run -p N`` starts them.
+    """``cxstream run`` as 1 or N local processes (one Bytewax cluster).
+
+    They start as ``cxstream run -p N`` starts them; the cluster knows their
+    /metrics endpoints and process ids.
     """
 
     def __init__(self, env: dict[str, str], processes: int, *, tail: bool) -> None:

@@ -110,8 +110,9 @@ def _decoded(cluster: FlowCluster) -> float:
 
 
 def _drain(cluster: FlowCluster, sent: int, seconds: float) -> float:
-    """Wait until the flow has decoded ``sent`` messages (or ``seconds`` pass); return the
-    seconds it took, or -1 when it did not catch up.
+    """Wait until the flow has decoded ``sent`` messages, or ``seconds`` pass.
+
+    Return the seconds it took, or -1 when it did not catch up.
     """
     start = time.monotonic()
     while time.monotonic() - start < seconds:

@@ -41,8 +41,10 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[str, Any]:
-    """Plain confluent-kafka consume -> orjson.loads -> produce (one flush per batch, the
-    flow's producer settings) over the input topic; events/s from first message to end.
+    """Measure the ceiling: plain confluent-kafka consume -> orjson.loads -> produce.
+
+    Over the input topic, with one flush per batch and the flow's producer settings;
+    events/s from the first message to the end.
     """
     out_topic = f"{env.prefix}ceiling.out"
     env.create_topic(out_topic)
@@ -98,8 +100,10 @@ def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[st
 
 
 def _profile(last: Samples, events: float) -> dict[str, Any]:
-    """Per-step wall time (``cx_step_seconds`` sums, Redis waits included) as a share
-    of all timed steps, and per event; process CPU seconds beside it.
+    """Return the wall time of each step, as a share of all timed steps and per event.
+
+    Wall time is the ``cx_step_seconds`` sums, Redis waits included; process CPU
+    seconds go beside it.
     """
     steps = {k: v for k, v in by_label(last, "cx_step_seconds_sum", "step").items() if v > 0}
     timed = sum(steps.values())

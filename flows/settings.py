@@ -251,8 +251,10 @@ class JourneySettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Bounds on one input message; an event over any of them becomes a dead letter
-    whose reason names the limit (see flows/steps/decode.py).
+    """Bounds on one input message (``CX_LIMITS__*``).
+
+    An event over any of them becomes a dead letter whose reason names the limit
+    (see flows/steps/decode.py).
     """
 
     max_message_bytes: int = Field(default=1_000_000, ge=1)

@@ -84,8 +84,10 @@ class StepTimer:
 
 
 def timed(step: str) -> StepTimer:
-    """Time a block (``with timed("resolve"): ...``) or every call of a function
-    (``@timed("resolve")``) into ``cx_step_seconds{step}``.
+    """Time a block or every call of a function into ``cx_step_seconds{step}``.
+
+    As a context manager: ``with timed("resolve"): ...``; as a decorator:
+    ``@timed("resolve")``.
 
     Each use costs two clock reads and one observation (about a microsecond):
     wrap functions that take a whole batch, not one item.
@@ -115,7 +117,8 @@ def timed_batch(step: str, fn: Callable[[list[X]], R]) -> Callable[[list[X]], R]
 
 
 def timed_map(step: str, fn: Callable[[X], Y]) -> Callable[[list[X]], list[Y]]:
-    """Wrap a per-item function as a timed batch function:
+    """Wrap a per-item function as a timed batch function.
+
     ``op.flat_map_batch(step, up, timed_map(step, fn))`` behaves as ``op.map(step, up, fn)``
     (which Bytewax itself runs as a ``flat_map_batch``) with one observation per batch.
 
@@ -179,8 +182,10 @@ class _TimedLogic(StatefulBatchLogic[V, W, S]):
 def timed_logic(
     step: str, builder: Callable[[S | None], StatefulBatchLogic[V, W, S]]
 ) -> Callable[[S | None], StatefulBatchLogic[V, W, S]]:
-    """Wrap a ``stateful_batch`` builder so that its logic is timed per call of ``on_batch``
-    (one call per key per batch), ``on_notify`` and ``on_eof``; snapshots are unchanged.
+    """Wrap a ``stateful_batch`` builder so that its logic is timed.
+
+    Each call of ``on_batch`` (one call per key per batch), ``on_notify`` and
+    ``on_eof`` is timed; snapshots are unchanged.
     """
     observe, count = _step(step)
 
@@ -227,8 +232,10 @@ def redis_call(op: str) -> _RedisTimer:
 
 
 def observe_e2e(append_ms: int, now_ms: float | None = None) -> None:
-    """Record one output produced for an input Kafka appended at ``append_ms``
-    (milliseconds since the epoch, the record's CreateTime/LogAppendTime).
+    """Record one output produced for an input Kafka appended at ``append_ms``.
+
+    ``append_ms`` is in milliseconds since the epoch (the record's
+    CreateTime/LogAppendTime).
 
     Broker and worker clocks may disagree by a little: a negative latency counts as 0.
     """
@@ -237,8 +244,9 @@ def observe_e2e(append_ms: int, now_ms: float | None = None) -> None:
 
 
 def observe_e2e_many(append_ms: Iterable[int | None]) -> None:
-    """:func:`observe_e2e` for a batch of outputs (one clock read); ``None`` and
-    non-positive timestamps (Kafka's "no timestamp" is -1) are skipped.
+    """Do :func:`observe_e2e` for a batch of outputs, with one clock read.
+
+    ``None`` and non-positive timestamps (Kafka's "no timestamp" is -1) are skipped.
     """
     now = time.time() * 1000.0
     observe = E2E_LATENCY.observe

@@ -247,8 +247,10 @@ class ChurnEngine:
         score: float,
         x: dict[str, float],
     ) -> tuple[bool, Alert | None]:
-        """:meth:`risk_alert` for a customer whose alert is out (``at_risk``) or not, and
-        the feature vector ``x`` scored: whether they are at risk now, and the alert.
+        """Return whether a customer is at risk now, and the alert (see :meth:`risk_alert`).
+
+        For a customer whose alert is out (``at_risk``) or not, and the feature vector
+        ``x`` scored.
         """
         conf = self.settings.churn
         if at_risk:

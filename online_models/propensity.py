@@ -92,8 +92,10 @@ class CategoryInterest:
 def fold_interest(
     interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
 ) -> tuple[dict[str, float], list[str]] | None:
-    """Fold ``event`` into one customer's ``interest``; for a purchase, return the
-    interest just before it and the categories bought (what the model learns from).
+    """Fold ``event`` into one customer's ``interest``.
+
+    For a purchase, return the interest just before it and the categories bought
+    (what the model learns from).
     """
     found = categories(event, conf)
     if not found:
@@ -144,8 +146,9 @@ def is_purchase(event: InteractionEvent) -> bool:
 
 
 def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
-    """``MultinomialNB.joint_log_likelihood`` with its per-term method calls inlined: the
-    same operations in the same order (so the same floats), about 3x faster.
+    """Compute ``MultinomialNB.joint_log_likelihood`` with its per-term calls inlined.
+
+    The same operations in the same order (so the same floats), about 3x faster.
     """
     log = math.log
     alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
@@ -163,8 +166,10 @@ def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
 
 
 def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
-    """River's ``predict_proba_one`` without scipy's ``logsumexp``, which costs ~0.2 ms a
-    call on small dicts (the same figures, computed with the max trick in plain Python).
+    """Compute River's ``predict_proba_one`` without scipy's ``logsumexp``.
+
+    ``logsumexp`` costs ~0.2 ms a call on small dicts; this gives the same figures,
+    computed with the max trick in plain Python.
 
     >>> _softmax({"a": math.log(1.0), "b": math.log(3.0)})
     {'a': 0.25, 'b': 0.75}

@@ -124,8 +124,9 @@ def _survivors(identity: Iterable[dict[str, Any]]) -> dict[str, str]:
 def event_customers(
     events: list[LogEvent], out_dir: Path
 ) -> tuple[dict[str, str | None], dict[str, Any]]:
-    """Event id -> its final customer (None: none), and how it was found (``source``,
-    ``underived``, ``check``); see the module docstring.
+    """Map each event id to its final customer (None: none), and say how it was found.
+
+    How: ``source``, ``underived``, ``check``; see the module docstring.
     """
     profiles = read_rows(out_dir / "profiles.jsonl")
     identity = read_rows(out_dir / "identity.jsonl")
@@ -177,7 +178,9 @@ def _share(part: float, whole: float) -> float | None:
 def attribution_scores(
     truth: dict[str, Any], customer_of: dict[str, str | None], events: list[LogEvent]
 ) -> dict[str, Any]:
-    """Correct and misattributed events, misattributed revenue, people without a
+    """Score the attribution of events to customers.
+
+    Correct and misattributed events, misattributed revenue, people without a
     customer of their own (definitions in the module docstring).
     """
     cells: dict[str, Counter[str]] = {}

@@ -85,8 +85,9 @@ Contingency = tuple[Counter[tuple[str, str]], Counter[str], Counter[str]]
 
 
 def _contingency(person_of: dict[str, str], cluster_of: dict[str, str]) -> Contingency:
-    """(cluster, person) cells and the cluster and person sizes; an identifier no
-    cluster holds is a cluster of its own.
+    """Return the (cluster, person) cells and the cluster and person sizes.
+
+    An identifier no cluster holds is a cluster of its own.
     """
     cells: Counter[tuple[str, str]] = Counter()
     for member, person in person_of.items():

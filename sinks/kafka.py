@@ -116,8 +116,9 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         return on_delivery
 
     def _replace_if_stranded(self, pending: dict[int, Item], skip: int | None = None) -> None:
-        """If the producer has no broker left, send ``pending`` again with a new one
-        (except ``skip``, the message being queued now).
+        """Send ``pending`` again with a new producer if this one has no broker left.
+
+        All but ``skip``, the message being queued now.
         """
         if not self._watch.stranded():
             return

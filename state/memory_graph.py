@@ -160,8 +160,9 @@ class MemoryGraph:
     def _weak_link(
         self, group: list[str], other: str, members: tuple[str, ...], owners: list[str | None]
     ) -> tuple[str, ...]:
-        """``("weak:<type>",)`` when only weak identifiers tie the group to ``other``,
-        both holding a stronger type.
+        """Return ``("weak:<type>",)`` when only weak identifiers tie the group to ``other``.
+
+        That is when both of them hold a stronger type.
         """
         policy = self.policy
 

@@ -93,16 +93,19 @@ def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
 
 
 def wall_ms(clock: Callable[[], float]) -> int:
-    """Return a clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
-    store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000).
+    """Return a clock's reading (seconds, as ``time.time``) in whole milliseconds.
+
+    The same as the Redis store turns ``TIME`` into ms (seconds * 1000 +
+    microseconds // 1000).
     """
     return math.floor(clock() * 1000)
 
 
 def prune_budget(recorded: int) -> int:
-    """How many expired records one call may delete: a constant plus twice what it
-    recorded, so pruning keeps ahead of recording and a call's cost stays bounded
-    (``state/lua/identity.lua`` uses the same budget).
+    """Return how many expired records one call may delete.
+
+    A constant plus twice what it recorded, so pruning keeps ahead of recording and
+    a call's cost stays bounded (``state/lua/identity.lua`` uses the same budget).
     """
     return PRUNE_MIN + 2 * recorded
 
@@ -111,8 +114,10 @@ PRUNE_MIN = 128
 
 
 class RecentLog(Generic[V]):
-    """Values by event id with the wall-clock ms they were recorded at (the memory
-    store's recorded outcomes, and the applied-event marks of its profile step).
+    """Values by event id with the wall-clock ms they were recorded at.
+
+    The memory store's recorded outcomes, and the applied-event marks of its
+    profile step.
 
     A record is *current* while it was recorded at or after the horizon (``now -
     retention``); :meth:`get` never returns an expired one, whether or not
@@ -161,8 +166,9 @@ class RecentLog(Generic[V]):
             self._values[event_id] = (value, item[1])
 
     def prune(self, horizon_ms: int, most: int) -> int:
-        """Delete up to ``most`` records made before ``horizon_ms``, oldest first;
-        returns how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis).
+        """Delete up to ``most`` records made before ``horizon_ms``, oldest first.
+
+        Return how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis).
         """
         heap, removed = self._heap, 0
         while heap and removed < most and heap[0][0] < horizon_ms:

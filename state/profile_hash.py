@@ -80,9 +80,11 @@ RESOLVED_CONSENT = "rconsent:"
 
 @dataclass(frozen=True, slots=True)
 class ProfileRules:
-    """How profiles are kept: publication rate limit (event time), recent-list size,
-    how long applied event ids are remembered (idempotence window), and how long
-    resolve outcomes and applied-event marks are kept (wall-clock retention).
+    """How profiles are kept.
+
+    The publication rate limit (event time), the recent-list size, how long applied
+    event ids are remembered (idempotence window), and how long resolve outcomes and
+    applied-event marks are kept (wall-clock retention).
     """
 
     emit_interval_ms: int = 60_000
@@ -144,8 +146,9 @@ class ProfileDelta:
         return fields
 
     def to_args(self) -> list[str | int]:
-        """Return the delta as the Lua script's plain arguments (see ``lua/profile.lua``):
-        customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
+        """Return the delta as the Lua script's plain arguments (see ``lua/profile.lua``).
+
+        Customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
         (0/1), recent entry, then n and n name/value pairs (:meth:`latest_fields`).
 
         >>> ProfileDelta("c1", "e1", 5, "web", "web.home", nps="9").to_args()
@@ -292,9 +295,11 @@ def withdrawn_field(h: Mapping[str, str]) -> str:
 
 
 def record_consent(h: dict[str, str], st: str, changes: Sequence[tuple[str, str]]) -> None:
-    """Fold one event's consent changes (``(purpose, "1" granted / "0" withdrawn)``,
-    stamped ``st``) into resolve's fields of profile ``h`` and rewrite ``optout``:
-    latest by stamp per purpose, so folding an event twice changes nothing.
+    """Fold one event's consent changes into profile ``h`` and rewrite ``optout``.
+
+    The changes are ``(purpose, "1" granted / "0" withdrawn)``, stamped ``st``, and
+    go into resolve's fields of ``h``: latest by stamp per purpose, so folding an
+    event twice changes nothing.
 
     >>> h: dict[str, str] = {}
     >>> record_consent(h, stamp(5, "e1"), [("marketing", "0")])
@@ -321,8 +326,10 @@ def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
 
 
 def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
-    """Tell whether a profile is due: true when ``emit_interval_ms`` of event time passed since the
-    last publication (then recorded in ``emit``) or the profile was never published.
+    """Tell whether profile ``h`` is due for publication; if so, record it in ``emit``.
+
+    Due when ``emit_interval_ms`` of event time passed since the last publication,
+    or the profile was never published.
     """
     if "emit" not in h or ms - int(h["emit"]) >= emit_interval_ms:
         h["emit"] = str(ms)

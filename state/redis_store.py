@@ -62,8 +62,9 @@ def _json_array(items: list[bytes] | list[str]) -> bytes | str:
 
 
 def _grouped(members: list[str]) -> dict[str, list[str]]:
-    """``"type:value"`` members as ``{type: values}``: what a snapshot needs, which
-    orders types by name (no policy ranking, unlike :func:`group_members`).
+    """Group ``"type:value"`` members as ``{type: values}``, as a snapshot needs them.
+
+    A snapshot orders types by name (no policy ranking, unlike :func:`group_members`).
     """
     grouped: dict[str, list[str]] = {}
     for member in members:

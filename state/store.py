@@ -163,8 +163,10 @@ MAX_IDENTIFIERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ResolveRequest:
-    """One event's identifiers, normalised (``schemas.identifiers``), not yet hashed,
-    and its consent changes (purpose -> granted; None: none).
+    """One event's identifiers and consent changes, to resolve.
+
+    The identifiers are normalised (``schemas.identifiers``), not yet hashed; the
+    consent changes map purpose -> granted (None: none).
 
     The store folds ``consent`` into the customer's withdrawn purposes as it resolves
     the event, after its reply (see "Consent" in the module docstring).
@@ -205,8 +207,10 @@ class Conflict:
 
 @dataclass(frozen=True, slots=True)
 class ResolveResult:
-    """Where one request landed. ``customer_id`` is None only when nothing was linkable
-    (no identifier, or only blocked and shared ones).
+    """Where one request landed.
+
+    ``customer_id`` is None only when nothing was linkable (no identifier, or only
+    blocked and shared ones).
     """
 
     customer_id: str | None
@@ -237,9 +241,11 @@ class ErasedReport:
 
 
 class ProfileStore(Protocol):
-    """The identity graph. Values passed in are normalised and unhashed; values
-    coming out (``identifiers``, ``Merge``, ``Conflict``, ``ignored``) are in the
-    stored form, i.e. hashed when the store has a hasher.
+    """The identity graph.
+
+    Values passed in are normalised and unhashed; values coming out (``identifiers``,
+    ``Merge``, ``Conflict``, ``ignored``) are in the stored form, i.e. hashed when the
+    store has a hasher.
     """
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
@@ -311,8 +317,10 @@ def new_customer_id(event_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request ready for the graph walk: ``members`` are linkable ``"type:value"``
-    strings (stored form) strongest type first; ``blocked`` were filtered out.
+    """A request ready for the graph walk.
+
+    ``members`` are linkable ``"type:value"`` strings (stored form), strongest type
+    first; ``blocked`` were filtered out.
     """
 
     event_id: str

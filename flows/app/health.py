@@ -192,9 +192,11 @@ def kafka_metadata(
 def dependency_checks(
     settings: Settings, *, use_redis: bool = True, timeout: float = 1.5
 ) -> dict[str, Check]:
-    """Return the checks of ``cxstream run``: Redis PING (when the store is Redis) and Kafka
-    metadata for the input topics, each giving up after ``timeout`` seconds (keep it
-    below :attr:`Health.timeout` so the answer names the error, not a timeout).
+    """Return the dependency checks of ``cxstream run``.
+
+    Redis PING (when the store is Redis) and Kafka metadata for the input topics,
+    each giving up after ``timeout`` seconds (keep it below :attr:`Health.timeout`
+    so the answer names the error, not a timeout).
     """
     checks: dict[str, Check] = {}
     if use_redis:
@@ -221,8 +223,10 @@ REDIS_SCRIPT_OPS = frozenset(
 
 
 def redis_op(args: Sequence[Any]) -> str:
-    """Return the ``op`` label of one Redis command: the script operation for EVALSHA/EVAL
-    (``EVALSHA sha 0 prefix op ...``), else the command's name.
+    """Return the ``op`` label of one Redis command.
+
+    That is the script operation for EVALSHA/EVAL (``EVALSHA sha 0 prefix op ...``),
+    else the command's name.
 
     >>> redis_op(("EVALSHA", "ab12", 0, "cx:", "resolve", "{}"))
     'resolve'
@@ -309,8 +313,9 @@ class MetricsServer:
 
 
 def serve(host: str, port: int, health: Health) -> MetricsServer:
-    """Serve /metrics, /healthz and /readyz on ``host:port`` (0: any free port) from
-    a daemon thread; returns at once.
+    """Serve /metrics, /healthz and /readyz on ``host:port`` (0: any free port).
+
+    The server runs on a daemon thread; this returns at once.
     """
     handler = type("CxHandler", (_Handler,), {"health": health})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

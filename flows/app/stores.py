@@ -43,8 +43,9 @@ def hasher(settings: Settings) -> Hasher:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """Return a client for the configured Redis (credentials and TLS from the settings),
-    checked with PING.
+    """Return a client for the configured Redis, checked with PING.
+
+    Credentials and TLS come from the settings.
 
     Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
     driver's own message is left out (it may quote the URL), and the exception is
@@ -77,8 +78,9 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def _response_hint(message: str) -> str:
-    """Return what to change for a Redis error reply (the reply itself never holds a secret,
-    but only its error code is kept to be sure).
+    """Return what to change for a Redis error reply.
+
+    The reply itself never holds a secret, but only its error code is kept, to be sure.
     """
     code = message.split(" ", 1)[0] if message else "error"
     if code.upper() in ("NOAUTH", "WRONGPASS"):

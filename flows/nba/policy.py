@@ -131,8 +131,10 @@ class ContactHistory:
         return None
 
     def record(self, action_id: str, action_class: str, now_ms: int, keep_ms: int) -> None:
-        """Remember a send; forget sends older than ``keep_ms`` before the latest
-        (the longer of a week and the longest cool-down): no cap or cool-down needs them.
+        """Remember a send, and forget sends older than ``keep_ms`` before the latest.
+
+        ``keep_ms`` is the longer of a week and the longest cool-down: no cap or
+        cool-down needs the older sends.
         """
         bisect.insort(self.sent, (now_ms, action_id, action_class))
         horizon = self.sent[-1][0] - max(keep_ms, WEEK_MS)

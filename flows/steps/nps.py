@@ -416,8 +416,10 @@ def nps_builder(
     settings: NpsSettings,
     lanes: LaneSet | None = None,
 ) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`).
+    """Return the builder for ``op.stateful_batch``.
+
+    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
+    for (see :class:`flows.steps.ticks.LaneMerge`).
     """
     lanes = lanes or LaneSet()
 

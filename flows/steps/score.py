@@ -103,8 +103,10 @@ class ModelGauges:
 
 @dataclass
 class LaneModels:
-    """A lane's models, the next ``seq`` to score, the items held until it comes,
-    and the customers whose churn-risk alert is out (re-armed below the threshold).
+    """A lane's models and its scoring order.
+
+    The next ``seq`` to score, the items held until it comes, and the customers
+    whose churn-risk alert is out (re-armed below the threshold).
     """
 
     models: Models

@@ -347,8 +347,10 @@ def sla_builder(
     settings: SlaSettings,
     lanes: LaneSet | None = None,
 ) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`).
+    """Return the builder for ``op.stateful_batch``.
+
+    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
+    for (see :class:`flows.steps.ticks.LaneMerge`).
     """
     lanes = lanes or LaneSet()
 

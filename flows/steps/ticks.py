@@ -95,8 +95,9 @@ class Stamped(Generic[ItemT]):
 
 @dataclass(frozen=True)
 class LaneSet:
-    """The lanes an engine waits for, and how long a silent lane may hold the others
-    back in a live run (None: until it ends).
+    """The lanes an engine waits for, and how long a silent lane may hold the others back.
+
+    The wait is for a live run (None: until it ends).
     """
 
     names: frozenset[str] = frozenset()
@@ -176,9 +177,11 @@ class LaneMerge(Generic[ItemT]):
 
 
 class EngineLogic(StatefulBatchLogic[Stamped[ItemT], OutT, bytes], Generic[ItemT, OutT]):
-    """The single-key Bytewax step around a :class:`TickedEngine`: stamped items in, merged
-    into the canonical order (:class:`LaneMerge`), fed to the engine one at a time;
-    everything still open closed at end of input.
+    """The single-key Bytewax step around a :class:`TickedEngine`.
+
+    Stamped items come in, are merged into the canonical order (:class:`LaneMerge`)
+    and are fed to the engine one at a time; everything still open is closed at end
+    of input.
     """
 
     def __init__(self, engine: TickedEngine[ItemT, OutT], merge: LaneMerge[ItemT]) -> None:
@@ -252,8 +255,10 @@ def _ticked(
     batch: Sequence[InteractionEvent | Resolved],
     pick: Callable[[InteractionEvent | Resolved], T | None],
 ) -> list[Stamped[T | Tick]]:
-    """Return the picked items of each lane, each after a tick of the lane's watermark before
-    it (if it moved since the last stamp sent), and one tick at the end of the batch.
+    """Return the picked items of each lane, with the ticks between them.
+
+    Each item comes after a tick of its lane's watermark before it (if the watermark
+    moved since the last stamp sent), and one tick comes at the end of the batch.
     """
     out: list[Stamped[T | Tick]] = []
     sent: dict[str, int] = {}  # the latest stamp sent per lane

@@ -160,8 +160,9 @@ def email(j: Journey, t: int) -> None:
 
 
 def store(j: Journey, t: int, receipt: str | None = None) -> None:
-    """Simulate a till transaction: a loyalty card, or an email typed in for the e-receipt;
-    a kiosk user may order at the store's kiosk instead.
+    """Simulate a till transaction: a loyalty card, or an email typed in for the e-receipt.
+
+    A kiosk user may order at the store's kiosk instead.
     """
     rng = j.rng
     if receipt is None and j.who.kiosk is not None and rng.random() < j.who.kiosk.use:
@@ -194,8 +195,10 @@ def store(j: Journey, t: int, receipt: str | None = None) -> None:
 
 
 def kiosk(j: Journey, t: int) -> None:
-    """Simulate an order at a store's self-service kiosk: the kiosk's device id and the
-    person's own crm_id (they sign in with their member number).
+    """Simulate an order at a store's self-service kiosk.
+
+    It carries the kiosk's device id and the person's own crm_id (they sign in with
+    their member number).
     """
     shared = j.who.kiosk
     if shared is None:
@@ -258,8 +261,10 @@ def _delivered(j: Journey, t: int) -> None:
 
 
 def first_visit(j: Journey, t: int) -> None:
-    """Simulate the first day: the family tablet, the store kiosk, junk typed by a till or
-    phone system, a first browse.
+    """Simulate the first day.
+
+    The family tablet, the store kiosk, junk typed by a till or phone system, a
+    first browse.
     """
     if j.who.household is not None:
         app(j, t, j.who.household.device_id)
