@@ -131,7 +131,7 @@ class World:
     ledger: Ledger
 
     def messages(self) -> Iterator[RawMessage]:
-        """Return the messages as Kafka would deliver them on ``cx.events`` partition 0."""
+        """Yield the messages as Kafka would deliver them on ``cx.events`` partition 0."""
         for offset, (arrival, value) in enumerate(self.stream.messages()):
             yield RawMessage(value, None, TOPIC, 0, offset, arrival)
 

@@ -210,7 +210,7 @@ def restore_logic(
     restore_engine: Callable[[bytes | None], TickedEngine[ItemT, OutT]],
     lanes: LaneSet,
 ) -> EngineLogic[ItemT, OutT]:
-    """Return an :class:`EngineLogic` anew, or from its snapshot (Bytewax's recovery store)."""
+    """Return a new :class:`EngineLogic`, or one restored from its recovery snapshot."""
     if resume is None:
         return EngineLogic(restore_engine(None), LaneMerge(lanes))
     engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
