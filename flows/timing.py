@@ -62,12 +62,14 @@ class StepTimer:
         self._start = 0.0
 
     def __enter__(self) -> StepTimer:
+        """Start timing."""
         self._start = perf_counter()
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        """Observe the seconds since :meth:`__enter__`, even when the block raised."""
         self._observe(perf_counter() - self._start)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:

@@ -213,6 +213,7 @@ class ChurnEngine:
         }
 
     def __getstate__(self) -> dict[str, Any]:
+        """Return the attributes to pickle, without the listener and the cached event."""
         state = self.__dict__.copy()
         state["on_label"] = None  # a listener belongs to the process, not to the model
         state["_event"] = None

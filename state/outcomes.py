@@ -60,6 +60,7 @@ class Entries:
     limited: tuple[LimitedEntry, ...] = ()
 
     def __bool__(self) -> bool:
+        """Tell whether there is any merge, refusal or limit entry."""
         return bool(self.merged or self.refused or self.limited)
 
 
@@ -140,6 +141,7 @@ class RecentLog(Generic[V]):
         self._heap: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
+        """Return how many values are recorded."""
         return len(self._values)
 
     def get(self, event_id: str, horizon_ms: int) -> V | None:

@@ -304,11 +304,13 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> MetricsServer:
+        """Return the server itself; it is already serving."""
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        """Stop serving (see :meth:`close`)."""
         self.close()
 
 

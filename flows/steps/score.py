@@ -115,9 +115,11 @@ class LaneModels:
     at_risk: set[str] = field(default_factory=set)
 
     def __getstate__(self) -> dict[str, object]:
+        """Return the attributes to pickle (a shallow copy)."""
         return self.__dict__.copy()
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore the attributes and re-attach the churn model's gauges listener."""
         self.__dict__.update(state)
         churn = self.models.churn
         churn.on_label = ModelGauges(churn)  # a listener is not pickled

@@ -166,12 +166,14 @@ class LaneMerge(Generic[ItemT]):
         return sorted(lane for lane in lanes if now - self.heard.get(lane, start) < idle)
 
     def __getstate__(self) -> dict[str, object]:
+        """Return the attributes to pickle, without the clock and when each lane was heard."""
         state = self.__dict__.copy()
         del state["clock"]  # wall-clock bookkeeping belongs to the process
         state["heard"] = {}
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore the attributes, with this process's monotonic clock."""
         self.__dict__.update(state)
         self.clock = time.monotonic
 
