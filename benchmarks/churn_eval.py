@@ -69,7 +69,7 @@ class Step:
 
 
 def world_steps(customers: int, days: int, seed: int, progress: bool = False) -> list[Step]:
-    """The world's distinct valid events in event order, with person, sentiment and stage."""
+    """Return the world's distinct valid events in event order, with person, sentiment and stage."""
     world = generate_world(customers, days, seed, _progress("generate") if progress else None)
     truth = world.truth()
     person_of = {e: p["person_id"] for p in truth["customers"] for e in p["event_ids"]}
@@ -224,8 +224,10 @@ def offline_reference(
 
 
 def model_costs(run: Replay, n: int = 20_000) -> dict[str, float]:
-    """Microseconds of a fresh default model's predict_proba_one and learn_one on the
-    replay's own snapshots."""
+    """Time a fresh default model's predict_proba_one and learn_one, in microseconds.
+
+    Both run on the replay's own snapshots.
+    """
     model = ChurnEngine(run.engine.settings).model
     items = run.labelled[:n]
     xs = [d.snapshot.features() for d in items]
@@ -287,8 +289,11 @@ def evaluate(steps: list[Step], settings: ModelSettings, split_day: float) -> di
 
 
 def risk_alert_precision(run: Replay, steps: list[Step]) -> dict[str, Any]:
-    """How many churn_risk alerts, and the share of those old enough to judge that were
-    followed by the person's churn within the horizon."""
+    """Count the churn_risk alerts, and measure how many came true.
+
+    That is the share of the alerts old enough to judge that were followed by the
+    person's churn within the horizon.
+    """
     conf = run.engine.settings.churn
     horizon = round(conf.horizon_days * DAY_MS)
     churned = {s.person_id: s.event.epoch_ms for s in steps if s.event.type in conf.churn_types}
@@ -315,6 +320,7 @@ def _progress(label: str) -> Any:
 
 
 def main() -> None:
+    """Run the churn evaluation from the command line and write its report."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=90)

@@ -1,11 +1,11 @@
-"""Isolation and process control for the benchmark: topics, Redis keys, flow processes.
+r"""Isolation and process control for the benchmark: topics, Redis keys, flow processes.
 
 Every bench run uses a unique prefix for its topics and Redis keys
 (``bench<hex>.``) and deletes them at the end, so it never touches ``cx.*`` or
 another run's data. Each phase (a flow run) gets its own output topics and
 Redis key prefix; the pre-filled input topic is shared.
 
->>> sample = parse_metrics('cx_step_seconds_sum{step="decode"} 1.5\\nup 1\\n')
+>>> sample = parse_metrics('cx_step_seconds_sum{step="decode"} 1.5\nup 1\n')
 >>> total(sample, "cx_step_seconds_sum", step="decode"), total(sample, "up")
 (1.5, 1.0)
 """
@@ -61,7 +61,7 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p + 1 free (process i of a cluster serves on p + i)."""
+    """Return a port p with p and p + 1 free (process i of a cluster serves on p + i)."""
     for _ in range(50):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -72,7 +72,8 @@ def free_port_pair() -> int:
         except OSError:
             continue
         return port
-    raise RuntimeError("no two consecutive free ports")
+    msg = "no two consecutive free ports"
+    raise RuntimeError(msg)
 
 
 def rss_bytes(pid: int) -> int:
@@ -157,8 +158,11 @@ class BenchEnv:
 
 
 class FlowCluster:
-    """``cxstream run`` as 1 or N local processes (one Bytewax cluster), with their
-    /metrics endpoints and process ids, as ``cxstream run -p N`` starts them."""
+    """``cxstream run`` as 1 or N local processes (one Bytewax cluster).
+
+    They start as ``cxstream run -p N`` starts them; the cluster knows their
+    /metrics endpoints and process ids.
+    """
 
     def __init__(self, env: dict[str, str], processes: int, *, tail: bool) -> None:
         self.port = int(env["CX_METRICS__PORT"])
@@ -182,7 +186,7 @@ class FlowCluster:
         ]
 
     def log_tail(self, chars: int = 2000) -> str:
-        """The end of every process's output, for error messages."""
+        """Return the end of every process's output, for error messages."""
         tails = []
         for log in self._logs:
             log.seek(0)
@@ -219,7 +223,8 @@ class FlowCluster:
             if served == self.processes:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the flow did not serve /metrics within {timeout} s")
+        msg = f"the flow did not serve /metrics within {timeout} s"
+        raise RuntimeError(msg)
 
     def rss(self) -> int:
         return sum(rss_bytes(child.pid) for child in self.children)
@@ -231,7 +236,8 @@ class FlowCluster:
         for child in self.children:
             code = child.poll()
             if code not in (None, 0):
-                raise RuntimeError(f"the flow exited with {code}: {self.log_tail()}")
+                msg = f"the flow exited with {code}: {self.log_tail()}"
+                raise RuntimeError(msg)
 
     def wait(self, timeout: float) -> None:
         """Until every process has exited; raise if one failed."""
@@ -241,7 +247,8 @@ class FlowCluster:
                 child.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stop()
-                raise RuntimeError(f"the flow did not finish within {timeout} s") from None
+                msg = f"the flow did not finish within {timeout} s"
+                raise RuntimeError(msg) from None
             if child.returncode != 0:
                 msg = f"the flow exited with {child.returncode}: {self.log_tail()}"
                 raise RuntimeError(msg)

@@ -92,6 +92,7 @@ def quantile(diff: Buckets, q: float) -> float | None:
 
 
 def subtract(after: Buckets, before: Buckets) -> Buckets:
+    """Return the bucket counts added between two scrapes of a cumulative histogram."""
     earlier = dict(before)
     return [(le, count - earlier.get(le, 0.0)) for le, count in after]
 
@@ -109,8 +110,10 @@ def _decoded(cluster: FlowCluster) -> float:
 
 
 def _drain(cluster: FlowCluster, sent: int, seconds: float) -> float:
-    """Wait until the flow has decoded ``sent`` messages (or ``seconds`` pass); return the
-    seconds it took, or -1 when it did not catch up."""
+    """Wait until the flow has decoded ``sent`` messages, or ``seconds`` pass.
+
+    Return the seconds it took, or -1 when it did not catch up.
+    """
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         if _decoded(cluster) >= sent:
@@ -123,7 +126,7 @@ EVENT_ALERTS = frozenset({"detractor", "sentiment_drop", "identity_conflict"})
 
 
 def trigger_of(kind: str, body: dict[str, Any]) -> str | None:
-    """The input event id that directly caused an output, if there is one.
+    """Return the input event id that directly caused an output, if there is one.
 
     >>> trigger_of("alerts", {"kind": "detractor", "evidence": {"event_ids": ["e1"]}})
     'e1'
@@ -164,11 +167,12 @@ def _triggers(env: BenchEnv, phase: str) -> list[tuple[str, int]]:
         while remaining:
             batch = consumer.consume(1000, timeout=10.0)
             if not batch:
-                raise RuntimeError(f"no output to read back in 10 s from {sorted(remaining)}")
+                problem = f"no output to read back in 10 s from {sorted(remaining)}"
+                raise RuntimeError(problem)
             for msg in batch:
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard((msg.topic(), msg.partition()))
                     continue
                 value = msg.value()
@@ -237,7 +241,7 @@ def latency_at(env: BenchEnv, rate: float, seconds: float, seed: int, say: Say) 
 
 
 def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, Any]]:
-    """Checks that lag, RSS and windowed p99 latency stay bounded over a soak.
+    """Check that lag, RSS and windowed p99 latency stay bounded over a soak.
 
     After the first 10 % (warm-up), the second half may not exceed the first half
     by more than a margin: lag max <= 1.25 x first-half max + 2 s of input; RSS

@@ -10,6 +10,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the bench options (sizes, rates, seed, results directory, servers) to ``parser``."""
     parser.add_argument("--events", type=int, default=150_000, help="messages in the input topic")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rates", type=float, nargs="+", default=[1000.0, 2500.0, 5000.0])

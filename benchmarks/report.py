@@ -35,6 +35,7 @@ def check(measured: float | None, target: float, kind: str) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Check the bench results against the :data:`TARGETS`, one verdict per target."""
     p1 = results["pipeline"]["1"]
     at_5000 = next((r for r in results["latency"] if r["rate"] == 5000), None)
     return {
@@ -58,7 +59,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The README table."""
+    """Return the README table."""
     ceiling = results["ceiling"]["events_per_second"]
     lines = [
         f"Measured {results['started']} on {results['machine']['cpus']} CPUs "

@@ -86,6 +86,7 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Run the resolve benchmark from the command line and write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=3000)
     parser.add_argument("--days", type=int, default=30)

@@ -39,6 +39,7 @@ from benchmarks.workload import fill
 
 
 def say(text: str) -> None:
+    """Print a timestamped progress line to stderr."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
@@ -58,6 +59,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def bench(args: argparse.Namespace, env: BenchEnv) -> dict[str, Any]:
+    """Run the ceiling, pipeline and latency phases and return their results."""
     results: dict[str, Any] = {
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": _machine(),
@@ -120,6 +122,7 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the ``python -m benchmarks`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run what ``args`` ask for (the bench, the soak or the Markdown table); the exit code."""
     if args.markdown:
         print(markdown(orjson.loads((args.results_dir / "bench.json").read_bytes())))
         return 0
@@ -148,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cxstream-bench`` with ``argv`` (default: the command line); the exit code."""
     return run(build_parser().parse_args(argv))
 
 

@@ -41,8 +41,11 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[str, Any]:
-    """Plain confluent-kafka consume -> orjson.loads -> produce (one flush per batch, the
-    flow's producer settings) over the input topic; events/s from first message to end."""
+    """Measure the ceiling: plain confluent-kafka consume -> orjson.loads -> produce.
+
+    Over the input topic, with one flush per batch and the flow's producer settings;
+    events/s from the first message to the end.
+    """
     out_topic = f"{env.prefix}ceiling.out"
     env.create_topic(out_topic)
     consumer = Consumer(
@@ -62,16 +65,18 @@ def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[st
         while remaining:
             batch = consumer.consume(1000, timeout=5.0)
             if not batch:
-                raise RuntimeError(f"ceiling: no message from {input_topic} for 5 s")
+                problem = f"ceiling: no message from {input_topic} for 5 s"
+                raise RuntimeError(problem)
             if not start:
                 start = time.perf_counter()
             for msg in batch:
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard(msg.partition())
                         continue
-                    raise RuntimeError(f"ceiling: {err.str()}")
+                    problem = f"ceiling: {err.str()}"
+                    raise RuntimeError(problem)
                 value = msg.value()
                 try:
                     orjson.loads(value or b"")
@@ -95,8 +100,11 @@ def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[st
 
 
 def _profile(last: Samples, events: float) -> dict[str, Any]:
-    """Per-step wall time (``cx_step_seconds`` sums, Redis waits included) as a share
-    of all timed steps, and per event; process CPU seconds beside it."""
+    """Return the wall time of each step, as a share of all timed steps and per event.
+
+    Wall time is the ``cx_step_seconds`` sums, Redis waits included; process CPU
+    seconds go beside it.
+    """
     steps = {k: v for k, v in by_label(last, "cx_step_seconds_sum", "step").items() if v > 0}
     timed = sum(steps.values())
     rows = {
@@ -142,7 +150,8 @@ def pipeline(
         cluster.stop()
     busy = [(t, n, rss) for t, n, rss in series if n > 0]
     if len(busy) < 2 or busy[-1][1] <= busy[0][1]:
-        raise RuntimeError(f"pipeline -p {processes}: too few scrapes to measure; use more events")
+        msg = f"pipeline -p {processes}: too few scrapes to measure; use more events"
+        raise RuntimeError(msg)
     events = busy[-1][1] - busy[0][1]
     seconds = busy[-1][0] - busy[0][0]
     rate = events / seconds

@@ -46,8 +46,10 @@ def chunk_values(index: int, seed: int) -> list[bytes | None]:
 
 
 def mix(seed: int, ahead: int = 2) -> Generator[bytes | None, None, None]:
-    """Endless message values of the mix, chunk after chunk, generated ``ahead`` in a
-    helper process."""
+    """Yield endless message values of the mix, chunk after chunk.
+
+    A helper process generates the chunks, ``ahead`` of need.
+    """
     with ProcessPoolExecutor(max_workers=1) as pool:
         queued: deque[Future[list[bytes | None]]] = deque(
             pool.submit(chunk_values, i, seed) for i in range(ahead)
@@ -61,13 +63,16 @@ def mix(seed: int, ahead: int = 2) -> Generator[bytes | None, None, None]:
 
 
 def take(values: Iterator[bytes | None], count: int) -> list[bytes | None]:
-    """The next ``count`` values."""
+    """Return the next ``count`` values."""
     return [next(values) for _ in range(count)]
 
 
 class Sender:
-    """An idempotent producer that spreads messages round-robin over partitions and
-    stamps each with the time it was handed to the client (its Kafka CreateTime)."""
+    """An idempotent producer that spreads messages round-robin over partitions.
+
+    Each message is stamped with the time it was handed to the client (its Kafka
+    CreateTime).
+    """
 
     def __init__(self, client_config: dict[str, str], topic: str, partitions: int) -> None:
         self._producer = Producer(

@@ -27,7 +27,7 @@ NO_LANE = "-"
 
 
 def lane_of(raw: RawMessage) -> str:
-    """The lane of a raw message: its topic and partition (``-`` when it has none)."""
+    """Return the lane of a raw message: its topic and partition (``-`` when it has none)."""
     if raw.topic is None and raw.partition is None:
         return NO_LANE
     return f"{raw.topic}:{raw.partition}"

@@ -48,7 +48,7 @@ RESOLUTION_OUTCOMES: tuple[str, ...] = ("created", "known")
 
 
 def channel_label(channel: str) -> str:
-    """The channel, or ``other`` outside the known vocabulary.
+    """Return the channel, or ``other`` outside the known vocabulary.
 
     >>> channel_label("chat"), channel_label("carrier-pigeon")
     ('chat', 'other')
@@ -58,7 +58,7 @@ def channel_label(channel: str) -> str:
 
 @lru_cache(maxsize=4096)
 def type_family(event_type: str) -> str:
-    """The family of an event type: its first known noun, else ``other``.
+    """Return the family of an event type: its first known noun, else ``other``.
 
     A leading channel segment is looked at last, so ``cx.email.opened`` is ``email``
     while ``cx.email.consent.updated`` is ``consent``.

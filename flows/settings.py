@@ -50,6 +50,8 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    """Kafka brokers, security, batching and message limits (``CX_KAFKA__*``)."""
+
     brokers: str = "127.0.0.1:9092"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -71,7 +73,7 @@ class KafkaSettings(_Section):
     max_message_bytes: int = Field(default=16_000_000, ge=1024)
 
     def client_config(self) -> dict[str, str]:
-        """librdkafka settings shared by consumers, producers and the admin client."""
+        """Return the librdkafka settings shared by consumers, producers and the admin client."""
         config = {
             "bootstrap.servers": self.brokers,
             "security.protocol": self.security_protocol,
@@ -98,6 +100,8 @@ class KafkaSettings(_Section):
 
 
 class TopicSettings(_Section):
+    """Input and output topic names, and how new topics are created (``CX_TOPICS__*``)."""
+
     events: str = "cx.events"
     nba: str = "cx.nba"
     alerts: str = "cx.alerts"
@@ -247,8 +251,11 @@ class JourneySettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Bounds on one input message; an event over any of them becomes a dead letter
-    whose reason names the limit (see flows/steps/decode.py)."""
+    """Bounds on one input message (``CX_LIMITS__*``).
+
+    An event over any of them becomes a dead letter whose reason names the limit
+    (see flows/steps/decode.py).
+    """
 
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
@@ -266,12 +273,16 @@ class LimitSettings(_Section):
 
 
 class DedupeSettings(_Section):
+    """Duplicate-event detection by event id (``CX_DEDUPE__*``)."""
+
     ttl_seconds: float = Field(default=7 * 86400, gt=0)
     # per lane (input partition): dedupe runs keyed by lane (flows.steps.dedupe)
     max_ids_per_shard: int = Field(default=100_000, ge=1)
 
 
 class ProfileSettings(_Section):
+    """Profile publication and idempotence (``CX_PROFILES__*``)."""
+
     # A profile is sent to cx.profiles at most once per this much event time per customer.
     emit_interval_seconds: float = Field(default=60.0, ge=0)
     recent_interactions: int = Field(default=10, ge=0)
@@ -283,6 +294,8 @@ class ProfileSettings(_Section):
 
 
 class MetricsSettings(_Section):
+    """The Prometheus metrics endpoint (``CX_METRICS__*``)."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)

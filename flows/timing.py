@@ -62,12 +62,14 @@ class StepTimer:
         self._start = 0.0
 
     def __enter__(self) -> StepTimer:
+        """Start timing."""
         self._start = perf_counter()
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        """Observe the seconds since :meth:`__enter__`, even when the block raised."""
         self._observe(perf_counter() - self._start)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -84,8 +86,10 @@ class StepTimer:
 
 
 def timed(step: str) -> StepTimer:
-    """Time a block (``with timed("resolve"): ...``) or every call of a function
-    (``@timed("resolve")``) into ``cx_step_seconds{step}``.
+    """Time a block or every call of a function into ``cx_step_seconds{step}``.
+
+    As a context manager: ``with timed("resolve"): ...``; as a decorator:
+    ``@timed("resolve")``.
 
     Each use costs two clock reads and one observation (about a microsecond):
     wrap functions that take a whole batch, not one item.
@@ -115,7 +119,8 @@ def timed_batch(step: str, fn: Callable[[list[X]], R]) -> Callable[[list[X]], R]
 
 
 def timed_map(step: str, fn: Callable[[X], Y]) -> Callable[[list[X]], list[Y]]:
-    """A per-item function as a timed batch function:
+    """Wrap a per-item function as a timed batch function.
+
     ``op.flat_map_batch(step, up, timed_map(step, fn))`` behaves as ``op.map(step, up, fn)``
     (which Bytewax itself runs as a ``flat_map_batch``) with one observation per batch.
 
@@ -179,8 +184,11 @@ class _TimedLogic(StatefulBatchLogic[V, W, S]):
 def timed_logic(
     step: str, builder: Callable[[S | None], StatefulBatchLogic[V, W, S]]
 ) -> Callable[[S | None], StatefulBatchLogic[V, W, S]]:
-    """A ``stateful_batch`` builder whose logic is timed per call of ``on_batch``
-    (one call per key per batch), ``on_notify`` and ``on_eof``; snapshots are unchanged."""
+    """Wrap a ``stateful_batch`` builder so that its logic is timed.
+
+    Each call of ``on_batch`` (one call per key per batch), ``on_notify`` and
+    ``on_eof`` is timed; snapshots are unchanged.
+    """
     observe, count = _step(step)
 
     def build(resume_state: S | None) -> StatefulBatchLogic[V, W, S]:
@@ -226,8 +234,10 @@ def redis_call(op: str) -> _RedisTimer:
 
 
 def observe_e2e(append_ms: int, now_ms: float | None = None) -> None:
-    """Record one output produced for an input Kafka appended at ``append_ms``
-    (milliseconds since the epoch, the record's CreateTime/LogAppendTime).
+    """Record one output produced for an input Kafka appended at ``append_ms``.
+
+    ``append_ms`` is in milliseconds since the epoch (the record's
+    CreateTime/LogAppendTime).
 
     Broker and worker clocks may disagree by a little: a negative latency counts as 0.
     """
@@ -236,8 +246,10 @@ def observe_e2e(append_ms: int, now_ms: float | None = None) -> None:
 
 
 def observe_e2e_many(append_ms: Iterable[int | None]) -> None:
-    """:func:`observe_e2e` for a batch of outputs (one clock read); ``None`` and
-    non-positive timestamps (Kafka's "no timestamp" is -1) are skipped."""
+    """Do :func:`observe_e2e` for a batch of outputs, with one clock read.
+
+    ``None`` and non-positive timestamps (Kafka's "no timestamp" is -1) are skipped.
+    """
     now = time.time() * 1000.0
     observe = E2E_LATENCY.observe
     for ms in append_ms:
@@ -269,7 +281,7 @@ _appends = _Appends()
 
 
 def note_appends(append_ms: list[int]) -> None:
-    """The input step of this worker hands out a batch appended to Kafka at ``append_ms``.
+    """Note that this worker's input step handed out a batch appended to Kafka at ``append_ms``.
 
     Called once per input batch (see :func:`flows.app.inputs.kafka_input`).
     """

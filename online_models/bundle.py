@@ -78,7 +78,7 @@ class Models:
 
 
 def load_models(settings: ModelSettings, listen: Listen | None = None) -> Models:
-    """The models of a new worker: imported from ``import_path`` if set, else untrained.
+    """Return the models of a new lane: imported from ``import_path`` if set, else untrained.
 
     An imported file keeps the settings it was trained with.
     """
@@ -98,7 +98,7 @@ class ModelCheckpoint:
         settings: ModelSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert settings.export_path is not None
+        assert settings.export_path is not None  # noqa: S101 (for mypy: built only when set)
         self.path = Path(settings.export_path)
         self.interval = settings.export_interval_seconds
         self.clock = clock

@@ -154,7 +154,7 @@ class ChurnEngine:
         return [drift_alert(event.id, event.time, report, self.settings.churn.model)]
 
     def score(self, customer_id: str, event: InteractionEvent, x: dict[str, float]) -> float:
-        """The churn probability for ``x``; keeps a snapshot of ``x`` when one is due."""
+        """Return the churn probability for ``x``, keeping a snapshot of ``x`` when one is due."""
         score = self.predict(x)
         self.scored += 1
         if event.type in self.churn_types:
@@ -170,7 +170,7 @@ class ChurnEngine:
         return score
 
     def predict(self, x: dict[str, float]) -> float:
-        """The model's probability of churn for ``x`` (the label prior if it cannot say)."""
+        """Return the model's probability of churn for ``x`` (the label prior if it cannot say)."""
         p = self.model.predict_proba_one(x).get(True)
         if p is None:
             return self.learnt_positive / self.learnt if self.learnt else 0.0
@@ -194,7 +194,7 @@ class ChurnEngine:
         return self._warm
 
     def metrics(self) -> dict[str, Any]:
-        """What the engine has done, and its prequential figures (after warm-up)."""
+        """Report what the engine has done, and its prequential figures (after warm-up)."""
         labels = self.labels
         return {
             "model": self.settings.churn.model,
@@ -213,6 +213,7 @@ class ChurnEngine:
         }
 
     def __getstate__(self) -> dict[str, Any]:
+        """Return the attributes to pickle, without the listener and the cached event."""
         state = self.__dict__.copy()
         state["on_label"] = None  # a listener belongs to the process, not to the model
         state["_event"] = None
@@ -230,9 +231,10 @@ class ChurnEngine:
     def risk_alert(
         self, customer_id: str, event: InteractionEvent, features: CustomerFeatures, score: float
     ) -> Alert | None:
-        """A ``churn_risk`` alert if ``score`` crosses the threshold (see the module docstring).
+        """Return a ``churn_risk`` alert if ``score`` crosses the threshold.
 
-        Updates ``features.at_risk``; :meth:`step` calls it, after :meth:`score`.
+        See the module docstring. Updates ``features.at_risk``; :meth:`step` calls it,
+        after :meth:`score`.
         """
         x = features.vector(event.epoch_ms, self.settings.features)
         features.at_risk, alert = self.risk_check(customer_id, event, features.at_risk, score, x)
@@ -246,8 +248,11 @@ class ChurnEngine:
         score: float,
         x: dict[str, float],
     ) -> tuple[bool, Alert | None]:
-        """:meth:`risk_alert` for a customer whose alert is out (``at_risk``) or not, and
-        the feature vector ``x`` scored: whether they are at risk now, and the alert."""
+        """Return whether a customer is at risk now, and the alert (see :meth:`risk_alert`).
+
+        For a customer whose alert is out (``at_risk``) or not, and the feature vector
+        ``x`` scored.
+        """
         conf = self.settings.churn
         if at_risk:
             return score >= conf.risk_threshold - conf.risk_rearm, None
@@ -285,7 +290,7 @@ class ChurnEngine:
 
 
 def top_factors(model: Any, x: dict[str, float], k: int = 3) -> list[dict[str, float | str]]:
-    """The ``k`` features pushing a scaled linear model's score up most; [] for other models.
+    """Return the ``k`` features pushing a scaled linear model's score up most; [] for other models.
 
     >>> from online_models.factory import make_classifier
     >>> m = make_classifier("logreg", 1)

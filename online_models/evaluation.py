@@ -48,7 +48,7 @@ LOGIT_RANGE = 10.0  # spread() maps log-odds -10..10 (p from 5e-5 to 0.99995) on
 
 
 def spread(p: float) -> float:
-    """A monotone map of a probability onto [0, 1], linear in its log-odds.
+    """Map a probability monotonically onto [0, 1], linearly in its log-odds.
 
     >>> spread(0.5), spread(0.0), spread(1.0), round(spread(0.01), 4)
     (0.5, 0.0, 1.0, 0.2702)
@@ -134,7 +134,10 @@ class Calibration:
         self._y[b] += int(y_true)
 
     def get(self) -> float:
-        """The expected calibration error: mean |predicted - observed| weighted by bin size."""
+        """Return the expected calibration error.
+
+        That is the mean |predicted - observed|, weighted by bin size.
+        """
         total = sum(self._n)
         if not total:
             return 0.0
@@ -200,7 +203,7 @@ class Prequential:
         return False
 
     def report(self) -> dict[str, Any]:
-        """The figures as a plain dict (AUC None until both classes were seen)."""
+        """Return the figures as a plain dict (AUC None until both classes were seen)."""
         both = 0 < self.positives < self.n
         return {
             "n": self.n,
@@ -226,7 +229,7 @@ def progressive(model: Any, stream: Iterable[tuple[dict[str, float], bool]]) -> 
 def drift_alert(
     event_id: str, time: datetime, report: dict[str, Any], model: str, due_hours: float = 24.0
 ) -> Alert:
-    """The ``model_drift`` alert raised while processing event ``event_id``."""
+    """Return the ``model_drift`` alert raised while processing event ``event_id``."""
     return Alert(
         id=output_id("alert", "model_drift", event_id),
         kind="model_drift",

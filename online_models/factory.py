@@ -71,7 +71,7 @@ CLASSIFIERS: dict[str, Callable[[int], Classifier]] = {
 
 
 def make_classifier(name: str, seed: int) -> Classifier:
-    """A new classifier called ``name`` (see :data:`CLASSIFIERS`), seeded with ``seed``."""
+    """Return a new classifier called ``name`` (see :data:`CLASSIFIERS`), seeded with ``seed``."""
     try:
         build = CLASSIFIERS[name]
     except KeyError:

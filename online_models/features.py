@@ -150,7 +150,7 @@ class CustomerFeatures:
                 self.last_exit_ms = t
 
     def vector(self, now_ms: int, conf: FeatureSettings = DEFAULT_FEATURES) -> dict[str, float]:
-        """The features as of ``now_ms`` (normally the time of the latest event)."""
+        """Return the features as of ``now_ms`` (normally the time of the latest event)."""
         first = self.first_ms if self.first_ms is not None else now_ms
         last = self.last_ms if self.last_ms is not None else now_ms
         half_life = conf.half_life_days
@@ -263,7 +263,10 @@ class CustomerFeatures:
 
 
 def _is_exit(event: InteractionEvent, conf: FeatureSettings) -> bool:
-    """A step towards the exit: a cancellation touchpoint, a closing page, an opt-out."""
+    """Tell whether the event is a step towards the exit.
+
+    That is a cancellation touchpoint, a closing page or an opt-out.
+    """
     data = event.data
     if data.touchpoint.endswith(conf.exit_touchpoint_suffixes):
         return True

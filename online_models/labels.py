@@ -73,7 +73,7 @@ class Snapshot:
     state: int = PENDING
 
     def features(self) -> dict[str, float]:
-        """The feature dict as it was at scoring time (a fresh copy)."""
+        """Return the feature dict as it was at scoring time (a fresh copy)."""
         return dict(zip(self.keys, self.values, strict=True))
 
 
@@ -115,12 +115,12 @@ class DelayedLabels:
         self._key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def late(self, t_ms: int) -> bool:
-        """True if an event at ``t_ms`` is too far behind the watermark to be kept."""
+        """Tell whether an event at ``t_ms`` is too far behind the watermark to be kept."""
         wm = self.watermark_ms
         return wm is not None and t_ms < wm - self.grace_ms
 
     def wants(self, customer_id: str, t_ms: int) -> bool:
-        """True if a snapshot of ``customer_id`` at ``t_ms`` would be kept."""
+        """Tell whether a snapshot of ``customer_id`` at ``t_ms`` would be kept."""
         if self.late(t_ms):
             return False
         queue = self._by_customer.get(customer_id)

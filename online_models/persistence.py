@@ -80,7 +80,7 @@ def export_model(obj: Any, path: Path | str) -> dict[str, Any]:
 
 
 def read_header(path: Path | str) -> dict[str, Any]:
-    """The header of a model file, checked for format and version (nothing unpickled)."""
+    """Return the header of a model file, checked for format and version (nothing unpickled)."""
     path = Path(path)
     with path.open("rb") as source:
         line = source.readline(MAX_HEADER_BYTES)
@@ -115,7 +115,7 @@ def import_model(path: Path | str, expected: type[T]) -> T:
     ):
         msg = f"{path} is damaged: its payload does not match the checksum in its header"
         raise ModelFileError(msg)
-    obj = pickle.loads(payload)  # trusted: written by export_model, checksum verified
+    obj = pickle.loads(payload)  # noqa: S301 (trusted: written by export_model, checksum verified)
     if not isinstance(obj, expected):
         msg = f"{path} unpickled to a {type(obj).__name__}, not a {expected.__name__}"
         raise ModelFileError(msg)

@@ -64,7 +64,7 @@ class CategoryInterest:
     last_ms: int | None = None
 
     def vector(self, now_ms: int, half_life_days: float) -> dict[str, float]:
-        """The weights decayed to ``now_ms``."""
+        """Return the weights decayed to ``now_ms``."""
         if self.last_ms is None or now_ms <= self.last_ms:
             return dict(self.weights)
         fade = 0.5 ** ((now_ms - self.last_ms) / (half_life_days * DAY_MS))
@@ -92,8 +92,11 @@ class CategoryInterest:
 def fold_interest(
     interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
 ) -> tuple[dict[str, float], list[str]] | None:
-    """Fold ``event`` into one customer's ``interest``; for a purchase, return the
-    interest just before it and the categories bought (what the model learns from)."""
+    """Fold ``event`` into one customer's ``interest``.
+
+    For a purchase, return the interest just before it and the categories bought
+    (what the model learns from).
+    """
     found = categories(event, conf)
     if not found:
         return None
@@ -107,7 +110,7 @@ def fold_interest(
 
 
 def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
-    """The categories an event is about (see the module docstring), without repeats."""
+    """Return the categories an event is about (see the module docstring), without repeats."""
     attrs = event.data.attributes
     found: list[str] = []
 
@@ -137,13 +140,16 @@ def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
 
 
 def is_purchase(event: InteractionEvent) -> bool:
+    """Tell whether the event is a purchase: a positive amount, or an ``order.placed`` type."""
     amount = event.data.amount
     return (amount is not None and amount > 0) or event.type.endswith("order.placed")
 
 
 def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
-    """``MultinomialNB.joint_log_likelihood`` with its per-term method calls inlined: the
-    same operations in the same order (so the same floats), about 3x faster."""
+    """Compute ``MultinomialNB.joint_log_likelihood`` with its per-term calls inlined.
+
+    The same operations in the same order (so the same floats), about 3x faster.
+    """
     log = math.log
     alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
     smoothing = alpha * len(feature_counts)
@@ -160,8 +166,10 @@ def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
 
 
 def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
-    """River's ``predict_proba_one`` without scipy's ``logsumexp``, which costs ~0.2 ms a
-    call on small dicts (the same figures, computed with the max trick in plain Python).
+    """Compute River's ``predict_proba_one`` without scipy's ``logsumexp``.
+
+    ``logsumexp`` costs ~0.2 ms a call on small dicts; this gives the same figures,
+    computed with the max trick in plain Python.
 
     >>> _softmax({"a": math.log(1.0), "b": math.log(3.0)})
     {'a': 0.25, 'b': 0.75}
@@ -201,7 +209,7 @@ class PropensityModel:
     def top_k(
         self, interest: CategoryInterest, now_ms: int, k: int | None = None
     ) -> list[tuple[str, float]]:
-        """The ``k`` likeliest next categories with their probabilities (best first)."""
+        """Return the ``k`` likeliest next categories with their probabilities (best first)."""
         conf = self.settings.propensity
         return self.top_k_vector(interest.vector(now_ms, conf.half_life_days), k)
 

@@ -43,7 +43,7 @@ FIGURES: dict[str, str] = {  # figure -> how a description names it
 
 
 def figures(x: dict[str, float]) -> dict[str, float]:
-    """The segmentation figures of a churn feature vector."""
+    """Return the segmentation figures of a churn feature vector."""
     return {
         "value": x.get("spend", 0.0),
         "activity": x.get("activity", 0.0),
@@ -94,7 +94,7 @@ class Segmenter:
         self.learnt = 0
 
     def assign(self, features: CustomerFeatures, now_ms: int) -> str:
-        """The customer's segment label (learning from them when their interval is up)."""
+        """Return the customer's segment label (learning from them when their interval is up)."""
         learn = self.learn_due(features.segment_ms, now_ms)
         label = self.assign_vector(features.vector(now_ms, self.settings.features), learn)
         if learn:
@@ -108,7 +108,7 @@ class Segmenter:
         return last_ms is None or now_ms - last_ms >= interval
 
     def assign_vector(self, x: dict[str, float], learn: bool) -> str:
-        """The segment label of the feature vector ``x``; ``learn``: learn from it first."""
+        """Return the segment label of the feature vector ``x``; ``learn``: learn from it first."""
         f = figures(x)
         if learn:
             self.scaler.learn_one(f)
@@ -119,7 +119,7 @@ class Segmenter:
         return f"seg-{index}"
 
     def describe(self, index: int) -> str:
-        """A short description of segment ``index`` from its centre."""
+        """Return a short description of segment ``index`` from its centre."""
         threshold = self.settings.segmentation.describe_z
         centre = self.model.centers[index]
         far = sorted(

@@ -58,7 +58,7 @@ MAX_HOPS = 10_000
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file ([] when it does not exist)."""
+    """Return the JSON objects of a JSON-lines file ([] when it does not exist)."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
@@ -73,7 +73,10 @@ class LogEvent:
 
 
 def read_events(log: Path) -> list[LogEvent]:
-    """The distinct valid events of ``log`` (first delivery of each id), erase requests left out."""
+    """Return the distinct valid events of ``log``, erase requests left out.
+
+    An event delivered more than once counts once, at its first delivery.
+    """
     from pydantic import ValidationError
 
     from replay.log import read_log
@@ -103,7 +106,7 @@ def read_events(log: Path) -> list[LogEvent]:
 
 
 def _survivors(identity: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """merged id -> final survivor, through chains of merges."""
+    """Map each merged id to its final survivor, through chains of merges."""
     merged = {r["merged_id"]: r["survivor_id"] for r in identity if "survivor_id" in r}
     final: dict[str, str] = {}
     for start in merged:
@@ -121,8 +124,10 @@ def _survivors(identity: Iterable[dict[str, Any]]) -> dict[str, str]:
 def event_customers(
     events: list[LogEvent], out_dir: Path
 ) -> tuple[dict[str, str | None], dict[str, Any]]:
-    """event id -> its final customer (None: none), and how it was found (``source``,
-    ``underived``, ``check``); see the module docstring."""
+    """Map each event id to its final customer (None: none), and say how it was found.
+
+    How: ``source``, ``underived``, ``check``; see the module docstring.
+    """
     profiles = read_rows(out_dir / "profiles.jsonl")
     identity = read_rows(out_dir / "identity.jsonl")
     survivor = _survivors(identity)
@@ -173,8 +178,11 @@ def _share(part: float, whole: float) -> float | None:
 def attribution_scores(
     truth: dict[str, Any], customer_of: dict[str, str | None], events: list[LogEvent]
 ) -> dict[str, Any]:
-    """Correct and misattributed events, misattributed revenue, people without a
-    customer of their own (definitions in the module docstring)."""
+    """Score the attribution of events to customers.
+
+    Correct and misattributed events, misattributed revenue, people without a
+    customer of their own (definitions in the module docstring).
+    """
     cells: dict[str, Counter[str]] = {}
     unattributed = 0
     for person in truth["customers"]:

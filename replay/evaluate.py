@@ -65,7 +65,7 @@ def _prf(tp: int, predicted: int, actual: int) -> dict[str, float]:
 
 
 def _shared(truth: dict[str, Any]) -> set[str]:
-    """The identifiers several people used (households, junk): no one's evidence."""
+    """Return the identifiers several people used (households, junk): no one's evidence."""
     return {f"{s['type']}:{s['value']}" for s in truth["shared_identifiers"]}
 
 
@@ -85,8 +85,10 @@ Contingency = tuple[Counter[tuple[str, str]], Counter[str], Counter[str]]
 
 
 def _contingency(person_of: dict[str, str], cluster_of: dict[str, str]) -> Contingency:
-    """(cluster, person) cells and the cluster and person sizes; an identifier no
-    cluster holds is a cluster of its own."""
+    """Return the (cluster, person) cells and the cluster and person sizes.
+
+    An identifier no cluster holds is a cluster of its own.
+    """
     cells: Counter[tuple[str, str]] = Counter()
     for member, person in person_of.items():
         cells[(cluster_of.get(member, "unseen:" + member), person)] += 1
@@ -128,8 +130,10 @@ def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> di
 
 
 def evidence_components(log: Path | list[LogEvent], shared: set[str]) -> dict[str, str]:
-    """Identifier -> component, joining identifiers that appear in one valid event
-    (of the log, or of its events as :func:`replay.attribution.read_events` gives them).
+    """Map each identifier to its component: identifiers that appear together are joined.
+
+    Together means in one valid event of the log (or of its events as
+    :func:`replay.attribution.read_events` gives them).
 
     No resolver can link identifiers that never appear together (directly or
     through others), so these components bound the achievable recall. Members

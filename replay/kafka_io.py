@@ -17,7 +17,7 @@ Progress = Callable[[int], None]
 
 
 def progress_printer(label: str, every: int = 10_000, out: TextIO = sys.stderr) -> Progress:
-    """A progress callback that prints a line every ``every`` messages."""
+    """Return a progress callback that prints a line every ``every`` messages."""
 
     def report(count: int) -> None:
         if count % every == 0:
@@ -81,10 +81,11 @@ def record(
                     continue
                 error = msg.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (confluent-kafka's documented name for end of partition)
                         remaining.discard(msg.partition())
                         continue
-                    raise RuntimeError(f"error reading {topic!r}: {error.str()}")
+                    problem = f"error reading {topic!r}: {error.str()}"
+                    raise RuntimeError(problem)
                 count += 1
                 if progress is not None:
                     progress(count)

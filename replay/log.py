@@ -1,4 +1,4 @@
-"""The replay log: JSON lines, one record per Kafka message, optionally gzipped.
+r"""The replay log: JSON lines, one record per Kafka message, optionally gzipped.
 
 A record holds ``topic, partition, offset, timestamp`` (ms since the epoch),
 ``key``, ``headers`` (a list of ``[name, value]``) and ``value``. Keys, header
@@ -9,8 +9,8 @@ stored base64-encoded under ``key_b64`` / ``value_b64`` (and a header value as
 >>> raw = RawMessage(b'{"id":"e1"}', b"k", "cx.events", 0, 7, 1700000000000)
 >>> decode_record(encode_record(raw)) == raw
 True
->>> decode_record(encode_record(RawMessage(b"\\xff\\xfe"))).value
-b'\\xff\\xfe'
+>>> decode_record(encode_record(RawMessage(b"\xff\xfe"))).value
+b'\xff\xfe'
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class LogFormatError(ValueError):
     """A line of a replay log that is not a valid record."""
 
 
-def _text_or_b64(raw: bytes) -> tuple[str, str] | None:
+def _text_or_b64(raw: bytes) -> tuple[str, str]:
     try:
         return "text", raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -56,7 +56,6 @@ def encode_record(raw: RawMessage) -> bytes:
     headers = []
     for hname, hvalue in raw.headers:
         enc = _text_or_b64(hvalue)
-        assert enc is not None
         headers.append([hname, enc[1] if enc[0] == "text" else {"b64": enc[1]}])
     record["headers"] = headers
     return orjson.dumps(record)

@@ -112,6 +112,8 @@ TRUTH_FILE = "truth.json"
 
 @dataclass(frozen=True, slots=True)
 class WorldParams:
+    """The arguments a world was generated with."""
+
     customers: int
     days: int
     seed: int
@@ -129,12 +131,12 @@ class World:
     ledger: Ledger
 
     def messages(self) -> Iterator[RawMessage]:
-        """The messages as Kafka would deliver them on ``cx.events`` partition 0."""
+        """Yield the messages as Kafka would deliver them on ``cx.events`` partition 0."""
         for offset, (arrival, value) in enumerate(self.stream.messages()):
             yield RawMessage(value, None, TOPIC, 0, offset, arrival)
 
     def truth(self) -> dict[str, Any]:
-        """The ground truth (the content of ``truth.json``)."""
+        """Return the ground truth (the content of ``truth.json``)."""
         start_ms = _ms(self.params.start)
         ledger = self.ledger
         return {

@@ -97,12 +97,14 @@ def check_free_values(groups: list[tuple[Collection[Any], int]], limits: Limits)
         for value in values:
             if isinstance(value, dict | list):
                 if depth > limits.max_depth:
+                    msg = "too_deep"
                     raise PydanticCustomError(
-                        "too_deep", "nested deeper than {limit} levels", {"limit": limits.max_depth}
+                        msg, "nested deeper than {limit} levels", {"limit": limits.max_depth}
                     )
                 stack.append((value.values() if isinstance(value, dict) else value, depth + 1))
             elif isinstance(value, float) and not math.isfinite(value):
-                raise PydanticCustomError("not_finite", "NaN and Infinity are not JSON numbers")
+                msg = "not_finite"
+                raise PydanticCustomError(msg, "NaN and Infinity are not JSON numbers")
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
@@ -158,8 +160,9 @@ class CxData(BaseModel):
         # A dead letter, not a cut: a cut text would be scored and kept as if whole.
         limit = _limits(info).max_text_chars
         if value is not None and len(value) > limit:
+            msg = "text_too_long"
             raise PydanticCustomError(
-                "text_too_long",
+                msg,
                 "text is {chars} characters, over the limit of {limit}",
                 {"chars": len(value), "limit": limit},
             )
@@ -173,8 +176,9 @@ class CxData(BaseModel):
         limit = _limits(info).max_identifiers
         if len(value) > limit:
             # checked before normalising: a flood would cost time per identifier
+            msg = "too_many_identifiers"
             raise PydanticCustomError(
-                "too_many_identifiers",
+                msg,
                 "{count} identifiers, over the limit of {limit}",
                 {"count": len(value), "limit": limit},
             )

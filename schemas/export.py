@@ -12,7 +12,7 @@ from schemas.outputs import OUTPUT_MODELS
 
 
 def all_models() -> dict[str, type[BaseModel]]:
-    """Schema name -> model, input first."""
+    """Map each schema name to its model, input first."""
     return {"interaction_event": InteractionEvent, **OUTPUT_MODELS}
 
 

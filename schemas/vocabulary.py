@@ -30,7 +30,7 @@ CASE_FINISHED: frozenset[str] = frozenset({"case.resolved", "case.closed"})
 
 
 def action_of(event_type: str) -> str:
-    """The action of ``cx.<channel>.<action>``: the type's last two dot-separated parts.
+    """Return the action of ``cx.<channel>.<action>``: the type's last two dot-separated parts.
 
     >>> action_of("cx.web.order.placed"), action_of("cx.service_desk.case.opened")
     ('order.placed', 'case.opened')

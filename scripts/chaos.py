@@ -35,6 +35,7 @@ RESULT = REPO / "benchmarks" / "results" / "chaos.json"
 
 
 def main() -> int:
+    """Run the chaos test from the command line; the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(2**32))

@@ -21,9 +21,9 @@ OnSent = Callable[[int], object]
 
 
 def ignore_write(kind: str, n: int) -> None:
-    """An :data:`OnWrite` that counts nothing."""
+    """Ignore a write: an :data:`OnWrite` that counts nothing."""
 
 
 def ignore_sent(n: int) -> object:
-    """An :data:`OnSent` that counts nothing."""
+    """Ignore a send: an :data:`OnSent` that counts nothing."""
     return None

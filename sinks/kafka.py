@@ -40,7 +40,7 @@ FLUSH_STEP_SECONDS = 1.0
 
 
 def producer_config(client_config: dict[str, str], max_message_bytes: int) -> dict[str, Any]:
-    """Producer settings that guarantee no loss and no duplicates from retries."""
+    """Return producer settings that guarantee no loss and no duplicates from retries."""
     return {
         **client_config,
         "enable.idempotence": True,
@@ -116,8 +116,10 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
         return on_delivery
 
     def _replace_if_stranded(self, pending: dict[int, Item], skip: int | None = None) -> None:
-        """If the producer has no broker left, send ``pending`` again with a new one
-        (except ``skip``, the message being queued now)."""
+        """Send ``pending`` again with a new producer if this one has no broker left.
+
+        All but ``skip``, the message being queued now.
+        """
         if not self._watch.stranded():
             return
         log.warning(

@@ -79,6 +79,9 @@ class BrokerWatch:
 
 
 def discard(client: Any) -> None:
-    """Close a replaced client on a thread of its own: closing a client that has no
-    broker must not hold up the worker, whatever librdkafka does meanwhile."""
+    """Close a replaced client on a thread of its own.
+
+    Closing a client that has no broker must not hold up the worker, whatever
+    librdkafka does meanwhile.
+    """
     threading.Thread(target=client.close, name="cx-kafka-discard", daemon=True).start()

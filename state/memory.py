@@ -205,8 +205,11 @@ class MemoryProfileStore(MemoryGraph):
         return [self._snapshot(cid) for cid in due]
 
     def _marked(self, event_id: str, cid: str, horizon_ms: int) -> bool:
-        """Whether the event was applied (marked at or after ``horizon_ms``) to ``cid``
-        or to a customer merged into it since, and not to an erased customer of that id."""
+        """Tell whether the event was applied (marked at or after ``horizon_ms``).
+
+        Applied to ``cid`` or to a customer merged into it since, and not to an erased
+        customer of that id.
+        """
         owner = self._marks.get(event_id, horizon_ms)
         if owner is None or self.canonical(owner) != cid:
             return False

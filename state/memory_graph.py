@@ -55,7 +55,7 @@ class MemoryGraph:
         return customer_id in self._customers or customer_id in self._aliases
 
     def _fold_profile(self, merged_id: str, survivor_id: str) -> None:
-        """Hook: move the merged customer's profile into the survivor's."""
+        """Move the merged customer's profile into the survivor's (a hook)."""
 
     def _walk(self, prepared: PreparedRequest) -> Outcome:
         shared = tuple(m for m in prepared.members if m in self._shared)
@@ -160,8 +160,10 @@ class MemoryGraph:
     def _weak_link(
         self, group: list[str], other: str, members: tuple[str, ...], owners: list[str | None]
     ) -> tuple[str, ...]:
-        """``("weak:<type>",)`` when only weak identifiers tie the group to ``other``,
-        both holding a stronger type."""
+        """Return ``("weak:<type>",)`` when only weak identifiers tie the group to ``other``.
+
+        That is when both of them hold a stronger type.
+        """
         policy = self.policy
 
         def strong(cid: str) -> bool:

@@ -60,6 +60,7 @@ class Entries:
     limited: tuple[LimitedEntry, ...] = ()
 
     def __bool__(self) -> bool:
+        """Tell whether there is any merge, refusal or limit entry."""
         return bool(self.merged or self.refused or self.limited)
 
 
@@ -84,7 +85,7 @@ class Outcome:
 
 
 def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
-    """The entries whose customers all pass ``known`` (live, or an alias of a live one)."""
+    """Return the entries whose customers all pass ``known`` (live, or an alias of a live one)."""
     return Entries(
         tuple(e for e in entries.merged if known(e[0]) and known(e[1])),
         tuple(e for e in entries.refused if known(e[0]) and known(e[1])),
@@ -93,15 +94,20 @@ def known_only(entries: Entries, known: Callable[[str], bool]) -> Entries:
 
 
 def wall_ms(clock: Callable[[], float]) -> int:
-    """A clock's reading (seconds, as ``time.time``) in whole milliseconds, as the Redis
-    store turns ``TIME`` into ms (seconds * 1000 + microseconds // 1000)."""
+    """Return a clock's reading (seconds, as ``time.time``) in whole milliseconds.
+
+    The same as the Redis store turns ``TIME`` into ms (seconds * 1000 +
+    microseconds // 1000).
+    """
     return math.floor(clock() * 1000)
 
 
 def prune_budget(recorded: int) -> int:
-    """How many expired records one call may delete: a constant plus twice what it
-    recorded, so pruning keeps ahead of recording and a call's cost stays bounded
-    (``state/lua/identity.lua`` uses the same budget)."""
+    """Return how many expired records one call may delete.
+
+    A constant plus twice what it recorded, so pruning keeps ahead of recording and
+    a call's cost stays bounded (``state/lua/identity.lua`` uses the same budget).
+    """
     return PRUNE_MIN + 2 * recorded
 
 
@@ -109,8 +115,10 @@ PRUNE_MIN = 128
 
 
 class RecentLog(Generic[V]):
-    """Values by event id with the wall-clock ms they were recorded at (the memory
-    store's recorded outcomes, and the applied-event marks of its profile step).
+    """Values by event id with the wall-clock ms they were recorded at.
+
+    The memory store's recorded outcomes, and the applied-event marks of its
+    profile step.
 
     A record is *current* while it was recorded at or after the horizon (``now -
     retention``); :meth:`get` never returns an expired one, whether or not
@@ -133,10 +141,11 @@ class RecentLog(Generic[V]):
         self._heap: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
+        """Return how many values are recorded."""
         return len(self._values)
 
     def get(self, event_id: str, horizon_ms: int) -> V | None:
-        """The value recorded for ``event_id`` at or after ``horizon_ms``, if any."""
+        """Return the value recorded for ``event_id`` at or after ``horizon_ms``, if any."""
         item = self._values.get(event_id)
         if item is None or item[1] < horizon_ms:
             return None
@@ -159,8 +168,10 @@ class RecentLog(Generic[V]):
             self._values[event_id] = (value, item[1])
 
     def prune(self, horizon_ms: int, most: int) -> int:
-        """Delete up to ``most`` records made before ``horizon_ms``, oldest first;
-        returns how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis)."""
+        """Delete up to ``most`` records made before ``horizon_ms``, oldest first.
+
+        Return how many went (as ZRANGEBYSCORE ... LIMIT 0 most in Redis).
+        """
         heap, removed = self._heap, 0
         while heap and removed < most and heap[0][0] < horizon_ms:
             ms, event_id = heapq.heappop(heap)

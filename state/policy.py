@@ -115,6 +115,7 @@ class IdentityPolicy:
         return id_type in self.weak_types
 
     def __post_init__(self) -> None:
+        """Refuse a type listed twice, a limit below 1 and a bad blocked pattern."""
         if len(set(self.priority)) != len(self.priority):
             msg = f"priority lists a type twice: {self.priority}"
             raise ValueError(msg)

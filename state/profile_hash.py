@@ -80,9 +80,12 @@ RESOLVED_CONSENT = "rconsent:"
 
 @dataclass(frozen=True, slots=True)
 class ProfileRules:
-    """How profiles are kept: publication rate limit (event time), recent-list size,
-    how long applied event ids are remembered (idempotence window), and how long
-    resolve outcomes and applied-event marks are kept (wall-clock retention)."""
+    """How profiles are kept.
+
+    The publication rate limit (event time), the recent-list size, how long applied
+    event ids are remembered (idempotence window), and how long resolve outcomes and
+    applied-event marks are kept (wall-clock retention).
+    """
 
     emit_interval_ms: int = 60_000
     recent_limit: int = 10
@@ -100,7 +103,7 @@ class ProfileRules:
 
 
 def stamp(ms: int, event_id: str) -> str:
-    """The ordering key of a value: event time first, then event id."""
+    """Return the ordering key of a value: event time first, then event id."""
     return f"{ms:015d}|{event_id}"
 
 
@@ -125,7 +128,7 @@ class ProfileDelta:
     latest: dict[str, str] = field(default_factory=dict)  # more latest-wins fields
 
     def latest_fields(self) -> list[tuple[str, str]]:
-        """The single-field latest-wins groups this delta sets, in the order they apply."""
+        """Return the single-field latest-wins groups this delta sets, in the order they apply."""
         fields = [
             (name, value)
             for name, value in (
@@ -143,8 +146,9 @@ class ProfileDelta:
         return fields
 
     def to_args(self) -> list[str | int]:
-        """The delta as the Lua script's plain arguments (see ``lua/profile.lua``):
-        customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
+        """Return the delta as the Lua script's plain arguments (see ``lua/profile.lua``).
+
+        Customer, event id, stamp, ms, channel, touchpoint, amount in cents, order
         (0/1), recent entry, then n and n name/value pairs (:meth:`latest_fields`).
 
         >>> ProfileDelta("c1", "e1", 5, "web", "web.home", nps="9").to_args()
@@ -189,7 +193,7 @@ def delta_for(
     sentiment: float | None = None,
     latest: Mapping[str, Figure] | None = None,
 ) -> ProfileDelta:
-    """The profile change of one resolved event.
+    """Return the profile change of one resolved event.
 
     ``stage`` and ``sentiment`` are what the journey step made of the event (they
     default to the event's own hints); ``latest`` holds more latest-wins fields,
@@ -271,7 +275,7 @@ def fold_delta(h: dict[str, str], d: ProfileDelta) -> None:
 
 
 def withdrawn_field(h: Mapping[str, str]) -> str:
-    """The ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
+    """Return the ``optout`` field of profile ``h``: ``"<purpose>=<ms>"`` per withdrawn purpose.
 
     Per purpose the latest by stamp of ``consent:`` and ``rconsent:`` wins (a tie,
     which two records of one event make, withdraws if either does).
@@ -305,9 +309,11 @@ def withdrawn_field(h: Mapping[str, str]) -> str:
 
 
 def record_consent(h: dict[str, str], st: str, changes: Sequence[tuple[str, str]]) -> None:
-    """Fold one event's consent changes (``(purpose, "1" granted / "0" withdrawn)``,
-    stamped ``st``) into resolve's fields of profile ``h`` and rewrite ``optout``:
-    latest by stamp per purpose, so folding an event twice changes nothing.
+    """Fold one event's consent changes into profile ``h`` and rewrite ``optout``.
+
+    The changes are ``(purpose, "1" granted / "0" withdrawn)``, stamped ``st``, and
+    go into resolve's fields of ``h``: latest by stamp per purpose, so folding an
+    event twice changes nothing.
 
     >>> h: dict[str, str] = {}
     >>> record_consent(h, stamp(5, "e1"), [("marketing", "0")])
@@ -322,9 +328,9 @@ def record_consent(h: dict[str, str], st: str, changes: Sequence[tuple[str, str]
 
 
 def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
-    """``(purpose, ms)`` pairs from an ``optout`` field (None or empty: none).
+    r"""``(purpose, ms)`` pairs from an ``optout`` field (None or empty: none).
 
-    >>> parse_withdrawn("marketing=5\\nsms=7"), parse_withdrawn(None)
+    >>> parse_withdrawn("marketing=5\nsms=7"), parse_withdrawn(None)
     ((('marketing', 5), ('sms', 7)), ())
     """
     if not text:
@@ -334,8 +340,11 @@ def parse_withdrawn(text: str | None) -> tuple[tuple[str, int], ...]:
 
 
 def publish_due(h: dict[str, str], ms: int, emit_interval_ms: int) -> bool:
-    """The rate limit: due when ``emit_interval_ms`` of event time passed since the
-    last publication (then recorded in ``emit``) or the profile was never published."""
+    """Tell whether profile ``h`` is due for publication; if so, record it in ``emit``.
+
+    Due when ``emit_interval_ms`` of event time passed since the last publication,
+    or the profile was never published.
+    """
     if "emit" not in h or ms - int(h["emit"]) >= emit_interval_ms:
         h["emit"] = str(ms)
         return True
@@ -349,8 +358,9 @@ def apply_delta(h: dict[str, str], d: ProfileDelta, emit_interval_ms: int) -> bo
 
 
 def applied_horizon(h: Mapping[str, str], window_ms: int) -> int:
-    """Applied event ids older than this (ms) are forgotten: ``window_ms`` before the
-    customer's latest event.
+    """Return the time (ms) before which applied event ids are forgotten.
+
+    That is ``window_ms`` before the customer's latest event.
 
     >>> applied_horizon({"last_ms": "900000"}, 600_000)
     300000

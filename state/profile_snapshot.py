@@ -34,11 +34,12 @@ _SNAPSHOT_FIELDS = tuple(ProfileSnapshot.model_fields)
 _new_snapshot = ProfileSnapshot.__new__
 _set = object.__setattr__
 if ProfileSnapshot.__pydantic_post_init__ or ProfileSnapshot.__private_attributes__:
-    raise TypeError("ProfileSnapshot gained a post-init or private attributes: use model_construct")
+    msg = "ProfileSnapshot gained a post-init or private attributes: use model_construct"
+    raise TypeError(msg)
 
 
 def trusted_snapshot(values: dict[str, Any]) -> ProfileSnapshot:
-    """A :class:`ProfileSnapshot` from values that name every field, without validation.
+    """Build a :class:`ProfileSnapshot` from values that name every field, without validation.
 
     >>> h = {"v": "1", "count": "1", "first": "0", "last_ms": "0", "last_event": "e1", "nps": "9"}
     >>> values = dict(reversed(snapshot_from_hash("c1", h, {}, []).__dict__.items()))
@@ -71,7 +72,9 @@ def snapshot_from_hash(
     identifiers: Mapping[str, list[str]],
     recent: list[dict[str, Any]],
 ) -> ProfileSnapshot:
-    """The output view of a stored profile; ``recent`` holds the parsed entries, oldest first.
+    """Return the output view of a stored profile.
+
+    ``recent`` holds the parsed entries, oldest first.
 
     Fields are read in whatever order the store lists them; the small dicts built
     from them are sorted at the end, so every store and every run gives one order.

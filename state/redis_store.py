@@ -62,8 +62,10 @@ def _json_array(items: list[bytes] | list[str]) -> bytes | str:
 
 
 def _grouped(members: list[str]) -> dict[str, list[str]]:
-    """``"type:value"`` members as ``{type: values}``: what a snapshot needs, which
-    orders types by name (no policy ranking, unlike :func:`group_members`)."""
+    """Group ``"type:value"`` members as ``{type: values}``, as a snapshot needs them.
+
+    A snapshot orders types by name (no policy ranking, unlike :func:`group_members`).
+    """
     grouped: dict[str, list[str]] = {}
     for member in members:
         id_type, _, value = member.partition(":")
@@ -220,7 +222,7 @@ class RedisProfileStore:
         ]
 
     def _now(self) -> str | int:
-        """The wall-clock ms to stamp records with: '' lets the script read TIME."""
+        """Return the wall-clock ms to stamp records with: '' lets the script read TIME."""
         return "" if self.clock is None else wall_ms(self.clock)
 
     def close(self) -> None:

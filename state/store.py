@@ -163,8 +163,10 @@ MAX_IDENTIFIERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ResolveRequest:
-    """One event's identifiers, normalised (``schemas.identifiers``), not yet hashed,
-    and its consent changes (purpose -> granted; None: none).
+    """One event's identifiers and consent changes, to resolve.
+
+    The identifiers are normalised (``schemas.identifiers``), not yet hashed; the
+    consent changes map purpose -> granted (None: none).
 
     The store folds ``consent`` into the customer's withdrawn purposes as it resolves
     the event, after its reply (see "Consent" in the module docstring).
@@ -205,8 +207,11 @@ class Conflict:
 
 @dataclass(frozen=True, slots=True)
 class ResolveResult:
-    """Where one request landed. ``customer_id`` is None only when nothing was linkable
-    (no identifier, or only blocked and shared ones)."""
+    """Where one request landed.
+
+    ``customer_id`` is None only when nothing was linkable (no identifier, or only
+    blocked and shared ones).
+    """
 
     customer_id: str | None
     created: bool
@@ -236,9 +241,12 @@ class ErasedReport:
 
 
 class ProfileStore(Protocol):
-    """The identity graph. Values passed in are normalised and unhashed; values
-    coming out (``identifiers``, ``Merge``, ``Conflict``, ``ignored``) are in the
-    stored form, i.e. hashed when the store has a hasher."""
+    """The identity graph.
+
+    Values passed in are normalised and unhashed; values coming out (``identifiers``,
+    ``Merge``, ``Conflict``, ``ignored``) are in the stored form, i.e. hashed when the
+    store has a hasher.
+    """
 
     def resolve_batch(self, requests: Sequence[ResolveRequest]) -> list[ResolveResult]:
         """Resolve requests in order, each seeing the effects of the ones before.
@@ -253,7 +261,7 @@ class ProfileStore(Protocol):
         ...
 
     def lookup(self, id_type: str, value: str) -> str | None:
-        """The canonical customer an identifier links to, if any."""
+        """Return the canonical customer an identifier links to, if any."""
         ...
 
     def canonical(self, customer_id: str) -> str:
@@ -261,7 +269,7 @@ class ProfileStore(Protocol):
         ...
 
     def identifiers(self, customer_id: str) -> dict[str, list[str]]:
-        """The canonical customer's identifiers by type (strongest first), values sorted."""
+        """Return the canonical customer's identifiers by type (strongest first), values sorted."""
         ...
 
     def customers(self) -> list[str]:
@@ -292,7 +300,7 @@ class ProfileStore(Protocol):
         ...
 
     def profile(self, customer_id: str) -> ProfileSnapshot | None:
-        """The canonical customer's profile (None: no such customer or no events yet)."""
+        """Return the canonical customer's profile (None: no such customer or no events yet)."""
         ...
 
     def flush_pending(self) -> list[ProfileSnapshot]:
@@ -303,14 +311,17 @@ class ProfileStore(Protocol):
 
 
 def new_customer_id(event_id: str) -> str:
-    """The id of a customer created by ``event_id``: the same on every replay."""
+    """Return the id of a customer created by ``event_id``: the same on every replay."""
     return "cust-" + blake2b(event_id.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request ready for the graph walk: ``members`` are linkable ``"type:value"``
-    strings (stored form) strongest type first; ``blocked`` were filtered out."""
+    """A request ready for the graph walk.
+
+    ``members`` are linkable ``"type:value"`` strings (stored form), strongest type
+    first; ``blocked`` were filtered out.
+    """
 
     event_id: str
     event_time_ms: int
@@ -357,7 +368,7 @@ def prepare(request: ResolveRequest, policy: IdentityPolicy, hasher: Hasher) -> 
 
 
 def member_type(member: str) -> str:
-    """The type part of ``"type:value"`` (types never contain ``:``)."""
+    """Return the type part of ``"type:value"`` (types never contain ``:``)."""
     return member.partition(":")[0]
 
 

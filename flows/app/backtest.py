@@ -85,7 +85,7 @@ class BacktestReport:
         }
 
     def render(self) -> str:
-        """A readable table, one row per action and a total."""
+        """Return a readable table, one row per action and a total."""
         head = ("action", "current", "new", "added", "removed", "changed")
         rows = [
             (name, d.current, d.new, d.added, d.removed, d.changed)
@@ -113,7 +113,7 @@ class BacktestReport:
 
 
 def read_nbas(path: Path) -> dict[Key, dict[str, Any]]:
-    """The NBAs of an offline run's ``nba.jsonl``, by (customer, triggers, action)."""
+    """Return the NBAs of an offline run's ``nba.jsonl``, by (customer, triggers, action)."""
     out: dict[Key, dict[str, Any]] = {}
     for line in path.read_bytes().splitlines():
         nba = orjson.loads(line)

@@ -116,7 +116,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from replay.synthetic import generate_world, write_world
 
     if args.customers < 1 or args.days < 1:
-        raise UsageError("--customers and --days must be at least 1")
+        msg = "--customers and --days must be at least 1"
+        raise UsageError(msg)
 
     def progress(done: int) -> None:
         print(f"generated {done}/{args.customers} customers", file=sys.stderr, flush=True)
@@ -137,10 +138,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         msg = f"no profiles.jsonl in {out_dir}; run `cxstream replay run LOG --out {out_dir}` first"
         raise UsageError(msg)
     if not truth.is_file():
-        raise UsageError(f"no truth file at {truth}; `cxstream generate` writes truth.json")
+        msg = f"no truth file at {truth}; `cxstream generate` writes truth.json"
+        raise UsageError(msg)
     log = Path(args.log) if args.log else None
     if log is not None and not log.is_file():
-        raise UsageError(f"no log file at {log}")
+        msg = f"no log file at {log}"
+        raise UsageError(msg)
     scores = evaluate(out_dir, truth, log)
     print(orjson.dumps(scores, option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -204,7 +207,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     for path in (args.log, args.rules, args.current):
         if path is not None and not Path(path).is_file():
-            raise UsageError(f"no file at {path}")
+            msg = f"no file at {path}"
+            raise UsageError(msg)
     current = Path(args.current) if args.current else None
     report = backtest(_settings(), Path(args.log), Path(args.rules), current)
     print(report.render())
@@ -223,6 +227,7 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the ``cxstream`` argument parser with all its subcommands."""
     parser = argparse.ArgumentParser(
         prog="cxstream",
         description="Real-time customer-experience stream processor. "
@@ -265,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001 (argparse has no public name for it)
 
 
 def _add_replay(sub: Subparsers) -> None:
@@ -330,6 +335,7 @@ def _add_customer(sub: Subparsers) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cxstream`` with ``argv`` (default: the command line); the exit code."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

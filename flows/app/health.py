@@ -82,11 +82,11 @@ class Health:
         self._running: dict[str, threading.Thread] = {}
 
     def started(self) -> None:
-        """The flow is running (call right before handing control to Bytewax)."""
+        """Mark the flow as running (call right before handing control to Bytewax)."""
         self._started = True
 
     def failed(self, reason: str) -> None:
-        """The flow stopped with an error: liveness and readiness fail from now on."""
+        """Mark the flow as stopped with an error: liveness and readiness fail from now on."""
         self._failure = reason[:MAX_ERROR_CHARS] or "failed"
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
@@ -156,7 +156,7 @@ def _run_check(check: Check, box: list[str]) -> None:
 
 
 def redis_ping(client: redis.Redis) -> Check:
-    """A check that sends PING (give the client short socket timeouts)."""
+    """Return a check that sends PING (give the client short socket timeouts)."""
 
     def check() -> None:
         if not client.ping():
@@ -169,7 +169,7 @@ def redis_ping(client: redis.Redis) -> Check:
 def kafka_metadata(
     client_config: Mapping[str, str], topics: Sequence[str], timeout: float = 2.0
 ) -> Check:
-    """A check that fetches cluster metadata and finds ``topics`` without errors."""
+    """Return a check that fetches cluster metadata and finds ``topics`` without errors."""
     admin: list[Any] = []  # one client, made on first use and kept (it owns threads)
 
     def check() -> None:
@@ -192,9 +192,12 @@ def kafka_metadata(
 def dependency_checks(
     settings: Settings, *, use_redis: bool = True, timeout: float = 1.5
 ) -> dict[str, Check]:
-    """The checks of ``cxstream run``: Redis PING (when the store is Redis) and Kafka
-    metadata for the input topics, each giving up after ``timeout`` seconds (keep it
-    below :attr:`Health.timeout` so the answer names the error, not a timeout)."""
+    """Return the dependency checks of ``cxstream run``.
+
+    Redis PING (when the store is Redis) and Kafka metadata for the input topics,
+    each giving up after ``timeout`` seconds (keep it below :attr:`Health.timeout`
+    so the answer names the error, not a timeout).
+    """
     checks: dict[str, Check] = {}
     if use_redis:
         conf = settings.redis
@@ -220,8 +223,10 @@ REDIS_SCRIPT_OPS = frozenset(
 
 
 def redis_op(args: Sequence[Any]) -> str:
-    """The ``op`` label of one Redis command: the script operation for EVALSHA/EVAL
-    (``EVALSHA sha 0 prefix op ...``), else the command's name.
+    """Return the ``op`` label of one Redis command.
+
+    That is the script operation for EVALSHA/EVAL (``EVALSHA sha 0 prefix op ...``),
+    else the command's name.
 
     >>> redis_op(("EVALSHA", "ab12", 0, "cx:", "resolve", "{}"))
     'resolve'
@@ -299,17 +304,21 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> MetricsServer:
+        """Return the server itself; it is already serving."""
         return self
 
     def __exit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        """Stop serving (see :meth:`close`)."""
         self.close()
 
 
 def serve(host: str, port: int, health: Health) -> MetricsServer:
-    """Serve /metrics, /healthz and /readyz on ``host:port`` (0: any free port) from
-    a daemon thread; returns at once."""
+    """Serve /metrics, /healthz and /readyz on ``host:port`` (0: any free port).
+
+    The server runs on a daemon thread; this returns at once.
+    """
     handler = type("CxHandler", (_Handler,), {"health": health})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("CxServer", (_Server,), {"address_family": family})

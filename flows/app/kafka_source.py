@@ -106,7 +106,7 @@ class _Partition(StatefulSourcePartition[KafkaItem, int | None]):
             pass  # the partition is not in this document (e.g. just assigned)
 
     def _watermarks(self) -> tuple[int, int]:
-        """The partition's (low, high) watermarks, asked of its leader."""
+        """Return the partition's (low, high) watermarks, asked of its leader."""
         client = self._make_consumer(dict(self._config))
         tp = TopicPartition(self._topic, self._partition)
         deadline = time.monotonic() + END_OFFSET_TIMEOUT_SECONDS
@@ -138,7 +138,7 @@ class _Partition(StatefulSourcePartition[KafkaItem, int | None]):
     # ------------------------------------------------------------ positions
 
     def _position(self) -> int:
-        """The next offset to read, as far as this partition can tell."""
+        """Return the next offset to read, as far as this partition can tell."""
         if self._offset >= 0:
             position = self._offset
         elif self._offset == OFFSET_END and self._end is not None:

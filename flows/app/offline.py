@@ -80,8 +80,9 @@ class OfflineRunError(RuntimeError):
 
 
 def log_lanes(logs: list[Path]) -> LaneSet:
-    """The lanes (:mod:`flows.lanes`) of recorded logs: the partitions their records
-    came from.
+    """Return the lanes (:mod:`flows.lanes`) of recorded logs.
+
+    Those are the partitions their records came from.
 
     A replay ends, so no lane is ever given up on as idle.
     """

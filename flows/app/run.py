@@ -35,6 +35,7 @@ from sinks.kafka import KafkaOutputSink, producer_config, publish
 
 
 def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct ports that were free on 127.0.0.1 a moment ago."""
     socks = [socket.socket() for _ in range(count)]
     try:
         for sock in socks:
@@ -46,6 +47,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def encoded_profiles(profiles: list[ProfileSnapshot]) -> list[Encoded]:
+    """Serialise profile snapshots as output records (see :func:`flows.steps.encode.encode`)."""
     return [item for profile in profiles for item in encode(profile)]
 
 

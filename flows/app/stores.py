@@ -21,6 +21,7 @@ class StoreUnavailableError(RuntimeError):
 
 
 def identity_policy(settings: Settings) -> IdentityPolicy:
+    """Build the identity-resolution policy from the ``identity`` settings."""
     ident = settings.identity
     return IdentityPolicy(
         priority=ident.priority,
@@ -34,6 +35,7 @@ def identity_policy(settings: Settings) -> IdentityPolicy:
 
 
 def hasher(settings: Settings) -> Hasher:
+    """Return the keyed identifier hasher if hashing is on and a key is set, else plain ids."""
     key = settings.identity.hash_key
     if settings.identity.hash_identifiers and key is not None:
         return IdentifierHasher(key.get_secret_value().encode())
@@ -41,8 +43,9 @@ def hasher(settings: Settings) -> Hasher:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A client for the configured Redis (credentials and TLS from the settings),
-    checked with PING.
+    """Return a client for the configured Redis, checked with PING.
+
+    Credentials and TLS come from the settings.
 
     Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
     driver's own message is left out (it may quote the URL), and the exception is
@@ -63,7 +66,8 @@ def redis_client(settings: Settings) -> redis.Redis:
         raise StoreUnavailableError(msg) from None
     except redis.ResponseError as exc:
         hint = _response_hint(str(exc))
-        raise StoreUnavailableError(f"Redis at {where} refused the connection: {hint}") from None
+        msg = f"Redis at {where} refused the connection: {hint}"
+        raise StoreUnavailableError(msg) from None
     except (redis.RedisError, ValueError, OSError) as exc:
         msg = (
             f"cannot reach Redis at {where} ({type(exc).__name__}{_tls_hint(conf.url, exc)}); "
@@ -74,8 +78,10 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def _response_hint(message: str) -> str:
-    """What to change for a Redis error reply (the reply itself never holds a secret,
-    but only its error code is kept to be sure)."""
+    """Return what to change for a Redis error reply.
+
+    The reply itself never holds a secret, but only its error code is kept, to be sure.
+    """
     code = message.split(" ", 1)[0] if message else "error"
     if code.upper() in ("NOAUTH", "WRONGPASS"):
         return f"{code}; set CX_REDIS__PASSWORD (and CX_REDIS__USERNAME for an ACL user)"
@@ -91,7 +97,7 @@ def _tls_hint(url: str, exc: Exception) -> str:
 
 
 def _without_credentials(url: str) -> str:
-    """The URL with any user and password left out (it goes into error messages).
+    """Return the URL with any user and password left out (it goes into error messages).
 
     >>> _without_credentials("redis://user:s3cret@db.example:6380/1")
     'redis://db.example:6380/1'
@@ -105,7 +111,7 @@ def _without_credentials(url: str) -> str:
 def make_store(
     settings: Settings, default: Literal["memory", "redis"], publish: bool = True
 ) -> ProfileStore:
-    """The store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
+    """Return the store of ``CX_IDENTITY__STORE``, or ``default`` when it is unset.
 
     ``publish=False`` keeps profiles without publishing changes (offline runs).
     """

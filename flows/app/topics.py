@@ -49,7 +49,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 
 
 def input_lanes(settings: Settings, timeout: float = 30.0) -> frozenset[str]:
-    """The lanes (``topic:partition``, :mod:`flows.lanes`) of the input topics.
+    """Return the lanes (``topic:partition``, :mod:`flows.lanes`) of the input topics.
 
     Waits up to ``timeout`` for the topics to exist (another process may be creating
     them).

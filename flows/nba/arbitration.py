@@ -34,7 +34,10 @@ class Candidate:
     priority: float
 
     def reason(self) -> str:
-        """The arbitration reason code, e.g. ``priority=35 (churn 0.7 x value 50 x lever 1)``."""
+        """Return the arbitration reason code.
+
+        For example ``priority=35 (churn 0.7 x value 50 x lever 1)``.
+        """
         source = self.action.propensity
         name = "propensity" if isinstance(source, float) else source
         return (
@@ -44,7 +47,7 @@ class Candidate:
 
 
 def propensity(action: Action, ctx: Context) -> float | None:
-    """The action's propensity factor in ``ctx``; None when its field is unknown."""
+    """Return the action's propensity factor in ``ctx``; None when its field is unknown."""
     source = action.propensity
     if isinstance(source, float):
         return source

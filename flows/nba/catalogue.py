@@ -94,7 +94,7 @@ class Action:
     description: str = ""
 
     def render(self, ctx: Context) -> str:
-        """The message for ``ctx``; unknown values show as ``n/a`` and never raise."""
+        """Return the message for ``ctx``; unknown values show as ``n/a`` and never raise."""
         return _Renderer().format(self.message, **ctx)
 
 
@@ -280,14 +280,14 @@ class _Reader:
     # -- where in the file --------------------------------------------------------
 
     def find(self, needle: str, start: int = 1) -> int:
-        """The first line (1-based) at or after ``start`` that holds ``needle``."""
+        """Return the first line (1-based) at or after ``start`` that holds ``needle``."""
         for i in range(max(0, start - 1), len(self.lines)):
             if needle in self.lines[i]:
                 return i + 1
         return max(1, start)
 
     def find_in(self, index: int, *needles: str) -> int:
-        """The line of the first of ``needles`` found in the ``index``-th [[action]]."""
+        """Return the line of the first of ``needles`` found in the ``index``-th [[action]]."""
         if index >= len(self.action_lines):
             return 1
         first = self.action_lines[index]

@@ -84,7 +84,7 @@ class Condition:
         return _BINARY[self.op](actual, self.value)
 
     def explain(self, ctx: Context) -> str:
-        """A reason code: the field's value against the threshold, e.g. ``nps=3 <= 6``."""
+        """Return a reason code: the field's value against the threshold, e.g. ``nps=3 <= 6``."""
         value = self.value
         shown = "[" + ", ".join(map(_show, value)) + "]" if isinstance(value, tuple) else value
         return f"{self.field}={_show(ctx.get(self.field))} {self.op} {_show(shown)}"
@@ -94,25 +94,31 @@ def parse_condition(text: str) -> Condition:
     """Parse and check one condition; raise :class:`ConditionError` if it is wrong."""
     match = _SHAPE.match(text)
     if match is None:
-        raise ConditionError(f"{text!r}: not 'field operator value' (operators: {_OPERATORS})")
+        msg = f"{text!r}: not 'field operator value' (operators: {_OPERATORS})"
+        raise ConditionError(msg)
     name, op, raw = match["field"], re.sub(r"\s+", " ", match["op"]), match["value"]
     if name not in FIELDS:
-        raise ConditionError(f"{text!r}: unknown field {name!r}")
+        msg = f"{text!r}: unknown field {name!r}"
+        raise ConditionError(msg)
     if not raw:
-        raise ConditionError(f"{text!r}: no value after {op!r}")
+        msg = f"{text!r}: no value after {op!r}"
+        raise ConditionError(msg)
     kind = FIELDS[name][0]
     value: Literal_ | tuple[Literal_, ...]
     if op in ("in", "not in"):
         if not (raw.startswith("[") and raw.endswith("]")):
-            raise ConditionError(f"{text!r}: {op!r} needs a list, e.g. [a, b]")
+            msg = f"{text!r}: {op!r} needs a list, e.g. [a, b]"
+            raise ConditionError(msg)
         items = [item.strip() for item in raw[1:-1].split(",") if item.strip()]
         value = tuple(_literal(text, name, kind, item) for item in items)
     else:
         value = _literal(text, name, kind, raw)
     if op in _ORDERED and kind != "number":
-        raise ConditionError(f"{text!r}: {op!r} compares numbers; {name} is {kind}")
+        msg = f"{text!r}: {op!r} compares numbers; {name} is {kind}"
+        raise ConditionError(msg)
     if op == "like" and kind != "text":
-        raise ConditionError(f"{text!r}: 'like' matches text; {name} is {kind}")
+        msg = f"{text!r}: 'like' matches text; {name} is {kind}"
+        raise ConditionError(msg)
     return Condition(text, name, op, value)
 
 
@@ -125,15 +131,18 @@ def _literal(text: str, name: str, kind: Kind, raw: str) -> Literal_:
         try:
             number = float(raw)
         except ValueError:
-            raise ConditionError(f"{text!r}: {name} is a number; {raw!r} is not") from None
+            msg = f"{text!r}: {name} is a number; {raw!r} is not"
+            raise ConditionError(msg) from None
         return int(number) if number.is_integer() else number
     if kind == "bool":
         if raw.lower() not in ("true", "false"):
-            raise ConditionError(f"{text!r}: {name} is true or false; {raw!r} is not")
+            msg = f"{text!r}: {name} is true or false; {raw!r} is not"
+            raise ConditionError(msg)
         return raw.lower() == "true"
     if word is None:
         if not re.fullmatch(r"[A-Za-z0-9_.*?:/\-]+", raw):
-            raise ConditionError(f"{text!r}: quote the text {raw!r}")
+            msg = f"{text!r}: quote the text {raw!r}"
+            raise ConditionError(msg)
         word = raw
     return word
 

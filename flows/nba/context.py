@@ -111,7 +111,7 @@ def build_context(
     features: CustomerFeatures,
     now_ms: int = 0,
 ) -> Context:
-    """The context of one decision (see :data:`FIELDS`), as of ``now_ms``.
+    """Return the context of one decision (see :data:`FIELDS`), as of ``now_ms``.
 
     The models' fields are blank (``churn_ready`` false): the decide step
     fills them in with :func:`with_scores`.

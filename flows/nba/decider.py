@@ -75,7 +75,7 @@ class Decider:
         now_ms: int,
         withdrawn: Mapping[str, int] | None = None,
     ) -> list[NextBestAction]:
-        """The NBAs for one trigger event; records them in ``history``.
+        """Return the NBAs for one trigger event, recording them in ``history``.
 
         ``withdrawn``: the consent the profile store reports withdrawn for the
         customer (purpose -> event time), merged-away ids' included; see

@@ -113,7 +113,7 @@ class ContactHistory:
         chosen: int,
         conf: NbaSettings,
     ) -> str | None:
-        """The contact-policy reason holding an action back at ``now_ms``, or None.
+        """Return the contact-policy reason holding an action back at ``now_ms``, or None.
 
         ``chosen`` actions were already picked for this trigger (they count towards
         the caps). Consent and open cases are checked by the caller, first.
@@ -131,8 +131,11 @@ class ContactHistory:
         return None
 
     def record(self, action_id: str, action_class: str, now_ms: int, keep_ms: int) -> None:
-        """Remember a send; forget sends older than ``keep_ms`` before the latest
-        (the longer of a week and the longest cool-down): no cap or cool-down needs them."""
+        """Remember a send, and forget sends older than ``keep_ms`` before the latest.
+
+        ``keep_ms`` is the longer of a week and the longest cool-down: no cap or
+        cool-down needs the older sends.
+        """
         bisect.insort(self.sent, (now_ms, action_id, action_class))
         horizon = self.sent[-1][0] - max(keep_ms, WEEK_MS)
         drop = bisect.bisect_left(self.sent, (horizon + 1,))
@@ -140,7 +143,7 @@ class ContactHistory:
             del self.sent[: max(drop, len(self.sent) - MAX_SENT)]
 
     def _count(self, after_ms: int, until_ms: int) -> int:
-        """Sends in (after_ms, until_ms]."""
+        """Count the sends in (after_ms, until_ms]."""
         sent = self.sent
         return bisect.bisect_right(sent, (until_ms, "\U0010ffff")) - bisect.bisect_right(
             sent, (after_ms, "\U0010ffff")

@@ -129,7 +129,7 @@ def describe_validation_error(exc: ValidationError, show_input: bool = True) -> 
 
 
 def _classify(exc: ValidationError, value: bytes) -> tuple[DeadLetterReason, str]:
-    """The dead-letter reason and error of a failed validation.
+    """Return the dead-letter reason and error of a failed validation.
 
     A broken limit wins over other errors: it is the one the producer must fix first,
     and its error names the setting.

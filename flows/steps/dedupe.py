@@ -61,6 +61,7 @@ class SeenIds:
         return True
 
     def __len__(self) -> int:
+        """Return how many event ids are remembered."""
         return len(self._seen)
 
     def snapshot(self) -> DedupeSnapshot:

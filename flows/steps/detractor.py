@@ -16,7 +16,7 @@ from schemas.outputs import Alert
 def detractor_alert(
     event: InteractionEvent, customer_id: str | None, sla_hours: float = 48.0
 ) -> Alert | None:
-    """A close-the-loop alert for an NPS answer of 0-6; None for anything else.
+    """Return a close-the-loop alert for an NPS answer of 0-6; None for anything else.
 
     Examples
     --------

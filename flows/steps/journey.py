@@ -81,6 +81,8 @@ class JourneyState:
 
 
 class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
+    """The journey step's per-customer logic (see the module docstring)."""
+
     def __init__(
         self,
         settings: JourneySettings,
@@ -154,7 +156,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         if options.needs_propensity and state.interest.weights:
             # only customers who showed an interest: popularity alone is no signal
             interest = state.interest.vector(now, models.propensity.half_life_days)
-        assert resolved.customer_id is not None
+        assert resolved.customer_id is not None  # noqa: S101 (for mypy: keyed by customer)
         data = event.data
         trigger = Trigger(
             resolved.customer_id,
@@ -203,7 +205,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
     def _drop_alert(self, resolved: Resolved, n: int) -> Alert | None:
         conf, state = self.settings, self.state
         short, long_ = min(conf.window_hours), max(conf.window_hours)
-        assert state.windows[0] is not None and state.windows[1] is not None
+        assert state.windows[0] is not None and state.windows[1] is not None  # noqa: S101 (set by _fold_sentiment just before; narrows for mypy)
         # the alert judges and shows the means as the profile stores them, to 4 places
         short_mean, long_mean = round(state.windows[0], 4), round(state.windows[1], 4)
         low = short_mean < conf.drop_threshold
@@ -250,8 +252,10 @@ def journey_builder(
     scorer: SentimentScorer,
     options: JourneyOptions | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
+    """Return the ``stateful_batch`` builder: a new journey, or one resumed from its snapshot."""
+
     def build(resume: bytes | None) -> JourneyLogic:
-        state = pickle.loads(resume) if resume is not None else JourneyState()  # our own
+        state = pickle.loads(resume) if resume is not None else JourneyState()  # noqa: S301 (our own recovery snapshot)
         return JourneyLogic(settings, scorer, state, options)
 
     return build

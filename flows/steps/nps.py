@@ -227,7 +227,7 @@ class NpsEngine:
     @classmethod
     def restore(cls, settings: NpsSettings, snap: NpsSnapshot | None) -> NpsEngine:
         # Bytewax's own recovery store is the only source of these bytes.
-        state = pickle.loads(snap) if snap is not None else None
+        state = pickle.loads(snap) if snap is not None else None  # noqa: S301 (our own recovery snapshot)
         return cls(settings, state)
 
     def _fold(self, event: InteractionEvent, watermark: float) -> None:
@@ -416,8 +416,11 @@ def nps_builder(
     settings: NpsSettings,
     lanes: LaneSet | None = None,
 ) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
+    """Return the builder for ``op.stateful_batch``.
+
+    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
+    for (see :class:`flows.steps.ticks.LaneMerge`).
+    """
     lanes = lanes or LaneSet()
 
     def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:

@@ -42,7 +42,7 @@ class BoundaryAnalysis:
     bottom_quintile_nps: float | None
 
     def for_touchpoint(self, touchpoint: str) -> dict[str, Any]:
-        """The ``analysis`` dict of one touchpoint's window (the same keys for every one)."""
+        """Return the ``analysis`` dict of one touchpoint's window (the same keys for every one)."""
         standing = next((s for s in self.leaderboard if s.touchpoint == touchpoint), None)
         quintile: Literal["top", "bottom"] | None = None
         if standing is not None and self.quintile_size is not None:

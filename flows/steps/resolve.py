@@ -141,12 +141,15 @@ class StoreResolver:
 
 
 def identity_outputs(resolved: Resolved) -> tuple[IdentityOutput, ...]:
+    """Return the identity outputs (merges, erasures, identity alerts) of a resolved event."""
     return resolved.outputs
 
 
 def erased_customers(resolved: Resolved) -> list[Resolved]:
-    """For each customer an erase request erased, the request addressed to that customer,
-    so the per-customer step forgets its journey and model features too."""
+    """Return the erase request once for each customer it erased, addressed to them.
+
+    So the per-customer step forgets their journey and model features too.
+    """
     return [
         Resolved(out.customer_id, resolved.event, lane=resolved.lane, wm_ms=resolved.wm_ms)
         for out in resolved.outputs

@@ -83,8 +83,11 @@ class ModelGauges:
 
 @dataclass
 class LaneModels:
-    """A lane's models, the next ``seq`` to score, the items held until it comes,
-    and the customers whose churn-risk alert is out (re-armed below the threshold)."""
+    """A lane's models and its scoring order.
+
+    The next ``seq`` to score, the items held until it comes, and the customers
+    whose churn-risk alert is out (re-armed below the threshold).
+    """
 
     models: Models
     next_seq: int = 0
@@ -92,9 +95,11 @@ class LaneModels:
     at_risk: set[str] = field(default_factory=set)
 
     def __getstate__(self) -> dict[str, object]:
+        """Return the attributes to pickle (a shallow copy)."""
         return self.__dict__.copy()
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore the attributes and re-attach the churn model's gauges listener."""
         self.__dict__.update(state)
         self.models.listen(ModelGauges)  # a listener is not pickled
 
@@ -149,7 +154,7 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
             return self._forget(item)
         models, lane = self.lane.models, self.lane
         resolved, scoring = item.resolved, item.scoring
-        assert resolved.customer_id is not None and scoring is not None
+        assert resolved.customer_id is not None and scoring is not None  # noqa: S101 (for mypy: a Journeyed is known and scored)
         customer_id, event = resolved.customer_id, resolved.event
         churn = models.churn
         out: list[ScoreOut] = list(churn.observe(customer_id, event))
@@ -197,7 +202,7 @@ def score_builder(
 
     def build(resume: bytes | None) -> ScoreLogic:
         # Bytewax's own recovery store is the only source of these bytes.
-        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())
+        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())  # noqa: S301 (our own recovery snapshot)
         return ScoreLogic(lane, on_snapshot, on_end)
 
     return build

@@ -21,6 +21,8 @@ from flows import metrics
 
 
 class SentimentScorer(Protocol):
+    """Anything that scores the sentiment of a text."""
+
     def score(self, text: str) -> float | None:
         """Polarity in [-1, 1], or None when the text says nothing (or scoring failed)."""
         ...

@@ -103,7 +103,7 @@ class SlaSettings(BaseModel):
         return self
 
     def priority_of(self, event: InteractionEvent) -> str:
-        """The case priority an event carries, or the default.
+        """Return the case priority an event carries, or the default.
 
         >>> settings = SlaSettings()
         >>> data = {"channel": "service_desk", "touchpoint": "desk", "case_id": "C-1"}
@@ -157,7 +157,7 @@ def _utc(ms: int) -> datetime:
 
 
 def breach_alert(case: OpenCase) -> Alert:
-    """The ``sla_breach`` alert of a case; a function of the open event alone."""
+    """Return the ``sla_breach`` alert of a case; a function of the open event alone."""
     due = _utc(case.due_ms)
     return Alert(
         id=output_id("alert", "sla_breach", case.case_id),
@@ -260,7 +260,7 @@ class SlaEngine:
     @classmethod
     def restore(cls, settings: SlaSettings, snap: SlaSnapshot | None) -> SlaEngine:
         # Bytewax's own recovery store is the only source of these bytes.
-        return cls(settings, pickle.loads(snap) if snap is not None else None)
+        return cls(settings, pickle.loads(snap) if snap is not None else None)  # noqa: S301 (our own recovery snapshot)
 
     def _open(self, customer_id: str | None, event: InteractionEvent) -> list[Alert]:
         state = self._state
@@ -347,8 +347,11 @@ def sla_builder(
     settings: SlaSettings,
     lanes: LaneSet | None = None,
 ) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
-    """Builder for ``op.stateful_batch``; ``resume`` is a snapshot from recovery;
-    ``lanes``: the input lanes to wait for (see :class:`flows.steps.ticks.LaneMerge`)."""
+    """Return the builder for ``op.stateful_batch``.
+
+    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
+    for (see :class:`flows.steps.ticks.LaneMerge`).
+    """
     lanes = lanes or LaneSet()
 
     def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:

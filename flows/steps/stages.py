@@ -37,7 +37,7 @@ DEFAULT_STAGE_MAP: dict[str, str] = {
 
 
 def mapped_stage(event_type: str, hint: str | None, stage_map: dict[str, str]) -> str | None:
-    """The stage (or ``"resolved"``) an event points to, before the machine applies it.
+    """Return the stage (or ``"resolved"``) an event points to, before the machine applies it.
 
     >>> mapped_stage("cx.web.order.placed", None, DEFAULT_STAGE_MAP)
     'purchase'

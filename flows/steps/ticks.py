@@ -95,8 +95,10 @@ class Stamped(Generic[ItemT]):
 
 @dataclass(frozen=True)
 class LaneSet:
-    """The lanes an engine waits for, and how long a silent lane may hold the others
-    back in a live run (None: until it ends)."""
+    """The lanes an engine waits for, and how long a silent lane may hold the others back.
+
+    The wait is for a live run (None: until it ends).
+    """
 
     names: frozenset[str] = frozenset()
     idle_seconds: float | None = None
@@ -164,20 +166,25 @@ class LaneMerge(Generic[ItemT]):
         return sorted(lane for lane in lanes if now - self.heard.get(lane, start) < idle)
 
     def __getstate__(self) -> dict[str, object]:
+        """Return the attributes to pickle, without the clock and when each lane was heard."""
         state = self.__dict__.copy()
         del state["clock"]  # wall-clock bookkeeping belongs to the process
         state["heard"] = {}
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore the attributes, with this process's monotonic clock."""
         self.__dict__.update(state)
         self.clock = time.monotonic
 
 
 class EngineLogic(StatefulBatchLogic[Stamped[ItemT], OutT, bytes], Generic[ItemT, OutT]):
-    """The single-key Bytewax step around a :class:`TickedEngine`: stamped items in, merged
-    into the canonical order (:class:`LaneMerge`), fed to the engine one at a time;
-    everything still open closed at end of input."""
+    """The single-key Bytewax step around a :class:`TickedEngine`.
+
+    Stamped items come in, are merged into the canonical order (:class:`LaneMerge`)
+    and are fed to the engine one at a time; everything still open is closed at end
+    of input.
+    """
 
     def __init__(self, engine: TickedEngine[ItemT, OutT], merge: LaneMerge[ItemT]) -> None:
         self.engine = engine
@@ -205,10 +212,10 @@ def restore_logic(
     restore_engine: Callable[[bytes | None], TickedEngine[ItemT, OutT]],
     lanes: LaneSet,
 ) -> EngineLogic[ItemT, OutT]:
-    """An :class:`EngineLogic` anew, or from its snapshot (Bytewax's recovery store)."""
+    """Return a new :class:`EngineLogic`, or one restored from its recovery snapshot."""
     if resume is None:
         return EngineLogic(restore_engine(None), LaneMerge(lanes))
-    engine_snap, merge = pickle.loads(resume)
+    engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
     merge.lanes = lanes
     return EngineLogic(restore_engine(engine_snap), merge)
 
@@ -226,12 +233,12 @@ def _stamps(item: InteractionEvent | Resolved) -> tuple[str, int]:
 
 
 def is_survey_response(event: InteractionEvent) -> bool:
-    """True for an event carrying an NPS or a CSAT score."""
+    """Tell whether an event carries an NPS or a CSAT score."""
     return event.data.nps is not None or event.data.csat is not None
 
 
 def case_action(event: InteractionEvent) -> str | None:
-    """The case lifecycle action of an event, or None when it is not one.
+    """Return the case lifecycle action of an event, or None when it is not one.
 
     The action is the last two dot-separated parts of ``type``, so any channel
     prefix works (``cx.case.opened``, ``cx.service_desk.case.resolved``). An
@@ -250,8 +257,11 @@ def _ticked(
     batch: Sequence[InteractionEvent | Resolved],
     pick: Callable[[InteractionEvent | Resolved], T | None],
 ) -> list[Stamped[T | Tick]]:
-    """The picked items of each lane, each after a tick of the lane's watermark before
-    it (if it moved since the last stamp sent), and one tick at the end of the batch."""
+    """Return the picked items of each lane, with the ticks between them.
+
+    Each item comes after a tick of its lane's watermark before it (if the watermark
+    moved since the last stamp sent), and one tick comes at the end of the batch.
+    """
     out: list[Stamped[T | Tick]] = []
     sent: dict[str, int] = {}  # the latest stamp sent per lane
     before: dict[str, int] = {}  # the lane's watermark before the current item

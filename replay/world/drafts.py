@@ -43,7 +43,7 @@ class Draft:
     tz: str = "Z"
 
     def cloud_event(self) -> dict[str, Any]:
-        """The structured-mode CloudEvent of this draft, as a fresh dict."""
+        """Return the structured-mode CloudEvent of this draft, as a fresh dict."""
         data: dict[str, Any] = {"channel": self.channel, "touchpoint": self.touchpoint}
         if self.stage is not None:
             data["journey_stage"] = self.stage
@@ -73,7 +73,7 @@ class EventIds:
         self.count = 0
 
     def next(self, prefix: str) -> str:
-        """The next id, e.g. ``w-3f9a2c7d11e0``."""
+        """Return the next id, e.g. ``w-3f9a2c7d11e0``."""
         x = self.count ^ self.key
         self.count += 1
         x = (x * 0x9E3779B97F4B) & _MASK48

@@ -123,7 +123,7 @@ class Identity:
     junk: list[tuple[str, str]] = field(default_factory=list)
 
     def device_at(self, t_ms: int) -> tuple[str, str]:
-        """The (device id, platform) the person uses at ``t_ms``."""
+        """Return the (device id, platform) the person uses at ``t_ms``."""
         current = self.devices[0]
         for dev in self.devices:
             if dev[0] <= t_ms:
@@ -173,7 +173,7 @@ def make_identity(
     uses_app: bool,
     country: str | None = None,
 ) -> Identity:
-    """A new person with fresh, unique identifiers (in ``country`` if given, else US or GB)."""
+    """Make a new person with fresh, unique identifiers (in ``country`` if given, else US or GB)."""
     country = country or ("US" if rng.random() < 0.8 else "GB")
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     domains = EMAIL_DOMAINS[country]
@@ -209,7 +209,7 @@ def make_identity(
 
 
 def make_handle(rng: random.Random, first: str, last: str) -> str:
-    """A social handle as the person styles it (normalisation lower-cases it)."""
+    """Make a social handle as the person styles it (normalisation lower-cases it)."""
     style = rng.randrange(3)
     if style == 0:
         return f"{first.title()}{last.title()}{rng.randrange(100)}"
@@ -230,14 +230,14 @@ def _android_id(rng: random.Random) -> str:
 
 
 def new_device(rng: random.Random, registry: Registry) -> tuple[str, str]:
-    """A fresh (device id, platform): an iOS vendor id or an Android id."""
+    """Return a fresh (device id, platform): an iOS vendor id or an Android id."""
     if rng.random() < 0.55:
         return registry.unique("device_id", rng, _ios_vendor_id), "ios"
     return registry.unique("device_id", rng, _android_id), "android"
 
 
 def new_cookie(rng: random.Random, registry: Registry, t_ms: int) -> str:
-    """A fresh analytics cookie, stamped (like GA's) with its creation second."""
+    """Return a fresh analytics cookie, stamped (like GA's) with its creation second."""
     return registry.unique(
         "cookie_id", rng, (lambda r: f"GA1.2.{r.randrange(10**8, 10**10)}.{t_ms // 1000}")
     )
@@ -257,7 +257,7 @@ def raw_email(rng: random.Random, email: str) -> str:
 
 
 def raw_phone(rng: random.Random, e164: str) -> str:
-    """An E.164 number as a phone system or an agent might have written it."""
+    """Return ``e164`` as a phone system or an agent might have written it."""
     if e164.startswith("+44"):
         national = e164[3:]
         style = rng.randrange(3)
@@ -282,5 +282,5 @@ def raw_phone(rng: random.Random, e164: str) -> str:
 
 
 def raw_handle(rng: random.Random, handle: str) -> str:
-    """A handle with or without its ``@``, as the listening tool reports it."""
+    """Return ``handle`` with or without its ``@``, as the listening tool reports it."""
     return f"@{handle}" if rng.random() < 0.7 else handle.lower()

@@ -98,7 +98,7 @@ class Outcome:
 
 
 def poisson(rng: random.Random, lam: float) -> int:
-    """A Poisson draw (Knuth's method; ``lam`` is small here)."""
+    """Draw from a Poisson distribution (Knuth's method; ``lam`` is small here)."""
     limit, k, p = math.exp(-lam), 0, rng.random()
     while p > limit:
         k += 1
@@ -175,7 +175,7 @@ class Journey:
         heapq.heappush(self._pending, (t, self._seq, action))
 
     def feel(self, t: int, touchpoint: str, shift: float = 0.0) -> float:
-        """The experience of one interaction; it moves the hidden counters."""
+        """Return the experience of one interaction, moving the hidden counters."""
         x = (
             self.latent.experience
             + TOUCHPOINTS[touchpoint].quality
@@ -211,7 +211,7 @@ class Journey:
         return "negative" if v < -0.25 else "positive" if v > 0.3 else "neutral"
 
     def say(self, x: float, valence: str | None = None) -> str:
-        """A sentence whose tone follows the experience ``x``."""
+        """Return a sentence whose tone follows the experience ``x``."""
         bank = {"positive": POSITIVE, "neutral": NEUTRAL, "negative": NEGATIVE}[
             valence or self.valence(x)
         ]
@@ -243,7 +243,7 @@ class Journey:
         return raw_phone(self.rng, self.who.phone)
 
     def account_ids(self) -> dict[str, str]:
-        """What a back-office system knows the person by."""
+        """Return the ids a back-office system knows the person by."""
         ids = {"crm_id": self.who.crm_id}
         if self.registered:
             ids["email"] = self.email()

@@ -134,7 +134,7 @@ INVALID_KINDS: tuple[str, ...] = tuple(_MAKERS)
 def make_invalid(
     rng: random.Random, draft: Draft, ids: EventIds, kind: str | None = None
 ) -> tuple[bytes, str]:
-    """A broken message from ``draft``'s source (with an id of its own), and its kind."""
+    """Return a broken message from ``draft``'s source (with an id of its own), and its kind."""
     kind = kind or rng.choice(INVALID_KINDS)
     event = draft.cloud_event()
     event["id"] = ids.next(draft.event_id.split("-", 1)[0])

@@ -57,7 +57,7 @@ def problem(j: Journey, t: int, category: str) -> None:
 def contact(
     j: Journey, t: int, channel: str, category: str | None, case: Case | None = None
 ) -> None:
-    """A support contact; unresolved problems become service cases."""
+    """Simulate a support contact; unresolved problems become service cases."""
     rng = j.rng
     shift = -0.3 if case is not None else 0.0  # chasing a late case colours the contact
     fields: dict[str, Any] = {} if case is None else {"case_id": case.case_id}
@@ -135,7 +135,7 @@ def contact(
 def _post(
     j: Journey, t: int, fields: dict[str, Any], stage: str | None, shift: float
 ) -> tuple[Draft, float]:
-    """A public post about the brand, scored by the listening tool."""
+    """Draft a public post about the brand, scored by the listening tool."""
     rng = j.rng
     handle = j.who.handle
     if handle is None:  # no social account: they write an email instead
@@ -217,7 +217,7 @@ def _case_number(rng: random.Random) -> str:
 
 
 def breach(j: Journey, case: Case) -> None:
-    """The SLA ran out with the case still open: escalate, and the customer chases."""
+    """Play out an SLA that ran out with the case still open: escalate, and the customer chases."""
     rng = j.rng
     case.breached = True
     j.breached_open += 1
@@ -240,7 +240,7 @@ def breach(j: Journey, case: Case) -> None:
 
 
 def resolve(j: Journey, case: Case, at: int) -> None:
-    """The desk resolves the case; a late resolution still disappoints."""
+    """Have the desk resolve the case; a late resolution still disappoints."""
     case.resolved_ms = at
     j.open_cases -= 1
     if case.breached:
@@ -261,7 +261,7 @@ def resolve(j: Journey, case: Case, at: int) -> None:
 
 
 def close_account(j: Journey, t: int) -> None:
-    """The churn: the account is closed on the phone or online."""
+    """Close the account (the churn), on the phone or online."""
     rng = j.rng
     unhappy = j.bad > 1.0 or j.breached_open > 0
     reason = (
@@ -289,7 +289,7 @@ def close_account(j: Journey, t: int) -> None:
 
 
 def thinking_of_leaving(j: Journey, t: int) -> None:
-    """An unhappy customer looks for the exit before (perhaps) taking it."""
+    """Have an unhappy customer look for the exit before (perhaps) taking it."""
     rng = j.rng
     r = rng.random()
     text = j.fill(rng.choice(LEAVING))

@@ -23,7 +23,7 @@ _STORE_OFFSETS = {s.touchpoint: s.utc_offset for s in STORES}
 
 
 def web(j: Journey, t: int) -> None:
-    """A browsing session: pages, perhaps a login or sign-up, perhaps an order."""
+    """Simulate a browsing session: pages, perhaps a login or sign-up, perhaps an order."""
     rng = j.rng
     if j.cookie is None or rng.random() < 0.06:  # cleared cookies or a new browser
         j.cookie = new_cookie(rng, j.clock.registry, t)
@@ -82,7 +82,7 @@ def web(j: Journey, t: int) -> None:
 
 
 def app(j: Journey, t: int, device: str | None = None) -> None:
-    """An app session; a household member may pick up the family tablet."""
+    """Simulate an app session; a household member may pick up the family tablet."""
     rng = j.rng
     if not j.latent.uses_app:
         web(j, t)
@@ -132,7 +132,7 @@ def app(j: Journey, t: int, device: str | None = None) -> None:
 
 
 def email(j: Journey, t: int) -> None:
-    """A marketing email opened (if they said yes to them) or a support email written."""
+    """Simulate a marketing email opened (if they said yes to them) or a support email written."""
     rng = j.rng
     if not j.registered:
         return
@@ -160,8 +160,10 @@ def email(j: Journey, t: int) -> None:
 
 
 def store(j: Journey, t: int, receipt: str | None = None) -> None:
-    """A till transaction: a loyalty card, or an email typed in for the e-receipt;
-    a kiosk user may order at the store's kiosk instead."""
+    """Simulate a till transaction: a loyalty card, or an email typed in for the e-receipt.
+
+    A kiosk user may order at the store's kiosk instead.
+    """
     rng = j.rng
     if receipt is None and j.who.kiosk is not None and rng.random() < j.who.kiosk.use:
         kiosk(j, t)
@@ -193,8 +195,11 @@ def store(j: Journey, t: int, receipt: str | None = None) -> None:
 
 
 def kiosk(j: Journey, t: int) -> None:
-    """An order at a store's self-service kiosk: the kiosk's device id and the
-    person's own crm_id (they sign in with their member number)."""
+    """Simulate an order at a store's self-service kiosk.
+
+    It carries the kiosk's device id and the person's own crm_id (they sign in with
+    their member number).
+    """
     shared = j.who.kiosk
     if shared is None:
         return
@@ -212,7 +217,7 @@ def order(
     tz: str = "Z",
     source: str | None = None,
 ) -> Draft:
-    """An order, its confirmation email, and (online) a delivery that may go wrong."""
+    """Simulate an order, its confirmation email, and (online) a delivery that may go wrong."""
     rng = j.rng
     j.product = product = rng.choice(PRODUCTS)
     quantity = 1 if rng.random() < 0.8 else 2
@@ -256,8 +261,11 @@ def _delivered(j: Journey, t: int) -> None:
 
 
 def first_visit(j: Journey, t: int) -> None:
-    """The first day: the family tablet, the store kiosk, junk typed by a till or
-    phone system, a first browse."""
+    """Simulate the first day.
+
+    The family tablet, the store kiosk, junk typed by a till or phone system, a
+    first browse.
+    """
     if j.who.household is not None:
         app(j, t, j.who.household.device_id)
     if j.who.kiosk is not None:

@@ -64,10 +64,11 @@ class SharingRates:
     junk_share: float = 0.004
 
     def as_json(self) -> dict[str, Any]:
-        """The rates as the truth file holds them (tuples as lists)."""
+        """Return the rates as the truth file holds them (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def __post_init__(self) -> None:
+        """Refuse rates outside [0, 1], groups under 2 people and mismatched size weights."""
         shares = (self.family_people, self.tablet_use, self.kiosk_people, self.kiosk_use)
         if not all(0.0 <= s <= 1.0 for s in (*shares, self.junk_share)):
             msg = f"sharing rates must be between 0 and 1: {self}"

@@ -76,6 +76,7 @@ class Stream:
         self._seq = 0
 
     def __len__(self) -> int:
+        """Return how many messages were added."""
         return self._seq
 
     def add(self, arrival: int, flags: int, value: bytes, ref: int = -1) -> int:

@@ -140,7 +140,7 @@ class Ledger:
         return out
 
     def render(self, sections: dict[str, Any]) -> bytes:
-        """The truth file: a JSON object, long lists one item per line."""
+        """Return the truth file: a JSON object, long lists one item per line."""
         lines = [b"{"]
         items = list(sections.items())
         for i, (name, value) in enumerate(items):

@@ -112,7 +112,8 @@ def test_readyz_waits_for_the_flow_to_start(server: MetricsServer, health: Healt
 
 def test_readyz_names_the_dependency_that_failed(server: MetricsServer, health: Health) -> None:
     def kafka() -> None:
-        raise RuntimeError("topic(s) missing: cx.events")
+        msg = "topic(s) missing: cx.events"
+        raise RuntimeError(msg)
 
     health.checks = {"redis": lambda: None, "kafka": kafka}
     health.started()
@@ -355,7 +356,8 @@ def test_redis_call_counts_times_and_counts_errors() -> None:
     with timing.redis_call("t_op"):
         pass
     with pytest.raises(redis.ConnectionError), timing.redis_call("t_op"):
-        raise redis.ConnectionError("down")
+        msg = "down"
+        raise redis.ConnectionError(msg)
     assert sample("cx_redis_calls_total", op="t_op") == 2
     assert sample("cx_redis_errors_total", op="t_op") == 1
     assert sample("cx_redis_seconds_count", op="t_op") == 2

@@ -160,7 +160,8 @@ def wait_for_output(
             return total
         time.sleep(0.1)
     if required:
-        raise AssertionError(f"no new output within {timeout} s")
+        msg = f"no new output within {timeout} s"
+        raise AssertionError(msg)
     return total
 
 

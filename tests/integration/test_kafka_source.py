@@ -83,7 +83,8 @@ def read_to_end(part: Any, limit: float = 60) -> list[KafkaItem]:
             items.extend(part.next_batch())
         except StopIteration:
             return items
-    raise AssertionError(f"no end of input within {limit} s after {len(items)} items")
+    msg = f"no end of input within {limit} s after {len(items)} items"
+    raise AssertionError(msg)
 
 
 def offsets(items: list[KafkaItem]) -> list[int | None]:

@@ -58,7 +58,8 @@ def consume_all(brokers: str, topic: str) -> list[Any]:
     while remaining:
         msg = consumer.poll(10)
         if msg is None:
-            raise AssertionError(f"timed out reading {topic}")
+            problem = f"timed out reading {topic}"
+            raise AssertionError(problem)
         error = msg.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:

@@ -173,12 +173,15 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
         elif kind == "shared":
             shared.add(rest)
             if int(_text(client.get(raw_key) or b"0")) < 2:
-                raise AssertionError(f"shared {rest} counts fewer than 2 customers")
+                msg = f"shared {rest} counts fewer than 2 customers"
+                raise AssertionError(msg)
         elif kind == "claims":
             if client.exists(f"{prefix}shared:{rest}"):
-                raise AssertionError(f"claims of {rest}, which is already shared")
+                msg = f"claims of {rest}, which is already shared"
+                raise AssertionError(msg)
         else:
-            raise AssertionError(f"unexpected key {key}")
+            msg = f"unexpected key {key}"
+            raise AssertionError(msg)
 
     problems: list[str] = [
         f"profile data of {cid}, which is not a live customer"

@@ -388,7 +388,9 @@ def test_a_server_without_the_script_gets_it_loaded(
 
     script = module.SCRIPT + f"\n-- {uuid.uuid4().hex}\n"
     monkeypatch.setattr(module, "SCRIPT", script)
-    monkeypatch.setattr(module, "SCRIPT_SHA", hashlib.sha1(script.encode()).hexdigest())
+    monkeypatch.setattr(
+        module, "SCRIPT_SHA", hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    )
     store = RedisProfileStore(redis_client, redis_prefix)
     assert one(store, "e1", 1, email="a@x.io").created
     assert store.round_trips == 3  # NOSCRIPT, SCRIPT LOAD, EVALSHA

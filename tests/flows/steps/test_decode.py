@@ -189,7 +189,8 @@ def test_an_unexpected_failure_is_a_dead_letter_not_a_crash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*_args: object, **_kwargs: object) -> InteractionEvent:
-        raise ZeroDivisionError("a bug in a validator")
+        msg = "a bug in a validator"
+        raise ZeroDivisionError(msg)
 
     monkeypatch.setattr(InteractionEvent, "model_validate_json", broken)
     letter = dead(raw(orjson.dumps(make_event())))
