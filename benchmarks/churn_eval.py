@@ -44,8 +44,9 @@ import orjson
 from pydantic import ValidationError
 from scipy import optimize  # type: ignore[import-untyped]
 
+from flows.step_settings import DEFAULT_STAGE_MAP
 from flows.steps.sentiment import VaderScorer
-from flows.steps.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
+from flows.steps.stages import mapped_stage, next_stage
 from online_models.churn import ChurnEngine
 from online_models.features import CustomerFeatures
 from online_models.labels import Labelled

@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.lanes import NO_LANE
-from flows.nba.context import Context
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
 from state.profile_hash import Figure
 
 IdentityOutput = IdentityMerge | IdentityErasure | Alert
+
+
+Value = float | int | str | bool | None
+"""One field of a decision context."""
+Context = dict[str, Value]
+"""The decision context: field name -> value (the fields are listed in flows.nba.context)."""
 
 
 @dataclass(frozen=True, slots=True)

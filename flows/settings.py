@@ -23,10 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from flows.nba.settings import NbaSettings
-from flows.steps.nps_settings import NpsSettings
-from flows.steps.sla import SlaSettings
-from flows.steps.stages import DEFAULT_STAGE_MAP
+from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings, NpsSettings, SlaSettings
 from online_models.settings import ModelSettings
 from schemas.envelope import (
     DEFAULT_MAX_DEPTH,

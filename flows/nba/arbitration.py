@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flows.nba.catalogue import Action, Catalogue
-from flows.nba.context import Context
+from flows.records import Context
 
 
 @dataclass(frozen=True)

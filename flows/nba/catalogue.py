@@ -49,7 +49,8 @@ from string import Formatter
 from typing import Any, NoReturn, cast, get_args
 
 from flows.nba.conditions import Condition, ConditionError, parse_condition
-from flows.nba.context import FIELDS, Context
+from flows.nba.context import FIELDS
+from flows.records import Context
 from schemas.outputs import ActionClass
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "catalogue.toml"

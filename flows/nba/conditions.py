@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from flows.nba.context import FIELDS, Context, Kind
+from flows.nba.context import FIELDS, Kind
+from flows.records import Context
 
 Literal_ = float | int | str | bool
 _SHAPE = re.compile(

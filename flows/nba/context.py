@@ -24,12 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from flows.records import Context
 from online_models.features import CustomerFeatures
 from online_models.settings import DAY_MS
 
 Kind = Literal["number", "text", "bool"]
-Value = float | int | str | bool | None
-Context = dict[str, Value]
 
 #: Field name -> (kind, meaning). The README lists the same table.
 FIELDS: dict[str, tuple[Kind, str]] = {

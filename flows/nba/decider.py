@@ -31,9 +31,9 @@ from typing import Any
 from flows import metrics
 from flows.nba.arbitration import Candidate, rank
 from flows.nba.catalogue import Catalogue
-from flows.nba.context import Context
 from flows.nba.policy import WEEK_MS, ContactHistory
-from flows.nba.settings import NbaSettings
+from flows.records import Context
+from flows.step_settings import NbaSettings
 from schemas.ids import output_id
 from schemas.outputs import NextBestAction
 

@@ -39,7 +39,7 @@ survivor wins over an older opt-out under the merged id, and an opt-out wins
 otherwise; the store reports no grants, so an older opt-out in this history
 still blocks when a merged id later opted in (privacy errs on holding back).
 
->>> from flows.nba.settings import NbaSettings
+>>> from flows.step_settings import NbaSettings
 >>> h = ContactHistory()
 >>> h.fold_consent(1_000, {"marketing_email": False}, NbaSettings())
 >>> h.consents("marketing", "email"), h.consents("marketing", "sms"), h.consents(None, "email")
@@ -52,7 +52,7 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flows.nba.settings import NbaSettings
+from flows.step_settings import NbaSettings
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS

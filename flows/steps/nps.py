@@ -68,8 +68,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from flows.step_settings import NpsSettings
 from flows.steps.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
-from flows.steps.nps_settings import NpsSettings
 from flows.steps.ticks import EngineLogic, LaneSet, Tick, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id

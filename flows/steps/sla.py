@@ -50,8 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from flows.step_settings import SlaSettings
 from flows.steps.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
@@ -64,58 +63,6 @@ SlaItem = CaseItem | Tick
 SlaSnapshot = bytes
 
 _SEVERITY: dict[str, Severity] = {"P1": "critical", "P2": "high"}
-
-
-class SlaSettings(BaseModel):
-    """Service-case SLAs by priority, and the bounds of the engine's memory."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sla_hours: dict[str, float] = Field(
-        default_factory=lambda: {"P1": 4.0, "P2": 24.0, "P3": 72.0}, validate_default=True
-    )
-    default_priority: str = "P3"
-    priority_attribute: str = "priority"
-    allowed_lateness_seconds: float = Field(default=0.0, ge=0)
-    max_open_cases: int = Field(default=200_000, ge=1)
-    remember_seconds: float = Field(default=7 * 86400, gt=0)
-    max_remembered_cases: int = Field(default=200_000, ge=1)
-
-    @field_validator("sla_hours")
-    @classmethod
-    def _positive_upper(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value or any(hours <= 0 for hours in value.values()):
-            msg = "sla_hours needs at least one priority, each with positive hours"
-            raise ValueError(msg)
-        # Priorities are compared upper-cased; normalise the table the same way.
-        return {priority.strip().upper(): hours for priority, hours in value.items()}
-
-    @field_validator("default_priority")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.strip().upper()
-
-    @model_validator(mode="after")
-    def _default_has_sla(self) -> SlaSettings:
-        if self.default_priority not in self.sla_hours:
-            msg = f"default_priority {self.default_priority!r} has no entry in sla_hours"
-            raise ValueError(msg)
-        return self
-
-    def priority_of(self, event: InteractionEvent) -> str:
-        """Return the case priority an event carries, or the default.
-
-        >>> settings = SlaSettings()
-        >>> data = {"channel": "service_desk", "touchpoint": "desk", "case_id": "C-1"}
-        >>> event = InteractionEvent.model_validate({"id": "e1", "source": "/doc",
-        ...     "type": "cx.case.opened", "time": "2026-03-02T10:00:00Z",
-        ...     "data": {**data, "attributes": {"priority": " p1"}}})
-        >>> settings.priority_of(event), settings.sla_hours[settings.priority_of(event)]
-        ('P1', 4.0)
-        """
-        raw = event.data.attributes.get(self.priority_attribute)
-        priority = str(raw).strip().upper() if raw is not None else ""
-        return priority if priority in self.sla_hours else self.default_priority
 
 
 @dataclass(frozen=True, slots=True)

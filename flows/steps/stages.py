@@ -7,38 +7,11 @@ from schemas.vocabulary import STAGES, action_of
 _PROGRESS = ("awareness", "consideration", "purchase", "onboarding", "usage", "loyalty")
 STAGE_ALIASES = {"churn": "churned", "advocacy": "loyalty", "retention": "loyalty"}
 
-DEFAULT_STAGE_MAP: dict[str, str] = {
-    "page.viewed": "awareness",
-    "screen.viewed": "awareness",
-    "ad.clicked": "awareness",
-    "email.opened": "awareness",
-    "email.clicked": "consideration",
-    "product.viewed": "consideration",
-    "cart.added": "consideration",
-    "checkout.failed": "consideration",
-    "web.login": "consideration",
-    "order.placed": "purchase",
-    "checkout.completed": "purchase",
-    "account.created": "onboarding",
-    "app.installed": "onboarding",
-    "order.delivered": "onboarding",
-    "session.started": "usage",
-    "return.processed": "usage",
-    "case.opened": "service",
-    "case.escalated": "service",
-    "app.crashed": "service",
-    "case.resolved": "resolved",  # leaves service
-    "case.closed": "resolved",
-    "referral.sent": "loyalty",
-    "review.posted": "loyalty",
-    "loyalty.joined": "loyalty",
-    "account.closed": "churned",
-}
-
 
 def mapped_stage(event_type: str, hint: str | None, stage_map: dict[str, str]) -> str | None:
     """Return the stage (or ``"resolved"``) an event points to, before the machine applies it.
 
+    >>> from flows.step_settings import DEFAULT_STAGE_MAP
     >>> mapped_stage("cx.web.order.placed", None, DEFAULT_STAGE_MAP)
     'purchase'
     >>> mapped_stage("cx.account.closed", "churn", DEFAULT_STAGE_MAP)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from flows.nba.context import NO_JOURNEY, Context, Trigger, build_context
+from flows.nba.context import NO_JOURNEY, Trigger, build_context
+from flows.records import Context
 from online_models.features import CustomerFeatures
 
 SERVICE = """

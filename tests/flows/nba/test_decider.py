@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
-from flows.nba.settings import NbaSettings
+from flows.step_settings import NbaSettings
 from schemas.ids import output_id
 from schemas.outputs import NextBestAction
 from tests.flows.nba.conftest import SERVICE, action, context

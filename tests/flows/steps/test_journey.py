@@ -13,14 +13,14 @@ from flows.app.stores import make_store
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
-from flows.nba.settings import NbaSettings
 from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import JourneySettings, Settings
+from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings
 from flows.steps.decide import DecideLogic, decide_builder
 from flows.steps.journey import JourneyLogic, JourneyOptions, JourneyState
 from flows.steps.score import LaneModels, ModelGauges, ScoreLogic
 from flows.steps.sentiment import VaderScorer, bound_text
-from flows.steps.stages import DEFAULT_STAGE_MAP, mapped_stage, next_stage
+from flows.steps.stages import mapped_stage, next_stage
 from online_models.bundle import Models
 from online_models.settings import ModelSettings
 from schemas.envelope import InteractionEvent

@@ -13,6 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource
 
+from flows.step_settings import NpsSettings
 from flows.steps.detractor import detractor_alert
 from flows.steps.nps import (
     NpsEngine,
@@ -22,7 +23,6 @@ from flows.steps.nps import (
     nps_key,
 )
 from flows.steps.nps_analysis import analyse_boundary
-from flows.steps.nps_settings import NpsSettings
 from flows.steps.ticks import Tick, survey_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id

@@ -12,7 +12,8 @@ from bytewax.testing import TestingSink, TestingSource
 from pydantic import ValidationError
 
 from flows.records import Resolved
-from flows.steps.sla import SlaEngine, SlaItem, SlaSettings, sla_builder, sla_key
+from flows.step_settings import SlaSettings
+from flows.steps.sla import SlaEngine, SlaItem, sla_builder, sla_key
 from flows.steps.ticks import CaseItem, Tick, case_items
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
