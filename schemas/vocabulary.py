@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 CHANNELS: tuple[str, ...] = (
     "web",
     "app",
@@ -36,3 +38,10 @@ def action_of(event_type: str) -> str:
     ('order.placed', 'case.opened')
     """
     return ".".join(event_type.rsplit(".", 2)[-2:])
+
+
+ScriptOp = Literal[
+    "resolve", "lookup", "canonical", "identifiers", "erase", "profile", "profile_get", "flush"
+]
+"""The operations of the store's Redis script (its ARGV[2]; the ``op`` label of cx_redis_*)."""
+SCRIPT_OPS: frozenset[str] = frozenset(get_args(ScriptOp))

@@ -22,6 +22,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from schemas.outputs import ProfileSnapshot
+from schemas.vocabulary import ScriptOp
 from state.hashing import Hasher, PlainIdentifiers
 from state.outcomes import Entries, wall_ms
 from state.profile_hash import ProfileDelta, ProfileRules, parse_withdrawn
@@ -229,7 +230,7 @@ class RedisProfileStore:
         if self._owns_client:
             self._client.close()
 
-    def _call(self, op: str, *arguments: str | bytes | int) -> Any:
+    def _call(self, op: ScriptOp, *arguments: str | bytes | int) -> Any:
         self.round_trips += 1
         try:
             return self._client.evalsha(SCRIPT_SHA, 0, self.prefix, op, *arguments)

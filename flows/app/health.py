@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from flows import timing
 from flows.settings import Settings
+from schemas.vocabulary import SCRIPT_OPS
 
 Check = Callable[[], None]
 """A dependency check: returns when the dependency answers, raises otherwise."""
@@ -217,9 +218,7 @@ def dependency_checks(
 # ---------------------------------------------------------------- instrumented Redis
 
 #: Operations of state/lua/identity.lua; anything else is ``script_other``.
-REDIS_SCRIPT_OPS = frozenset(
-    {"resolve", "lookup", "canonical", "identifiers", "erase", "profile", "profile_get", "flush"}
-)
+REDIS_SCRIPT_OPS = SCRIPT_OPS
 
 
 def redis_op(args: Sequence[Any]) -> str:

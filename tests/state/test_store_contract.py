@@ -547,3 +547,17 @@ def test_memory_and_redis_agree_on_long_runs(redis_client: redis.Redis) -> None:
         # odd runs expire recorded outcomes (and prune some per call), even ones keep all
         retention = 20_000 if run % 2 else 10**9
         _equivalent(operations, redis_client, ProfileRules(outcome_retention_ms=retention))
+
+
+def test_the_script_handles_exactly_the_script_ops() -> None:
+    # Lua cannot import the Literal: this keeps the script's dispatch and ScriptOp equal.
+    import re
+    from pathlib import Path
+    from typing import get_args
+
+    from schemas.vocabulary import ScriptOp
+
+    lua = (Path(__file__).parents[2] / "state" / "lua" / "identity.lua").read_text()
+    assert set(re.findall(r"^(?:if|elseif) OP == '(\w+)' then", lua, re.M)) == set(
+        get_args(ScriptOp)
+    )
