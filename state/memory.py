@@ -236,6 +236,11 @@ class MemoryProfileStore(MemoryGraph):
         # a hash of resolve's consent record alone is no profile yet (profile_get)
         return self._snapshot(cid) if "v" in self._profiles.get(cid, {}) else None
 
+    def _identifiers_changed(self, customer_id: str, ms: int) -> None:
+        # as profile.lua: a profile whose identifiers changed has a change to publish
+        if "v" in self._profiles.get(customer_id, {}):
+            self._pending[customer_id] = min(ms, self._pending.get(customer_id, ms))
+
     def flush_pending(self) -> list[ProfileSnapshot]:
         return [self._snapshot(cid) for cid in self._pending_until(None)]
 

@@ -108,7 +108,7 @@ class MemoryGraph:
         for cid, over, linking in pending:
             unlinked = tuple(m for m, o in zip(members, owners, strict=True) if o == cid)
             refused.append((target, cid, over, linking, unlinked))
-            self._claim(target, cid, unlinked)
+            self._claim(target, cid, unlinked, ms)
 
         customer = self._customers[target]
         limited: list[LimitedEntry] = []
@@ -136,7 +136,7 @@ class MemoryGraph:
         self._customers[prepared.new_id] = _Customer(ms, event_id, (ms, event_id))
         return prepared.new_id, True
 
-    def _claim(self, target: str, holder: str, unlinked: tuple[str, ...]) -> None:
+    def _claim(self, target: str, holder: str, unlinked: tuple[str, ...], ms: int) -> None:
         """Count who presented ``holder``'s identifiers; mark the ones over their limit shared."""
         for member in unlinked:
             id_type = member_type(member)
@@ -156,6 +156,10 @@ class MemoryGraph:
                 customer.counts[id_type] -= 1
                 if customer.counts[id_type] == 0:
                     del customer.counts[id_type]
+                self._identifiers_changed(holder, ms)
+
+    def _identifiers_changed(self, customer_id: str, ms: int) -> None:
+        """Note that a customer's identifiers changed outside its own events (at ``ms``)."""
 
     def _weak_link(
         self, group: list[str], other: str, members: tuple[str, ...], owners: list[str | None]

@@ -272,8 +272,10 @@ local function resolve_all(policy)
 
   -- Count the customers that presented the refused holder's identifiers (its own and
   -- the event's); one presented by more than its type's shared_after is shared from now
-  -- on: detached from its holder, unless it is the holder's last identifier.
-  local function claim(target, holder, unlinked)
+  -- on: detached from its holder, unless it is the holder's last identifier. The
+  -- holder's profile then has a change to publish (its identifiers): it is pending
+  -- from this event's time on, so the latest snapshot on cx.profiles shows it.
+  local function claim(target, holder, unlinked, time_ms)
     for _, member in ipairs(unlinked) do
       local id_type = member_type(member)
       local most = shared_after[id_type]
@@ -289,6 +291,9 @@ local function resolve_all(policy)
             redis.call('SREM', ids_key(holder), member)
             if redis.call('HINCRBY', cust_key(holder), 'n:' .. id_type, -1) <= 0 then
               redis.call('HDEL', cust_key(holder), 'n:' .. id_type)
+            end
+            if redis.call('HEXISTS', P .. 'prof:' .. holder, 'v') == 1 then
+              redis.call('ZADD', P .. 'prof:pending', 'LT', time_ms, holder)
             end
           end
         end
@@ -499,7 +504,7 @@ local function resolve_all(policy)
         if owners[i] == p[1] then unlinked[#unlinked + 1] = members[i] end
       end
       refused[#refused + 1] = {target, p[1], p[2], p[3], unlinked}
-      claim(target, p[1], unlinked)
+      claim(target, p[1], unlinked, time_ms)
     end
     local limited = attach(target, created, members, owners, event_id, time_ms)
     return target, created, {merged, refused, limited}, shared
