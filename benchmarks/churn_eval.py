@@ -55,6 +55,7 @@ from online_models.settings import DAY_MS, ModelSettings
 from replay.synthetic import generate_world
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert
+from schemas.vocabulary import NPS_PROMOTER_MIN
 
 RESULTS = Path(__file__).parent / "results" / "churn.json"
 
@@ -99,7 +100,7 @@ def world_steps(customers: int, days: int, seed: int, progress: bool = False) ->
         person = person_of[event.id]
         stage, before = stages.get(person, (None, None))
         target = mapped_stage(event.type, data.journey_stage, DEFAULT_STAGE_MAP)
-        if target == "loyalty" and data.nps is not None and data.nps < 9:
+        if target == "loyalty" and data.nps is not None and data.nps < NPS_PROMOTER_MIN:
             target = None  # as the journey step: only promoters reach loyalty by survey
         new = next_stage(stage, before, target)
         stages[person] = (new, stage if new == "service" and stage != "service" else before)

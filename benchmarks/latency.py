@@ -207,7 +207,7 @@ def latency_at(env: BenchEnv, rate: float, seconds: float, seed: int, say: Say) 
     values = mix(seed)
     try:
         before = buckets(cluster.scrape())
-        sent = paced(sender, values, rate, seconds, on_send, on_tick)
+        sent = paced(sender, values, rate, seconds, on_send=on_send, on_tick=on_tick)
         lag_end = sent - _decoded(cluster)
         sustainable = lag_end <= rate
         drain = _drain(cluster, sent, DRAIN_SECONDS if sustainable else 3.0)
@@ -266,8 +266,8 @@ def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, An
     }
 
 
-def soak(
-    env: BenchEnv, rate: float, seconds: float, seed: int, say: Say, window: float = 10.0
+def soak(  # noqa: PLR0913 (a soak's knobs; the window is keyword-only)
+    env: BenchEnv, rate: float, seconds: float, seed: int, say: Say, *, window: float = 10.0
 ) -> dict[str, Any]:
     """One tailing flow at ``rate`` for ``seconds``; series of lag, RSS and p99."""
     cluster, sender, _topic = _start_flow(env, "soak")

@@ -74,8 +74,12 @@ def bench(args: argparse.Namespace, env: BenchEnv) -> dict[str, Any]:
     topic = env.input_topic()
     env.create_topic(topic)
     say(f"filling {topic} with {args.events} messages of the synthetic mix")
-    fill(env.client_config, topic, env.partitions, args.events, args.seed,
-         lambda n: say(f"filled {n}/{args.events}") if n % 50_000 == 0 else None)  # fmt: skip
+
+    def progress(n: int) -> None:
+        if n % 50_000 == 0:
+            say(f"filled {n}/{args.events}")
+
+    fill(env.client_config, topic, env.partitions, args.events, args.seed, progress=progress)
     results["ceiling"] = ceiling(env, topic, args.events, say)
     say(f"ceiling: {results['ceiling']['events_per_second']:,.0f} ev/s")
     results["pipeline"] = {}

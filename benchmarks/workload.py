@@ -118,12 +118,13 @@ class Sender:
             raise RuntimeError(msg)
 
 
-def fill(
+def fill(  # noqa: PLR0913 (what to produce, where; progress is keyword-only)
     client_config: dict[str, str],
     topic: str,
     partitions: int,
     count: int,
     seed: int,
+    *,
     progress: Progress | None = None,
 ) -> int:
     """Produce ``count`` messages of the mix to ``topic`` as fast as possible."""
@@ -140,11 +141,12 @@ def fill(
     return sender.sent
 
 
-def paced(
+def paced(  # noqa: PLR0913 (the pace, then keyword-only callbacks)
     sender: Sender,
     values: Iterator[bytes | None],
     rate: float,
     seconds: float,
+    *,
     on_send: Callable[[bytes | None, int], None] | None = None,
     on_tick: Callable[[float], None] | None = None,
     tick_seconds: float = 0.5,

@@ -68,6 +68,10 @@ from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert
 
+# A linear pipeline has two steps: the scaler, then the linear model.
+_SCALER_AND_LINEAR = 2
+
+
 LabelListener = Callable[[Labelled], None]
 
 
@@ -164,7 +168,7 @@ class ChurnEngine:
         if labels.late(t):
             self.late += 1
         elif labels.wants(customer_id, t):
-            known = labels.add(customer_id, event.id, t, x, score, self.warm)
+            known = labels.add(customer_id, event.id, t, x, score=score, warm=self.warm)
             if known is not None:
                 self._ready.append(known)
         return score
@@ -302,7 +306,7 @@ def top_factors(model: Any, x: dict[str, float], k: int = 3) -> list[dict[str, f
     []
     """
     steps = getattr(model, "steps", None)
-    if not steps or len(steps) != 2:
+    if not steps or len(steps) != _SCALER_AND_LINEAR:
         return []
     scaler, linear = steps.values()
     weights = getattr(linear, "weights", None)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from online_models.settings import DAY_MS, HOUR_MS, FeatureSettings
 from schemas.envelope import InteractionEvent
-from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, NPS_DETRACTOR_MAX, action_of
 
 DEFAULT_FEATURES = FeatureSettings()
 FRICTION_SUFFIXES = (".crashed", ".failed")
@@ -134,7 +134,7 @@ class CustomerFeatures:
             self.nps_last = data.nps
             self.nps_sum += data.nps
             self.nps_n += 1
-            if data.nps <= 6:
+            if data.nps <= NPS_DETRACTOR_MAX:
                 bump("detractors", weight)
         if data.csat is not None:
             self.csat_last = data.csat

@@ -36,12 +36,12 @@ Bounds and out-of-order events
 
 >>> labels = DelayedLabels(horizon_ms=10, grace_ms=0, interval_ms=1)
 >>> x = {"a": 1.0}
->>> labels.add("ann", "e1", 0, x, 0.2, warm=True) is None
+>>> labels.add("ann", "e1", 0, x, score=0.2, warm=True) is None
 True
 >>> x["a"] = 99.0  # what happens to the features later does not matter
 >>> [(d.snapshot.features(), d.label) for d in labels.churn("ann", 5)]
 [({'a': 1.0}, True)]
->>> _ = labels.add("bob", "e2", 3, {"a": 2.0}, 0.1, warm=True)
+>>> _ = labels.add("bob", "e2", 3, {"a": 2.0}, score=0.1, warm=True)
 >>> labels.advance(10), [(d.snapshot.customer_id, d.label) for d in labels.advance(14)]
 ([], [('ann', True), ('bob', False)])
 """
@@ -126,12 +126,13 @@ class DelayedLabels:
         queue = self._by_customer.get(customer_id)
         return not queue or t_ms - queue[-1].scored_ms >= self.interval_ms
 
-    def add(
+    def add(  # noqa: PLR0913 (the snapshot's key and features; score and warm keyword-only)
         self,
         customer_id: str,
         event_id: str,
         t_ms: int,
         x: dict[str, float],
+        *,
         score: float,
         warm: bool,
     ) -> Labelled | None:

@@ -212,7 +212,7 @@ def attribution_scores(
     def verdict(person: str, cid: str) -> str:
         if own.get(person) == cid:
             return "correct"
-        if claims[cid] >= 2:
+        if claims[cid] > 1:
             return "shared"
         if claims[cid] == 0 and plurality[cid] == person:
             return "split_off"
@@ -247,7 +247,7 @@ def attribution_scores(
         "people_without_own_customer": len(cells) - len(own),
         "people_whose_majority_customer_is_shared": len(majority) - len(own),
         "people_without_attributed_events": no_events,
-        "shared_customers": sum(1 for n in claims.values() if n >= 2),
+        "shared_customers": sum(1 for n in claims.values() if n > 1),
     }
 
 

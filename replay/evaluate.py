@@ -52,6 +52,9 @@ from replay.attribution import (
 )
 from replay.attribution import read_rows as _rows
 
+# A rank correlation of fewer than three points is always +-1: no evidence.
+_MIN_RANK_POINTS = 3
+
 
 def _pairs(n: int) -> int:
     return n * (n - 1) // 2
@@ -223,7 +226,7 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     >>> spearman([1, 2, 3], [10, 20, 35]), spearman([1, 2, 3], [3, 2, 1])
     (1.0, -1.0)
     """
-    if len(xs) < 3:
+    if len(xs) < _MIN_RANK_POINTS:
         return None
     rx, ry = _ranks(xs), _ranks(ys)
     mx, my = sum(rx) / len(rx), sum(ry) / len(ry)

@@ -39,7 +39,7 @@ def _to_raw(msg: Any) -> RawMessage:
     )
 
 
-def record(
+def record(  # noqa: PLR0913 (the copy's limits and progress, all keyword-only)
     client_config: dict[str, str],
     topic: str,
     out: Path,

@@ -169,7 +169,7 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def generate_world(
+def generate_world(  # noqa: PLR0913 (the world's size and seed; its rates are keyword-only)
     customers: int,
     days: int,
     seed: int,

@@ -19,6 +19,12 @@ from __future__ import annotations
 
 import re
 
+# E.164: a full number (country code included) has 8 to 15 digits.
+_E164_MIN, _E164_MAX = 8, 15
+# A North American number with its country code: 1 + 10 digits.
+_NANP_DIGITS = 11
+
+
 KNOWN_IDENTIFIER_TYPES: tuple[str, ...] = (
     "crm_id",
     "loyalty_id",
@@ -71,12 +77,12 @@ def normalise_phone(value: str, default_country_code: str = "1") -> str:
         digits = compact[1:]
     elif compact.startswith("00"):
         digits = compact[2:]
-    elif default_country_code == "1" and len(compact) == 11 and compact.startswith("1"):
+    elif default_country_code == "1" and len(compact) == _NANP_DIGITS and compact.startswith("1"):
         digits = compact  # North American "1-415-555-0100": the 1 is the country code
     else:
         national = compact[1:] if compact.startswith("0") else compact
         digits = default_country_code + national
-    if not _DIGITS_RE.match(digits) or not 8 <= len(digits) <= 15:
+    if not _DIGITS_RE.match(digits) or not _E164_MIN <= len(digits) <= _E164_MAX:
         msg = f"phone {value!r} is not a valid number (E.164 allows 8 to 15 digits)"
         raise IdentifierError(msg)
     return "+" + digits

@@ -27,6 +27,11 @@ STAGES: tuple[str, ...] = (
     "churned",
 )
 
+# The NPS bands of a 0-10 survey score: promoters 9-10, passives 7-8, detractors 0-6.
+NPS_PROMOTER_MIN = 9
+NPS_PASSIVE_MIN = 7
+NPS_DETRACTOR_MAX = NPS_PASSIVE_MIN - 1
+
 CASE_OPENED = "case.opened"
 CASE_FINISHED: frozenset[str] = frozenset({"case.resolved", "case.closed"})
 

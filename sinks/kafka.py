@@ -56,10 +56,11 @@ class KafkaDeliveryError(RuntimeError):
 
 
 class _KafkaPartition(StatelessSinkPartition[Item]):
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the sink's injectables, keyword-only)
         self,
         config: dict[str, Any],
         topics: dict[str, str],
+        *,
         make_producer: Callable[[dict[str, Any]], Producer] = Producer,
         stranded_after: float = STRANDED_AFTER_SECONDS,
         on_write: OnWrite = ignore_write,

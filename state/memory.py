@@ -148,7 +148,7 @@ class MemoryProfileStore(MemoryGraph):
 
     # -- profiles ------------------------------------------------------------------
 
-    def apply_profiles(self, deltas: Sequence[ProfileDelta]) -> list[ProfileSnapshot]:
+    def apply_profiles(self, deltas: Sequence[ProfileDelta]) -> list[ProfileSnapshot]:  # noqa: PLR0912 (mirrors profile.lua branch for branch)
         # Mirrors apply_profiles in state/lua/profile.lua, which groups the deltas per
         # customer; customers are independent, so applying in batch order is the same.
         due: dict[str, None] = {}

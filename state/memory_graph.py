@@ -57,7 +57,7 @@ class MemoryGraph:
     def _fold_profile(self, merged_id: str, survivor_id: str) -> None:
         """Move the merged customer's profile into the survivor's (a hook)."""
 
-    def _walk(self, prepared: PreparedRequest) -> Outcome:
+    def _walk(self, prepared: PreparedRequest) -> Outcome:  # noqa: PLR0912 (identity.lua's walk, branch for branch)
         shared = tuple(m for m in prepared.members if m in self._shared)
         members = tuple(m for m in prepared.members if m not in self._shared)
         if not members:

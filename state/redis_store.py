@@ -101,10 +101,11 @@ class RedisProfileStore:
         Network calls made so far: one per ``resolve_batch`` with anything to link.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the store's rules and injectables, keyword-only)
         self,
         client: redis.Redis | str,
         prefix: str = "cx:",
+        *,
         policy: IdentityPolicy | None = None,
         hasher: Hasher | None = None,
         rules: ProfileRules | None = None,

@@ -42,6 +42,10 @@ from flows import timing
 from flows.settings import Settings
 from schemas.vocabulary import SCRIPT_OPS
 
+# The script operation's position in ``EVALSHA sha 0 prefix op ...``.
+_SCRIPT_OP_ARG = 4
+
+
 Check = Callable[[], None]
 """A dependency check: returns when the dependency answers, raises otherwise."""
 
@@ -234,7 +238,7 @@ def redis_op(args: Sequence[Any]) -> str:
     """
     command = str(args[0]).lower() if args else "unknown"
     if command in ("evalsha", "eval", "evalsha_ro", "eval_ro"):
-        op = args[4] if len(args) > 4 else None
+        op = args[_SCRIPT_OP_ARG] if len(args) > _SCRIPT_OP_ARG else None
         op = op.decode(errors="replace") if isinstance(op, bytes) else op
         return op if op in REDIS_SCRIPT_OPS else "script_other"
     return command[:32]

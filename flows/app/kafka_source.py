@@ -57,13 +57,14 @@ ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 
 class _Partition(StatefulSourcePartition[KafkaItem, int | None]):
-    def __init__(
+    def __init__(  # noqa: PLR0913 (where to read; the reading options are keyword-only)
         self,
         step_id: str,
         config: dict[str, Any],
         topic: str,
         partition: int,
         offset: int,
+        *,
         batch_size: int,
         tail: bool,
         make_consumer: ConsumerFactory,
@@ -197,7 +198,7 @@ class _Partition(StatefulSourcePartition[KafkaItem, int | None]):
 class CxKafkaSource(FixedPartitionedSource[KafkaItem, int | None]):
     """Every partition of ``topics`` (listed at start); see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the source's options, all keyword-only with defaults)
         self,
         brokers: Iterable[str],
         topics: Iterable[str],
@@ -251,8 +252,8 @@ class CxKafkaSource(FixedPartitionedSource[KafkaItem, int | None]):
             topic,
             int(idx),
             offset,
-            self._batch_size,
-            self._tail,
-            self._make_consumer,
-            self._stranded_after,
+            batch_size=self._batch_size,
+            tail=self._tail,
+            make_consumer=self._make_consumer,
+            stranded_after=self._stranded_after,
         )

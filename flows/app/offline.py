@@ -130,10 +130,11 @@ def _run_cluster(logs: list[Path], out_dir: Path, processes: int, lanes: LaneSet
         raise OfflineRunError(msg)
 
 
-def run_offline(
+def run_offline(  # noqa: PLR0913 (what to run on; how to run it is keyword-only)
     settings: Settings,
     logs: list[Path],
     out_dir: Path,
+    *,
     store: ProfileStore | None = None,
     processes: int = 1,
     workers: int = 1,

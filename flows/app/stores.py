@@ -126,4 +126,6 @@ def make_store(
     policy, keyed = identity_policy(settings), hasher(settings)
     if (settings.identity.store or default) == "memory":
         return MemoryProfileStore(policy, keyed, rules)
-    return RedisProfileStore(redis_client(settings), settings.redis.prefix, policy, keyed, rules)
+    return RedisProfileStore(
+        redis_client(settings), settings.redis.prefix, policy=policy, hasher=keyed, rules=rules
+    )

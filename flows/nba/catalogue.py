@@ -189,7 +189,7 @@ class _Reader:
             levers[name] = float(weight)
         return levers
 
-    def action(self, index: int, raw: dict[str, Any]) -> Action | None:
+    def action(self, index: int, raw: dict[str, Any]) -> Action | None:  # noqa: PLR0912 (one check per [[action]] key)
         at = self.action_lines[index] + 1 if index < len(self.action_lines) else 1
         for key in raw:
             if key not in _KEYS:

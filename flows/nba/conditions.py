@@ -124,7 +124,7 @@ def parse_condition(text: str) -> Condition:
 
 
 def _literal(text: str, name: str, kind: Kind, raw: str) -> Literal_:
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+    if len(raw) > 1 and raw[0] == raw[-1] and raw[0] in "\"'":
         word: str | None = raw[1:-1]
     else:
         word = None

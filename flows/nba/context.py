@@ -27,6 +27,7 @@ from typing import Literal
 from flows.records import Context
 from online_models.features import CustomerFeatures
 from online_models.settings import DAY_MS
+from schemas.vocabulary import NPS_PASSIVE_MIN, NPS_PROMOTER_MIN
 
 Kind = Literal["number", "text", "bool"]
 
@@ -73,7 +74,9 @@ def nps_group(nps: int | None) -> str | None:
     """
     if nps is None:
         return None
-    return "promoter" if nps >= 9 else "passive" if nps >= 7 else "detractor"
+    if nps >= NPS_PROMOTER_MIN:
+        return "promoter"
+    return "passive" if nps >= NPS_PASSIVE_MIN else "detractor"
 
 
 @dataclass(frozen=True)

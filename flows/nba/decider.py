@@ -66,13 +66,14 @@ class Decider:
         self.sent: Counter[str] = Counter()
         self._metric = {r: metrics.NBA_SUPPRESSED.labels(r).inc for r in SUPPRESSION_REASONS}
 
-    def decide(
+    def decide(  # noqa: PLR0913 (the trigger and its clock; withdrawn is keyword-only)
         self,
         ctx: Context,
         history: ContactHistory,
         event_id: str,
         time: datetime,
         now_ms: int,
+        *,
         withdrawn: Mapping[str, int] | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
@@ -97,7 +98,12 @@ class Decider:
                 reason = "open_case"
             else:
                 reason = history.blocked(
-                    action.id, action.action_class, action.cooldown_ms, now_ms, len(chosen), conf
+                    action.id,
+                    action.action_class,
+                    action.cooldown_ms,
+                    now_ms,
+                    chosen=len(chosen),
+                    conf=conf,
                 )
             if reason is None and len(chosen) >= conf.top_n:
                 reason = "arbitration"

@@ -104,12 +104,13 @@ class ContactHistory:
                 return False
         return True
 
-    def blocked(
+    def blocked(  # noqa: PLR0913 (the action, the clock, then keyword-only context)
         self,
         action_id: str,
         action_class: str,
         cooldown_ms: int,
         now_ms: int,
+        *,
         chosen: int,
         conf: NbaSettings,
     ) -> str | None:

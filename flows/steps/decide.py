@@ -70,7 +70,9 @@ class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
         )
         # opt-outs stored under ids merged into this one count too (flows.nba.policy)
         withdrawn = resolved.withdrawn() if resolved.opted_out else None
-        out += self.decider.decide(ctx, self.contacts, event.id, event.time, now, withdrawn)
+        out += self.decider.decide(
+            ctx, self.contacts, event.id, event.time, now, withdrawn=withdrawn
+        )
         return out
 
     def snapshot(self) -> bytes:

@@ -36,6 +36,10 @@ from schemas.ids import output_id
 from schemas.outputs import DeadLetter, DeadLetterReason
 from schemas.records import RawMessage
 
+# An error message quotes at most this many characters of the offending input.
+_INPUT_REPR_MAX = 60
+
+
 MAX_ERROR_CHARS = 1000
 _MAX_LISTED_ERRORS = 5
 
@@ -112,7 +116,7 @@ def _describe(err: ErrorDetails, show_input: bool) -> str:
     if not show_input:
         return f"{loc}: {err['msg']}"
     got = repr(err.get("input"))
-    got = got if len(got) <= 60 else got[:57] + "..."
+    got = got if len(got) <= _INPUT_REPR_MAX else got[: _INPUT_REPR_MAX - 3] + "..."
     return f"{loc}: {err['msg']} (got {got})"
 
 
@@ -184,7 +188,7 @@ class Decoder:
         error = f"message holds about {count} JSON values, over the limit of {limit}"
         return self._dead(raw, "too_many_values", f"{error} (raise {setting} to accept it)")
 
-    def __call__(self, raw: RawMessage) -> InteractionEvent | DeadLetter:
+    def __call__(self, raw: RawMessage) -> InteractionEvent | DeadLetter:  # noqa: PLR0911 (a classification ladder: one return per dead-letter reason)
         value = raw.value
         if not value:
             for name, header in raw.headers:

@@ -11,6 +11,10 @@ from datetime import timedelta
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert
+from schemas.vocabulary import NPS_DETRACTOR_MAX
+
+# A detractor score at or below this is a high-severity alert (else medium).
+HIGH_SEVERITY_MAX = 3
 
 
 def detractor_alert(
@@ -31,12 +35,12 @@ def detractor_alert(
     True
     """
     score = event.data.nps
-    if score is None or score > 6:
+    if score is None or score > NPS_DETRACTOR_MAX:
         return None
     return Alert(
         id=output_id("alert", "detractor", event.id),
         kind="detractor",
-        severity="high" if score <= 3 else "medium",
+        severity="high" if score <= HIGH_SEVERITY_MAX else "medium",
         customer_id=customer_id,
         touchpoint=event.data.touchpoint,
         time=event.time,

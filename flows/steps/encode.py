@@ -27,7 +27,7 @@ Output = (
 Encoded = tuple[str, Emitted]
 
 
-def _route(model: Output) -> tuple[str, str, str]:
+def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case per output type)
     """(kind, key, id): keys keep one customer's (or touchpoint's) outputs in order."""
     match model:
         case ProfileSnapshot():

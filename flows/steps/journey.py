@@ -50,7 +50,11 @@ from online_models.propensity import CategoryInterest, fold_interest
 from online_models.settings import ModelSettings
 from schemas.ids import output_id
 from schemas.outputs import Alert
+from schemas.vocabulary import NPS_PROMOTER_MIN
 from state.profile_hash import Figure
+
+# A sentiment drop whose short-window mean falls below this is high severity (else medium).
+SENTIMENT_DROP_HIGH = -0.6
 
 JourneyOut = Journeyed | Alert
 
@@ -110,7 +114,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         event, state, conf = resolved.event, self.state, self.settings
         data = event.data
         target = mapped_stage(event.type, data.journey_stage, conf.stage_map)
-        if target == "loyalty" and data.nps is not None and data.nps < 9:
+        if target == "loyalty" and data.nps is not None and data.nps < NPS_PROMOTER_MIN:
             target = None  # only promoters advance to loyalty through a survey
         stage = next_stage(state.stage, state.before_service, target)
         if stage == "service" and state.stage != "service":
@@ -221,7 +225,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         return Alert(
             id=output_id("alert", "sentiment_drop", event.id),
             kind="sentiment_drop",
-            severity="high" if short_mean < -0.6 else "medium",
+            severity="high" if short_mean < SENTIMENT_DROP_HIGH else "medium",
             customer_id=resolved.customer_id,
             time=event.time,
             due_at=event.time + timedelta(hours=24),

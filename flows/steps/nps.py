@@ -74,6 +74,11 @@ from flows.steps.ticks import EngineLogic, LaneSet, Tick, restore_logic
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
+from schemas.vocabulary import NPS_PASSIVE_MIN, NPS_PROMOTER_MIN
+
+# A drop alert needs a baseline of at least this many past windows (one is noise).
+MIN_BASELINE_WINDOWS = 2
+
 
 NPS_KEY = "nps"
 
@@ -111,9 +116,9 @@ class _Window:
 
     def add(self, nps: int | None, csat: int | None) -> None:
         if nps is not None:
-            if nps >= 9:
+            if nps >= NPS_PROMOTER_MIN:
                 self.promoters += 1
-            elif nps >= 7:
+            elif nps >= NPS_PASSIVE_MIN:
                 self.passives += 1
             else:
                 self.detractors += 1
@@ -338,7 +343,7 @@ class NpsEngine:
         length, start = boundary
         past = self._state.history.get((touchpoint, length), {})
         previous = sorted(s for s in past if s < start)[-settings.baseline_windows :]
-        if len(previous) < 2:
+        if len(previous) < MIN_BASELINE_WINDOWS:
             return None
         baseline = sum(past[s] for s in previous) / len(previous)
         drop = baseline - nps

@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# Ranking touchpoints against each other needs at least two of them.
+MIN_TOUCHPOINTS = 2
+
 
 def nps_score(promoters: int, detractors: int, responses: int) -> float | None:
     """NPS in points (-100..100), unrounded; None without answers.
@@ -100,7 +103,7 @@ def analyse_boundary(
         Standing(tp, -neg, n, rank, n / total * (-neg - (overall or 0.0)))
         for rank, (neg, tp, n) in enumerate(ranked, start=1)
     )
-    if len(board) < 2:
+    if len(board) < MIN_TOUCHPOINTS:
         return BoundaryAnalysis(overall, total, board, None, None, None)
     size = max(1, round(len(board) / 5))
     top = sum(s.nps for s in board[:size]) / size

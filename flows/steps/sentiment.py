@@ -19,6 +19,10 @@ from typing import Protocol
 
 from flows import metrics
 
+# Code points past U+2000 (general punctuation on: symbols, emoji) may count as symbols;
+# below it are the scripts' own letters and marks.
+_SYMBOLS_FROM = 0x2000
+
 
 class SentimentScorer(Protocol):
     """Anything that scores the sentiment of a text."""
@@ -37,7 +41,7 @@ def bound_text(text: str, max_chars: int, max_symbols: int) -> str:
     kept: list[str] = []
     symbols = 0
     for char in text[:max_chars]:
-        if ord(char) > 0x2000 and unicodedata.category(char) in ("So", "Sk", "Cs", "Co"):
+        if ord(char) > _SYMBOLS_FROM and unicodedata.category(char) in ("So", "Sk", "Cs", "Co"):
             symbols += 1
             if symbols > max_symbols:
                 continue

@@ -24,7 +24,9 @@ def mapped_stage(event_type: str, hint: str | None, stage_map: dict[str, str]) -
     return stage_map.get(event_type) or stage_map.get(action_of(event_type))
 
 
-def next_stage(current: str | None, before_service: str | None, target: str | None) -> str | None:
+def next_stage(  # noqa: PLR0911 (one return per rule of the stage machine)
+    current: str | None, before_service: str | None, target: str | None
+) -> str | None:
     """Apply the stage machine (see the module docstring).
 
     >>> next_stage("usage", None, "awareness"), next_stage("usage", None, "service")

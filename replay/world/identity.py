@@ -267,18 +267,15 @@ def raw_phone(rng: random.Random, e164: str) -> str:
         return f"{prefix} {national[:4]} {national[4:]}"
     digits = e164[2:]
     area, exchange, line = digits[:3], digits[3:6], digits[6:]
-    style = rng.randrange(6)
-    if style == 0:
-        return e164
-    if style == 1:
-        return f"({area}) {exchange}-{line}"
-    if style == 2:
-        return f"{area}-{exchange}-{line}"
-    if style == 3:
-        return f"{area}.{exchange}.{line}"
-    if style == 4:
-        return digits
-    return f"+1 {area} {exchange} {line}"
+    styles = (
+        e164,
+        f"({area}) {exchange}-{line}",
+        f"{area}-{exchange}-{line}",
+        f"{area}.{exchange}.{line}",
+        digits,
+        f"+1 {area} {exchange} {line}",
+    )
+    return styles[rng.randrange(len(styles))]
 
 
 def raw_handle(rng: random.Random, handle: str) -> str:

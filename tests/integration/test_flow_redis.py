@@ -43,7 +43,9 @@ def test_memory_and_redis_stores_give_identical_outputs(
     write_log(log, generate_sample(customers=30, days=10, seed=5))
     redis_settings = Settings(redis=RedisSettings(url=redis_url, prefix=f"test:{topic_prefix}"))
     run_offline(Settings(), [log], tmp_path / "memory")
-    run_offline(redis_settings, [log], tmp_path / "redis", make_store(redis_settings, "redis"))
+    run_offline(
+        redis_settings, [log], tmp_path / "redis", store=make_store(redis_settings, "redis")
+    )
     for name in ("profiles.jsonl", "identity.jsonl", "alerts.jsonl", "dlq.jsonl"):
         memory = (tmp_path / "memory" / name).read_bytes()
         assert memory == (tmp_path / "redis" / name).read_bytes(), name
@@ -96,8 +98,8 @@ def test_replaying_a_tail_with_fresh_flow_state_changes_no_profile(
     write_log(tail, messages[len(messages) * 2 // 3 :])
     settings = Settings(redis=RedisSettings(url=redis_url, prefix=f"test:{topic_prefix}"))
     store = make_store(settings, "redis", publish=False)
-    run_offline(settings, [full], tmp_path / "first", store)
-    run_offline(settings, [tail], tmp_path / "again", store)
+    run_offline(settings, [full], tmp_path / "first", store=store)
+    run_offline(settings, [tail], tmp_path / "again", store=store)
     first = (tmp_path / "first" / "profiles.jsonl").read_bytes()
     assert first.count(b"\n") >= 20, "the sample produced too few profiles"
     assert (tmp_path / "again" / "profiles.jsonl").read_bytes() == first
@@ -109,9 +111,9 @@ def test_replaying_a_tail_with_fresh_flow_state_changes_no_profile(
         rules=ProfileRules(publish=False, idempotence_window_ms=0),
     )
     try:
-        run_offline(settings, [full], tmp_path / "plain", plain)
+        run_offline(settings, [full], tmp_path / "plain", store=plain)
         assert (tmp_path / "plain" / "profiles.jsonl").read_bytes() == first
-        run_offline(settings, [tail], tmp_path / "plain-again", plain)
+        run_offline(settings, [tail], tmp_path / "plain-again", store=plain)
         assert (tmp_path / "plain-again" / "profiles.jsonl").read_bytes() != first
     finally:
         plain.close()

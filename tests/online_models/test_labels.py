@@ -17,7 +17,7 @@ def labels(**kw: int) -> DelayedLabels:
 def test_the_snapshot_is_a_copy_taken_at_scoring_time() -> None:
     book = labels()
     x = {"exits": 0.0, "orders": 1.0}
-    book.add("ann", "e1", 0, x, 0.3, warm=True)
+    book.add("ann", "e1", 0, x, score=0.3, warm=True)
     x["exits"] = 5.0  # the customer's features move on
     x["new"] = 1.0
     (labelled,) = book.churn("ann", 10 * DAY)
@@ -28,8 +28,8 @@ def test_the_snapshot_is_a_copy_taken_at_scoring_time() -> None:
 
 def test_positive_only_for_a_churn_within_the_horizon() -> None:
     book = labels()
-    book.add("ann", "e1", 0, {"a": 1.0}, 0.1, warm=True)
-    book.add("ann", "e2", 5 * DAY, {"a": 2.0}, 0.1, warm=True)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
+    book.add("ann", "e2", 5 * DAY, {"a": 2.0}, score=0.1, warm=True)
     # churn on day 32: after the first snapshot's horizon (day 30), inside the second's
     out = book.churn("ann", 32 * DAY)
     assert [d.snapshot.event_id for d in out] == ["e2"]
@@ -39,13 +39,13 @@ def test_positive_only_for_a_churn_within_the_horizon() -> None:
 
 def test_a_churn_exactly_at_the_horizon_is_positive() -> None:
     book = labels()
-    book.add("ann", "e1", 0, {"a": 1.0}, 0.1, warm=True)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
     assert [d.label for d in book.churn("ann", H)] == [True]
 
 
 def test_negatives_only_once_the_watermark_passes_horizon_and_grace() -> None:
     book = labels(grace_ms=DAY)
-    book.add("bob", "e1", 0, {"a": 1.0}, 0.1, warm=True)
+    book.add("bob", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
     assert book.advance(H) == []
     assert book.advance(H + DAY) == []  # the grace, for a churn arriving late
     (done,) = book.advance(H + DAY + 1)
@@ -55,7 +55,7 @@ def test_negatives_only_once_the_watermark_passes_horizon_and_grace() -> None:
 
 def test_other_customers_move_the_watermark() -> None:
     book = labels()
-    book.add("bob", "e1", 0, {"a": 1.0}, 0.1, warm=True)
+    book.add("bob", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
     # bob is quiet; ann's events alone move event time past bob's horizon
     assert [d.snapshot.customer_id for d in book.advance(H + 1)] == ["bob"]
 
@@ -69,8 +69,8 @@ def test_the_watermark_never_moves_back() -> None:
 
 def test_positives_come_back_for_evaluation_at_their_horizon() -> None:
     book = labels()
-    book.add("ann", "e1", 0, {"a": 1.0}, 0.9, warm=True)
-    book.add("bob", "e2", 0, {"a": 0.0}, 0.1, warm=True)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.9, warm=True)
+    book.add("bob", "e2", 0, {"a": 0.0}, score=0.1, warm=True)
     assert len(book.churn("ann", 3 * DAY)) == 1
     assert (book.pending, book.awaiting) == (1, 1)
     assert book.advance(10 * DAY) == []
@@ -85,7 +85,7 @@ def test_positives_come_back_for_evaluation_at_their_horizon() -> None:
 def test_one_snapshot_per_interval_per_customer() -> None:
     book = labels()
     for hour in range(0, 48, 3):
-        book.add("ann", f"e{hour}", hour * 3_600_000, {"a": 1.0}, 0.1, warm=True)
+        book.add("ann", f"e{hour}", hour * 3_600_000, {"a": 1.0}, score=0.1, warm=True)
     assert book.pending == 2  # hours 0 and 24
     assert not book.wants("ann", 47 * 3_600_000)
     assert book.wants("bob", 47 * 3_600_000)
@@ -94,7 +94,7 @@ def test_one_snapshot_per_interval_per_customer() -> None:
 def test_a_snapshot_taken_after_the_churn_is_discarded() -> None:
     # out of order: an event stamped after the churn is scored before the churn arrives
     book = labels()
-    book.add("ann", "e-after", 5 * DAY, {"a": 1.0}, 0.1, warm=True)
+    book.add("ann", "e-after", 5 * DAY, {"a": 1.0}, score=0.1, warm=True)
     assert book.churn("ann", 4 * DAY) == []
     assert (book.pending, book.discarded) == (0, 1)
     assert book.advance(2 * H) == []  # never labelled, never learnt
@@ -104,7 +104,7 @@ def test_a_late_event_before_a_known_churn_is_positive_at_once() -> None:
     book = labels(grace_ms=2 * DAY)
     book.advance(10 * DAY)
     book.churn("ann", 10 * DAY)
-    known = book.add("ann", "e-late", 9 * DAY, {"a": 1.0}, 0.4, warm=True)
+    known = book.add("ann", "e-late", 9 * DAY, {"a": 1.0}, score=0.4, warm=True)
     assert known is not None and known.label is True
     assert [d.label for d in book.advance(9 * DAY + H + 2 * DAY + 1)] == [True]
 
@@ -113,7 +113,7 @@ def test_an_event_later_than_the_grace_is_not_kept() -> None:
     book = labels(grace_ms=DAY)
     book.advance(10 * DAY)
     assert book.late(8 * DAY)
-    assert book.add("ann", "e-old", 8 * DAY, {"a": 1.0}, 0.1, warm=True) is None
+    assert book.add("ann", "e-old", 8 * DAY, {"a": 1.0}, score=0.1, warm=True) is None
     assert book.pending == 0
     assert not book.late(9 * DAY + 1)
 
@@ -121,11 +121,11 @@ def test_an_event_later_than_the_grace_is_not_kept() -> None:
 def test_pending_memory_is_bounded() -> None:
     book = labels(interval_ms=1, max_per_customer=3, max_pending=5)
     for i in range(10):
-        book.add("ann", f"a{i}", i, {"a": 1.0}, 0.1, warm=True)
+        book.add("ann", f"a{i}", i, {"a": 1.0}, score=0.1, warm=True)
     assert book.pending == 3
     assert [s.event_id for s in book._by_customer["ann"]] == ["a7", "a8", "a9"]
     for i in range(10):
-        book.add(f"c{i}", f"c{i}", 100 + i, {"a": 1.0}, 0.1, warm=True)
+        book.add(f"c{i}", f"c{i}", 100 + i, {"a": 1.0}, score=0.1, warm=True)
     assert book.pending == 5
     assert book.dropped == 7 + 8
     # finished entries do not linger without bound in the due heap
@@ -136,17 +136,17 @@ def test_pending_memory_is_bounded() -> None:
 def test_snapshots_share_their_feature_names() -> None:
     book = labels(interval_ms=1)
     for i in range(3):
-        book.add(f"c{i}", f"e{i}", i, {"a": 1.0, "b": 2.0}, 0.1, warm=True)
+        book.add(f"c{i}", f"e{i}", i, {"a": 1.0, "b": 2.0}, score=0.1, warm=True)
     keys = {id(s.keys) for q in book._by_customer.values() for s in q}
     assert len(keys) == 1
 
 
 def test_forget_drops_every_snapshot_of_a_customer() -> None:
     book = labels(interval_ms=1)
-    book.add("ann", "e1", 0, {"a": 1.0}, 0.1, warm=True)
-    book.add("ann", "e2", 1, {"a": 1.0}, 0.1, warm=True)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
+    book.add("ann", "e2", 1, {"a": 1.0}, score=0.1, warm=True)
     book.churn("ann", 2)
-    book.add("ann", "e3", 3, {"a": 1.0}, 0.1, warm=True)
+    book.add("ann", "e3", 3, {"a": 1.0}, score=0.1, warm=True)
     assert book.forget("ann") == 3
     assert (book.pending, book.awaiting) == (0, 0)
     assert book.advance(10 * H) == []
@@ -154,6 +154,6 @@ def test_forget_drops_every_snapshot_of_a_customer() -> None:
 
 def test_pickles_round_trip() -> None:
     book = labels()
-    book.add("ann", "e1", 0, {"a": 1.0}, 0.1, warm=True)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
     copy = pickle.loads(pickle.dumps(book))
     assert [d.snapshot.features() for d in copy.churn("ann", DAY)] == [{"a": 1.0}]

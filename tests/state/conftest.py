@@ -94,7 +94,9 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
             made.append((store, None))
         else:
             prefix = f"test:{uuid.uuid4().hex[:12]}:"
-            store = RedisProfileStore(client, prefix, policy, hasher, rules, clock)
+            store = RedisProfileStore(
+                client, prefix, policy=policy, hasher=hasher, rules=rules, clock=clock
+            )
             made.append((store, prefix))
         return store
 

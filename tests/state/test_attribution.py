@@ -279,7 +279,9 @@ def test_no_event_goes_to_another_strong_identity(
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     try:
-        _check_attribution(RedisProfileStore(client, prefix, policy), n_people, visits, batch)
+        _check_attribution(
+            RedisProfileStore(client, prefix, policy=policy), n_people, visits, batch
+        )
     finally:
         delete_prefix(client, prefix)
 

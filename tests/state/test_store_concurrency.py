@@ -72,7 +72,7 @@ def _worker(
     rng = random.Random(seed)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     rng.shuffle(batches)
-    store = RedisProfileStore(REDIS_URL, prefix, POLICY)
+    store = RedisProfileStore(REDIS_URL, prefix, policy=POLICY)
     created: list[str] = []
     merged: list[str] = []
     unexpected: list[str] = []
@@ -117,7 +117,7 @@ def test_processes_converge_on_one_customer_per_component(
     first_landed = reports[0][3]
     assert all(landed == first_landed for *_, landed in reports)
 
-    store = RedisProfileStore(redis_client, redis_prefix, POLICY)
+    store = RedisProfileStore(redis_client, redis_prefix, policy=POLICY)
     owners = [{store.lookup(t, v) for t, v in ids} for ids in components]
     assert all(len(o) == 1 and None not in o for o in owners), "a component is split or unlinked"
     canonical = sorted(o.pop() or "" for o in owners)

@@ -501,7 +501,7 @@ def _equivalent(
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     clock = FakeClock()  # one clock for both: they record at the same wall times
     memory = MemoryProfileStore(SMALL_POLICY, rules=rules, clock=clock)
-    remote = RedisProfileStore(client, prefix, SMALL_POLICY, rules=rules, clock=clock)
+    remote = RedisProfileStore(client, prefix, policy=SMALL_POLICY, rules=rules, clock=clock)
     try:
         for step, operation in enumerate(operations):
             if isinstance(operation, int):  # seconds of wall time pass

@@ -184,7 +184,9 @@ def test_opt_outs_from_the_store_hold_marketing_back(write_catalogue: Write) -> 
     def ids(hours: float, withdrawn: dict[str, int]) -> list[str]:
         time = T0 + timedelta(hours=hours)
         stamp = int(time.timestamp() * 1000)
-        out = run.decider.decide(context(nps=3), run.history, f"w{hours}", time, stamp, withdrawn)
+        out = run.decider.decide(
+            context(nps=3), run.history, f"w{hours}", time, stamp, withdrawn=withdrawn
+        )
         return [nba.action for nba in out]
 
     assert ids(1, {"marketing_email": ms}) == ["call_back", "sms_deal"]
