@@ -80,10 +80,6 @@ def _customer(resolved: Resolved) -> str:
     return resolved.customer_id
 
 
-def _unknown(resolved: Resolved) -> bool:
-    return resolved.customer_id is None
-
-
 def _journeyed(item: object) -> Journeyed | None:
     return item if isinstance(item, Journeyed) else None
 
@@ -153,7 +149,10 @@ def build_flow(
     # IdentityMerge | IdentityErasure | Alert
     erased = op.flat_map("erased", resolved, erased_customers)
     # Resolved(erased customer_id, erase request): the journey step forgets that customer
-    identified = op.merge("to_journey", op.filter("identified", resolved, _known), erased)
+    known = op.branch("known", resolved, _known)
+    # trues: Resolved(customer_id, event); falses: Resolved(None, anonymous event or erase
+    # request), which go straight to the score step: the lane's order needs them too
+    identified = op.merge("to_journey", known.trues, erased)
     by_customer = op.key_on("by_customer", identified, _customer)
     # (customer_id, Resolved)
     journey = op.key_rm(
@@ -162,9 +161,7 @@ def build_flow(
     # Journeyed (one per event, with what the models need) | Alert (sentiment_drop, detractor)
     journeyed = op.filter_map("journeyed", journey, _journeyed)
     journey_alerts = op.filter_map("journey_alerts", journey, _alert)
-    unknown = op.filter("unknown", resolved, _unknown)
-    # Resolved(None, anonymous event or erase request): the lane's order needs them too
-    by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, unknown), score_lane)
+    by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, known.falses), score_lane)
     scored = op.key_rm(
         "scores", op.stateful_batch("score", by_lane, timed_logic("score", score_lanes))
     )

@@ -31,7 +31,7 @@ from typing import Any
 from river import cluster, preprocessing
 
 from online_models.features import CustomerFeatures
-from online_models.settings import HOUR_MS, ModelSettings
+from online_models.settings import HOUR_MS, ModelSettings, SegmentationSettings
 
 FIGURES: dict[str, str] = {  # figure -> how a description names it
     "value": "value",
@@ -81,6 +81,11 @@ class _KMeans(cluster.KMeans):
         return int(min(self.centers, key=distance))
 
 
+def learn_due(last_ms: int | None, now_ms: int, conf: SegmentationSettings) -> bool:
+    """Tell whether a customer last learnt from at ``last_ms`` is due to be learnt from."""
+    return last_ms is None or now_ms - last_ms >= conf.learn_interval_hours * HOUR_MS
+
+
 class Segmenter:
     """Online k-means segments shared by all customers of one worker."""
 
@@ -95,17 +100,12 @@ class Segmenter:
 
     def assign(self, features: CustomerFeatures, now_ms: int) -> str:
         """Return the customer's segment label (learning from them when their interval is up)."""
-        learn = self.learn_due(features.segment_ms, now_ms)
+        learn = learn_due(features.segment_ms, now_ms, self.settings.segmentation)
         label = self.assign_vector(features.vector(now_ms, self.settings.features), learn)
         if learn:
             features.segment_ms = now_ms
         features.segment = label
         return label
-
-    def learn_due(self, last_ms: int | None, now_ms: int) -> bool:
-        """Whether a customer last learnt from at ``last_ms`` is due to be learnt from."""
-        interval = self.settings.segmentation.learn_interval_hours * HOUR_MS
-        return last_ms is None or now_ms - last_ms >= interval
 
     def assign_vector(self, x: dict[str, float], learn: bool) -> str:
         """Return the segment label of the feature vector ``x``; ``learn``: learn from it first."""

@@ -47,6 +47,7 @@ from flows.steps.sentiment import SentimentScorer
 from flows.steps.stages import mapped_stage, next_stage
 from online_models.features import CustomerFeatures
 from online_models.propensity import CategoryInterest, fold_interest
+from online_models.segmentation import learn_due
 from online_models.settings import ModelSettings
 from schemas.ids import output_id
 from schemas.outputs import Alert
@@ -149,8 +150,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         features.update(event, sentiment, stage, models.features)
         x = features.vector(now, models.features)
         # the segmenter learns from a customer once per interval (online_models.segmentation)
-        interval = models.segmentation.learn_interval_hours * 3_600_000
-        segment_due = features.segment_ms is None or now - features.segment_ms >= interval
+        segment_due = learn_due(features.segment_ms, now, models.segmentation)
         if segment_due:
             features.segment_ms = now
         bought = fold_interest(state.interest, event, models.propensity)

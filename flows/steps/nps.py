@@ -70,7 +70,7 @@ from datetime import UTC, datetime
 
 from flows.step_settings import NpsSettings
 from flows.steps.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
-from flows.steps.ticks import EngineLogic, LaneSet, Tick, restore_logic
+from flows.steps.ticks import EngineLogic, LaneSet, Tick, engine_builder
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
@@ -420,15 +420,6 @@ def nps_key(_: object) -> str:
 def nps_builder(
     settings: NpsSettings,
     lanes: LaneSet | None = None,
-) -> Callable[[NpsSnapshot | None], EngineLogic[NpsItem, NpsOutput]]:
-    """Return the builder for ``op.stateful_batch``.
-
-    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
-    for (see :class:`flows.steps.ticks.LaneMerge`).
-    """
-    lanes = lanes or LaneSet()
-
-    def build(resume: NpsSnapshot | None) -> EngineLogic[NpsItem, NpsOutput]:
-        return restore_logic(resume, lambda snap: NpsEngine.restore(settings, snap), lanes)
-
-    return build
+) -> Callable[[bytes | None], EngineLogic[NpsItem, NpsOutput]]:
+    """Return the ``op.stateful_batch`` builder of the NPS step (see :func:`engine_builder`)."""
+    return engine_builder(lambda snap: NpsEngine.restore(settings, snap), lanes)

@@ -94,18 +94,14 @@ class LaneModels:
     held: dict[int, ScoreIn] = field(default_factory=dict)
     at_risk: set[str] = field(default_factory=set)
 
-    def __getstate__(self) -> dict[str, object]:
-        """Return the attributes to pickle (a shallow copy)."""
-        return self.__dict__.copy()
-
     def __setstate__(self, state: dict[str, object]) -> None:
         """Restore the attributes and re-attach the churn model's gauges listener."""
         self.__dict__.update(state)
         self.models.listen(ModelGauges)  # a listener is not pickled
 
 
-def _seq(item: ScoreIn) -> int:
-    return item.resolved.seq if isinstance(item, Journeyed) else item.seq
+def _resolved(item: ScoreIn) -> Resolved:
+    return item.resolved if isinstance(item, Journeyed) else item
 
 
 class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
@@ -124,7 +120,7 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
     def on_batch(self, values: list[ScoreIn]) -> tuple[Iterable[ScoreOut], bool]:
         lane = self.lane
         for item in values:
-            lane.held[_seq(item)] = item
+            lane.held[_resolved(item).seq] = item
         out: list[ScoreOut] = []
         while lane.next_seq in lane.held:
             out += self._score(lane.held.pop(lane.next_seq))
@@ -190,7 +186,7 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
 
 def score_lane(item: ScoreIn) -> str:
     """Key function: the item's lane."""
-    return item.resolved.lane if isinstance(item, Journeyed) else item.lane
+    return _resolved(item).lane
 
 
 def score_builder(

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from flows.step_settings import SlaSettings
-from flows.steps.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, restore_logic
+from flows.steps.ticks import CaseItem, EngineLogic, LaneSet, Tick, case_action, engine_builder
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, Severity
@@ -293,15 +293,6 @@ def sla_key(_: object) -> str:
 def sla_builder(
     settings: SlaSettings,
     lanes: LaneSet | None = None,
-) -> Callable[[SlaSnapshot | None], EngineLogic[SlaItem, Alert]]:
-    """Return the builder for ``op.stateful_batch``.
-
-    Its ``resume`` is a snapshot from recovery; ``lanes``: the input lanes to wait
-    for (see :class:`flows.steps.ticks.LaneMerge`).
-    """
-    lanes = lanes or LaneSet()
-
-    def build(resume: SlaSnapshot | None) -> EngineLogic[SlaItem, Alert]:
-        return restore_logic(resume, lambda snap: SlaEngine.restore(settings, snap), lanes)
-
-    return build
+) -> Callable[[bytes | None], EngineLogic[SlaItem, Alert]]:
+    """Return the ``op.stateful_batch`` builder of the SLA step (see :func:`engine_builder`)."""
+    return engine_builder(lambda snap: SlaEngine.restore(settings, snap), lanes)

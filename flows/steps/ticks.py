@@ -207,17 +207,26 @@ class EngineLogic(StatefulBatchLogic[Stamped[ItemT], OutT, bytes], Generic[ItemT
         return pickle.dumps((self.engine.snapshot(), self.merge), pickle.HIGHEST_PROTOCOL)
 
 
-def restore_logic(
-    resume: bytes | None,
+def engine_builder(
     restore_engine: Callable[[bytes | None], TickedEngine[ItemT, OutT]],
-    lanes: LaneSet,
-) -> EngineLogic[ItemT, OutT]:
-    """Return a new :class:`EngineLogic`, or one restored from its recovery snapshot."""
-    if resume is None:
-        return EngineLogic(restore_engine(None), LaneMerge(lanes))
-    engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
-    merge.lanes = lanes
-    return EngineLogic(restore_engine(engine_snap), merge)
+    lanes: LaneSet | None = None,
+) -> Callable[[bytes | None], EngineLogic[ItemT, OutT]]:
+    """Return the ``op.stateful_batch`` builder of a single-key engine step.
+
+    ``restore_engine`` makes the engine anew (None) or from its own snapshot;
+    ``lanes`` are the input lanes to wait for (see :class:`LaneMerge`). The builder's
+    ``resume`` is the step's snapshot from recovery.
+    """
+    waited = lanes or LaneSet()
+
+    def build(resume: bytes | None) -> EngineLogic[ItemT, OutT]:
+        if resume is None:
+            return EngineLogic(restore_engine(None), LaneMerge(waited))
+        engine_snap, merge = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
+        merge.lanes = waited
+        return EngineLogic(restore_engine(engine_snap), merge)
+
+    return build
 
 
 def _parts(item: InteractionEvent | Resolved) -> tuple[str | None, InteractionEvent]:
