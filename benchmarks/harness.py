@@ -157,6 +157,33 @@ class BenchEnv:
             client.close()
 
 
+def reset_redis_stats(url: str) -> None:
+    """``CONFIG RESETSTAT``: zero the server's per-command counters."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.config_resetstat()
+    finally:
+        client.close()
+
+
+def redis_server_time(url: str) -> dict[str, float]:
+    """``{command: server microseconds}`` since the last reset (``INFO commandstats``).
+
+    Commands of under 1 ms in all (the bench's own PING, INFO) are left out.
+    """
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    out = {}
+    for name, row in stats.items():
+        cmd = name.removeprefix("cmdstat_")
+        if cmd not in {"info", "config|resetstat", "ping"} and float(row["usec"]) >= 1000:
+            out[cmd] = float(row["usec"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 class FlowCluster:
     """``cxstream run`` as 1 or N local processes (one Bytewax cluster).
 

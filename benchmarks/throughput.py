@@ -6,7 +6,9 @@ half second until it exits: throughput comes from the flow's own counter of
 decoded messages (``cx_step_items_total{step="decode"}``) between the first and
 the last scrape that saw input, so process start-up and shutdown are excluded;
 the last scrape also gives the per-step profile and Redis round trips, and each
-sample records the processes' RSS for the memory figures.
+sample records the processes' RSS for the memory figures. Redis server time per
+event comes from ``INFO commandstats`` (reset when the phase starts: the bench
+expects the Redis server to itself while it runs).
 
 >>> slope([(0, 100.0), (1_000_000, 110.0), (2_000_000, 120.0)])
 1e-05
@@ -21,7 +23,16 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from benchmarks.harness import BenchEnv, FlowCluster, Samples, by_label, free_port_pair, total
+from benchmarks.harness import (
+    BenchEnv,
+    FlowCluster,
+    Samples,
+    by_label,
+    free_port_pair,
+    redis_server_time,
+    reset_redis_stats,
+    total,
+)
 from sinks.kafka import producer_config
 
 Say = Callable[[str], None]
@@ -131,6 +142,7 @@ def pipeline(
     cluster = FlowCluster(env.flow_env(phase, input_topic, port), processes, tail=False)
     series: list[tuple[float, float, int]] = []  # (seconds, messages decoded, rss bytes)
     last: Samples = {}
+    reset_redis_stats(env.redis_url)
     start = time.monotonic()
     reported = 0.0
     try:
@@ -148,6 +160,7 @@ def pipeline(
         cluster.wait(timeout=60)
     finally:
         cluster.stop()
+    server_usec = redis_server_time(env.redis_url)
     busy = [(t, n, rss) for t, n, rss in series if n > 0]
     if len(busy) < 2 or busy[-1][1] <= busy[0][1]:
         msg = f"pipeline -p {processes}: too few scrapes to measure; use more events"
@@ -167,6 +180,13 @@ def pipeline(
         "redis_calls": int(redis_calls),
         "redis_calls_per_event": round(redis_calls / decoded_total, 5),
         "redis_calls_by_op": by_label(last, "cx_redis_calls_total", "op"),
+        "redis_server_us_per_event": round(sum(server_usec.values()) / decoded_total, 2),
+        "redis_server_us_per_event_by_command": {
+            cmd: round(usec / decoded_total, 2) for cmd, usec in server_usec.items()
+        },
+        "process_cpu_us_per_event": round(
+            total(last, "process_cpu_seconds_total") / decoded_total * 1e6, 1
+        ),
         "outputs_by_kind": by_label(last, "cx_outputs_total", "kind"),
         "profile": _profile(last, decoded_total),
         "memory": {
