@@ -56,7 +56,7 @@ def encode(model: Output) -> list[Encoded]:
     """
     kind, key, out_id = _route(model)
     if isinstance(model, Alert):
-        metrics.ALERTS.labels(model.kind).inc()
+        metrics.count_alert(model.kind)
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
