@@ -80,13 +80,24 @@ def decode_record(line: bytes) -> RawMessage:
         if not isinstance(record, dict):
             msg = "a record must be a JSON object"
             raise LogFormatError(msg)
-        headers = tuple(
-            (str(h[0]), base64.b64decode(h[1]["b64"]) if isinstance(h[1], dict) else h[1].encode())
-            for h in record.get("headers") or ()
+        listed = record.get("headers")
+        headers = (
+            tuple(
+                (
+                    str(h[0]),
+                    base64.b64decode(h[1]["b64"]) if isinstance(h[1], dict) else h[1].encode(),
+                )
+                for h in listed
+            )
+            if listed
+            else ()
         )
+        value, key = record.get("value"), record.get("key")
+        # The common record: text value, no key, nothing base64-encoded.
+        plain = type(value) is str and key is None and "value_b64" not in record
         return RawMessage(
-            value=_bytes_field(record, "value"),
-            key=_bytes_field(record, "key"),
+            value=value.encode() if plain else _bytes_field(record, "value"),
+            key=None if plain and "key_b64" not in record else _bytes_field(record, "key"),
             topic=record.get("topic"),
             partition=record.get("partition"),
             offset=record.get("offset"),

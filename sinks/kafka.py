@@ -15,7 +15,8 @@ After each batch is flushed (acknowledged by the brokers) the sink records
 Kafka append time of the input batches this worker handed out since its last
 write (the ``on_sent`` hook; the flow passes :func:`flows.timing.observe_outputs`, which
 says how outputs are matched to inputs, an approximation that costs nothing per event).
-Each message queued is reported to ``on_write`` (the flow counts ``cx_outputs_total``).
+The messages queued are reported to ``on_write`` once per kind and batch (the flow counts
+``cx_outputs_total``).
 """
 
 from __future__ import annotations
@@ -144,9 +145,12 @@ class _KafkaPartition(StatelessSinkPartition[Item]):
 
     def write_batch(self, items: list[Item]) -> None:
         pending: dict[int, Item] = {}
+        written: dict[str, int] = {}
         for index, item in enumerate(items):
             self._produce(index, item, pending)
-            self._on_write(item[0], 1)
+            written[item[0]] = written.get(item[0], 0) + 1
+        for kind, count in written.items():  # once per kind and batch, as queued
+            self._on_write(kind, count)
         self._flush(pending)
         self._on_sent(len(items))
         if self._errors:
