@@ -73,6 +73,9 @@ def _bytes_field(record: dict[str, Any], name: str) -> bytes | None:
     return value.encode()
 
 
+_B64_FIELDS = frozenset({"value_b64", "key_b64"})
+
+
 def decode_record(line: bytes) -> RawMessage:
     """Parse one log line back into the message it recorded."""
     try:
@@ -92,12 +95,16 @@ def decode_record(line: bytes) -> RawMessage:
             if listed
             else ()
         )
-        value, key = record.get("value"), record.get("key")
-        # The common record: text value, no key, nothing base64-encoded.
-        plain = type(value) is str and key is None and "value_b64" not in record
+        value = record.get("value")
+        # The common record: a text value, no key, nothing base64-encoded.
+        if type(value) is str and record.get("key") is None and _B64_FIELDS.isdisjoint(record):
+            body: bytes | None = value.encode()
+            key: bytes | None = None
+        else:
+            body, key = _bytes_field(record, "value"), _bytes_field(record, "key")
         return RawMessage(
-            value=value.encode() if plain else _bytes_field(record, "value"),
-            key=None if plain and "key_b64" not in record else _bytes_field(record, "key"),
+            value=body,
+            key=key,
             topic=record.get("topic"),
             partition=record.get("partition"),
             offset=record.get("offset"),

@@ -106,7 +106,7 @@ def _scalars(values: Collection[Any]) -> bool:
     return all(type(v) in scalars for v in values)
 
 
-def _checked(values: dict[str, Any], limits: Limits, country: str) -> bool:  # noqa: C901, PLR0911 (one check per field, in the model's order)
+def _checked(values: dict[str, Any], limits: Limits, country: str) -> bool:  # noqa: PLR0911, PLR0912 (one check per field, in the model's order)
     """Check (and normalise, in place) the data's fields as CxData's validators would."""
     if not _text(values["channel"], 64) or not _text(values["touchpoint"], 512):
         return False

@@ -215,7 +215,7 @@ class Decoder:
                 return too_many
         try:
             event = fast_event(value, self._limits, self._country)
-        except Exception:  # noqa: BLE001 (unsure: the validated path below decides)
+        except Exception:  # unsure: the validated path below decides
             event = None
         if event is not None:
             return event

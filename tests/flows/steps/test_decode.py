@@ -4,7 +4,6 @@ import base64
 
 import orjson
 import pytest
-
 from prometheus_client import REGISTRY
 
 from flows.settings import LimitSettings, Settings
