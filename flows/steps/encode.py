@@ -10,6 +10,8 @@ type, which pydantic would convert, or one orjson does not know) goes through
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Union, get_args, get_origin
 
 import orjson
@@ -50,7 +52,7 @@ _CONVERTED: dict[type, frozenset[type]] = {float: frozenset({int, bool}), int: f
 class _Plan:
     """Which fields of an output model need their values' types checked, and how."""
 
-    __slots__ = ("names", "scalars", "values")
+    __slots__ = ("_groups", "names", "scalars", "values")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
@@ -58,16 +60,31 @@ class _Plan:
         self.scalars: list[tuple[str, frozenset[type]]] = []
         #: the same for the values of a ``dict[str, number]`` field
         self.values: list[tuple[str, frozenset[type]]] = []
+        self._groups: list[tuple[Callable[[dict[str, Any]], tuple[Any, ...]], frozenset[type]]] = []
+
+    def freeze(self) -> _Plan:
+        """Group the number fields by what is converted in them: one getter per group."""
+        by_types: dict[frozenset[type], list[str]] = {}
+        for name, converted in self.scalars:
+            by_types.setdefault(converted, []).append(name)
+        for converted, names in by_types.items():
+            getter = itemgetter(*names) if len(names) > 1 else _one(names[0])
+            self._groups.append((getter, converted))
+        return self
 
     def writes_as_pydantic(self, values: dict[str, Any]) -> bool:
-        for name, converted in self.scalars:
-            if type(values[name]) in converted:
+        for getter, converted in self._groups:
+            if not converted.isdisjoint(map(type, getter(values))):
                 return False
         for name, converted in self.values:
             field = values[name]
-            if type(field) is dict and any(type(v) in converted for v in field.values()):
+            if type(field) is dict and not converted.isdisjoint(map(type, field.values())):
                 return False
         return True
+
+
+def _one(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    return lambda values: (values[name],)
 
 
 def _numbers_in(annotation: Any) -> bool:
@@ -97,7 +114,7 @@ def _plan(cls: type[BaseModel]) -> _Plan | None:
             plan.values.append((name, _CONVERTED[get_args(annotation)[1]]))
         else:
             return None  # e.g. list[float]: not needed by any output yet
-    return plan
+    return plan.freeze()
 
 
 _PLANS: dict[type[BaseModel], _Plan | None] = {}
