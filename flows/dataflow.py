@@ -35,7 +35,7 @@ from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
 from flows.steps.ticks import LaneSet, case_items, survey_items
-from flows.timing import timed_batch, timed_flat_map, timed_logic, timed_map
+from flows.timing import timed_batch, timed_flat_map, timed_logic
 from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
@@ -54,8 +54,9 @@ class _LanedDecoder:
     def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
-    def __call__(self, raw: RawMessage) -> Decoded:
-        return lane_of(raw), self.decoder(raw)
+    def __call__(self, raws: list[RawMessage]) -> list[Decoded]:
+        # One batch at a time: the decoder counts the batch's events once per label.
+        return list(zip(map(lane_of, raws), self.decoder.decode_batch(raws), strict=True))
 
 
 def _is_event(item: Decoded) -> TypeGuard[tuple[str, InteractionEvent]]:
@@ -133,7 +134,7 @@ def build_flow(
     raw = inputs(flow)
     # RawMessage
     decoder = _LanedDecoder(Decoder(settings.limits))
-    decoded = op.flat_map_batch("decode", raw, timed_map("decode", decoder))
+    decoded = op.flat_map_batch("decode", raw, timed_batch("decode", decoder))
     # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
     events = split.trues

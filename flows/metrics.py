@@ -189,23 +189,47 @@ for _outcome in RESOLUTION_OUTCOMES:
 # ---------------------------------------------------------------- helpers
 
 _event_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+_raw_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+_MAX_RAW_CHILDREN = 4096
+_output_incs: dict[str, Any] = {}
 
 
 def count_outputs(kind: str, n: int) -> None:
     """Count ``n`` output records of ``kind`` in cx_outputs_total (the sinks' write hook)."""
-    OUTPUTS.labels(kind).inc(n)
+    inc = _output_incs.get(kind)
+    if inc is None:
+        inc = _output_incs[kind] = OUTPUTS.labels(kind).inc
+    inc(n)
 
 
-def count_event(channel: str, event_type: str) -> None:
-    """Count one valid event in cx_events_total and cx_events_by_type_total.
+_alert_incs: dict[str, Any] = {}
 
-    Label children are cached by (channel label, family): at most
-    ``(len(KNOWN_CHANNELS) + 1) * (len(KNOWN_TYPE_FAMILIES) + 1)`` entries.
+
+def count_alert(kind: str) -> None:
+    """Count one alert of ``kind`` in cx_alerts_total (label children cached)."""
+    inc = _alert_incs.get(kind)
+    if inc is None:
+        inc = _alert_incs[kind] = ALERTS.labels(kind).inc
+    inc()
+
+
+def count_event(channel: str, event_type: str, n: int = 1) -> None:
+    """Count ``n`` valid events in cx_events_total and cx_events_by_type_total.
+
+    Label children are cached by (channel, type) and by (channel label, family): at
+    most ``(len(KNOWN_CHANNELS) + 1) * (len(KNOWN_TYPE_FAMILIES) + 1)`` children, and a
+    bounded number of raw pairs (the cache of raw pairs is cleared when full).
     """
-    key = (channel_label(channel), type_family(event_type))
-    children = _event_children.get(key)
-    if children is None:
-        children = (EVENTS_IN.labels(key[0]), EVENTS_BY_TYPE.labels(*key))
-        _event_children[key] = children
-    children[0].inc()
-    children[1].inc()
+    incs = _raw_children.get((channel, event_type))
+    if incs is None:
+        key = (channel_label(channel), type_family(event_type))
+        children = _event_children.get(key)
+        if children is None:
+            children = (EVENTS_IN.labels(key[0]), EVENTS_BY_TYPE.labels(*key))
+            _event_children[key] = children
+        if len(_raw_children) >= _MAX_RAW_CHILDREN:
+            _raw_children.clear()
+        incs = (children[0].inc, children[1].inc)
+        _raw_children[channel, event_type] = incs
+    incs[0](n)
+    incs[1](n)

@@ -73,6 +73,9 @@ def _bytes_field(record: dict[str, Any], name: str) -> bytes | None:
     return value.encode()
 
 
+_B64_FIELDS = frozenset({"value_b64", "key_b64"})
+
+
 def decode_record(line: bytes) -> RawMessage:
     """Parse one log line back into the message it recorded."""
     try:
@@ -80,13 +83,28 @@ def decode_record(line: bytes) -> RawMessage:
         if not isinstance(record, dict):
             msg = "a record must be a JSON object"
             raise LogFormatError(msg)
-        headers = tuple(
-            (str(h[0]), base64.b64decode(h[1]["b64"]) if isinstance(h[1], dict) else h[1].encode())
-            for h in record.get("headers") or ()
+        listed = record.get("headers")
+        headers = (
+            tuple(
+                (
+                    str(h[0]),
+                    base64.b64decode(h[1]["b64"]) if isinstance(h[1], dict) else h[1].encode(),
+                )
+                for h in listed
+            )
+            if listed
+            else ()
         )
+        value = record.get("value")
+        # The common record: a text value, no key, nothing base64-encoded.
+        if type(value) is str and record.get("key") is None and _B64_FIELDS.isdisjoint(record):
+            body: bytes | None = value.encode()
+            key: bytes | None = None
+        else:
+            body, key = _bytes_field(record, "value"), _bytes_field(record, "key")
         return RawMessage(
-            value=_bytes_field(record, "value"),
-            key=_bytes_field(record, "key"),
+            value=body,
+            key=key,
             topic=record.get("topic"),
             partition=record.get("partition"),
             offset=record.get("offset"),

@@ -24,10 +24,11 @@ text_too_long - text is 11 characters, over the limit of 10
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import cached_property
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AwareDatetime,
@@ -107,6 +108,54 @@ def check_free_values(groups: list[tuple[Collection[Any], int]], limits: Limits)
                 raise PydanticCustomError(msg, "NaN and Infinity are not JSON numbers")
 
 
+def normalise_identifiers(value: dict[Any, Any], limit: int, country: str) -> dict[str, str]:
+    """Check and normalise the ``identifiers`` of an event's data (null values are dropped).
+
+    Raises a ``too_many_identifiers`` error over ``limit`` (checked before normalising:
+    a flood would cost time per identifier), a ``ValueError`` for a bad one.
+
+    >>> normalise_identifiers({"Email": " A@B.co", "crm_id": 42, "phone": None}, 32, "1")
+    {'email': 'a@b.co', 'crm_id': '42'}
+    """
+    if len(value) > limit:
+        msg = "too_many_identifiers"
+        raise PydanticCustomError(
+            msg,
+            "{count} identifiers, over the limit of {limit}",
+            {"count": len(value), "limit": limit},
+        )
+    out: dict[str, str] = {}
+    cache = _NORMALISED
+    for raw_type, raw_value in value.items():
+        if raw_value is None:
+            continue
+        if type(raw_value) is str:
+            hit = cache.get((raw_type, raw_value, country))
+            if hit is not None:
+                out[hit[0]] = hit[1]
+                continue
+        if isinstance(raw_value, bool) or not isinstance(raw_value, str | int):
+            msg = f"identifier {raw_type!r} must be a string, got {type(raw_value).__name__}"
+            raise ValueError(msg)
+        try:
+            id_type = normalise_type(str(raw_type))
+            normalised = normalise_identifier(id_type, str(raw_value), country)
+        except IdentifierError as exc:
+            raise ValueError(str(exc)) from exc
+        out[id_type] = normalised
+        if type(raw_value) is str and type(raw_type) is str:
+            if len(cache) >= MAX_CACHED_IDENTIFIERS:
+                cache.clear()
+            cache[raw_type, raw_value, country] = (id_type, normalised)
+    return out
+
+
+#: Identifiers whose normalised form is remembered (a returning customer's are
+#: normalised once); the cache is emptied when full.
+MAX_CACHED_IDENTIFIERS = 16_384
+_NORMALISED: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
 Number = StrictInt | StrictFloat
 
@@ -173,29 +222,8 @@ class CxData(BaseModel):
     def _normalise_identifiers(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, dict):
             return value  # pydantic reports the type error
-        limit = _limits(info).max_identifiers
-        if len(value) > limit:
-            # checked before normalising: a flood would cost time per identifier
-            msg = "too_many_identifiers"
-            raise PydanticCustomError(
-                msg,
-                "{count} identifiers, over the limit of {limit}",
-                {"count": len(value), "limit": limit},
-            )
         country = (info.context or {}).get("phone_country_code", "1")
-        out: dict[str, str] = {}
-        for raw_type, raw_value in value.items():
-            if raw_value is None:
-                continue
-            if isinstance(raw_value, bool) or not isinstance(raw_value, str | int):
-                msg = f"identifier {raw_type!r} must be a string, got {type(raw_value).__name__}"
-                raise ValueError(msg)
-            try:
-                id_type = normalise_type(str(raw_type))
-                out[id_type] = normalise_identifier(id_type, str(raw_value), country)
-            except IdentifierError as exc:
-                raise ValueError(str(exc)) from exc
-        return out
+        return normalise_identifiers(value, _limits(info).max_identifiers, country)
 
 
 class InteractionEvent(BaseModel):
@@ -241,7 +269,13 @@ class InteractionEvent(BaseModel):
         """The channel, or ``other`` for one outside the known vocabulary."""
         return self.data.channel if self.data.channel in KNOWN_CHANNELS else "other"
 
-    @property
+    @cached_property
     def epoch_ms(self) -> int:
-        """Event time in milliseconds since the Unix epoch."""
+        """Event time in milliseconds since the Unix epoch (computed once per event)."""
         return int(self.time.timestamp() * 1000)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Copy the event (:meth:`pydantic.BaseModel.model_copy`), forgetting cached values."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("epoch_ms", None)
+        return copied

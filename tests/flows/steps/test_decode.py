@@ -4,8 +4,10 @@ import base64
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from flows.settings import LimitSettings, Settings
+from flows.steps import decode as decode_module
 from flows.steps.decode import Decoder, count_json_values
 from schemas.envelope import InteractionEvent
 from schemas.outputs import DeadLetter
@@ -193,11 +195,36 @@ def test_an_unexpected_failure_is_a_dead_letter_not_a_crash(
         raise ZeroDivisionError(msg)
 
     monkeypatch.setattr(InteractionEvent, "model_validate_json", broken)
+    monkeypatch.setattr(decode_module, "fast_event", broken)
     letter = dead(raw(orjson.dumps(make_event())))
     assert (letter.reason, letter.error) == (
         "decode_failed",
         "ZeroDivisionError: a bug in a validator",
     )
+
+
+def test_a_failing_fast_path_leaves_the_decision_to_pydantic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> InteractionEvent:
+        msg = "a bug in the fast path"
+        raise ZeroDivisionError(msg)
+
+    expected = decode(raw(orjson.dumps(make_event(7))))
+    monkeypatch.setattr(decode_module, "fast_event", broken)
+    assert decode(raw(orjson.dumps(make_event(7)))) == expected
+    assert dead(raw(orjson.dumps(make_event(nps=11)))).reason == "invalid_event"
+
+
+def test_a_batch_decodes_in_order_and_counts_its_events_once_per_label() -> None:
+    before = REGISTRY.get_sample_value("cx_events_total", {"channel": "web"}) or 0.0
+    batch = [raw(make_event(n), offset=n) for n in range(5)] + [raw(b"{not json", offset=9)]
+    decoded = decode.decode_batch(batch)
+    assert [getattr(item, "id", None) for item in decoded] == [
+        "evt-0", "evt-1", "evt-2", "evt-3", "evt-4", decoded[5].id,
+    ]  # fmt: skip
+    assert isinstance(decoded[5], DeadLetter)
+    assert REGISTRY.get_sample_value("cx_events_total", {"channel": "web"}) == before + 5
 
 
 def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
