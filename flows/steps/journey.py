@@ -362,9 +362,12 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         )
 
     def snapshot(self) -> bytes:
+        if self.parking is None:
+            return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        # Bytewax gives a builder no key: a restored journey must know whose it is to park
         if self.forgetting is not None:
-            return FORGETTING + pickle.dumps(self.forgetting)
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+            return FORGETTING + pickle.dumps((self.customer_id, self.forgetting))
+        return pickle.dumps((self.customer_id, self.state), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def journey_builder(
@@ -381,11 +384,18 @@ def journey_builder(
     def build(resume: bytes | None) -> JourneyLogic:
         if resume is None:
             return JourneyLogic(settings, scorer, None, options, parking=parking)
+        customer_id, forgetting = "", None
         if resume.startswith(FORGETTING):
-            pos: Pos = pickle.loads(resume[len(FORGETTING) :])  # noqa: S301 (our own recovery snapshot)
-            state = JourneyState(pos=dict(pos))
-            return JourneyLogic(settings, scorer, state, options, parking=parking, forgetting=pos)
-        resumed = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
-        return JourneyLogic(settings, scorer, resumed, options, parking=parking)
+            customer_id, forgetting = pickle.loads(resume[len(FORGETTING) :])  # noqa: S301 (our own recovery snapshot)
+            state = JourneyState(pos=dict(forgetting))
+        else:
+            state = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
+            if isinstance(state, tuple):  # (customer_id, journey): with parking
+                customer_id, state = state
+        logic = JourneyLogic(
+            settings, scorer, state, options, parking=parking, forgetting=forgetting
+        )
+        logic.customer_id = customer_id
+        return logic
 
     return build
