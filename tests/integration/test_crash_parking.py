@@ -19,7 +19,9 @@ import pytest
 import redis
 
 from tests.integration.test_crash_recovery import crash_and_verify
-from tests.integration.test_crash_recovery import flows as flows  # the fixture
+from tests.integration.test_crash_recovery import flows as running_flows
+
+flows = running_flows  # the fixture that kills whatever cluster a test leaves behind
 
 pytestmark = pytest.mark.integration
 
