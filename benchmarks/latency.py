@@ -21,9 +21,8 @@ keeps growing (:data:`~benchmarks.workload.SOAK_CHUNK_DAYS`: 1,000 new customers
 the lag (sent minus decoded), the flow's RSS, the customers created so far, and the
 in-flow ``cx_e2e_latency_seconds`` histogram, whose p99 per window comes from bucket
 differences. The series are *bounded* when the second half does not outgrow the
-first and the RSS at the end is within 10 % of the RSS at the reference point
-(1M events; a shorter run takes a fifth of what it sent) (see :func:`bounded`,
-:func:`rss_check`).
+first and the RSS at the end is within 10 % of the RSS once 1M events were sent
+(see :func:`bounded`, :func:`rss_check`).
 
 >>> quantile([(0.01, 0.0), (0.02, 50.0), (0.05, 100.0), (float("inf"), 100.0)], 0.99)
 0.0494
@@ -273,25 +272,28 @@ def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, An
     }
 
 
-def rss_check(series: list[dict[str, Any]], reference_events: int = 1_000_000) -> dict[str, Any]:
-    """RSS at the end against RSS at ``reference_events`` sent (or a fifth of a shorter run).
+def rss_check(
+    series: list[dict[str, Any]], reference_events: int = 1_000_000
+) -> dict[str, Any]:
+    """RSS at the end against RSS once ``reference_events`` were sent: within 10 %.
 
-    ``ok`` when the end is within 10 %; ``slope_mb_per_1m`` fits a line through the RSS
-    from the reference point on (MB per 1M events sent).
+    Judged only when the run sent at least twice that (else ``judged`` is False and
+    ``ok`` True: pass a smaller ``reference_events`` to judge a short run);
+    ``slope_mb_per_1m`` fits a line through the RSS from the reference on (MB per 1M
+    events sent).
 
     >>> rows = [{"sent": n * 1000, "rss_mb": 100.0 + n / 100} for n in range(1, 101)]
     >>> check = rss_check(rows, 20_000)
-    >>> check["reference_events"], check["at_reference_mb"], check["end_mb"], check["ok"]
-    (20000, 100.2, 101.0, True)
-    >>> round(check["slope_mb_per_1m"], 1)
-    10.0
+    >>> check["at_reference_mb"], check["end_mb"], check["judged"], check["ok"]
+    (100.2, 101.0, True, True)
+    >>> round(check["slope_mb_per_1m"], 1), rss_check(rows)["judged"]
+    (10.0, False)
     """
     rows = [r for r in series if r.get("rss_mb")]
-    if not rows:
-        return {"ok": False, "reference_events": reference_events}
-    sent = rows[-1]["sent"]
-    reference = reference_events if sent >= 2 * reference_events else sent // 5
-    tail = [r for r in rows if r["sent"] >= reference] or rows[-1:]
+    judged = bool(rows) and rows[-1]["sent"] >= 2 * reference_events
+    tail = [r for r in rows if r["sent"] >= reference_events] or rows[-1:]
+    if not tail:
+        return {"reference_events": reference_events, "judged": False, "ok": False}
     at_ref, end = tail[0]["rss_mb"], rows[-1]["rss_mb"]
     slope = None
     if len(tail) > 1 and tail[-1]["sent"] > tail[0]["sent"]:
@@ -300,12 +302,13 @@ def rss_check(series: list[dict[str, Any]], reference_events: int = 1_000_000) -
         sxx = sum((x - mx) ** 2 for x in xs)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     return {
-        "reference_events": reference,
+        "reference_events": reference_events,
         "at_reference_mb": at_ref,
         "end_mb": end,
         "growth": round(end / at_ref - 1, 4),
-        "slope_mb_per_1m": slope,
-        "ok": end <= 1.1 * at_ref,
+        "slope_mb_per_1m": None if slope is None else round(slope, 1),
+        "judged": judged,
+        "ok": not judged or end <= 1.1 * at_ref,
     }
 
 

@@ -106,10 +106,10 @@ def droppable(versions: list[Pos], floor: Floor) -> int:
 
 
 class CommitFloor:
-    """The dedupe step's ``seq`` per lane as of Bytewax's last committed epoch.
+    """The dedupe step's ``seq`` per lane in the snapshot a resume would restore now.
 
     Read from the recovery partitions (``part-*.sqlite3``) at most every
-    ``refresh_seconds``; nothing committed yet gives an empty floor (keep everything).
+    ``refresh_seconds``; nothing snapshotted yet gives an empty floor (keep everything).
     """
 
     def __init__(
@@ -133,22 +133,31 @@ class CommitFloor:
         return self._floor
 
     def read(self) -> dict[str, int]:
-        """Read the floor from the recovery partitions now."""
-        parts = sorted(self.directory.glob("part-*.sqlite3"))
-        commits: list[int] = []
+        """Read the floor from the recovery partitions now.
+
+        The resume epoch is Bytewax's own (its ``resume_from``): of the latest
+        execution, the least worker frontier (a worker with none: the execution's
+        resume epoch); a resume restores each key's last snapshot before it.
+        """
+        exs: list[tuple[int, int, int]] = []
+        fronts: dict[tuple[int, int], int] = {}
         snaps: dict[str, list[tuple[int, bytes | None]]] = {}
-        for part in parts:
+        for part in sorted(self.directory.glob("part-*.sqlite3")):
             with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=5) as db:
-                commits += [row[0] for row in db.execute("SELECT commit_epoch FROM commits")]
-                rows = db.execute(
+                exs += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs").fetchall()
+                for ex, worker, frontier in db.execute(
+                    "SELECT ex_num, worker_index, worker_frontier FROM fronts"
+                ):
+                    fronts[ex, worker] = max(frontier, fronts.get((ex, worker), frontier))
+                for key, epoch, change in db.execute(
                     "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ?",
                     (DEDUPE_STEP,),
-                ).fetchall()
-            for key, epoch, change in rows:
-                snaps.setdefault(key, []).append((epoch, change))
-        if not commits or len(commits) < len(parts):
+                ):
+                    snaps.setdefault(key, []).append((epoch, change))
+        if not exs:
             return {}
-        resume = min(commits)
+        ex, workers, start = max(exs)
+        resume = min(max(start, fronts.get((ex, w), start)) for w in range(workers))
         floor: dict[str, int] = {}
         for lane, changes in snaps.items():
             before = [c for c in changes if c[0] < resume]
