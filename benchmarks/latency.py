@@ -272,9 +272,7 @@ def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, An
     }
 
 
-def rss_check(
-    series: list[dict[str, Any]], reference_events: int = 1_000_000
-) -> dict[str, Any]:
+def rss_check(series: list[dict[str, Any]], reference_events: int = 1_000_000) -> dict[str, Any]:
     """RSS at the end against RSS once ``reference_events`` were sent: within 10 %.
 
     Judged only when the run sent at least twice that (else ``judged`` is False and

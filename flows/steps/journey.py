@@ -219,6 +219,9 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
                 return [], StatefulBatchLogic.RETAIN
             parking.delete(self.customer_id)
             return [], StatefulBatchLogic.DISCARD
+        if not self.customer_id:  # restored from an earlier version's snapshot: whose?
+            self.active_at = parking.clock()
+            return [], StatefulBatchLogic.RETAIN  # parked after its next event, then known
         if self.loaded:
             self.stored = parking.park(
                 self.customer_id, dict(self.state.pos), dump_state(self.state), self.stored

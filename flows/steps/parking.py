@@ -139,30 +139,30 @@ class CommitFloor:
         execution, the least worker frontier (a worker with none: the execution's
         resume epoch); a resume restores each key's last snapshot before it.
         """
+        parts = sorted(self.directory.glob("part-*.sqlite3"))
         exs: list[tuple[int, int, int]] = []
         fronts: dict[tuple[int, int], int] = {}
-        snaps: dict[str, list[tuple[int, bytes | None]]] = {}
-        for part in sorted(self.directory.glob("part-*.sqlite3")):
+        for part in parts:
             with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=5) as db:
                 exs += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs").fetchall()
                 for ex, worker, frontier in db.execute(
                     "SELECT ex_num, worker_index, worker_frontier FROM fronts"
                 ):
                     fronts[ex, worker] = max(frontier, fronts.get((ex, worker), frontier))
-                for key, epoch, change in db.execute(
-                    "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ?",
-                    (DEDUPE_STEP,),
-                ):
-                    snaps.setdefault(key, []).append((epoch, change))
         if not exs:
             return {}
         ex, workers, start = max(exs)
         resume = min(max(start, fronts.get((ex, w), start)) for w in range(workers))
         floor: dict[str, int] = {}
-        for lane, changes in snaps.items():
-            before = [c for c in changes if c[0] < resume]
-            if before:
-                change = max(before, key=lambda c: c[0])[1]
+        for part in parts:  # each lane's last snapshot before the resume epoch, only that
+            with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=5) as db:
+                rows = db.execute(
+                    "SELECT state_key, ser_change FROM snaps AS s WHERE step_id = ?1"
+                    " AND snap_epoch = (SELECT MAX(snap_epoch) FROM snaps WHERE step_id = ?1"
+                    " AND state_key = s.state_key AND snap_epoch < ?2)",
+                    (DEDUPE_STEP, resume),
+                ).fetchall()
+            for lane, change in rows:
                 if change is not None:
                     snap: LaneSnapshot = pickle.loads(change)  # noqa: S301 (Bytewax's own snapshot of our step)
                     floor[lane] = snap[1]
