@@ -129,7 +129,10 @@ class CommitFloor:
         now = self.clock()
         if now - self._read_at >= self.refresh_seconds:
             self._read_at = now
-            self._floor = self.read()
+            try:
+                self._floor = self.read()
+            except (sqlite3.Error, pickle.UnpicklingError, TypeError, IndexError):
+                pass  # unreadable now (a writer's lock, another layout): keep the last floor
         return self._floor
 
     def read(self) -> dict[str, int]:
