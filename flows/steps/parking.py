@@ -36,6 +36,7 @@ request's position; once that is committed, the customer's list is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sqlite3
 import time
@@ -129,10 +130,9 @@ class CommitFloor:
         now = self.clock()
         if now - self._read_at >= self.refresh_seconds:
             self._read_at = now
-            try:
+            # unreadable now (a writer's lock, another layout): keep the last floor
+            with contextlib.suppress(sqlite3.Error, pickle.UnpicklingError, TypeError, IndexError):
                 self._floor = self.read()
-            except (sqlite3.Error, pickle.UnpicklingError, TypeError, IndexError):
-                pass  # unreadable now (a writer's lock, another layout): keep the last floor
         return self._floor
 
     def read(self) -> dict[str, int]:
