@@ -15,11 +15,14 @@ flow's producer) minus the trigger's. The first
 the flow is more than a second of input behind when sending stops; its
 percentiles then only cover what the flow got through (a lower bound).
 
-**Soak**: one tailing flow at one rate for a long time; every second it records
-the lag (sent minus decoded), the flow's RSS, and the in-flow
-``cx_e2e_latency_seconds`` histogram, whose p99 per window comes from bucket
+**Soak**: one tailing flow at one rate for a long time, fed a mix whose population
+keeps growing (:data:`~benchmarks.workload.SOAK_CHUNK_DAYS`: 1,000 new customers every
+~3,200 events), journeys parked after ``park_idle`` seconds; every second it records
+the lag (sent minus decoded), the flow's RSS, the customers created so far, and the
+in-flow ``cx_e2e_latency_seconds`` histogram, whose p99 per window comes from bucket
 differences. The series are *bounded* when the second half does not outgrow the
-first (see :func:`bounded`).
+first and the RSS at the end is within 10 % of the RSS once 1M events were sent
+(see :func:`bounded`, :func:`rss_check`).
 
 >>> quantile([(0.01, 0.0), (0.02, 50.0), (0.05, 100.0), (float("inf"), 100.0)], 0.99)
 0.0494
@@ -39,7 +42,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from benchmarks.harness import BenchEnv, FlowCluster, Samples, free_port_pair, total
-from benchmarks.workload import Sender, mix, paced
+from benchmarks.workload import SOAK_CHUNK_DAYS, Sender, mix, paced
 
 Say = Callable[[str], None]
 WARMUP_SECONDS = 2.0
@@ -97,10 +100,13 @@ def subtract(after: Buckets, before: Buckets) -> Buckets:
     return [(le, count - earlier.get(le, 0.0)) for le, count in after]
 
 
-def _start_flow(env: BenchEnv, phase: str) -> tuple[FlowCluster, Sender, str]:
+def _start_flow(
+    env: BenchEnv, phase: str, extra_env: dict[str, str] | None = None
+) -> tuple[FlowCluster, Sender, str]:
     topic = env.input_topic(phase)
     env.create_topic(topic)
-    cluster = FlowCluster(env.flow_env(phase, topic, free_port_pair()), 1, tail=True)
+    flow_env = {**env.flow_env(phase, topic, free_port_pair()), **(extra_env or {})}
+    cluster = FlowCluster(flow_env, 1, tail=True)
     cluster.wait_serving()
     return cluster, Sender(env.client_config, topic, env.partitions), topic
 
@@ -266,11 +272,58 @@ def bounded(series: list[dict[str, Any]], rate: float) -> dict[str, dict[str, An
     }
 
 
+def rss_check(series: list[dict[str, Any]], reference_events: int = 1_000_000) -> dict[str, Any]:
+    """RSS at the end against RSS once ``reference_events`` were sent: within 10 %.
+
+    Judged only when the run sent at least twice that (else ``judged`` is False and
+    ``ok`` True: pass a smaller ``reference_events`` to judge a short run);
+    ``slope_mb_per_1m`` fits a line through the RSS from the reference on (MB per 1M
+    events sent).
+
+    >>> rows = [{"sent": n * 1000, "rss_mb": 100.0 + n / 100} for n in range(1, 101)]
+    >>> check = rss_check(rows, 20_000)
+    >>> check["at_reference_mb"], check["end_mb"], check["judged"], check["ok"]
+    (100.2, 101.0, True, True)
+    >>> round(check["slope_mb_per_1m"], 1), rss_check(rows)["judged"]
+    (10.0, False)
+    """
+    rows = [r for r in series if r.get("rss_mb")]
+    judged = bool(rows) and rows[-1]["sent"] >= 2 * reference_events
+    tail = [r for r in rows if r["sent"] >= reference_events] or rows[-1:]
+    if not tail:
+        return {"reference_events": reference_events, "judged": False, "ok": False}
+    at_ref, end = tail[0]["rss_mb"], rows[-1]["rss_mb"]
+    slope = None
+    if len(tail) > 1 and tail[-1]["sent"] > tail[0]["sent"]:
+        xs, ys = [r["sent"] / 1e6 for r in tail], [r["rss_mb"] for r in tail]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return {
+        "reference_events": reference_events,
+        "at_reference_mb": at_ref,
+        "end_mb": end,
+        "growth": round(end / at_ref - 1, 4),
+        "slope_mb_per_1m": None if slope is None else round(slope, 1),
+        "judged": judged,
+        "ok": not judged or end <= 1.1 * at_ref,
+    }
+
+
 def soak(  # noqa: PLR0913 (a soak's knobs; the window is keyword-only)
-    env: BenchEnv, rate: float, seconds: float, seed: int, say: Say, *, window: float = 10.0
+    env: BenchEnv,
+    rate: float,
+    seconds: float,
+    seed: int,
+    say: Say,
+    *,
+    window: float = 10.0,
+    park_idle: float = 30.0,
+    rss_reference_events: int = 1_000_000,
 ) -> dict[str, Any]:
-    """One tailing flow at ``rate`` for ``seconds``; series of lag, RSS and p99."""
-    cluster, sender, _topic = _start_flow(env, "soak")
+    """One tailing flow at ``rate`` for ``seconds``; series of lag, RSS, customers and p99."""
+    parking = {"CX_JOURNEY__PARK_IDLE_SECONDS": str(park_idle)}
+    cluster, sender, _topic = _start_flow(env, "soak", parking)
     series: list[dict[str, Any]] = []
     history: list[tuple[float, Buckets]] = []
 
@@ -287,24 +340,28 @@ def soak(  # noqa: PLR0913 (a soak's knobs; the window is keyword-only)
             "sent": sender.sent,
             "lag": sender.sent - total(samples, "cx_step_items_total", step="decode"),
             "rss_mb": round(cluster.rss() / 2**20, 1),
+            "customers": int(total(samples, "cx_identity_resolutions_total", outcome="created")),
             "p99_s": p99,
         }
         series.append(row)
         if len(series) % 10 == 0:
             say(f"soak {row['t']:.0f}/{seconds:g} s: {row}")
 
-    values = mix(seed)
+    values = mix(seed, days=SOAK_CHUNK_DAYS)
     try:
         sent = paced(sender, values, rate, seconds, on_tick=on_tick, tick_seconds=1.0)
         cluster.check_alive()
     finally:
         values.close()
         cluster.stop()
-    checks = bounded(series, rate)
+    checks: dict[str, dict[str, Any]] = bounded(series, rate)
+    checks["rss_vs_reference"] = rss_check(series, rss_reference_events)
     return {
         "rate": rate,
         "seconds": seconds,
         "sent": sent,
+        "customers": series[-1]["customers"] if series else 0,
+        "park_idle_seconds": park_idle,
         "window_seconds": window,
         "bounded": all(c["ok"] for c in checks.values()),
         "checks": checks,

@@ -24,3 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", action="store_true", help="print the table of bench.json")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run only the soak")
     parser.add_argument("--rate", type=float, help="soak rate (default 1.5 x sustainable)")
+    parser.add_argument(
+        "--park-idle",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="soak: CX_JOURNEY__PARK_IDLE_SECONDS of the flow (0: journeys never parked)",
+    )
+    parser.add_argument(
+        "--rss-reference-events",
+        type=int,
+        default=1_000_000,
+        help="soak: RSS at the end may exceed RSS at this many events by 10 %% at most",
+    )

@@ -116,11 +116,25 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
             return 2
         rate = 1.5 * sustainable
     say(f"soak: {args.soak:g} s at {rate:g} ev/s")
-    result = soak(env, rate, args.soak, args.seed + 2, say)
+    result = soak(
+        env,
+        rate,
+        args.soak,
+        args.seed + 2,
+        say,
+        park_idle=args.park_idle,
+        rss_reference_events=args.rss_reference_events,
+    )
     result["machine"] = _machine()
     _write(args.results_dir / "soak.json", result)
     for name, c in result["checks"].items():
         verdict = "ok" if c["ok"] else "GROWING"
+        if name == "rss_vs_reference":
+            say(
+                f"soak rss: {c.get('at_reference_mb')} MB at {c['reference_events']} events, "
+                f"{c.get('end_mb')} MB at the end, slope {c.get('slope_mb_per_1m')} MB/1M {verdict}"
+            )
+            continue
         say(f"soak {name}: max {c['second_half_max']} (limit {c['limit']}) {verdict}")
     return 0 if result["bounded"] else 1
 

@@ -4,7 +4,9 @@ The mix is :func:`replay.synthetic.generate_world` (all channels, fragmented
 identities, text, surveys, cases, duplicates, late and invalid messages),
 generated in *chunks*: chunk ``k`` is a world of :data:`CHUNK_CUSTOMERS` new
 people over the :data:`CHUNK_DAYS` days that follow chunk ``k - 1``, so event
-time keeps moving forward however many events a run needs, and memory stays
+time keeps moving forward however many events a run needs, the population keeps
+growing (about 125 new customers per 1,000 events; the soak's chunks of
+:data:`SOAK_CHUNK_DAYS` give about 310), and the generator's memory stays
 bounded. Chunks are generated in a helper process, ahead of use, so a paced
 producer is never stalled by the generator.
 
@@ -30,34 +32,35 @@ from replay.synthetic import DEFAULT_START, generate_world
 
 CHUNK_CUSTOMERS = 1000
 CHUNK_DAYS = 14
+SOAK_CHUNK_DAYS = 5  # ~3.2 events a customer: 1M customers by ~3.2M events
 
 Progress = Callable[[int], None]
 
 
-def chunk_values(index: int, seed: int) -> list[bytes | None]:
+def chunk_values(index: int, seed: int, days: int = CHUNK_DAYS) -> list[bytes | None]:
     """Message values of chunk ``index`` of the mix (deterministic in ``seed``)."""
     world = generate_world(
         CHUNK_CUSTOMERS,
-        CHUNK_DAYS,
+        days,
         seed * 1_000_003 + index,
-        start=DEFAULT_START + timedelta(days=CHUNK_DAYS * index),
+        start=DEFAULT_START + timedelta(days=days * index),
     )
     return [message.value for message in world.messages()]
 
 
-def mix(seed: int, ahead: int = 2) -> Generator[bytes | None, None, None]:
-    """Yield endless message values of the mix, chunk after chunk.
+def mix(seed: int, ahead: int = 2, days: int = CHUNK_DAYS) -> Generator[bytes | None, None, None]:
+    """Yield endless message values of the mix, chunk after chunk (of ``days`` each).
 
     A helper process generates the chunks, ``ahead`` of need.
     """
     with ProcessPoolExecutor(max_workers=1) as pool:
         queued: deque[Future[list[bytes | None]]] = deque(
-            pool.submit(chunk_values, i, seed) for i in range(ahead)
+            pool.submit(chunk_values, i, seed, days) for i in range(ahead)
         )
         index = ahead
         while True:
             chunk = queued.popleft().result()
-            queued.append(pool.submit(chunk_values, index, seed))
+            queued.append(pool.submit(chunk_values, index, seed, days))
             index += 1
             yield from chunk
 

@@ -25,12 +25,9 @@ from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import nps_builder, nps_key
+from flows.steps.parking import Parking, forgotten_customers
 from flows.steps.profile import ProfileStep
-from flows.steps.resolve import (
-    StoreResolver,
-    erased_customers,
-    identity_outputs,
-)
+from flows.steps.resolve import StoreResolver, identity_outputs
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
@@ -40,6 +37,7 @@ from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
+from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
 InputBuilder = Callable[[Dataflow], Stream[RawMessage]]
@@ -97,18 +95,22 @@ def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
     return None if isinstance(item, Alert) else item
 
 
-def build_flow(
+def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
     settings: Settings,
     inputs: InputBuilder,
     sink: Sink[Encoded],
     store: ProfileStore,
     lanes: LaneSet | None = None,
+    *,
+    parking: Parking | None = None,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
     ``lanes``: the input's lanes (:mod:`flows.lanes`), which the NPS and SLA engines
     wait for before they move their clocks past an event time (:mod:`flows.steps.ticks`);
-    by default, the lanes seen so far (exact for a single lane).
+    by default, the lanes seen so far (exact for a single lane). ``parking``: where idle
+    journeys go (:mod:`flows.steps.parking`); by default, with
+    ``CX_JOURNEY__PARK_IDLE_SECONDS`` set, an in-memory store (runs without recovery).
     """
     resolver = StoreResolver(store)
     profile = ProfileStep(store)
@@ -122,7 +124,9 @@ def build_flow(
         decides=decider is not None,
         needs_propensity=decider is not None and decider.needs_propensity,
     )
-    journeys = journey_builder(conf, scorer, options)
+    if parking is None and conf.park_idle_seconds > 0:
+        parking = Parking(MemoryParkingStore(), conf.park_idle_seconds)
+    journeys = journey_builder(conf, scorer, options, parking)
     # One set of models per lane (flows.steps.score), imported or new when the lane starts.
     checkpoint = ModelCheckpoint(settings.models) if settings.models.export_path else None
     score_lanes = score_builder(
@@ -148,8 +152,9 @@ def build_flow(
     # Resolved(customer_id | None, event, merges / conflict alerts / erasures)
     identity = op.flat_map("identity", resolved, identity_outputs)
     # IdentityMerge | IdentityErasure | Alert
-    erased = op.flat_map("erased", resolved, erased_customers)
-    # Resolved(erased customer_id, erase request): the journey step forgets that customer
+    erased = op.flat_map("erased", resolved, forgotten_customers)
+    # Resolved(erased or merged-away customer_id, the event, FORGET): the journey step
+    # forgets that customer (a merged-away fragment's journey would stay forever)
     known = op.branch("known", resolved, _known)
     # trues: Resolved(customer_id, event); falses: Resolved(None, anonymous event or erase
     # request), which go straight to the score step: the lane's order needs them too

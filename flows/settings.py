@@ -245,6 +245,12 @@ class JourneySettings(_Section):
     detractor_sla_hours: float = Field(default=48.0, gt=0)
     text_max_chars: int = Field(default=2000, ge=1)
     text_max_symbols: int = Field(default=20, ge=0)
+    # Park a customer idle this long (wall seconds) in the store, out of Bytewax state
+    # (flows.steps.parking): active customers in memory = those seen in this window.
+    # 0: never (every customer ever seen stays in memory).
+    park_idle_seconds: float = Field(default=0.0, ge=0)
+    # how long a parked journey stays in Redis without being read back or rewritten
+    park_ttl_seconds: int = Field(default=30 * 86400, ge=1)
 
 
 class LimitSettings(_Section):

@@ -22,7 +22,7 @@ from flows.app.health import Health, dependency_checks, serve
 from flows.app.inputs import kafka_input
 from flows.app.recovery import prepare_recovery
 from flows.app.retry import Retrier, RetryingStore
-from flows.app.stores import make_store
+from flows.app.stores import make_parking, make_store
 from flows.app.topics import ensure_topics, input_lanes
 from flows.dataflow import build_flow
 from flows.metrics import count_outputs
@@ -76,7 +76,10 @@ def run_process(
     # for one that has been silent a while (flows.steps.ticks).
     idle = settings.kafka.idle_partition_seconds if tail else None
     lanes = LaneSet(input_lanes(settings), idle)
-    flow = build_flow(settings, kafka_input(settings, tail=tail), sink, store, lanes)
+    parking = make_parking(settings, default="redis")  # idle journeys, next to the profiles
+    flow = build_flow(
+        settings, kafka_input(settings, tail=tail), sink, store, lanes, parking=parking
+    )
     health.started()
     try:
         cli_main(  # type: ignore[no-untyped-call]

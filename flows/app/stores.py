@@ -1,7 +1,10 @@
-"""Build the profile store the settings ask for."""
+"""Build the profile store the settings ask for, and the parking of idle journeys."""
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -9,8 +12,10 @@ import redis
 
 from flows.app.health import InstrumentedRedis
 from flows.settings import Settings
+from flows.steps.parking import CommitFloor, Floor, Parking
 from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
 from state.memory import MemoryProfileStore
+from state.parking import MemoryParkingStore, ParkingStore, RedisParkingStore
 from state.profile_hash import ProfileRules
 from state.redis_store import RedisProfileStore
 from state.store import IdentityPolicy, ProfileStore
@@ -129,3 +134,54 @@ def make_store(
     return RedisProfileStore(
         redis_client(settings), settings.redis.prefix, policy=policy, hasher=keyed, rules=rules
     )
+
+
+def parking_lineage(settings: Settings) -> str:
+    """Name the run history parked journeys belong to.
+
+    With recovery, the recovery directory's (made once, kept in it): a resumed run
+    reads what the runs before it parked. Without, this process run's own: a flow
+    that starts from scratch never reads an earlier run's journeys.
+    """
+    if not settings.recovery.enabled:
+        return uuid.uuid4().hex
+    path = settings.recovery.directory / "parking-lineage"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as out:  # the first process names it
+            out.write(uuid.uuid4().hex)
+    except FileExistsError:
+        pass
+    for _ in range(50):  # another process may be writing it this very moment
+        name = path.read_text(encoding="utf-8").strip()
+        if name:
+            return name
+        time.sleep(0.01)
+    msg = f"{path} is empty; delete it (no parked journey can be read back then)"
+    raise StoreUnavailableError(msg)
+
+
+def make_parking(settings: Settings, default: Literal["memory", "redis"]) -> Parking | None:
+    """Return where idle journeys are parked (None: ``CX_JOURNEY__PARK_IDLE_SECONDS`` 0).
+
+    Next to the profile store (``CX_IDENTITY__STORE``, or ``default``): Redis keys
+    under the same prefix, or the in-memory twin. With recovery on, which versions
+    may go follows Bytewax's commits (:class:`flows.steps.parking.CommitFloor`).
+    """
+    conf = settings.journey
+    if conf.park_idle_seconds <= 0:
+        return None
+    store: ParkingStore
+    if (settings.identity.store or default) == "memory":
+        store = MemoryParkingStore()
+    else:
+        store = RedisParkingStore(
+            redis_client(settings),
+            settings.redis.prefix,
+            parking_lineage(settings),
+            conf.park_ttl_seconds,
+        )
+    floor: Callable[[], Floor] = lambda: None  # noqa: E731 (no recovery: nothing replayed)
+    if settings.recovery.enabled:
+        floor = CommitFloor(settings.recovery.directory)
+    return Parking(store, conf.park_idle_seconds, floor)

@@ -45,7 +45,10 @@ class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
                 self.contacts = ContactHistory()
             else:
                 out += self._step(item)
-        return out, StatefulBatchLogic.DISCARD if forgotten else StatefulBatchLogic.RETAIN
+        # a history with no sends and no consent is what a new key starts from: keeping
+        # it would only hold a key per customer ever seen (issue #16, bounded state)
+        empty = not self.contacts.sent and not self.contacts.consent
+        return out, StatefulBatchLogic.DISCARD if forgotten or empty else StatefulBatchLogic.RETAIN
 
     def _step(self, scored: Scored) -> list[DecideOut]:
         journeyed = scored.journeyed

@@ -24,17 +24,23 @@ Keyed by customer_id. For each event the step works out
 
 Every event it is given yields exactly one :class:`~flows.records.Journeyed`
 (the score step waits for each event's turn). A merged-away customer's journey
-state stays behind under its old id; the survivor's journey continues from its
-own.
+is forgotten (the survivor's journey continues from its own), as an erased
+customer's is. With ``park_idle_seconds`` set, a customer idle that long (wall
+time) is parked in the store and read back on their next event
+(:mod:`flows.steps.parking`): Bytewax holds only the active customers.
 """
 
 from __future__ import annotations
 
 import bisect
+import copy
 import pickle
+import sys
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -42,6 +48,7 @@ from flows.nba.context import JourneyFigures, Trigger, build_context
 from flows.records import Journeyed, Resolved, ScoreInput
 from flows.settings import JourneySettings
 from flows.steps.detractor import detractor_alert
+from flows.steps.parking import Parking, Pos, is_forget
 from flows.steps.resolve import ERASE_TYPE
 from flows.steps.sentiment import SentimentScorer
 from flows.steps.stages import mapped_stage, next_stage
@@ -56,6 +63,8 @@ from state.profile_hash import Figure
 
 # A sentiment drop whose short-window mean falls below this is high severity (else medium).
 SENTIMENT_DROP_HIGH = -0.6
+# How often a forgotten customer looks whether its tombstone is committed (flows.steps.parking).
+FORGET_RECHECK_SECONDS = 5.0
 
 JourneyOut = Journeyed | Alert
 
@@ -83,33 +92,141 @@ class JourneyState:
     windows: tuple[float | None, float | None] = (None, None)
     features: CustomerFeatures = field(default_factory=CustomerFeatures)
     interest: CategoryInterest = field(default_factory=CategoryInterest)
+    # per lane, the last input seq folded in (kept when parking is on: flows.steps.parking)
+    pos: dict[str, int] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving a snapshot of an earlier version (no ``pos``) empty positions."""
+        self.__dict__.update({"pos": {}, **state})  # snapshots of earlier versions: no pos
+
+
+def dump_state(state: JourneyState) -> bytes:
+    """Return the journey as bytes (a snapshot, or a parked version: zlib over pickle)."""
+    return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def load_state(data: bytes) -> JourneyState:
+    """Return the journey of :func:`dump_state` (b"": a new one)."""
+    if not data:
+        return JourneyState()
+    loaded: JourneyState = pickle.loads(zlib.decompress(data))  # noqa: S301 (our own state)
+    return loaded
+
+
+FORGETTING = b"forgetting:"
+"""Snapshot prefix of a forgotten customer whose tombstone is not committed yet."""
 
 
 class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
     """The journey step's per-customer logic (see the module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the step's parts, and the parking of this key)
         self,
         settings: JourneySettings,
         scorer: SentimentScorer,
-        state: JourneyState,
+        state: JourneyState | None,
         options: JourneyOptions | None = None,
+        *,
+        parking: Parking | None = None,
+        forgetting: Pos | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
-        self.state = state
+        self.state = state or JourneyState()
+        # with parking, a new key's journey is read back (or begun) at its first event
+        self.loaded = state is not None or parking is None
         self.options = options or JourneyOptions()
+        self.parking = parking
+        self.customer_id = ""
+        # the versions parked in the store as this journey knows them; restored from a
+        # Bytewax snapshot: its positions then (flows.steps.parking.Parking.park)
+        self.stored: list[Pos] | Pos = dict(state.pos) if state is not None else []
+        self.forgetting = forgetting  # a tombstone to delete once it is committed
+        self.active_at = parking.clock() if parking is not None else 0.0
 
     def on_batch(self, values: list[Resolved]) -> tuple[Iterable[JourneyOut], bool]:
         out: list[JourneyOut] = []
-        erased = False
+        forgot = False
         for resolved in values:
-            erased = resolved.event.type == ERASE_TYPE
-            if erased:  # an erased customer: drop the journey, features and interest
-                self.state = JourneyState()
-            else:
-                out += self._step(resolved)
-        return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
+            assert resolved.customer_id is not None  # noqa: S101 (for mypy: keyed by customer)
+            self.customer_id = resolved.customer_id
+            forgot = resolved.event.type == ERASE_TYPE or is_forget(resolved)
+            if forgot:  # erased or merged away: drop the journey, features and interest
+                self._forget(resolved)
+                continue
+            if not self.loaded:
+                self._rehydrate(resolved)
+            self.forgetting = None
+            out += self._fold(resolved)
+        if self.parking is None:
+            return out, StatefulBatchLogic.DISCARD if forgot else StatefulBatchLogic.RETAIN
+        self.active_at = self.parking.clock()
+        done = forgot and self.forgetting is None
+        return out, StatefulBatchLogic.DISCARD if done else StatefulBatchLogic.RETAIN
+
+    def _rehydrate(self, resolved: Resolved) -> None:
+        assert self.parking is not None  # noqa: S101 (not loaded only with parking)
+        blob, self.stored = self.parking.rehydrate(self.customer_id, resolved.lane, resolved.seq)
+        self.state, self.loaded = load_state(blob), True
+
+    def _fold(self, resolved: Resolved) -> list[JourneyOut]:
+        state = self.state
+        lane, seq = resolved.lane, resolved.seq
+        if self.parking is None or seq < 0:
+            return self._step(resolved)
+        if seq <= state.pos.get(lane, -1):
+            # folded already: a replay after a crash, over several lanes (flows.steps.parking)
+            self.state = copy.deepcopy(state)
+            out = self._step(resolved)
+            self.state = state
+            return out
+        state.pos[sys.intern(lane)] = seq
+        return self._step(resolved)
+
+    def _forget(self, resolved: Resolved) -> None:
+        parking = self.parking
+        if parking is None:
+            self.state = JourneyState()
+            return
+        if not self.loaded:  # parked: the versions (and positions) are in the store
+            self._rehydrate(resolved)
+        pos = dict(self.state.pos)
+        if resolved.seq >= 0:
+            pos[sys.intern(resolved.lane)] = resolved.seq
+        self.state = JourneyState(pos=pos)  # positions stay: they order the versions
+        if parking.floor() is None:  # nothing is ever replayed: delete now
+            parking.delete(self.customer_id)
+            self.stored, self.forgetting = [], None
+            return
+        self.stored = parking.park(self.customer_id, pos, b"", self.stored)
+        self.forgetting = pos
+
+    def notify_at(self) -> datetime | None:
+        parking = self.parking
+        if parking is None:
+            return None
+        wait = parking.idle_seconds
+        if self.forgetting is not None:
+            wait = min(wait, FORGET_RECHECK_SECONDS)
+        return datetime.fromtimestamp(self.active_at + wait, UTC)
+
+    def on_notify(self) -> tuple[Iterable[JourneyOut], bool]:
+        parking = self.parking
+        assert parking is not None  # noqa: S101 (notify_at is None without parking)
+        if self.forgetting is not None:
+            if not parking.settled(self.forgetting):
+                self.active_at = parking.clock()
+                return [], StatefulBatchLogic.RETAIN
+            parking.delete(self.customer_id)
+            return [], StatefulBatchLogic.DISCARD
+        if not self.customer_id:  # restored from an earlier version's snapshot: whose?
+            self.active_at = parking.clock()
+            return [], StatefulBatchLogic.RETAIN  # parked after its next event, then known
+        if self.loaded:
+            self.stored = parking.park(
+                self.customer_id, dict(self.state.pos), dump_state(self.state), self.stored
+            )
+        return [], StatefulBatchLogic.DISCARD
 
     def _step(self, resolved: Resolved) -> list[JourneyOut]:
         event, state, conf = resolved.event, self.state, self.settings
@@ -248,18 +365,40 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         )
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.parking is None:
+            return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        # Bytewax gives a builder no key: a restored journey must know whose it is to park
+        if self.forgetting is not None:
+            return FORGETTING + pickle.dumps((self.customer_id, self.forgetting))
+        return pickle.dumps((self.customer_id, self.state), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def journey_builder(
     settings: JourneySettings,
     scorer: SentimentScorer,
     options: JourneyOptions | None = None,
+    parking: Parking | None = None,
 ) -> Callable[[bytes | None], JourneyLogic]:
-    """Return the ``stateful_batch`` builder: a new journey, or one resumed from its snapshot."""
+    """Return the ``stateful_batch`` builder: a new journey, or one resumed from its snapshot.
+
+    With ``parking``, a new key's journey is read back from the store on its first event.
+    """
 
     def build(resume: bytes | None) -> JourneyLogic:
-        state = pickle.loads(resume) if resume is not None else JourneyState()  # noqa: S301 (our own recovery snapshot)
-        return JourneyLogic(settings, scorer, state, options)
+        if resume is None:
+            return JourneyLogic(settings, scorer, None, options, parking=parking)
+        customer_id, forgetting = "", None
+        if resume.startswith(FORGETTING):
+            customer_id, forgetting = pickle.loads(resume[len(FORGETTING) :])  # noqa: S301 (our own recovery snapshot)
+            state = JourneyState(pos=dict(forgetting))
+        else:
+            state = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
+            if isinstance(state, tuple):  # (customer_id, journey): with parking
+                customer_id, state = state
+        logic = JourneyLogic(
+            settings, scorer, state, options, parking=parking, forgetting=forgetting
+        )
+        logic.customer_id = customer_id
+        return logic
 
     return build

@@ -182,10 +182,14 @@ def crash_and_verify(
     seed: int,
     kills: int,
     customers: int = 1200,
+    extra_env: dict[str, str] | None = None,
 ) -> list[str]:
-    """Produce a world, kill -9 the flow ``kills`` times, drain it; the verifier's problems."""
+    """Produce a world, kill -9 the flow ``kills`` times, drain it; the verifier's problems.
+
+    ``extra_env``: settings of the killed runs only (the reference runs with the defaults).
+    """
     rng = random.Random(seed)
-    env = flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery")
+    env = {**flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"), **(extra_env or {})}
     settings = settings_of(env, redis_url)
     ensure_topics(settings)
     world = generate_world(customers, 60, seed=SEED)

@@ -172,6 +172,8 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             mark_times = {_text(e) for e in _members(client, raw_key)}
         elif kind == "erased" and rest == "":
             pass  # customer ids erased within the retention (any id: they are gone)
+        elif kind == "park":
+            pass  # parked journeys (state/parking.py): the journey step's, not the graph's
         elif kind == "shared":
             shared.add(rest)
             if int(_text(client.get(raw_key) or b"0")) < 2:
