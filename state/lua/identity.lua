@@ -42,16 +42,17 @@
 --   P cust:<id>:ids      set     "type:value" members
 --   P cust:<id>:merged   set     every id merged into this one (its aliases)
 --   P alias:<id>         string  survivor of a merged id (always canonical: merges re-point)
---   P outcomes           hash    event id -> the reply it got, returned again when the
---                                event is resolved again within the retention
+--   P outcomes:<bucket>  hash    event id -> '<wall ms>|<the reply it got>', returned again
+--                                when the event is resolved again within the retention
+--                                (wall-clock log buckets: profile.lua)
+--   P outcomes:at        string  the newest bucket written
 --   P shared:<member>    string  a shared identifier: how many customers presented it
 --   P claims:<member>    set     customers that presented a shareable identifier in
 --                                refused conflicts, until it is shared
---   P outcomes:ms        zset    event id by the wall-clock ms its reply was recorded at,
---                                to prune the hash to the retention
---   P marks, P marks:ms, P erased  the profile step's applied-event marks (profile.lua)
+--   P marks:<bucket>, P marks:at, P erased  the profile step's applied-event marks
 --   P prof:<id>          hash    the profile (profile.lua); resolve writes its
 --                                'rconsent:<purpose>' fields and 'optout' (record)
+--   P prof:<id>:recent, P prof:<id>:applied  its recent entries and applied event ids
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
 -- (identifier -> customer -> its identifiers). That is fine on one primary. Redis
@@ -81,7 +82,7 @@ local function cust_key(cid) return P .. 'cust:' .. cid end
 local function ids_key(cid) return P .. 'cust:' .. cid .. ':ids' end
 local function merged_key(cid) return P .. 'cust:' .. cid .. ':merged' end
 local function alias_key(cid) return P .. 'alias:' .. cid end
-local OUTCOMES, OUTCOME_TIMES = P .. 'outcomes', P .. 'outcomes:ms'
+local OUTCOMES = P .. 'outcomes'
 local function shared_key(member) return P .. 'shared:' .. member end
 local function claims_key(member) return P .. 'claims:' .. member end
 
@@ -354,8 +355,9 @@ local function resolve_all(policy)
 
   -- Link the identifiers nobody holds to target as far as the limits allow, and move
   -- its earliest event back to this one if it is earlier. A request has one value per
-  -- type, so each type's count is read once and written once.
-  local function attach(target, created, members, owners, event_id, time_ms)
+  -- type, so each type's count is read once and written once. known: target's info()
+  -- when the walk read it (its counts kept up to date by fold), else nil (read here).
+  local function attach(target, created, members, owners, event_id, time_ms, known)
     local fresh, fields = {}, {'first_ms', 'first_by', 'created_ms', 'created_by'}
     for i, member in ipairs(members) do
       if not owners[i] then
@@ -369,6 +371,11 @@ local function resolve_all(policy)
     if created then
       record = {'created_ms', time_ms, 'created_by', event_id,
                 'first_ms', time_ms, 'first_by', event_id}
+    elseif known then
+      if earlier(tonumber(time_ms), event_id, known.first_ms, known.first_by) then
+        record = {'first_ms', time_ms, 'first_by', event_id}
+      end
+      for k = 5, #fields do counts[k] = known.counts[string.sub(fields[k], 3)] end
     else
       counts = redis.call('HMGET', hash, unpack(fields))
       local first_ms = tonumber(counts[1] or counts[3] or '0')
@@ -480,12 +487,12 @@ local function resolve_all(policy)
       end
     end
 
-    local target, created = nil, false
+    local target, created, known = nil, false, nil
     local merged, refused = {}, {}
     if #accepted > 0 then
       table.sort(accepted, survivor_before)
       local s = accepted[1]
-      target = s.id
+      target, known = s.id, s
       for k = 2, #accepted do
         local m = accepted[k]
         local linking = {}
@@ -506,21 +513,21 @@ local function resolve_all(policy)
       refused[#refused + 1] = {target, p[1], p[2], p[3], unlinked}
       claim(target, p[1], unlinked, time_ms)
     end
-    local limited = attach(target, created, members, owners, event_id, time_ms)
+    local limited = attach(target, created, members, owners, event_id, time_ms, known)
     return target, created, {merged, refused, limited}, shared
   end
 
-  -- The recorded outcomes (state/outcomes.py): each request's reply, under its event
-  -- id in OUTCOMES, the wall-clock ms it was recorded at in OUTCOME_TIMES. One HMGET
-  -- (and one ZMSCORE of the ones found) reads every record the batch may need; one
+  -- The recorded outcomes (state/outcomes.py): each request's reply with the wall-clock
+  -- ms it was recorded at, under its event id in the OUTCOMES buckets (profile.lua,
+  -- "Wall-clock logs"). One HMGET per bucket reads every record the batch may need; one
   -- recorded before the horizon has expired and counts as none. Records made or
   -- changed by the batch are kept here and written once at the end.
   local retention = policy.retention or 0
-  local records, changed, times, n_recorded = {}, {}, {}, 0
-  local now, horizon = 0, 0
+  local records, changed, times, where = {}, {}, {}, {}
+  local now, horizon = nil, 0
   if retention > 0 then
-    now = wall_ms(ARGV[4])
-    horizon = now - retention
+    now = clock(ARGV[4], retention)
+    horizon = now.ms - retention
     local event_ids, listed = {}, {}
     local at = FIRST_REQUEST
     while at <= #ARGV do
@@ -530,21 +537,10 @@ local function resolve_all(policy)
       end
       at = request_end(at)
     end
-    for i = 1, #event_ids, SADD_CHUNK do
-      local j = math.min(i + SADD_CHUNK - 1, #event_ids)
-      local texts = redis.call('HMGET', OUTCOMES, unpack(event_ids, i, j))
-      for k = i, j do records[event_ids[k]] = texts[k - i + 1] end
-    end
-    local found = {}
-    for _, event_id in ipairs(event_ids) do
-      if records[event_id] then found[#found + 1] = event_id end
-    end
-    for i = 1, #found, SADD_CHUNK do
-      local j = math.min(i + SADD_CHUNK - 1, #found)
-      local at = redis.call('ZMSCORE', OUTCOME_TIMES, unpack(found, i, j))
-      for k = i, j do
-        local ms = tonumber(at[k - i + 1])
-        if not ms or ms < horizon then records[found[k]] = nil end
+    for event_id, record in pairs(bucket_read(OUTCOMES, event_ids, now)) do
+      if record[1] >= horizon then
+        records[event_id] = record[2]
+        where[event_id] = record
       end
     end
   end
@@ -570,10 +566,7 @@ local function resolve_all(policy)
     local out = reply(target, created, entries, optout, shared)
     if target ~= '' then record(target, at) end
     if retention > 0 then
-      if not recorded then  -- new, or expired: recorded now
-        n_recorded = n_recorded + 1
-        times[event_id] = now
-      end
+      if not recorded then times[event_id] = true end  -- new, or expired: recorded now
       records[event_id] = out
       changed[event_id] = true
     end
@@ -586,18 +579,18 @@ local function resolve_all(policy)
     out[#out + 1] = resolve(at)
     at = request_end(at)
   end
-  local fields, scored = {}, {}
-  for event_id in pairs(changed) do
-    fields[#fields + 1] = event_id
-    fields[#fields + 1] = records[event_id]
-    if times[event_id] then
-      scored[#scored + 1] = times[event_id]
-      scored[#scored + 1] = event_id
+  if retention > 0 then
+    local rows = {}
+    for event_id in pairs(changed) do
+      if times[event_id] then
+        rows[#rows + 1] = {event_id, records[event_id], now.ms, now.bucket}
+      else  -- changed in place: it keeps its time (and bucket)
+        local was = where[event_id]
+        rows[#rows + 1] = {event_id, records[event_id], was[1], was[3]}
+      end
     end
+    bucket_write(OUTCOMES, rows, now)
   end
-  if #fields > 0 then call_chunked('HSET', OUTCOMES, nil, fields, 2) end
-  if #scored > 0 then call_chunked('ZADD', OUTCOME_TIMES, nil, scored, 2) end
-  if retention > 0 then prune_log(OUTCOMES, OUTCOME_TIMES, horizon, prune_budget(n_recorded)) end
   return out
 end
 
@@ -697,7 +690,7 @@ elseif OP == 'profile' then
   local problem = check_deltas(9)
   if problem then return redis.error_reply(problem) end
   local function live(cid) return redis.call('EXISTS', cust_key(cid)) == 1 end
-  local due, tables = apply_profiles(P, batch, 9, canonical, live)
+  local due, tables = apply_profiles(P, batch, 9, canonical, live, alias_key)
   return read_profiles(due, tables)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)
