@@ -106,6 +106,14 @@ local function canonical(cid)
   error('alias chain longer than ' .. MAX_ALIAS_HOPS .. ' hops at ' .. cid)
 end
 
+-- A new identifier version for a customer whose identifiers changed: unique over the
+-- store's life (a counter, and the wall-clock ms so that a store rebuilt after losing
+-- its data never hands out a version a client has cached). The profile step sends the
+-- versions it holds the identifiers of and gets identifiers only for the others.
+local function new_ids_version()
+  return int(redis.call('INCR', P .. 'iv')) .. '@' .. int(wall_ms(''))
+end
+
 local function sadd_all(key, members)
   -- unpack() is bounded by the Lua C stack, so big sets go in chunks
   for i = 1, #members, SADD_CHUNK do
@@ -113,17 +121,22 @@ local function sadd_all(key, members)
   end
 end
 
--- The profiles of cids: {cid, hash as JSON, {recent entries}, {identifier members}}
--- each. The hash goes as one cjson text (cheaper to parse than a flat array of
+-- The profiles of cids: {cid, hash as JSON, {recent entries}, {identifier members},
+-- identifier version ('' none)} each; the members are false when known[cid] (the
+-- version the caller holds them at) is the customer's version. The hash goes as one cjson text (cheaper to parse than a flat array of
 -- fields); the entries and members go as they are (joining them here cost more than
 -- the client's join). tables holds profiles this call already has in hand.
-local function read_profiles(cids, tables)
+local function read_profiles(cids, tables, known)
   local out = {}
   for i, cid in ipairs(cids) do
     local key = P .. 'prof:' .. cid
+    local version = redis.call('HGET', cust_key(cid), 'iv') or ''
+    local members = false
+    if version == '' or not known or known[cid] ~= version then
+      members = redis.call('SMEMBERS', ids_key(cid))
+    end
     out[i] = {cid, cjson.encode(tables and tables[cid] or read_hash(key)),
-              redis.call('ZRANGE', key .. ':recent', 0, -1),
-              redis.call('SMEMBERS', ids_key(cid))}
+              redis.call('ZRANGE', key .. ':recent', 0, -1), members, version}
   end
   return out
 end
@@ -257,6 +270,7 @@ local function resolve_all(policy)
     local members = redis.call('SMEMBERS', ids_key(m.id))
     for _, member in ipairs(members) do redis.call('SET', id_key(member), s.id) end
     sadd_all(ids_key(s.id), members)
+    redis.call('HSET', cust_key(s.id), 'iv', new_ids_version())
     for id_type, count in pairs(m.counts) do
       redis.call('HINCRBY', cust_key(s.id), 'n:' .. id_type, count)
       s.counts[id_type] = (s.counts[id_type] or 0) + count
@@ -290,6 +304,7 @@ local function resolve_all(policy)
           if redis.call('SCARD', ids_key(holder)) > 1 then
             redis.call('DEL', id_key(member))
             redis.call('SREM', ids_key(holder), member)
+            redis.call('HSET', cust_key(holder), 'iv', new_ids_version())
             if redis.call('HINCRBY', cust_key(holder), 'n:' .. id_type, -1) <= 0 then
               redis.call('HDEL', cust_key(holder), 'n:' .. id_type)
             end
@@ -401,6 +416,8 @@ local function resolve_all(policy)
     if #added > 0 then
       redis.call('MSET', unpack(links))
       redis.call('SADD', ids_key(target), unpack(added))
+      record[#record + 1] = 'iv'
+      record[#record + 1] = new_ids_version()
     end
     if #record > 0 then redis.call('HSET', hash, unpack(record)) end
     return limited
@@ -676,8 +693,9 @@ elseif OP == 'erase' then
   return {cid, 1, members, aliases}
 elseif OP == 'profile' then
   -- ARGV[3..8]: interval ms, publish (0/1), recent limit, idempotence window ms,
-  -- retention ms (applied-event marks), wall-clock ms ('': TIME); from ARGV[9] on the
-  -- deltas (state/lua/profile.lua). Returns the profiles due for publication
+  -- retention ms (applied-event marks), wall-clock ms ('': TIME); ARGV[9] k, then k
+  -- customer id / identifier version pairs (the identifiers the caller holds); then
+  -- the deltas (state/lua/profile.lua). Returns the profiles due for publication
   -- (read_profiles).
   local batch = {interval = tonumber(ARGV[3]), publish = ARGV[4] == '1',
                  recent = tonumber(ARGV[5]), window = tonumber(ARGV[6]),
@@ -687,11 +705,18 @@ elseif OP == 'profile' then
     return redis.error_reply(
       'profile needs interval, publish, recent, window, retention and now first')
   end
-  local problem = check_deltas(9)
+  local k = tonumber(ARGV[9] or '')
+  if not k or k < 0 or k ~= math.floor(k) or 9 + 2 * k > #ARGV then
+    return redis.error_reply('profile needs k, then k customer id / version pairs')
+  end
+  local known = {}
+  for i = 10, 9 + 2 * k, 2 do known[ARGV[i]] = ARGV[i + 1] end
+  local first = 10 + 2 * k
+  local problem = check_deltas(first)
   if problem then return redis.error_reply(problem) end
   local function live(cid) return redis.call('EXISTS', cust_key(cid)) == 1 end
-  local due, tables = apply_profiles(P, batch, 9, canonical, live, alias_key)
-  return read_profiles(due, tables)
+  local due, tables = apply_profiles(P, batch, first, canonical, live, alias_key)
+  return read_profiles(due, tables, known)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)
   -- a hash of resolve's consent record alone is no profile yet (no event applied)

@@ -176,6 +176,8 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
                 log[_text(e)] = value
         elif kind == "erased" and rest == "":
             pass  # customer ids erased within the retention (any id: they are gone)
+        elif kind == "iv" and rest == "":
+            pass  # the counter of identifier versions (a customer's 'iv' field)
         elif kind == "shared":
             shared.add(rest)
             if int(_text(client.get(raw_key) or b"0")) < 2:
