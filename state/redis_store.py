@@ -152,10 +152,19 @@ class RedisProfileStore:
             self._call("resolve", self._policy_json, self._now(), *arguments) if arguments else []
         )
         outcomes = iter(replies)
-        return [
-            assemble(p, _outcome(next(outcomes)) if p.members else Outcome(None), self.policy)
-            for p in prepared
-        ]
+        results = []
+        for p in prepared:
+            if not p.members:
+                results.append(assemble(p, Outcome(None), self.policy))
+                continue
+            reply = _text(next(outcomes))
+            if reply[:1] == "[":
+                results.append(assemble(p, _outcome(reply), self.policy))
+            else:  # most replies: a customer id ("+" created), nothing else to report
+                created = reply[:1] == "+"
+                cid = reply[1:] if created else reply
+                results.append(ResolveResult(cid, created, (), (), p.blocked))
+        return results
 
     def lookup(self, id_type: str, value: str) -> str | None:
         member = f"{id_type}:{self.hasher.hash(id_type, value)}"

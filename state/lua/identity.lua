@@ -86,10 +86,17 @@ local OUTCOMES = P .. 'outcomes'
 local function shared_key(member) return P .. 'shared:' .. member end
 local function claims_key(member) return P .. 'claims:' .. member end
 
--- The position of the request after the one at ARGV[at] (the layout under 'resolve')
+-- The position of the request after the one at ARGV[at] (the layout under 'resolve'),
+-- and its number of members: read once by validate (tonumber() costs two strtod calls)
+local REQUEST_END, REQUEST_N = {}, {}
 local function request_end(at)
-  local n = tonumber(ARGV[at + 3])
-  return at + 5 + n + 2 * tonumber(ARGV[at + 4 + n])
+  local e = REQUEST_END[at]
+  if not e then
+    local n = tonumber(ARGV[at + 3])
+    e = at + 5 + n + 2 * tonumber(ARGV[at + 4 + n])
+    REQUEST_END[at], REQUEST_N[at] = e, n
+  end
+  return e
 end
 
 local function member_type(member)
@@ -251,7 +258,7 @@ local function resolve_all(policy)
   -- (state/profile_hash.py record_consent): latest by stamp per purpose, then 'optout'
   -- rewritten. Called once the request's reply is made, so the next request sees them.
   local function record(target, at)
-    local n = tonumber(ARGV[at + 3])
+    local n = REQUEST_N[at]
     local k = tonumber(ARGV[at + 4 + n])
     if k == 0 then return end
     local st = string.format('%015d', tonumber(ARGV[at + 1])) .. '|' .. ARGV[at]
@@ -437,7 +444,7 @@ local function resolve_all(policy)
   -- Returns the event's customer ('' none), created, {merged, refused, limited}, shared.
   local function walk(at)
     local event_id, time_ms, new_id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-    local n = tonumber(ARGV[at + 3])
+    local n = REQUEST_N[at]
     local all, keys, of_key = {}, {}, {}
     for i = 1, n do
       all[i] = ARGV[at + 3 + i]
@@ -645,7 +652,8 @@ local function validate(policy)
         return "a consent change is a purpose and '1' (granted) or '0' (withdrawn)"
       end
     end
-    at = request_end(at)
+    REQUEST_END[at], REQUEST_N[at] = at + 5 + n + 2 * k, n
+    at = REQUEST_END[at]
   end
   return nil
 end
