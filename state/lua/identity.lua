@@ -178,7 +178,8 @@ local function resolve_all(policy)
     for i = 1, #flat, 2 do
       local name, value = flat[i], flat[i + 1]
       if string.sub(name, 1, 2) == 'n:' then
-        c.counts[string.sub(name, 3)] = tonumber(value)
+        -- kept as text: Lua's arithmetic reads it where needed (most walks never do)
+        c.counts[string.sub(name, 3)] = value
       else
         h[name] = value
       end
@@ -210,7 +211,7 @@ local function resolve_all(policy)
 
   local function strong(c)
     for id_type, count in pairs(c.counts) do
-      if count > 0 and not weak[id_type] then return true end
+      if tonumber(count) > 0 and not weak[id_type] then return true end
     end
     return false
   end
@@ -487,7 +488,7 @@ local function resolve_all(policy)
     -- as they may merge (state/store.py "Attribution")
     local counts, accepted, in_group, pending = {}, {}, {}, {}
     if head_fresh then counts[member_type(members[1])] = 1 end
-    for _, cid in ipairs(found) do
+    for index, cid in ipairs(found) do
       local c = info(cid)
       local over = {}
       if head_fresh or #accepted > 0 then
@@ -507,7 +508,11 @@ local function resolve_all(policy)
       else
         accepted[#accepted + 1] = c
         in_group[cid] = true
-        for id_type, count in pairs(c.counts) do counts[id_type] = (counts[id_type] or 0) + count end
+        if index < #found then  -- the group's counts only matter to the customers after it
+          for id_type, count in pairs(c.counts) do
+            counts[id_type] = (counts[id_type] or 0) + count
+          end
+        end
       end
     end
 

@@ -197,9 +197,9 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     )
     # wall-clock logs: at most the three buckets a current record can be in, below the
     # newest one written
-    for kind, held in buckets.items():
-        if held and (kind not in newest or min(held) < newest[kind] - 2):
-            problems.append(f"{kind} buckets {sorted(held)} with the newest at {newest.get(kind)}")
+    for kind, numbers in buckets.items():
+        if numbers and (kind not in newest or min(numbers) < newest[kind] - 2):
+            problems.append(f"{kind} buckets {sorted(numbers)}, the newest at {newest.get(kind)}")
     # recorded outcomes: every record is a reply as the script sends it (a customer id,
     # "+" one, or a 7-element array); entries and customers may name erased customers
     # (dropped when the event is seen again); applied-event marks name a customer id

@@ -50,9 +50,7 @@ def _identifiers(snapshots: list[Any]) -> list[dict[str, list[str]]]:
     return [s.identifiers for s in snapshots]
 
 
-def test_unchanged_identifiers_are_not_sent_again(
-    redis_client: redis.Redis, prefix: str
-) -> None:
+def test_unchanged_identifiers_are_not_sent_again(redis_client: redis.Redis, prefix: str) -> None:
     store = RedisProfileStore(redis_client, prefix, rules=RULES)
     twin = MemoryProfileStore(rules=RULES)
     sent = _members_sent(store)

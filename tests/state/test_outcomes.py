@@ -258,7 +258,8 @@ def test_redis_records_with_the_server_clock(redis_client: redis.Redis, redis_pr
     bucket = now_ms // (3_600_000 // 2)  # the default retention's buckets (profile.lua)
     record = redis_client.hget(f"{redis_prefix}outcomes:{bucket}", "e1")
     assert record is not None
-    recorded = int(record.partition(b"|")[0])
+    text = record.decode() if isinstance(record, bytes) else str(record)
+    recorded = int(text.partition("|")[0])
     assert 0 <= now_ms - recorded < 5_000
     brief = RedisProfileStore(
         redis_client, redis_prefix + "b:", rules=ProfileRules(outcome_retention_ms=1)
