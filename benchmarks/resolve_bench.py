@@ -10,6 +10,11 @@ and Redis round trips per event. Usage::
 Each store runs ``--repeat`` times on a fresh state (interleaved: memory, redis,
 memory, ...) and the median run is reported, with every run's rate beside it.
 Results go to ``--out`` (``benchmarks/results/resolve.json`` by default).
+
+For Redis each step also reports the server's time per event: the main thread's CPU
+(``INFO cpu``) and the EVALSHA time (``INFO commandstats``) spent during its calls,
+read before and after each call. Point ``--redis`` at a private server (one nobody
+else uses) for these to mean anything.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import argparse
 import platform
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
 
-from flows.records import Journeyed
+from flows.records import Journeyed, Resolved
 from flows.steps.profile import ProfileStep
 from flows.steps.resolve import StoreResolver
 from replay.sample import generate_sample
@@ -46,20 +53,60 @@ def _events(customers: int, days: int) -> list[InteractionEvent]:
     return events
 
 
-def _run(store: ProfileStore, events: list[InteractionEvent], batch: int) -> dict[str, float]:
+Probe = Callable[[], tuple[float, float]]
+
+
+def _server_time(client: redis.Redis) -> Probe:
+    """Return a reading of the server's (main-thread CPU us, EVALSHA us) so far."""
+
+    def read() -> tuple[float, float]:
+        cpu = client.info("cpu")
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        used = cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"]
+        return used * 1e6, float(stats.get("usec", 0))
+
+    return read
+
+
+def _run(
+    store: ProfileStore, events: list[InteractionEvent], batch: int, probe: Probe | None = None
+) -> dict[str, float]:
     resolver = StoreResolver(store)
     profiles = ProfileStep(store)
+    # per step: client CPU seconds, server CPU us, server EVALSHA us
+    spent = {"resolve": [0.0, 0.0, 0.0], "profile": [0.0, 0.0, 0.0]}
+
+    def timed(step: str, call: Callable[[], Any]) -> Any:
+        server = probe() if probe else (0.0, 0.0)
+        cpu = time.process_time()
+        out = call()
+        spent[step][0] += time.process_time() - cpu
+        if probe:
+            after = probe()
+            spent[step][1] += after[0] - server[0]
+            spent[step][2] += after[1] - server[1]
+        return out
+
     started = time.perf_counter()
     for start in range(0, len(events), batch):
-        resolved = resolver.resolve_batch(events[start : start + batch])
-        profiles.apply_profiles([Journeyed(r, None, None, {}) for r in resolved])
+        chunk = events[start : start + batch]
+        resolved: list[Resolved] = timed("resolve", partial(resolver.resolve_batch, chunk))
+        journeyed = [Journeyed(r, None, None, {}) for r in resolved]
+        timed("profile", partial(profiles.apply_profiles, journeyed))
     seconds = time.perf_counter() - started
-    return {
-        "events": len(events),
+    n = len(events)
+    result = {
+        "events": n,
         "seconds": round(seconds, 3),
-        "events_per_second": round(len(events) / seconds),
-        "us_per_event": round(seconds / len(events) * 1e6, 1),
+        "events_per_second": round(n / seconds),
+        "us_per_event": round(seconds / n * 1e6, 1),
     }
+    for step, (client_s, server_cpu, server_eval) in spent.items():
+        result[f"{step}_client_cpu_us_per_event"] = round(client_s / n * 1e6, 1)
+        if probe:
+            result[f"{step}_server_cpu_us_per_event"] = round(server_cpu / n, 1)
+            result[f"{step}_server_evalsha_us_per_event"] = round(server_eval / n, 1)
+    return result
 
 
 def _redis_run(url: str, events: list[InteractionEvent], batch: int) -> dict[str, float]:
@@ -69,7 +116,7 @@ def _redis_run(url: str, events: list[InteractionEvent], batch: int) -> dict[str
     try:
         store.canonical("warm-up")  # loads the script on a fresh server: not timed
         store.round_trips = 0
-        result = _run(store, events, batch)
+        result = _run(store, events, batch, _server_time(client))
         result["round_trips_per_event"] = round(store.round_trips / len(events), 4)
         return result
     finally:

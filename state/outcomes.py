@@ -18,9 +18,10 @@ Both stores keep the same policy (``state/lua/identity.lua`` mirrors this module
   replayed in minutes included). Past it the event is walked again (and recorded
   again, with a new time). Reading a record does not extend it. The memory store
   reads its injectable clock (``time.time`` by default), Redis its ``TIME``.
-- Expired records are deleted a bounded number per call (:func:`prune_budget`,
-  oldest first), so the cost is amortised; an expired record not yet deleted is
-  never returned.
+- Expired records are deleted in bounded steps: a bounded number per call in
+  memory (:func:`prune_budget`, oldest first), a wall-clock bucket of half the
+  retention at a time in Redis (``state/lua/profile.lua``), so the cost is
+  amortised; an expired record not yet deleted is never returned.
 - A record whose customer no longer exists, neither live nor merged into a live
   one (i.e. erased), is dropped and the event walked afresh: an erased
   customer's id never comes out of the store again. Merges and conflicts naming

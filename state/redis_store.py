@@ -45,6 +45,8 @@ _SHEBANG, _, _BODY = _IDENTITY.partition("\n")
 SCRIPT = f"{_SHEBANG}\n{_PROFILE}\n{_BODY}"
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 SCAN_COUNT = 1000
+#: Most customers whose identifiers a store keeps for its snapshots (see ``_ids``).
+IDS_CACHE_MAX = 200_000
 
 
 def _text(value: bytes | str) -> str:
@@ -119,6 +121,12 @@ class RedisProfileStore:
         self.rules = rules or ProfileRules()
         self.clock = clock
         self.round_trips = 0
+        # Identifiers of published customers, with the version the script gave them:
+        # the profile call sends the versions of its customers and gets identifiers
+        # back only where they changed (SMEMBERS and their parsing per snapshot cost
+        # more than the rest of a snapshot's reply). Insertion order is age: when full,
+        # the older half goes.
+        self._ids: dict[str, tuple[str, dict[str, list[str]]]] = {}
         self._policy_json = orjson.dumps(
             {
                 "priority": self.policy.priority,
@@ -144,10 +152,19 @@ class RedisProfileStore:
             self._call("resolve", self._policy_json, self._now(), *arguments) if arguments else []
         )
         outcomes = iter(replies)
-        return [
-            assemble(p, _outcome(next(outcomes)) if p.members else Outcome(None), self.policy)
-            for p in prepared
-        ]
+        results = []
+        for p in prepared:
+            if not p.members:
+                results.append(assemble(p, Outcome(None), self.policy))
+                continue
+            reply = _text(next(outcomes))
+            if reply[:1] == "[":
+                results.append(assemble(p, _outcome(reply), self.policy))
+            else:  # most replies: a customer id ("+" created), nothing else to report
+                created = reply[:1] == "+"
+                cid = reply[1:] if created else reply
+                results.append(ResolveResult(cid, created, (), (), p.blocked))
+        return results
 
     def lookup(self, id_type: str, value: str) -> str | None:
         member = f"{id_type}:{self.hasher.hash(id_type, value)}"
@@ -200,6 +217,14 @@ class RedisProfileStore:
             rules.outcome_retention_ms,
             self._now(),
         ]
+        held = self._ids
+        versions: list[str] = []
+        for cid in dict.fromkeys(delta.customer_id for delta in deltas):
+            known = held.get(cid)
+            if known is not None:
+                versions += (cid, known[0])
+        arguments.append(len(versions) // 2)
+        arguments += versions
         for delta in deltas:
             arguments += delta.to_args()
         return self._snapshots(self._call("profile", *arguments))
@@ -212,16 +237,29 @@ class RedisProfileStore:
         return self._snapshots(self._call("flush"))
 
     def _snapshots(self, rows: list[list[Any]]) -> list[ProfileSnapshot]:
-        # rows as read_profiles in identity.lua sends them
-        return [
-            snapshot_from_hash(
-                _text(cid),
-                orjson.loads(fields),
-                _grouped([_text(m) for m in members]),
-                orjson.loads(_json_array(recent)),
+        # rows as read_profiles in identity.lua sends them: members None when the
+        # version sent for the customer is current (then held has them)
+        held = self._ids
+        snapshots = []
+        for raw_cid, fields, recent, members, raw_version in rows:
+            cid = _text(raw_cid)
+            if members is None:
+                identifiers = held[cid][1]
+            else:
+                identifiers = _grouped([_text(m) for m in members])
+                version = _text(raw_version)
+                if version:
+                    held.pop(cid, None)  # re-inserted: the newest
+                    held[cid] = (version, identifiers)
+            snapshots.append(
+                snapshot_from_hash(
+                    cid, orjson.loads(fields), identifiers, orjson.loads(_json_array(recent))
+                )
             )
-            for cid, fields, recent, members in rows
-        ]
+        if len(held) > IDS_CACHE_MAX:  # after the rows: each may need what it was sent
+            for old in list(held)[: IDS_CACHE_MAX // 2]:
+                del held[old]
+        return snapshots
 
     def _now(self) -> str | int:
         """Return the wall-clock ms to stamp records with: '' lets the script read TIME."""

@@ -92,18 +92,21 @@ Re-processing (issue #13 part 3)
     events next to its event-time window (:mod:`state.profile_hash`), for the same
     reason: the window alone counted such a backlog's early events twice.
 
-    Expired records are deleted oldest first, at most
+    The memory store deletes expired records oldest first, at most
     :func:`state.outcomes.prune_budget` per call (a constant plus twice what the
-    call recorded), so pruning is amortised and never returns an expired record.
-    Redis memory (measured with ``MEMORY USAGE`` after replaying a 500-customer,
-    30-day world of 7 236 events, Redis 7.0, hashtable/skiplist encodings): about
-    205 bytes per recorded outcome (``outcomes`` hash 97, ``outcomes:ms`` zset 108)
-    and 194 per applied-event mark (``marks`` 86, ``marks:ms`` 108), so about 400
-    bytes per event processed within the retention: rate x retention x 400 B, e.g.
-    1 000 events/s for an hour is 3.6 M events, about 1.4 GB; a backlog replayed at
-    10 000 events/s holds up to 14 GB after an hour of it. Lower the retention (it
-    must still cover the longest outage to survive plus the snapshot interval) for
-    high rates.
+    call recorded). Redis keeps them in wall-clock buckets of half the retention
+    (``outcomes:<n>`` and ``marks:<n>`` hashes, each value ``"<wall ms>|..."``,
+    ``state/lua/profile.lua``) and deletes a bucket whole once it can hold no
+    current record, so a record outlives its retention by at most half of it; an
+    expired record not yet deleted is never returned by either. A call costs one
+    HMGET per bucket (three) and one HSET, where a sorted set of every record cost a
+    ZADD and, once past the retention, a pruning ZRANGEBYSCORE/HDEL/ZREM per record.
+    Redis memory: about 100 bytes per recorded outcome and per applied-event mark
+    (hashtable entries, without the ~108-byte sorted-set entry each had), so about
+    200 bytes per event processed, held for 1 to 1.5 times the retention: e.g.
+    1 000 events/s with an hour's retention holds 3.6-5.4 M events, 0.7-1.1 GB.
+    Lower the retention (it must still cover the longest outage to survive plus
+    the snapshot interval) for high rates.
 
 >>> policy = IdentityPolicy()
 >>> policy.is_blocked("email", "Test@Test.com"), policy.is_blocked("phone", "+0000")

@@ -89,21 +89,29 @@ class StoreResolver:
             for t in items
         ]
         resolved = []
+        # counted per batch: a metric update per event cost more than its resolution
+        anonymous = created = known = merges = conflicts = 0
         for tracked, result in zip(items, self.store.resolve_batch(requests), strict=True):
             event = tracked.event
-            outputs: list[IdentityOutput] = [_merge_event(m, event) for m in result.merges]
-            outputs += [_conflict_alert(c, event) for c in result.conflicts]
+            outputs: tuple[IdentityOutput, ...] = ()
+            if result.merges or result.conflicts:
+                outputs = (
+                    *(_merge_event(m, event) for m in result.merges),
+                    *(_conflict_alert(c, event) for c in result.conflicts),
+                )
+                merges += len(result.merges)
+                conflicts += len(result.conflicts)
             if result.customer_id is None:
-                metrics.ANONYMOUS.inc()
+                anonymous += 1
+            elif result.created:
+                created += 1
             else:
-                metrics.RESOLUTIONS.labels("created" if result.created else "known").inc()
-            metrics.MERGES.inc(len(result.merges))
-            metrics.IDENTITY_CONFLICTS.inc(len(result.conflicts))
+                known += 1
             resolved.append(
                 Resolved(
                     result.customer_id,
                     event,
-                    tuple(outputs),
+                    outputs,
                     result.opted_out,
                     result.opted_out_ms,
                     tracked.lane,
@@ -111,6 +119,15 @@ class StoreResolver:
                     tracked.wm_ms,
                 )
             )
+        for counter, n in (
+            (metrics.ANONYMOUS, anonymous),
+            (metrics.RESOLUTIONS.labels("created"), created),
+            (metrics.RESOLUTIONS.labels("known"), known),
+            (metrics.MERGES, merges),
+            (metrics.IDENTITY_CONFLICTS, conflicts),
+        ):
+            if n:
+                counter.inc(n)
         return resolved
 
     def _erase(self, tracked: Tracked) -> Resolved:

@@ -42,16 +42,17 @@
 --   P cust:<id>:ids      set     "type:value" members
 --   P cust:<id>:merged   set     every id merged into this one (its aliases)
 --   P alias:<id>         string  survivor of a merged id (always canonical: merges re-point)
---   P outcomes           hash    event id -> the reply it got, returned again when the
---                                event is resolved again within the retention
+--   P outcomes:<bucket>  hash    event id -> '<wall ms>|<the reply it got>', returned again
+--                                when the event is resolved again within the retention
+--                                (wall-clock log buckets: profile.lua)
+--   P outcomes:at        string  the newest bucket written
 --   P shared:<member>    string  a shared identifier: how many customers presented it
 --   P claims:<member>    set     customers that presented a shareable identifier in
 --                                refused conflicts, until it is shared
---   P outcomes:ms        zset    event id by the wall-clock ms its reply was recorded at,
---                                to prune the hash to the retention
---   P marks, P marks:ms, P erased  the profile step's applied-event marks (profile.lua)
+--   P marks:<bucket>, P marks:at, P erased  the profile step's applied-event marks
 --   P prof:<id>          hash    the profile (profile.lua); resolve writes its
 --                                'rconsent:<purpose>' fields and 'optout' (record)
+--   P prof:<id>:recent, P prof:<id>:applied  its recent entries and applied event ids
 --
 -- Keys are built here instead of being declared in KEYS because a walk discovers them
 -- (identifier -> customer -> its identifiers). That is fine on one primary. Redis
@@ -81,14 +82,21 @@ local function cust_key(cid) return P .. 'cust:' .. cid end
 local function ids_key(cid) return P .. 'cust:' .. cid .. ':ids' end
 local function merged_key(cid) return P .. 'cust:' .. cid .. ':merged' end
 local function alias_key(cid) return P .. 'alias:' .. cid end
-local OUTCOMES, OUTCOME_TIMES = P .. 'outcomes', P .. 'outcomes:ms'
+local OUTCOMES = P .. 'outcomes'
 local function shared_key(member) return P .. 'shared:' .. member end
 local function claims_key(member) return P .. 'claims:' .. member end
 
--- The position of the request after the one at ARGV[at] (the layout under 'resolve')
+-- The position of the request after the one at ARGV[at] (the layout under 'resolve'),
+-- and its number of members: read once by validate (tonumber() costs two strtod calls)
+local REQUEST_END, REQUEST_N = {}, {}
 local function request_end(at)
-  local n = tonumber(ARGV[at + 3])
-  return at + 5 + n + 2 * tonumber(ARGV[at + 4 + n])
+  local e = REQUEST_END[at]
+  if not e then
+    local n = tonumber(ARGV[at + 3])
+    e = at + 5 + n + 2 * tonumber(ARGV[at + 4 + n])
+    REQUEST_END[at], REQUEST_N[at] = e, n
+  end
+  return e
 end
 
 local function member_type(member)
@@ -105,6 +113,14 @@ local function canonical(cid)
   error('alias chain longer than ' .. MAX_ALIAS_HOPS .. ' hops at ' .. cid)
 end
 
+-- A new identifier version for a customer whose identifiers changed: unique over the
+-- store's life (a counter, and the wall-clock ms so that a store rebuilt after losing
+-- its data never hands out a version a client has cached). The profile step sends the
+-- versions it holds the identifiers of and gets identifiers only for the others.
+local function new_ids_version()
+  return int(redis.call('INCR', P .. 'iv')) .. '@' .. int(wall_ms(''))
+end
+
 local function sadd_all(key, members)
   -- unpack() is bounded by the Lua C stack, so big sets go in chunks
   for i = 1, #members, SADD_CHUNK do
@@ -112,17 +128,22 @@ local function sadd_all(key, members)
   end
 end
 
--- The profiles of cids: {cid, hash as JSON, {recent entries}, {identifier members}}
--- each. The hash goes as one cjson text (cheaper to parse than a flat array of
+-- The profiles of cids: {cid, hash as JSON, {recent entries}, {identifier members},
+-- identifier version ('' none)} each; the members are false when known[cid] (the
+-- version the caller holds them at) is the customer's version. The hash goes as one cjson text (cheaper to parse than a flat array of
 -- fields); the entries and members go as they are (joining them here cost more than
 -- the client's join). tables holds profiles this call already has in hand.
-local function read_profiles(cids, tables)
+local function read_profiles(cids, tables, known)
   local out = {}
   for i, cid in ipairs(cids) do
     local key = P .. 'prof:' .. cid
+    local version = redis.call('HGET', cust_key(cid), 'iv') or ''
+    local members = false
+    if version == '' or not known or known[cid] ~= version then
+      members = redis.call('SMEMBERS', ids_key(cid))
+    end
     out[i] = {cid, cjson.encode(tables and tables[cid] or read_hash(key)),
-              redis.call('ZRANGE', key .. ':recent', 0, -1),
-              redis.call('SMEMBERS', ids_key(cid))}
+              redis.call('ZRANGE', key .. ':recent', 0, -1), members, version}
   end
   return out
 end
@@ -157,7 +178,8 @@ local function resolve_all(policy)
     for i = 1, #flat, 2 do
       local name, value = flat[i], flat[i + 1]
       if string.sub(name, 1, 2) == 'n:' then
-        c.counts[string.sub(name, 3)] = tonumber(value)
+        -- kept as text: Lua's arithmetic reads it where needed (most walks never do)
+        c.counts[string.sub(name, 3)] = value
       else
         h[name] = value
       end
@@ -189,7 +211,7 @@ local function resolve_all(policy)
 
   local function strong(c)
     for id_type, count in pairs(c.counts) do
-      if count > 0 and not weak[id_type] then return true end
+      if tonumber(count) > 0 and not weak[id_type] then return true end
     end
     return false
   end
@@ -237,7 +259,7 @@ local function resolve_all(policy)
   -- (state/profile_hash.py record_consent): latest by stamp per purpose, then 'optout'
   -- rewritten. Called once the request's reply is made, so the next request sees them.
   local function record(target, at)
-    local n = tonumber(ARGV[at + 3])
+    local n = REQUEST_N[at]
     local k = tonumber(ARGV[at + 4 + n])
     if k == 0 then return end
     local st = string.format('%015d', tonumber(ARGV[at + 1])) .. '|' .. ARGV[at]
@@ -256,6 +278,7 @@ local function resolve_all(policy)
     local members = redis.call('SMEMBERS', ids_key(m.id))
     for _, member in ipairs(members) do redis.call('SET', id_key(member), s.id) end
     sadd_all(ids_key(s.id), members)
+    redis.call('HSET', cust_key(s.id), 'iv', new_ids_version())
     for id_type, count in pairs(m.counts) do
       redis.call('HINCRBY', cust_key(s.id), 'n:' .. id_type, count)
       s.counts[id_type] = (s.counts[id_type] or 0) + count
@@ -289,6 +312,7 @@ local function resolve_all(policy)
           if redis.call('SCARD', ids_key(holder)) > 1 then
             redis.call('DEL', id_key(member))
             redis.call('SREM', ids_key(holder), member)
+            redis.call('HSET', cust_key(holder), 'iv', new_ids_version())
             if redis.call('HINCRBY', cust_key(holder), 'n:' .. id_type, -1) <= 0 then
               redis.call('HDEL', cust_key(holder), 'n:' .. id_type)
             end
@@ -354,8 +378,9 @@ local function resolve_all(policy)
 
   -- Link the identifiers nobody holds to target as far as the limits allow, and move
   -- its earliest event back to this one if it is earlier. A request has one value per
-  -- type, so each type's count is read once and written once.
-  local function attach(target, created, members, owners, event_id, time_ms)
+  -- type, so each type's count is read once and written once. known: target's info()
+  -- when the walk read it (its counts kept up to date by fold), else nil (read here).
+  local function attach(target, created, members, owners, event_id, time_ms, known)
     local fresh, fields = {}, {'first_ms', 'first_by', 'created_ms', 'created_by'}
     for i, member in ipairs(members) do
       if not owners[i] then
@@ -369,6 +394,11 @@ local function resolve_all(policy)
     if created then
       record = {'created_ms', time_ms, 'created_by', event_id,
                 'first_ms', time_ms, 'first_by', event_id}
+    elseif known then
+      if earlier(tonumber(time_ms), event_id, known.first_ms, known.first_by) then
+        record = {'first_ms', time_ms, 'first_by', event_id}
+      end
+      for k = 5, #fields do counts[k] = known.counts[string.sub(fields[k], 3)] end
     else
       counts = redis.call('HMGET', hash, unpack(fields))
       local first_ms = tonumber(counts[1] or counts[3] or '0')
@@ -394,6 +424,8 @@ local function resolve_all(policy)
     if #added > 0 then
       redis.call('MSET', unpack(links))
       redis.call('SADD', ids_key(target), unpack(added))
+      record[#record + 1] = 'iv'
+      record[#record + 1] = new_ids_version()
     end
     if #record > 0 then redis.call('HSET', hash, unpack(record)) end
     return limited
@@ -413,7 +445,7 @@ local function resolve_all(policy)
   -- Returns the event's customer ('' none), created, {merged, refused, limited}, shared.
   local function walk(at)
     local event_id, time_ms, new_id = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-    local n = tonumber(ARGV[at + 3])
+    local n = REQUEST_N[at]
     local all, keys, of_key = {}, {}, {}
     for i = 1, n do
       all[i] = ARGV[at + 3 + i]
@@ -456,7 +488,7 @@ local function resolve_all(policy)
     -- as they may merge (state/store.py "Attribution")
     local counts, accepted, in_group, pending = {}, {}, {}, {}
     if head_fresh then counts[member_type(members[1])] = 1 end
-    for _, cid in ipairs(found) do
+    for index, cid in ipairs(found) do
       local c = info(cid)
       local over = {}
       if head_fresh or #accepted > 0 then
@@ -476,16 +508,20 @@ local function resolve_all(policy)
       else
         accepted[#accepted + 1] = c
         in_group[cid] = true
-        for id_type, count in pairs(c.counts) do counts[id_type] = (counts[id_type] or 0) + count end
+        if index < #found then  -- the group's counts only matter to the customers after it
+          for id_type, count in pairs(c.counts) do
+            counts[id_type] = (counts[id_type] or 0) + count
+          end
+        end
       end
     end
 
-    local target, created = nil, false
+    local target, created, known = nil, false, nil
     local merged, refused = {}, {}
     if #accepted > 0 then
       table.sort(accepted, survivor_before)
       local s = accepted[1]
-      target = s.id
+      target, known = s.id, s
       for k = 2, #accepted do
         local m = accepted[k]
         local linking = {}
@@ -506,21 +542,21 @@ local function resolve_all(policy)
       refused[#refused + 1] = {target, p[1], p[2], p[3], unlinked}
       claim(target, p[1], unlinked, time_ms)
     end
-    local limited = attach(target, created, members, owners, event_id, time_ms)
+    local limited = attach(target, created, members, owners, event_id, time_ms, known)
     return target, created, {merged, refused, limited}, shared
   end
 
-  -- The recorded outcomes (state/outcomes.py): each request's reply, under its event
-  -- id in OUTCOMES, the wall-clock ms it was recorded at in OUTCOME_TIMES. One HMGET
-  -- (and one ZMSCORE of the ones found) reads every record the batch may need; one
+  -- The recorded outcomes (state/outcomes.py): each request's reply with the wall-clock
+  -- ms it was recorded at, under its event id in the OUTCOMES buckets (profile.lua,
+  -- "Wall-clock logs"). One HMGET per bucket reads every record the batch may need; one
   -- recorded before the horizon has expired and counts as none. Records made or
   -- changed by the batch are kept here and written once at the end.
   local retention = policy.retention or 0
-  local records, changed, times, n_recorded = {}, {}, {}, 0
-  local now, horizon = 0, 0
+  local records, changed, times, where = {}, {}, {}, {}
+  local now, horizon = nil, 0
   if retention > 0 then
-    now = wall_ms(ARGV[4])
-    horizon = now - retention
+    now = clock(ARGV[4], retention)
+    horizon = now.ms - retention
     local event_ids, listed = {}, {}
     local at = FIRST_REQUEST
     while at <= #ARGV do
@@ -530,21 +566,10 @@ local function resolve_all(policy)
       end
       at = request_end(at)
     end
-    for i = 1, #event_ids, SADD_CHUNK do
-      local j = math.min(i + SADD_CHUNK - 1, #event_ids)
-      local texts = redis.call('HMGET', OUTCOMES, unpack(event_ids, i, j))
-      for k = i, j do records[event_ids[k]] = texts[k - i + 1] end
-    end
-    local found = {}
-    for _, event_id in ipairs(event_ids) do
-      if records[event_id] then found[#found + 1] = event_id end
-    end
-    for i = 1, #found, SADD_CHUNK do
-      local j = math.min(i + SADD_CHUNK - 1, #found)
-      local at = redis.call('ZMSCORE', OUTCOME_TIMES, unpack(found, i, j))
-      for k = i, j do
-        local ms = tonumber(at[k - i + 1])
-        if not ms or ms < horizon then records[found[k]] = nil end
+    for event_id, record in pairs(bucket_read(OUTCOMES, event_ids, now)) do
+      if record[1] >= horizon then
+        records[event_id] = record[2]
+        where[event_id] = record
       end
     end
   end
@@ -570,10 +595,7 @@ local function resolve_all(policy)
     local out = reply(target, created, entries, optout, shared)
     if target ~= '' then record(target, at) end
     if retention > 0 then
-      if not recorded then  -- new, or expired: recorded now
-        n_recorded = n_recorded + 1
-        times[event_id] = now
-      end
+      if not recorded then times[event_id] = true end  -- new, or expired: recorded now
       records[event_id] = out
       changed[event_id] = true
     end
@@ -586,18 +608,18 @@ local function resolve_all(policy)
     out[#out + 1] = resolve(at)
     at = request_end(at)
   end
-  local fields, scored = {}, {}
-  for event_id in pairs(changed) do
-    fields[#fields + 1] = event_id
-    fields[#fields + 1] = records[event_id]
-    if times[event_id] then
-      scored[#scored + 1] = times[event_id]
-      scored[#scored + 1] = event_id
+  if retention > 0 then
+    local rows = {}
+    for event_id in pairs(changed) do
+      if times[event_id] then
+        rows[#rows + 1] = {event_id, records[event_id], now.ms, now.bucket}
+      else  -- changed in place: it keeps its time (and bucket)
+        local was = where[event_id]
+        rows[#rows + 1] = {event_id, records[event_id], was[1], was[3]}
+      end
     end
+    bucket_write(OUTCOMES, rows, now)
   end
-  if #fields > 0 then call_chunked('HSET', OUTCOMES, nil, fields, 2) end
-  if #scored > 0 then call_chunked('ZADD', OUTCOME_TIMES, nil, scored, 2) end
-  if retention > 0 then prune_log(OUTCOMES, OUTCOME_TIMES, horizon, prune_budget(n_recorded)) end
   return out
 end
 
@@ -635,7 +657,8 @@ local function validate(policy)
         return "a consent change is a purpose and '1' (granted) or '0' (withdrawn)"
       end
     end
-    at = request_end(at)
+    REQUEST_END[at], REQUEST_N[at] = at + 5 + n + 2 * k, n
+    at = REQUEST_END[at]
   end
   return nil
 end
@@ -683,8 +706,9 @@ elseif OP == 'erase' then
   return {cid, 1, members, aliases}
 elseif OP == 'profile' then
   -- ARGV[3..8]: interval ms, publish (0/1), recent limit, idempotence window ms,
-  -- retention ms (applied-event marks), wall-clock ms ('': TIME); from ARGV[9] on the
-  -- deltas (state/lua/profile.lua). Returns the profiles due for publication
+  -- retention ms (applied-event marks), wall-clock ms ('': TIME); ARGV[9] k, then k
+  -- customer id / identifier version pairs (the identifiers the caller holds); then
+  -- the deltas (state/lua/profile.lua). Returns the profiles due for publication
   -- (read_profiles).
   local batch = {interval = tonumber(ARGV[3]), publish = ARGV[4] == '1',
                  recent = tonumber(ARGV[5]), window = tonumber(ARGV[6]),
@@ -694,11 +718,18 @@ elseif OP == 'profile' then
     return redis.error_reply(
       'profile needs interval, publish, recent, window, retention and now first')
   end
-  local problem = check_deltas(9)
+  local k = tonumber(ARGV[9] or '')
+  if not k or k < 0 or k ~= math.floor(k) or 9 + 2 * k > #ARGV then
+    return redis.error_reply('profile needs k, then k customer id / version pairs')
+  end
+  local known = {}
+  for i = 10, 9 + 2 * k, 2 do known[ARGV[i]] = ARGV[i + 1] end
+  local first = 10 + 2 * k
+  local problem = check_deltas(first)
   if problem then return redis.error_reply(problem) end
   local function live(cid) return redis.call('EXISTS', cust_key(cid)) == 1 end
-  local due, tables = apply_profiles(P, batch, 9, canonical, live)
-  return read_profiles(due, tables)
+  local due, tables = apply_profiles(P, batch, first, canonical, live, alias_key)
+  return read_profiles(due, tables, known)
 elseif OP == 'profile_get' then
   local cid = canonical(ARG)
   -- a hash of resolve's consent record alone is no profile yet (no event applied)

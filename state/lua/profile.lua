@@ -3,15 +3,16 @@
 -- P .. 'prof:' .. id .. ':recent' (sorted set of entries by event time),
 -- P .. 'prof:' .. id .. ':applied' (sorted set of applied event ids by event time),
 -- P .. 'prof:pending' (sorted set of customers with unpublished changes),
--- P .. 'marks' (hash: applied event id -> the customer it was applied to) and
--- P .. 'marks:ms' (sorted set: those event ids by the wall-clock ms they were applied
--- at, kept for the retention: state/profile_hash.py), P .. 'erased' (sorted set:
--- customer ids erased within the retention, by wall-clock ms).
+-- P .. 'marks:<bucket>' (hashes: applied event id -> '<wall ms>|<customer it was
+-- applied to>', kept for the retention: state/profile_hash.py; see "Wall-clock logs"),
+-- P .. 'marks:at' (the newest bucket), P .. 'erased' (sorted set: customer ids erased
+-- within the retention, by wall-clock ms).
 --
 -- A batch is folded per customer: one HGETALL, the deltas applied to a Lua table,
 -- one HSET of the fields that changed (and one ZADD per sorted set), instead of a
--- dozen commands per delta. Customers never share a field, so the result is the
--- one of applying the deltas one by one in batch order.
+-- dozen commands per delta; the pending set is changed with at most three commands
+-- per batch. Customers never share
+-- a field, so the result is the one of applying the deltas one by one in batch order.
 
 local COUNTERS = {v = true, count = true, ltv_c = true, orders = true}
 local LAST_FIELDS = {'last_ms', 'last_event', 'last_channel', 'last_touchpoint'}
@@ -21,15 +22,17 @@ local CHUNK = 1000
 -- Integers as Redis and Python write them (tostring would switch to 1e+14).
 local function int(n) return string.format('%d', n) end
 
--- redis.call(command, key, [fixed,] items...) with items in chunks of `step`-sized runs
+-- redis.call(command, [key,] [fixed,] items...) with items in chunks of `step`-sized runs
 local function call_chunked(command, key, fixed, items, step)
   local size = CHUNK * step
   for i = 1, #items, size do
     local j = math.min(i + size - 1, #items)
     if fixed then
       redis.call(command, key, fixed, unpack(items, i, j))
-    else
+    elseif key then
       redis.call(command, key, unpack(items, i, j))
+    else  -- a command of keys and values (MSET)
+      redis.call(command, unpack(items, i, j))
     end
   end
 end
@@ -130,7 +133,18 @@ end
 local D_EVENT, D_STAMP, D_MS, D_CHANNEL, D_TOUCHPOINT = 1, 2, 3, 4, 5
 local D_AMOUNT, D_ORDER, D_RECENT, D_N, D_PAIRS = 6, 7, 8, 9, 10
 
-local function delta_end(at) return at + D_PAIRS + 2 * tonumber(ARGV[at + D_N]) end
+-- Each delta's end and event time, by its position, read once by check_deltas: a
+-- tonumber() (two strtod calls) per use was a tenth of the script's time.
+local DELTA_END, DELTA_MS = {}, {}
+
+local function delta_end(at)
+  local e = DELTA_END[at]
+  if not e then
+    e = at + D_PAIRS + 2 * tonumber(ARGV[at + D_N])
+    DELTA_END[at] = e
+  end
+  return e
+end
 
 -- nil when the deltas from `first` on are well formed, else what is wrong: checked
 -- before the first write, since Redis does not roll back a script that fails midway
@@ -142,10 +156,13 @@ local function check_deltas(first)
       return 'a delta is customer, event id, stamp, ms, channel, touchpoint, amount, '
         .. 'order, recent, n, then n name/value pairs'
     end
-    for _, k in ipairs({D_MS, D_AMOUNT, D_ORDER}) do
-      if not tonumber(ARGV[at + k]) then return 'ms, amount and order must be numbers' end
+    local ms = tonumber(ARGV[at + D_MS])
+    if not (ms and tonumber(ARGV[at + D_AMOUNT]) and tonumber(ARGV[at + D_ORDER])) then
+      return 'ms, amount and order must be numbers'
     end
-    at = delta_end(at)
+    DELTA_MS[at] = ms
+    DELTA_END[at] = at + D_PAIRS + 2 * n
+    at = DELTA_END[at]
   end
   return nil
 end
@@ -163,7 +180,9 @@ local function set_latest(h, dirty, name, st, value)
 end
 
 local function incr(h, dirty, name, by)
-  h[name] = int((tonumber(h[name]) or 0) + by)
+  local current = h[name]
+  if by == 0 and current then return end  -- unchanged (as written by int())
+  h[name] = int((tonumber(current) or 0) + by)
   dirty[name] = true
 end
 
@@ -176,7 +195,7 @@ local function fold_delta(h, dirty, at)
   incr(h, dirty, 'ltv_c', tonumber(ARGV[at + D_AMOUNT]))
   incr(h, dirty, 'orders', tonumber(ARGV[at + D_ORDER]))
   local first = h.first
-  if (not first) or tonumber(ms) < tonumber(first) then
+  if (not first) or DELTA_MS[at] < tonumber(first) then
     h.first = ms
     dirty.first = true
   end
@@ -198,12 +217,79 @@ local function fold_delta(h, dirty, at)
   end
 end
 
+-- Wall-clock logs (the applied-event marks here, the recorded outcomes in identity.lua):
+-- records by event id, each '<wall ms>|<value>', in buckets of half the retention:
+-- bucket g (key base .. ':' .. g) holds the records made in [g * W, (g + 1) * W),
+-- W = ceil(retention / 2), so every current record (made at or after now - retention)
+-- is in bucket g - 2, g - 1 or g of now, and a bucket is deleted whole once it can hold
+-- none. base .. ':at' is the newest bucket written. A call costs one HMGET per bucket
+-- and one HSET, where a sorted set of every record cost a ZADD and a pruning ZREM per
+-- record (and ~110 bytes each). A record outlives its retention by at most W.
+local function bucket_of(now, retention)
+  return math.floor(now / math.max(1, math.ceil(retention / 2)))
+end
+
+-- The latest record of each id: found[id] = {wall ms, value, bucket}, current or not.
+local function bucket_read(base, ids, now)
+  local found = {}
+  if #ids == 0 then return found end
+  local g = now.bucket
+  for b = g, g - 2, -1 do
+    local key = base .. ':' .. int(b)
+    for i = 1, #ids, CHUNK do
+      local j = math.min(i + CHUNK - 1, #ids)
+      local got = redis.call('HMGET', key, unpack(ids, i, j))
+      for k = i, j do
+        local text = got[k - i + 1]
+        local id = ids[k]
+        if text and not found[id] then
+          local bar = string.find(text, '|', 1, true)
+          found[id] = {tonumber(string.sub(text, 1, bar - 1)), string.sub(text, bar + 1), b}
+        end
+      end
+    end
+  end
+  return found
+end
+
+-- Write rows {id, value, wall ms, bucket}, then delete the buckets that can no longer
+-- hold a current record (now = {ms, bucket}).
+local function bucket_write(base, rows, now)
+  local by_bucket, buckets = {}, {}
+  for _, row in ipairs(rows) do
+    local b = row[4]
+    local fields = by_bucket[b]
+    if not fields then
+      fields = {}
+      by_bucket[b] = fields
+      buckets[#buckets + 1] = b
+    end
+    fields[#fields + 1] = row[1]
+    fields[#fields + 1] = int(row[3]) .. '|' .. row[2]
+  end
+  for _, b in ipairs(buckets) do call_chunked('HSET', base .. ':' .. int(b), nil, by_bucket[b], 2) end
+  local g = now.bucket
+  local newest = tonumber(redis.call('GET', base .. ':at'))
+  if newest and newest < g then
+    -- buckets below newest - 2 went when newest was set
+    for b = newest - 2, math.min(newest, g - 3) do redis.call('UNLINK', base .. ':' .. int(b)) end
+  end
+  if (not newest and #rows > 0) or (newest and newest < g) then
+    redis.call('SET', base .. ':at', int(g))
+  end
+end
+
+local function clock(given, retention)
+  local ms = wall_ms(given)
+  return {ms = ms, bucket = bucket_of(ms, retention)}
+end
+
 -- Apply one customer's deltas (batch order; `group` holds their positions, `index`
--- their rank in the batch). Returns the rank of the delta that made the profile due
--- (nil: not due) and the profile table as written.
-local function apply_customer(P, cid, group, index, batch)
+-- their rank in the batch) to its profile table h. Returns the rank of the delta that
+-- made the profile due (nil: not due); queues the pending-set and mark writes in batch.
+local function apply_customer(P, cid, group, index, batch, h)
   local key = P .. 'prof:' .. cid
-  local h, dirty = read_hash(key), {}
+  local dirty = {}
   local window, interval = batch.window, batch.interval
   local seen = nil
   if window > 0 then
@@ -222,7 +308,7 @@ local function apply_customer(P, cid, group, index, batch)
   -- pending: nil untouched, 'rem' removed, 'nx' add unless pending, 'set' add
   local pending, pending_ms, due_at = nil, nil, nil
   for k, at in ipairs(group) do
-    local ms, event = tonumber(ARGV[at + D_MS]), ARGV[at + D_EVENT]
+    local ms, event = DELTA_MS[at], ARGV[at + D_EVENT]
     -- A re-applied event changes no field but still meets the publication rule:
     -- a publication lost with the first attempt's reply goes out again.
     if not (seen and seen[event]) then
@@ -232,8 +318,7 @@ local function apply_customer(P, cid, group, index, batch)
         applied[#applied + 1] = event
         if batch.retention > 0 then
           local marks = batch.new_marks
-          marks[#marks + 1] = event
-          marks[#marks + 1] = cid
+          marks[#marks + 1] = {event, cid, batch.now.ms, batch.now.bucket}
         end
       end
       fold_delta(h, dirty, at)
@@ -269,61 +354,84 @@ local function apply_customer(P, cid, group, index, batch)
     redis.call('ZREMRANGEBYSCORE', key .. ':applied', '-inf', '(' .. int(horizon))
   end
   if pending == 'rem' then
-    redis.call('ZREM', P .. 'prof:pending', cid)
+    batch.pending_rem[#batch.pending_rem + 1] = cid
   elseif pending == 'nx' then
-    redis.call('ZADD', P .. 'prof:pending', 'NX', pending_ms, cid)
+    batch.pending_nx[#batch.pending_nx + 1] = pending_ms
+    batch.pending_nx[#batch.pending_nx + 1] = cid
   elseif pending == 'set' then
-    redis.call('ZADD', P .. 'prof:pending', pending_ms, cid)
+    batch.pending_set[#batch.pending_set + 1] = pending_ms
+    batch.pending_set[#batch.pending_set + 1] = cid
   end
-  return due_at, h
+  return due_at
 end
 
 -- The customers this batch's events were applied to within the retention (marks), by
 -- event id, as canonical ids; a mark made before its customer's id was erased names
 -- nobody (state/memory.py _marked).
-local function read_marks(P, ids, horizon, canonical)
+local function read_marks(P, ids, now, horizon, canonical)
   local marked = {}
-  for i = 1, #ids, CHUNK do
-    local j = math.min(i + CHUNK - 1, #ids)
-    local owners = redis.call('HMGET', P .. 'marks', unpack(ids, i, j))
-    local times = redis.call('ZMSCORE', P .. 'marks:ms', unpack(ids, i, j))
-    for k = i, j do
-      local owner, at = owners[k - i + 1], tonumber(times[k - i + 1])
-      if owner and at and at >= horizon then
-        local erased = tonumber(redis.call('ZSCORE', P .. 'erased', owner))
-        if not (erased and erased >= horizon and erased >= at) then
-          marked[ids[k]] = canonical(owner)
-        end
+  for id, record in pairs(bucket_read(P .. 'marks', ids, now)) do
+    local at, owner = record[1], record[2]
+    if at >= horizon then
+      local erased = tonumber(redis.call('ZSCORE', P .. 'erased', owner))
+      if not (erased and erased >= horizon and erased >= at) then
+        marked[id] = canonical(owner)
       end
     end
   end
   return marked
 end
 
+-- The canonical ids of customer ids: one MGET of their alias keys (merges keep aliases
+-- one hop deep, so canonical() is only asked about the few that have one).
+local function canonical_all(ids, alias_key, canonical)
+  local keys = {}
+  for k, c in ipairs(ids) do keys[k] = alias_key(c) end
+  local canon = {}
+  for i = 1, #keys, CHUNK do
+    local j = math.min(i + CHUNK - 1, #keys)
+    local got = redis.call('MGET', unpack(keys, i, j))
+    for k = i, j do
+      local survivor = got[k - i + 1]
+      canon[ids[k]] = survivor and canonical(survivor) or ids[k]
+    end
+  end
+  return canon
+end
+
 -- Fold the deltas from ARGV[first] on into the profiles; batch = {interval, publish,
 -- recent, window, retention, now ('' the server's clock)}. canonical(id) follows
--- aliases; live(cid) says whether the customer
--- exists (an erased or never resolved one never gets a profile back). Returns the
--- customers due for publication (in the order they became due, then released pending
--- ones by time) and the profile tables written, by customer.
-local function apply_profiles(P, batch, first, canonical, live)
-  local groups, indexes, order, canon, alive = {}, {}, {}, {}, {}
-  local max_ms, rank, at = nil, 0, first
+-- aliases, alias_key(id) names an id's alias key; live(cid) says whether the customer
+-- exists (an erased or never resolved one never gets a profile back; a profile hash
+-- exists only for a live customer, so only customers without one are asked). Returns
+-- the customers due for publication (in the order they became due, then released
+-- pending ones by time), and the profile tables in hand, by customer.
+local function apply_profiles(P, batch, first, canonical, live, alias_key)
+  local given, listed, at = {}, {}, first
+  while at <= #ARGV do
+    local c = ARGV[at]
+    if not listed[c] then
+      listed[c] = true
+      given[#given + 1] = c
+    end
+    at = delta_end(at)
+  end
+  local canon = canonical_all(given, alias_key, canonical)
+  local groups, indexes, order, alive, tables = {}, {}, {}, {}, {}
+  local max_ms, rank = nil, 0
+  at = first
   while at <= #ARGV do
     rank = rank + 1
-    local c = ARGV[at]
-    local cid = canon[c]
-    if not cid then
-      cid = canonical(c)
-      canon[c] = cid
-    end
+    local cid = canon[ARGV[at]]
     local ok = alive[cid]
     if ok == nil then
-      ok = live(cid)
+      local h = read_hash(P .. 'prof:' .. cid)
+      ok = next(h) ~= nil or live(cid)
       alive[cid] = ok
+      if ok then tables[cid] = h end
     end
     if ok then
-      local ms = tonumber(ARGV[at + D_MS])
+      local ms = DELTA_MS[at]
       if (not max_ms) or ms > max_ms then max_ms = ms end
       local group = groups[cid]
       if not group then
@@ -339,35 +447,26 @@ local function apply_profiles(P, batch, first, canonical, live)
   end
   -- applied-event marks, only with the window on (as state/memory.py)
   batch.marked, batch.new_marks = {}, {}
-  local now, horizon = 0, 0
+  batch.pending_rem, batch.pending_nx, batch.pending_set = {}, {}, {}
   if batch.window <= 0 then batch.retention = 0 end
   if batch.retention > 0 then
-    now = wall_ms(batch.now)
-    horizon = now - batch.retention
+    batch.now = clock(batch.now, batch.retention)
     local ids = {}
     for _, cid in ipairs(order) do
-      for _, at in ipairs(groups[cid]) do ids[#ids + 1] = ARGV[at + D_EVENT] end
+      for _, pos in ipairs(groups[cid]) do ids[#ids + 1] = ARGV[pos + D_EVENT] end
     end
-    batch.marked = read_marks(P, ids, horizon, canonical)
+    batch.marked = read_marks(P, ids, batch.now, batch.now.ms - batch.retention, canonical)
   end
-  local became_due, tables = {}, {}
+  local became_due = {}
   for _, cid in ipairs(order) do
-    local due_at, h = apply_customer(P, cid, groups[cid], indexes[cid], batch)
-    tables[cid] = h
+    local due_at = apply_customer(P, cid, groups[cid], indexes[cid], batch, tables[cid])
     if due_at then became_due[#became_due + 1] = {due_at, cid} end
   end
-  if batch.retention > 0 then
-    local marks, times = batch.new_marks, {}
-    for k = 1, #marks, 2 do
-      times[#times + 1] = now
-      times[#times + 1] = marks[k]
-    end
-    if #marks > 0 then
-      call_chunked('HSET', P .. 'marks', nil, marks, 2)
-      call_chunked('ZADD', P .. 'marks:ms', nil, times, 2)
-    end
-    prune_log(P .. 'marks', P .. 'marks:ms', horizon, prune_budget(#marks / 2))
-  end
+  local pkey = P .. 'prof:pending'
+  if #batch.pending_rem > 0 then call_chunked('ZREM', pkey, nil, batch.pending_rem, 1) end
+  if #batch.pending_nx > 0 then call_chunked('ZADD', pkey, 'NX', batch.pending_nx, 2) end
+  if #batch.pending_set > 0 then call_chunked('ZADD', pkey, nil, batch.pending_set, 2) end
+  if batch.retention > 0 then bucket_write(P .. 'marks', batch.new_marks, batch.now) end
   table.sort(became_due, function(a, b) return a[1] < b[1] end)
   local due, is_due = {}, {}
   for k, entry in ipairs(became_due) do
@@ -375,7 +474,6 @@ local function apply_profiles(P, batch, first, canonical, live)
     is_due[entry[2]] = true
   end
   if max_ms and batch.publish then
-    local pkey = P .. 'prof:pending'
     local ready = redis.call('ZRANGEBYSCORE', pkey, '-inf', int(max_ms - batch.interval))
     if #ready > 0 then
       call_chunked('ZREM', pkey, nil, ready, 1)

@@ -141,9 +141,10 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
     aliases: dict[str, str] = {}
     profiles: set[str] = set()
     outcomes: dict[str, str] = {}
-    outcome_times: set[str] = set()
     marks: dict[str, str] = {}
-    mark_times: set[str] = set()
+    buckets: dict[str, list[int]] = {"outcomes": [], "marks": []}
+    newest: dict[str, int] = {}
+    problems: list[str] = []
     shared: set[str] = set()
     for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
         key = _text(raw_key)[len(prefix) :]
@@ -162,18 +163,23 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             profiles.update(_text(m) for m in _members(client, raw_key))
         elif kind == "prof":
             profiles.add(rest.removesuffix(":recent").removesuffix(":applied"))
-        elif kind == "outcomes" and rest == "":
-            outcomes = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
-        elif kind == "outcomes" and rest == "ms":
-            outcome_times = {_text(e) for e in _members(client, raw_key)}
-        elif kind == "marks" and rest == "":
-            marks = {_text(e): _text(v) for e, v in client.hgetall(raw_key).items()}
-        elif kind == "marks" and rest == "ms":
-            mark_times = {_text(e) for e in _members(client, raw_key)}
+        elif kind in ("outcomes", "marks") and rest == "at":
+            newest[kind] = int(_text(client.get(raw_key) or b""))
+        elif kind in ("outcomes", "marks") and rest.lstrip("-").isdigit():
+            # a wall-clock log bucket: event id -> "<wall ms>|<value>"
+            buckets[kind].append(int(rest))
+            log = outcomes if kind == "outcomes" else marks
+            for e, v in client.hgetall(raw_key).items():
+                ms, bar, value = _text(v).partition("|")
+                if not (bar and ms.isdigit()):
+                    problems.append(f"{kind} record of {_text(e)} without its time: {_text(v)}")
+                log[_text(e)] = value
         elif kind == "erased" and rest == "":
             pass  # customer ids erased within the retention (any id: they are gone)
         elif kind == "park":
             pass  # parked journeys (state/parking.py): the journey step's, not the graph's
+        elif kind == "iv" and rest == "":
+            pass  # the counter of identifier versions (a customer's 'iv' field)
         elif kind == "shared":
             shared.add(rest)
             if int(_text(client.get(raw_key) or b"0")) < 2:
@@ -187,25 +193,18 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             msg = f"unexpected key {key}"
             raise AssertionError(msg)
 
-    problems: list[str] = [
+    problems.extend(
         f"profile data of {cid}, which is not a live customer"
         for cid in sorted(profiles - set(customers))
-    ]
-    # recorded outcomes: every record has its event time and is a reply as the
-    # script sends it (a customer id, "+" one, or a 7-element array); entries and
-    # customers may name erased customers (dropped when the event is seen again)
-    problems.extend(
-        f"recorded outcome of {e} without its event time"
-        for e in sorted(set(outcomes) - outcome_times)
     )
-    problems.extend(
-        f"event time of {e} without a recorded outcome"
-        for e in sorted(outcome_times - set(outcomes))
-    )
-    # applied-event marks: each with its time, naming a customer id
-    problems.extend(
-        f"applied mark of {e} without its time" for e in sorted(set(marks) ^ mark_times)
-    )
+    # wall-clock logs: at most the three buckets a current record can be in, below the
+    # newest one written
+    for kind, numbers in buckets.items():
+        if numbers and (kind not in newest or min(numbers) < newest[kind] - 2):
+            problems.append(f"{kind} buckets {sorted(numbers)}, the newest at {newest.get(kind)}")
+    # recorded outcomes: every record is a reply as the script sends it (a customer id,
+    # "+" one, or a 7-element array); entries and customers may name erased customers
+    # (dropped when the event is seen again); applied-event marks name a customer id
     problems.extend(
         f"applied mark of {e} names no customer id: {c}"
         for e, c in sorted(marks.items())
