@@ -221,7 +221,22 @@ class ChurnEngine:
         state = self.__dict__.copy()
         state["on_label"] = None  # a listener belongs to the process, not to the model
         state["_event"] = None
+        # the labels pickle their snapshots packed (online_models.labels): name these by place
+        ready = self._ready
+        state["_ready"] = [
+            (ref, item.label, item.known_ms)
+            for ref, item in zip(self.labels.refs([i.snapshot for i in ready]), ready, strict=True)
+        ]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the attributes; the pending labels' snapshots are the labels' own again."""
+        self.__dict__.update(state)
+        refs = [ref for ref, _, _ in state["_ready"]]
+        self._ready = [
+            Labelled(snap, label, known)
+            for snap, (_, label, known) in zip(self.labels.deref(refs), state["_ready"], strict=True)
+        ]
 
     # -- helpers ------------------------------------------------------------------
 

@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 # Snapshot states: unlabelled; labelled positive, awaiting its horizon; final; dropped.
 PENDING, POSITIVE, DONE, DROPPED = 0, 1, 2, 3
@@ -86,6 +86,82 @@ class Labelled:
     known_ms: int
 
 
+class SnapshotTable:
+    """Snapshots packed column by column, for pickling: a few arrays, not an object each.
+
+    >>> import pickle
+    >>> table = SnapshotTable()
+    >>> snap = Snapshot("ann", "e1", 5, 15, ("a", "b"), array("d", [1.0, 2.5]), 0.25, True)
+    >>> table.add(snap), table.add(snap)
+    (0, 0)
+    >>> back = pickle.loads(pickle.dumps(table)).snapshots()[0]
+    >>> back.customer_id, back.due_ms, back.features(), back.score, back.warm, back.state
+    ('ann', 15, {'a': 1.0, 'b': 2.5}, 0.25, True, 0)
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}  # id(snapshot) -> row, while packing
+        self.customers: list[str] = []
+        self.events: list[str] = []
+        self.times = array("q")  # scored_ms, due_ms per row
+        self.scores = array("d")
+        self.flags = bytearray()  # state * 2 + warm
+        self.key_sets: dict[tuple[str, ...], int] = {}
+        self.keys = array("H")
+        self.sizes = array("I")
+        self.values = array("d")
+
+    def add(self, snap: Snapshot) -> int:
+        """Pack ``snap`` (once); return its row."""
+        row = self.index.get(id(snap))
+        if row is not None:
+            return row
+        row = self.index[id(snap)] = len(self.customers)
+        self.customers.append(snap.customer_id)
+        self.events.append(snap.event_id)
+        self.times.extend((snap.scored_ms, snap.due_ms))
+        self.scores.append(snap.score)
+        self.flags.append(snap.state * 2 + snap.warm)
+        self.keys.append(self.key_sets.setdefault(snap.keys, len(self.key_sets)))
+        self.sizes.append(len(snap.values))
+        self.values.extend(snap.values)
+        return row
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the columns (without the packing index, which names live objects)."""
+        state = self.__dict__.copy()
+        del state["index"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.index = {}
+
+    def snapshots(self) -> list[Snapshot]:
+        """Unpack every row into a :class:`Snapshot` (one customer-id string per customer)."""
+        key_sets = list(self.key_sets)
+        names: dict[str, str] = {}
+        times, values, out = self.times, self.values, []
+        start = 0
+        for row, (customer, size) in enumerate(zip(self.customers, self.sizes, strict=True)):
+            flags = self.flags[row]
+            out.append(
+                Snapshot(
+                    names.setdefault(customer, customer),
+                    self.events[row],
+                    times[2 * row],
+                    times[2 * row + 1],
+                    key_sets[self.keys[row]],
+                    values[start : start + size],
+                    self.scores[row],
+                    bool(flags & 1),
+                    flags >> 1,
+                )
+            )
+            start += size
+        return out
+
+
 class DelayedLabels:
     """Pending snapshots of many customers, labelled as event time goes by."""
 
@@ -107,12 +183,55 @@ class DelayedLabels:
         self.awaiting = 0  # labelled positive, horizon not yet passed
         self.dropped = 0
         self.discarded = 0
-        self._by_customer: dict[str, deque[Snapshot]] = {}  # unlabelled, by customer
+        # unlabelled, by customer (lists: a deque costs ~770 bytes even when it holds one)
+        self._by_customer: dict[str, list[Snapshot]] = {}
         self._due: list[tuple[int, int, Snapshot]] = []  # heap; finished entries linger
         self._seq = 0
         self._churns: dict[str, int] = {}  # customer -> latest churn time, kept for the grace
         self._churn_heap: list[tuple[int, str]] = []
         self._key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the state to pickle, the snapshots packed into a few arrays (see ``packing``)."""
+        state = self.__dict__.copy()
+        table = SnapshotTable()
+        due = self._due
+        for _, _, snap in due:
+            table.add(snap)
+        state["_due"] = (
+            array("q", [d for d, _, _ in due]),
+            array("q", [q for _, q, _ in due]),
+        )
+        queues = self._by_customer.values()
+        state["_by_customer"] = (
+            list(self._by_customer),
+            array("I", [len(q) for q in queues]),
+            array("q", [table.add(s) for q in queues for s in q]),
+        )
+        state["_snapshots"] = table
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the attributes and unpack the snapshots (the same objects shared again)."""
+        snaps = state.pop("_snapshots").snapshots()
+        due_ms, seqs = state["_due"]
+        state["_due"] = [(d, q, snaps[i]) for i, (d, q) in enumerate(zip(due_ms, seqs, strict=True))]
+        customers, sizes, rows = state["_by_customer"]
+        by_customer, start = {}, 0
+        for customer, size in zip(customers, sizes, strict=True):
+            by_customer[customer] = [snaps[i] for i in rows[start : start + size]]
+            start += size
+        state["_by_customer"] = by_customer
+        self.__dict__.update(state)
+
+    def refs(self, snaps: list[Snapshot]) -> list[int | Snapshot]:
+        """Name ``snaps`` for pickling by their place in the due heap (the snapshot if not there)."""
+        where = {id(entry[2]): i for i, entry in enumerate(self._due)} if snaps else {}
+        return [where.get(id(snap), snap) for snap in snaps]
+
+    def deref(self, refs: list[int | Snapshot]) -> list[Snapshot]:
+        """The snapshots :meth:`refs` named, in a restored book."""
+        return [self._due[ref][2] if isinstance(ref, int) else ref for ref in refs]
 
     def late(self, t_ms: int) -> bool:
         """Tell whether an event at ``t_ms`` is too far behind the watermark to be kept."""
@@ -142,7 +261,10 @@ class DelayedLabels:
         keys = tuple(x)
         if len(self._key_sets) < MAX_KEY_SETS:
             keys = self._key_sets.setdefault(keys, keys)
-        values = array("d", x.values())
+        values = array("d", list(x.values()))  # from a list: sized exactly
+        queue = self._by_customer.get(customer_id)
+        if queue:  # one string per customer, not one per snapshot
+            customer_id = queue[0].customer_id
         snap = Snapshot(
             customer_id, event_id, t_ms, t_ms + self.horizon_ms, keys, values, score, warm
         )
@@ -154,7 +276,8 @@ class DelayedLabels:
             self.awaiting += 1
             known = Labelled(snap, True, max(churned, self.watermark_ms or churned))
         else:
-            queue = self._by_customer.setdefault(customer_id, deque())
+            if queue is None:
+                queue = self._by_customer[customer_id] = []
             queue.append(snap)
             self.pending += 1
             if len(queue) > self.max_per_customer:
