@@ -90,68 +90,40 @@ class SnapshotTable:
     """Snapshots packed column by column, for pickling: a few arrays, not an object each.
 
     >>> import pickle
-    >>> table = SnapshotTable()
     >>> snap = Snapshot("ann", "e1", 5, 15, ("a", "b"), array("d", [1.0, 2.5]), 0.25, True)
-    >>> table.add(snap), table.add(snap)
-    (0, 0)
-    >>> back = pickle.loads(pickle.dumps(table)).snapshots()[0]
+    >>> back = pickle.loads(pickle.dumps(SnapshotTable([snap]))).snapshots()[0]
     >>> back.customer_id, back.due_ms, back.features(), back.score, back.warm, back.state
     ('ann', 15, {'a': 1.0, 'b': 2.5}, 0.25, True, 0)
     """
 
-    def __init__(self) -> None:
-        self.index: dict[int, int] = {}  # id(snapshot) -> row, while packing
-        self.customers: list[str] = []
-        self.events: list[str] = []
-        self.times = array("q")  # scored_ms, due_ms per row
-        self.scores = array("d")
-        self.flags = bytearray()  # state * 2 + warm
-        self.key_sets: dict[tuple[str, ...], int] = {}
-        self.keys = array("H")
-        self.sizes = array("I")
-        self.values = array("d")
-
-    def add(self, snap: Snapshot) -> int:
-        """Pack ``snap`` (once); return its row."""
-        row = self.index.get(id(snap))
-        if row is not None:
-            return row
-        row = self.index[id(snap)] = len(self.customers)
-        self.customers.append(snap.customer_id)
-        self.events.append(snap.event_id)
-        self.times.extend((snap.scored_ms, snap.due_ms))
-        self.scores.append(snap.score)
-        self.flags.append(snap.state * 2 + snap.warm)
-        self.keys.append(self.key_sets.setdefault(snap.keys, len(self.key_sets)))
-        self.sizes.append(len(snap.values))
-        self.values.extend(snap.values)
-        return row
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Return the columns (without the packing index, which names live objects)."""
-        state = self.__dict__.copy()
-        del state["index"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.index = {}
+    def __init__(self, snaps: list[Snapshot]) -> None:
+        self.customers = [s.customer_id for s in snaps]
+        self.events = [s.event_id for s in snaps]
+        self.scored = array("q", [s.scored_ms for s in snaps])
+        self.due = array("q", [s.due_ms for s in snaps])
+        self.scores = array("d", [s.score for s in snaps])
+        self.flags = bytes([s.state * 2 + s.warm for s in snaps])  # state * 2 + warm
+        key_sets: dict[int, tuple[str, ...]] = {id(s.keys): s.keys for s in snaps}
+        number = {k: i for i, k in enumerate(key_sets)}
+        self.key_sets = list(key_sets.values())
+        self.keys = array("I", [number[id(s.keys)] for s in snaps])
+        self.sizes = array("I", [len(s.values) for s in snaps])
+        self.values = array("d", b"".join([s.values.tobytes() for s in snaps]))
 
     def snapshots(self) -> list[Snapshot]:
         """Unpack every row into a :class:`Snapshot` (one customer-id string per customer)."""
-        key_sets = list(self.key_sets)
         names: dict[str, str] = {}
-        times, values, out = self.times, self.values, []
-        start = 0
-        for row, (customer, size) in enumerate(zip(self.customers, self.sizes, strict=True)):
+        keys, values, out, start = self.key_sets, self.values, [], 0
+        for row, size in enumerate(self.sizes):
             flags = self.flags[row]
+            customer = self.customers[row]
             out.append(
                 Snapshot(
                     names.setdefault(customer, customer),
                     self.events[row],
-                    times[2 * row],
-                    times[2 * row + 1],
-                    key_sets[self.keys[row]],
+                    self.scored[row],
+                    self.due[row],
+                    keys[self.keys[row]],
                     values[start : start + size],
                     self.scores[row],
                     bool(flags & 1),
@@ -194,20 +166,22 @@ class DelayedLabels:
     def __getstate__(self) -> dict[str, Any]:
         """Return the state to pickle, the snapshots packed into a few arrays (see ``packing``)."""
         state = self.__dict__.copy()
-        table = SnapshotTable()
         due = self._due
-        for _, _, snap in due:
-            table.add(snap)
-        state["_due"] = (
-            array("q", [d for d, _, _ in due]),
-            array("q", [q for _, q, _ in due]),
-        )
+        snaps = [entry[2] for entry in due]
+        row = {id(snap): i for i, snap in enumerate(snaps)}
         queues = self._by_customer.values()
+        for queue in queues:  # every queued snapshot is in the due heap; if one were not...
+            for snap in queue:
+                if id(snap) not in row:
+                    row[id(snap)] = len(snaps)
+                    snaps.append(snap)
+        state["_due"] = (array("q", [d for d, _, _ in due]), array("q", [q for _, q, _ in due]))
         state["_by_customer"] = (
             list(self._by_customer),
             array("I", [len(q) for q in queues]),
-            array("q", [table.add(s) for q in queues for s in q]),
+            array("q", [row[id(s)] for q in queues for s in q]),
         )
+        table = SnapshotTable(snaps)
         state["_snapshots"] = table
         return state
 
