@@ -232,10 +232,11 @@ class ChurnEngine:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore the attributes; the pending labels' snapshots are the labels' own again."""
         self.__dict__.update(state)
-        refs = [ref for ref, _, _ in state["_ready"]]
+        ready = state["_ready"]
+        snaps = self.labels.deref([ref for ref, _, _ in ready])
         self._ready = [
             Labelled(snap, label, known)
-            for snap, (_, label, known) in zip(self.labels.deref(refs), state["_ready"], strict=True)
+            for snap, (_, label, known) in zip(snaps, ready, strict=True)
         ]
 
     # -- helpers ------------------------------------------------------------------

@@ -189,7 +189,9 @@ class DelayedLabels:
         """Restore the attributes and unpack the snapshots (the same objects shared again)."""
         snaps = state.pop("_snapshots").snapshots()
         due_ms, seqs = state["_due"]
-        state["_due"] = [(d, q, snaps[i]) for i, (d, q) in enumerate(zip(due_ms, seqs, strict=True))]
+        state["_due"] = [
+            (d, q, snaps[i]) for i, (d, q) in enumerate(zip(due_ms, seqs, strict=True))
+        ]
         customers, sizes, rows = state["_by_customer"]
         by_customer, start = {}, 0
         for customer, size in zip(customers, sizes, strict=True):
@@ -199,12 +201,12 @@ class DelayedLabels:
         self.__dict__.update(state)
 
     def refs(self, snaps: list[Snapshot]) -> list[int | Snapshot]:
-        """Name ``snaps`` for pickling by their place in the due heap (the snapshot if not there)."""
+        """Name ``snaps`` for pickling by their place in the due heap (else the snapshot)."""
         where = {id(entry[2]): i for i, entry in enumerate(self._due)} if snaps else {}
         return [where.get(id(snap), snap) for snap in snaps]
 
     def deref(self, refs: list[int | Snapshot]) -> list[Snapshot]:
-        """The snapshots :meth:`refs` named, in a restored book."""
+        """Return the snapshots :meth:`refs` named, in a restored book."""
         return [self._due[ref][2] if isinstance(ref, int) else ref for ref in refs]
 
     def late(self, t_ms: int) -> bool:

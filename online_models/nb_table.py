@@ -97,12 +97,9 @@ class LikelihoodTable:
         log = math.log
         self.classes = list(model.class_counts)
         self.rows = {f: i for i, f in enumerate(fcs)}
-        dens = [totals[c] + smoothing for c in self.classes]
+        columns = [(c, totals[c] + smoothing) for c in self.classes]
         self.terms = np.array(
-            [
-                [log((fcs[f].get(c, 0.0) + alpha) / den) for c, den in zip(self.classes, dens)]
-                for f in self.rows
-            ],
+            [[log((fcs[f].get(c, 0.0) + alpha) / den) for c, den in columns] for f in self.rows],
             dtype=np.float64,
         ).reshape(len(self.rows), len(self.classes))
         self._priors(model)

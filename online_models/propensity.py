@@ -91,17 +91,20 @@ class CategoryInterest:
 
 
 def fold_interest(
-    interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
+    interest: CategoryInterest,
+    event: InteractionEvent,
+    conf: PropensitySettings,
+    t_ms: int | None = None,
 ) -> tuple[dict[str, float], list[str]] | None:
     """Fold ``event`` into one customer's ``interest``.
 
     For a purchase, return the interest just before it and the categories bought
-    (what the model learns from).
+    (what the model learns from). ``t_ms`` is ``event.epoch_ms`` if the caller has it.
     """
     found = categories(event, conf)
     if not found:
         return None
-    t = event.epoch_ms
+    t = event.epoch_ms if t_ms is None else t_ms
     if is_purchase(event):
         before = interest.vector(t, conf.half_life_days)
         interest.add(t, found, conf.purchase_weight, conf)
@@ -113,6 +116,8 @@ def fold_interest(
 def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
     """Return the categories an event is about (see the module docstring), without repeats."""
     attrs = event.data.attributes
+    if not attrs:
+        return []
     found: list[str] = []
 
     def product(value: Any) -> None:
