@@ -169,6 +169,10 @@ def _softmax_list(classes: list[str], log_likelihoods: list[float]) -> list[tupl
     return [(c, w / total) for c, w in zip(classes, weights, strict=True)]
 
 
+def _best_first(cp: tuple[str, float]) -> tuple[float, str]:
+    return -cp[1], cp[0]
+
+
 class PropensityModel:
     """Next-category propensity shared by all customers of one worker."""
 
@@ -227,7 +231,11 @@ class PropensityModel:
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
             proba = [(c, w / total) for c, w in x.items()] if total else []
-        ranked = sorted(proba, key=lambda cp: (-cp[1], cp[0]))[:k]
+        best_first = _best_first
+        # the best alone (the decision reads no more): sorted()[:1] without sorting them all
+        ranked = (
+            [min(proba, key=best_first)] if k == 1 and proba else sorted(proba, key=best_first)[:k]
+        )
         return [(c, round(float(p), 4)) for c, p in ranked if math.isfinite(p)]
 
     def metrics(self) -> dict[str, Any]:

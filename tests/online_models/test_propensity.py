@@ -114,3 +114,21 @@ def test_top_k_survives_a_pickle_round_trip_exactly() -> None:
     restored = pickle.loads(pickle.dumps(model))
     assert restored.top_k_vector(x) == model.top_k_vector(x)
     assert "_table" not in pickle.loads(pickle.dumps(model)).__getstate__()
+
+
+def test_the_best_alone_is_the_head_of_the_full_ranking() -> None:
+    model = PropensityModel()
+    rng = random.Random(8)
+    cats = ["a", "b", "c", "d", "e", "f"]
+    for n in range(150):
+        interest = CategoryInterest()
+        for cat in rng.sample(cats, 2):
+            model.observe(interest, ev(n * 3, n, attributes={"category": cat}))
+        bought = rng.choice(cats[:3])
+        model.observe(
+            interest, ev(n * 3 + 2, n + 0.5, "cx.order.placed", attributes={"category": bought})
+        )
+        x = {c: rng.random() for c in rng.sample(cats, 3)}
+        assert model.top_k_vector(x, k=1) == model.top_k_vector(x, k=len(cats))[:1]
+    tied = {"b": 1.0, "a": 1.0}  # equal probabilities: the first by name
+    assert PropensityModel().top_k_vector(tied, k=1) == [("a", 0.5)]
