@@ -164,55 +164,51 @@ class CustomerFeatures:
         # next to one seen for months: the features mean the same from the first day.
         exposure = max(1.0, half_life / _LN2 * (1.0 - 0.5 ** (tenure / half_life)))
         per_week = 0.5 ** (max(0, now_ms - last) / (half_life * DAY_MS)) * 7.0 / exposure
-        count = self.decayed.get
-        log1p = _log1p
+        counts = self.decayed
         x: dict[str, float] = {
             "account": 1.0 if self.account else 0.0,
-            "tenure_days": log1p(tenure),
-            "gap_days": log1p(self.gap_ms / DAY_MS),  # recency: since the event before
-            "activity": log1p(count("events", 0.0) * per_week),
-            "rate": log1p(self.events / max(tenure, 1.0)),
+            "tenure_days": _log1p(tenure),
+            "gap_days": _log1p(self.gap_ms / DAY_MS),  # recency: since the event before
+            "activity": _log1p(counts.get("events", 0.0) * per_week),
+            "rate": _log1p(self.events / max(tenure, 1.0)),
         }
         for key in _prefixed("ch_", conf.channels):
-            x[key] = log1p(count(key, 0.0) * per_week)
-        last_order, n = self.last_order_ms, self.sentiment_n
-        since_order = (now_ms - last_order) / DAY_MS if last_order is not None else tenure
-        nps_last, nps_n, csat_last, csat_n = self.nps_last, self.nps_n, self.csat_last, self.csat_n
-        open_cases, last_exit = self.open_cases, self.last_exit_ms
-        x |= {  # one literal, in the order the models have always read them
-            "ch_other": log1p(count("ch_other", 0.0) * per_week),
-            "spend": log1p(self.spend),
-            "orders": log1p(self.orders),
-            "has_ordered": 1.0 if last_order is not None else 0.0,
-            "order_idle_days": log1p(max(0.0, since_order)),
-            "has_sentiment": 1.0 if n else 0.0,
-            "sent_last": self.sentiment_last or 0.0,
-            "sent_mean": self.sentiment_sum / n if n else 0.0,
-            "sent_trend": self.sentiment_trend or 0.0,
-            "negative": log1p(count("negative", 0.0) * per_week),
-            "nps": nps_last / 10 if nps_last is not None else 0.0,
-            "nps_mean": self.nps_sum / nps_n / 10 if nps_n else 0.0,
-            "nps_missing": 0.0 if nps_n else 1.0,
-            "csat": (csat_last - 1) / 4 if csat_last is not None else 0.0,
-            "csat_mean": (self.csat_sum / csat_n - 1) / 4 if csat_n else 0.0,
-            "csat_missing": 0.0 if csat_n else 1.0,
-            "detractors": log1p(count("detractors", 0.0) * per_week),
-            "complaints": log1p(count("complaints", 0.0) * per_week),
-            "friction": log1p(count("friction", 0.0) * per_week),
-            "open_cases": float(len(open_cases)),
-            "breached_cases": float(
-                sum(1 for opened, sla in open_cases.values() if now_ms - opened > sla)
-                if open_cases
-                else 0
-            ),
-            "exits": log1p(count("exits", 0.0) * per_week),
-            "exits_total": log1p(self.exits),
-            "exit_fresh": (
-                math.exp(-max(0, now_ms - last_exit) / DAY_MS / EXIT_FRESH_DAYS)
-                if last_exit is not None
-                else 0.0
-            ),
-        }
+            x[key] = _log1p(counts.get(key, 0.0) * per_week)
+        x["ch_other"] = _log1p(counts.get("ch_other", 0.0) * per_week)
+        ordered = self.last_order_ms is not None
+        since_order = (
+            (now_ms - self.last_order_ms) / DAY_MS if self.last_order_ms is not None else tenure
+        )
+        x["spend"] = _log1p(self.spend)
+        x["orders"] = _log1p(self.orders)
+        x["has_ordered"] = 1.0 if ordered else 0.0
+        x["order_idle_days"] = _log1p(max(0.0, since_order))
+        n = self.sentiment_n
+        x["has_sentiment"] = 1.0 if n else 0.0
+        x["sent_last"] = self.sentiment_last or 0.0
+        x["sent_mean"] = self.sentiment_sum / n if n else 0.0
+        x["sent_trend"] = self.sentiment_trend or 0.0
+        x["negative"] = _log1p(counts.get("negative", 0.0) * per_week)
+        x["nps"] = self.nps_last / 10 if self.nps_last is not None else 0.0
+        x["nps_mean"] = self.nps_sum / self.nps_n / 10 if self.nps_n else 0.0
+        x["nps_missing"] = 0.0 if self.nps_n else 1.0
+        x["csat"] = (self.csat_last - 1) / 4 if self.csat_last is not None else 0.0
+        x["csat_mean"] = (self.csat_sum / self.csat_n - 1) / 4 if self.csat_n else 0.0
+        x["csat_missing"] = 0.0 if self.csat_n else 1.0
+        x["detractors"] = _log1p(counts.get("detractors", 0.0) * per_week)
+        x["complaints"] = _log1p(counts.get("complaints", 0.0) * per_week)
+        x["friction"] = _log1p(counts.get("friction", 0.0) * per_week)
+        x["open_cases"] = float(len(self.open_cases))
+        x["breached_cases"] = float(
+            sum(1 for opened, sla in self.open_cases.values() if now_ms - opened > sla)
+        )
+        x["exits"] = _log1p(counts.get("exits", 0.0) * per_week)
+        x["exits_total"] = _log1p(self.exits)
+        x["exit_fresh"] = (
+            math.exp(-max(0, now_ms - self.last_exit_ms) / DAY_MS / EXIT_FRESH_DAYS)
+            if self.last_exit_ms is not None
+            else 0.0
+        )
         current = self.stage
         for stage, key in zip(conf.stages, _prefixed("stage_", conf.stages), strict=True):
             x[key] = 1.0 if current == stage else 0.0
