@@ -93,7 +93,8 @@ def test_the_likelihood_table_and_softmax_match_rivers_exactly() -> None:
         x = {c: rng.random() for c in rng.sample(list(model.feature_counts), 4)}
         ll = model.joint_log_likelihood(x)
         assert table.joint(model, x).tolist() == list(ll.values())
-        ours, theirs = dict(_softmax_list(list(ll), list(ll.values()))), model.predict_proba_one(x)
+        ours = dict(zip(ll, _softmax_list(list(ll.values())), strict=True))
+        theirs = model.predict_proba_one(x)
         assert ours.keys() == theirs.keys()
         assert all(abs(ours[c] - theirs[c]) < 1e-12 for c in ours)
     fresh = LikelihoodTable()  # rebuilt from the model alone (as after a restore)
