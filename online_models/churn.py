@@ -237,6 +237,8 @@ class ChurnEngine:
         self.__dict__.update(state)
         self._fast = ScaledLinear()
         ready = state["_ready"]
+        if ready and isinstance(ready[0], Labelled):  # pickled before the labels were packed
+            return
         snaps = self.labels.deref([ref for ref, _, _ in ready])
         self._ready = [
             Labelled(snap, label, known)

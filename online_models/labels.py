@@ -187,6 +187,10 @@ class DelayedLabels:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore the attributes and unpack the snapshots (the same objects shared again)."""
+        if "_snapshots" not in state:  # pickled before the packing (objects, deques)
+            state["_by_customer"] = {c: list(q) for c, q in state["_by_customer"].items()}
+            self.__dict__.update(state)
+            return
         snaps = state.pop("_snapshots").snapshots()
         due_ms, seqs = state["_due"]
         state["_due"] = [

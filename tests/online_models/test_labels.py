@@ -197,3 +197,15 @@ def test_a_pickled_book_goes_on_exactly_as_the_original() -> None:
     assert {id(s.keys) for q in copy._by_customer.values() for s in q} <= {
         id(k) for k in copy._key_sets.values()
     }
+
+
+def test_a_book_pickled_before_the_packing_still_loads() -> None:
+    from collections import deque
+
+    book = labels(interval_ms=1)
+    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
+    book.add("ann", "e2", 1, {"a": 2.0}, score=0.2, warm=True)
+    old = {**book.__dict__, "_by_customer": {"ann": deque(book._by_customer["ann"])}}
+    copy = DelayedLabels.__new__(DelayedLabels)
+    copy.__setstate__(old)  # what main's pickles hold: the attributes as they were
+    assert [d.snapshot.event_id for d in copy.churn("ann", 5)] == ["e1", "e2"]
