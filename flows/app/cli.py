@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from flows.app.collector import tune_collector
 from flows.app.recovery import RecoveryError
 from flows.app.stores import StoreUnavailableError
 from flows.app.topics import KafkaUnavailableError
@@ -337,6 +338,7 @@ def _add_customer(sub: Subparsers) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cxstream`` with ``argv`` (default: the command line); the exit code."""
     args = build_parser().parse_args(argv)
+    tune_collector()  # a process of its own: the thresholds are the flow's (flows.app.collector)
     try:
         code: int = args.func(args)
     except (

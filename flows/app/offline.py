@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from bytewax.testing import cluster_main, run_main
 
+from flows.app.collector import tune_collector
 from flows.app.inputs import log_input
 from flows.app.stores import make_store
 from flows.dataflow import build_flow
@@ -102,8 +103,10 @@ def _cluster_worker(
     # A fresh process: settings come from the same CX_* environment as the parent's.
     settings = Settings()
     store = make_store(settings, default="redis", publish=False)
+    flow = _offline_flow(settings, logs, out_dir, store, lanes)
+    tune_collector()
     cluster_main(  # type: ignore[no-untyped-call]
-        _offline_flow(settings, logs, out_dir, store, lanes),
+        flow,
         addresses,
         proc_id,
         epoch_interval=timedelta(seconds=settings.epoch_interval_seconds),

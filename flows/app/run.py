@@ -18,6 +18,7 @@ from types import FrameType
 
 from bytewax.run import cli_main
 
+from flows.app.collector import tune_collector
 from flows.app.health import Health, dependency_checks, serve
 from flows.app.inputs import kafka_input
 from flows.app.recovery import prepare_recovery
@@ -81,6 +82,7 @@ def run_process(
         settings, kafka_input(settings, tail=tail), sink, store, lanes, parking=parking
     )
     health.started()
+    tune_collector()
     try:
         cli_main(  # type: ignore[no-untyped-call]
             flow,
