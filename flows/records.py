@@ -45,6 +45,8 @@ class Resolved:
     lane: str = NO_LANE
     seq: int = -1
     wm_ms: int = 0
+    # this event created the customer (the journey step then reads no parked journey)
+    created: bool = False
 
     def withdrawn(self) -> dict[str, int]:
         """``opted_out`` as purpose -> event time of the withdrawal."""

@@ -140,7 +140,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         self.customer_id = ""
         # the versions parked in the store as this journey knows them; restored from a
         # Bytewax snapshot: its positions then (flows.steps.parking.Parking.park)
-        self.stored: list[Pos] | Pos = dict(state.pos) if state is not None else []
+        self.stored: list[Pos] | Pos | None = dict(state.pos) if state is not None else []
         self.forgetting = forgetting  # a tombstone to delete once it is committed
         self.active_at = parking.clock() if parking is not None else 0.0
 
@@ -154,7 +154,12 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
             if forgot:  # erased or merged away: drop the journey, features and interest
                 self._forget(resolved)
                 continue
-            if not self.loaded:
+            if not self.loaded and resolved.created:
+                # A customer this event created has no journey before it. Whatever a
+                # crashed run parked for it holds only events after it (replayed now):
+                # the first park overwrites that (stored None), so nothing is read.
+                self.state, self.loaded, self.stored = JourneyState(), True, None
+            elif not self.loaded:
                 self._rehydrate(resolved)
             self.forgetting = None
             out += self._fold(resolved)

@@ -192,13 +192,21 @@ class Parking:
             self.calls[1] += 1
         return (stored[at][1] if at >= 0 else b""), [pos for pos, _ in stored[: at + 1]]
 
-    def park(self, customer_id: str, pos: Pos, state: bytes, stored: list[Pos] | Pos) -> list[Pos]:
+    def park(
+        self, customer_id: str, pos: Pos, state: bytes, stored: list[Pos] | Pos | None
+    ) -> list[Pos]:
         """Write a version, dropping the ones no resume can need; return the versions kept.
 
         ``stored``: the versions as this journey knows them, or, for a journey Bytewax
-        restored, its positions then: a version past them is a crashed run's.
+        restored, its positions then: a version past them is a crashed run's; None for a
+        journey begun by the event that created the customer: any version in the store is
+        a crashed run's (it holds only events the restart replayed), so it is overwritten.
         """
         version = encode_version(pos, state)
+        if stored is None:
+            self.calls[1] += 1
+            self.store.replace(customer_id, [version])
+            return [pos]
         if isinstance(
             stored, dict
         ):  # restored from a snapshot: a crashed run may have written more

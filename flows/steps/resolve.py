@@ -117,6 +117,7 @@ class StoreResolver:
                     tracked.lane,
                     tracked.seq,
                     tracked.wm_ms,
+                    result.created,
                 )
             )
         for counter, n in (

@@ -37,7 +37,11 @@ def _events(count: int, seed: int) -> list[Resolved]:
         if rng.random() < 0.03:  # erased or merged away: forgotten here
             out.append(Resolved("c1", event, (FORGET,), lane=LANE, seq=seq))
         else:
-            out.append(Resolved("c1", event, lane=LANE, seq=seq, wm_ms=event.epoch_ms))
+            # the first event created c1: its journey starts without reading the store
+            created = seq == 0
+            out.append(
+                Resolved("c1", event, lane=LANE, seq=seq, wm_ms=event.epoch_ms, created=created)
+            )
     return out
 
 
@@ -150,3 +154,25 @@ def test_a_merge_or_erasure_forgets_the_customers_it_names_and_no_other() -> Non
         ("gone", 7, (FORGET,)),
     ]
     assert forgotten_customers(Resolved("s", event, lane=LANE, seq=8)) == []
+
+
+def test_a_created_customer_reads_nothing_and_overwrites_a_crashed_runs_versions() -> None:
+    events = _events(3, 7)
+    store = MemoryParkingStore()
+    parking = Parking(store, 1.0, lambda: {})
+    # a crashed run parked c1 after its first two events; the restart replays them
+    crashed = _builder(parking)(None)
+    crashed.on_batch(events[:2])
+    crashed.on_notify()
+    assert len(store.versions("c1")) == 1
+    reads = parking.calls[0]
+    live = _builder(parking)(None)
+    out = [list(live.on_batch([e])[0]) for e in events[:2]]
+    assert parking.calls[0] == reads  # created by events[0]: nothing read
+    assert out == _reference(events)[:2]
+    live.on_notify()
+    # the crashed run's version is gone: the one left holds each event once
+    (version,) = store.versions("c1")
+    assert decode_version(version)[0] == {LANE: 1}
+    back = _builder(parking)(None)
+    assert list(back.on_batch([events[2]])[0]) == _reference(events)[2]
