@@ -7,8 +7,9 @@ decoded messages (``cx_step_items_total{step="decode"}``) between the first and
 the last scrape that saw input, so process start-up and shutdown are excluded;
 the last scrape also gives the per-step profile and Redis round trips, and each
 sample records the processes' RSS for the memory figures. Redis server time per
-event comes from ``INFO commandstats`` (reset when the phase starts: the bench
-expects the Redis server to itself while it runs).
+event is the server's main-thread CPU over the phase, with ``INFO commandstats``
+(reset when the phase starts) per command beside it: the bench expects the Redis
+server to itself while it runs.
 
 >>> slope([(0, 100.0), (1_000_000, 110.0), (2_000_000, 120.0)])
 1e-05
@@ -156,7 +157,7 @@ def pipeline(
     cluster = FlowCluster(env.flow_env(phase, input_topic, port), processes, tail=False)
     series: list[tuple[float, float, int]] = []  # (seconds, messages decoded, rss bytes)
     last: Samples = {}
-    reset_redis_stats(env.redis_url)
+    redis_cpu = reset_redis_stats(env.redis_url)
     start = time.monotonic()
     reported = 0.0
     try:
@@ -174,7 +175,7 @@ def pipeline(
         cluster.wait(timeout=60)
     finally:
         cluster.stop()
-    server_usec = redis_server_time(env.redis_url)
+    server_cpu_us, server_usec = redis_server_time(env.redis_url, redis_cpu)
     busy = [(t, n, rss) for t, n, rss in series if n > 0]
     if len(busy) < 2 or busy[-1][1] <= busy[0][1]:
         msg = f"pipeline -p {processes}: too few scrapes to measure; use more events"
@@ -194,7 +195,9 @@ def pipeline(
         "redis_calls": int(redis_calls),
         "redis_calls_per_event": round(redis_calls / decoded_total, 5),
         "redis_calls_by_op": by_label(last, "cx_redis_calls_total", "op"),
-        "redis_server_us_per_event": round(sum(server_usec.values()) / decoded_total, 2),
+        # the server's main-thread CPU over the phase, per event
+        "redis_server_us_per_event": round(server_cpu_us / decoded_total, 2),
+        # INFO commandstats: a script's own commands are counted within its EVALSHA too
         "redis_server_us_per_event_by_command": {
             cmd: round(usec / decoded_total, 2) for cmd, usec in server_usec.items()
         },
