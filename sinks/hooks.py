@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 #: ``(output kind, records written)``, called as records are written.
 OnWrite = Callable[[str, int], None]
-#: ``records of one batch``, called once the batch is queued to be sent (Kafka), even if empty.
+#: ``records of one batch``, called once the batch is acknowledged (Kafka), even if empty.
 OnSent = Callable[[int], object]
 
 

@@ -198,7 +198,7 @@ def test_sink_sends_a_batch_again_with_a_new_producer_when_stranded(
 
     config = {"bootstrap.servers": kafka_brokers, "enable.idempotence": True, "acks": "all"}
     part = _KafkaPartition(config, {"nba": topic}, make_producer=make_producer, stranded_after=0)
-    items = [Emitted("nba", f"k{n}", f"id{n}", f"v{n}".encode()) for n in range(20)]
+    items = [("nba", Emitted("nba", f"k{n}", f"id{n}", f"v{n}".encode())) for n in range(20)]
     started = time.monotonic()
     part.write_batch(items)
     part.close()
