@@ -34,13 +34,10 @@ from benchmarks.harness import (
     reset_redis_stats,
     total,
 )
-from flows.settings import Settings
 from sinks.kafka import producer_config
 
 Say = Callable[[str], None]
 SCRAPE_SECONDS = 0.5
-#: The flow's default epoch: its Kafka sink waits for acknowledgements once per epoch.
-EPOCH_SECONDS = float(Settings.model_fields["epoch_interval_seconds"].default)
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -55,18 +52,10 @@ def slope(points: list[tuple[float, float]]) -> float:
     return round(cov / var, 12) if var else 0.0
 
 
-def ceiling(
-    env: BenchEnv,
-    input_topic: str,
-    expected: int,
-    say: Say,
-    flush_seconds: float = EPOCH_SECONDS,
-) -> dict[str, Any]:
+def ceiling(env: BenchEnv, input_topic: str, expected: int, say: Say) -> dict[str, Any]:
     """Measure the ceiling: plain confluent-kafka consume -> orjson.loads -> produce.
 
-    Over the input topic, with the flow's producer settings and its durability policy:
-    the flow's sink waits for the acknowledgements once per epoch (``flush_seconds``,
-    the default ``CX_EPOCH_INTERVAL_SECONDS``), so this flushes as often, and at the end;
+    Over the input topic, with one flush per batch and the flow's producer settings;
     events/s from the first message to the end.
     """
     out_topic = f"{env.prefix}ceiling.out"
@@ -83,7 +72,7 @@ def ceiling(
     parts = consumer.list_topics(input_topic, timeout=10).topics[input_topic].partitions
     consumer.assign([TopicPartition(input_topic, p, 0) for p in parts])
     remaining, count, parsed = set(parts), 0, 0
-    start = flushed = 0.0
+    start = 0.0
     try:
         while remaining:
             batch = consumer.consume(1000, timeout=5.0)
@@ -91,7 +80,7 @@ def ceiling(
                 problem = f"ceiling: no message from {input_topic} for 5 s"
                 raise RuntimeError(problem)
             if not start:
-                start = flushed = time.perf_counter()
+                start = time.perf_counter()
             for msg in batch:
                 err = msg.error()
                 if err is not None:
@@ -108,10 +97,7 @@ def ceiling(
                     pass  # the mix carries invalid messages on purpose: pass them on too
                 producer.produce(out_topic, value, msg.key())
                 count += 1
-            producer.poll(0)
-            if time.perf_counter() - flushed >= flush_seconds or not remaining:
-                producer.flush()
-                flushed = time.perf_counter()
+            producer.flush()
             if count and count % 50_000 < len(batch):
                 say(f"ceiling: {count}/{expected} messages")
         seconds = time.perf_counter() - start
