@@ -63,7 +63,6 @@ from online_models.evaluation import Prequential, drift_alert
 from online_models.factory import make_classifier
 from online_models.features import CustomerFeatures
 from online_models.labels import DelayedLabels, Labelled
-from online_models.scaled_linear import ScaledLinear
 from online_models.settings import DAY_MS, HOUR_MS, ModelSettings
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
@@ -114,7 +113,6 @@ class ChurnEngine:
         self._warm = False
         self._event: InteractionEvent | None = None
         self._event_ms = 0
-        self._fast = ScaledLinear()  # derived from the model, not pickled
 
     # -- the per-event API ----------------------------------------------------------
 
@@ -177,7 +175,7 @@ class ChurnEngine:
 
     def predict(self, x: dict[str, float]) -> float:
         """Return the model's probability of churn for ``x`` (the label prior if it cannot say)."""
-        p = self._fast.proba(self.model, x, self.learnt)  # = predict_proba_one(x).get(True)
+        p = self.model.predict_proba_one(x).get(True)
         if p is None:
             return self.learnt_positive / self.learnt if self.learnt else 0.0
         return float(p)
@@ -223,27 +221,7 @@ class ChurnEngine:
         state = self.__dict__.copy()
         state["on_label"] = None  # a listener belongs to the process, not to the model
         state["_event"] = None
-        del state["_fast"]
-        # the labels pickle their snapshots packed (online_models.labels): name these by place
-        ready = self._ready
-        state["_ready"] = [
-            (ref, item.label, item.known_ms)
-            for ref, item in zip(self.labels.refs([i.snapshot for i in ready]), ready, strict=True)
-        ]
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the attributes; the pending labels' snapshots are the labels' own again."""
-        self.__dict__.update(state)
-        self._fast = ScaledLinear()
-        ready = state["_ready"]
-        if ready and isinstance(ready[0], Labelled):  # pickled before the labels were packed
-            return
-        snaps = self.labels.deref([ref for ref, _, _ in ready])
-        self._ready = [
-            Labelled(snap, label, known)
-            for snap, (_, label, known) in zip(snaps, ready, strict=True)
-        ]
 
     # -- helpers ------------------------------------------------------------------
 

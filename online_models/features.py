@@ -110,13 +110,9 @@ class CustomerFeatures:
         sentiment: float | None,
         stage: str | None,
         conf: FeatureSettings = DEFAULT_FEATURES,
-        t_ms: int | None = None,
     ) -> None:
-        """Fold one event in; ``stage`` None keeps the current stage.
-
-        ``t_ms`` is ``event.epoch_ms`` if the caller has it already.
-        """
-        t = event.epoch_ms if t_ms is None else t_ms
+        """Fold one event in; ``stage`` None keeps the current stage."""
+        t = event.epoch_ms
         weight = self._advance(t, conf)
         data = event.data
         bump = self._bump

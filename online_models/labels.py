@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import heapq
 from array import array
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 # Snapshot states: unlabelled; labelled positive, awaiting its horizon; final; dropped.
 PENDING, POSITIVE, DONE, DROPPED = 0, 1, 2, 3
@@ -86,54 +86,6 @@ class Labelled:
     known_ms: int
 
 
-class SnapshotTable:
-    """Snapshots packed column by column, for pickling: a few arrays, not an object each.
-
-    >>> import pickle
-    >>> snap = Snapshot("ann", "e1", 5, 15, ("a", "b"), array("d", [1.0, 2.5]), 0.25, True)
-    >>> back = pickle.loads(pickle.dumps(SnapshotTable([snap]))).snapshots()[0]
-    >>> back.customer_id, back.due_ms, back.features(), back.score, back.warm, back.state
-    ('ann', 15, {'a': 1.0, 'b': 2.5}, 0.25, True, 0)
-    """
-
-    def __init__(self, snaps: list[Snapshot]) -> None:
-        self.customers = [s.customer_id for s in snaps]
-        self.events = [s.event_id for s in snaps]
-        self.scored = array("q", [s.scored_ms for s in snaps])
-        self.due = array("q", [s.due_ms for s in snaps])
-        self.scores = array("d", [s.score for s in snaps])
-        self.flags = bytes([s.state * 2 + s.warm for s in snaps])  # state * 2 + warm
-        key_sets: dict[int, tuple[str, ...]] = {id(s.keys): s.keys for s in snaps}
-        number = {k: i for i, k in enumerate(key_sets)}
-        self.key_sets = list(key_sets.values())
-        self.keys = array("I", [number[id(s.keys)] for s in snaps])
-        self.sizes = array("I", [len(s.values) for s in snaps])
-        self.values = array("d", b"".join([s.values.tobytes() for s in snaps]))
-
-    def snapshots(self) -> list[Snapshot]:
-        """Unpack every row into a :class:`Snapshot` (one customer-id string per customer)."""
-        names: dict[str, str] = {}
-        keys, values, out, start = self.key_sets, self.values, [], 0
-        for row, size in enumerate(self.sizes):
-            flags = self.flags[row]
-            customer = self.customers[row]
-            out.append(
-                Snapshot(
-                    names.setdefault(customer, customer),
-                    self.events[row],
-                    self.scored[row],
-                    self.due[row],
-                    keys[self.keys[row]],
-                    values[start : start + size],
-                    self.scores[row],
-                    bool(flags & 1),
-                    flags >> 1,
-                )
-            )
-            start += size
-        return out
-
-
 class DelayedLabels:
     """Pending snapshots of many customers, labelled as event time goes by."""
 
@@ -155,63 +107,12 @@ class DelayedLabels:
         self.awaiting = 0  # labelled positive, horizon not yet passed
         self.dropped = 0
         self.discarded = 0
-        # unlabelled, by customer (lists: a deque costs ~770 bytes even when it holds one)
-        self._by_customer: dict[str, list[Snapshot]] = {}
+        self._by_customer: dict[str, deque[Snapshot]] = {}  # unlabelled, by customer
         self._due: list[tuple[int, int, Snapshot]] = []  # heap; finished entries linger
         self._seq = 0
         self._churns: dict[str, int] = {}  # customer -> latest churn time, kept for the grace
         self._churn_heap: list[tuple[int, str]] = []
         self._key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Return the state to pickle, the snapshots packed into a few arrays (see ``packing``)."""
-        state = self.__dict__.copy()
-        due = self._due
-        snaps = [entry[2] for entry in due]
-        row = {id(snap): i for i, snap in enumerate(snaps)}
-        queues = self._by_customer.values()
-        for queue in queues:  # every queued snapshot is in the due heap; if one were not...
-            for snap in queue:
-                if id(snap) not in row:
-                    row[id(snap)] = len(snaps)
-                    snaps.append(snap)
-        state["_due"] = (array("q", [d for d, _, _ in due]), array("q", [q for _, q, _ in due]))
-        state["_by_customer"] = (
-            list(self._by_customer),
-            array("I", [len(q) for q in queues]),
-            array("q", [row[id(s)] for q in queues for s in q]),
-        )
-        table = SnapshotTable(snaps)
-        state["_snapshots"] = table
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the attributes and unpack the snapshots (the same objects shared again)."""
-        if "_snapshots" not in state:  # pickled before the packing (objects, deques)
-            state["_by_customer"] = {c: list(q) for c, q in state["_by_customer"].items()}
-            self.__dict__.update(state)
-            return
-        snaps = state.pop("_snapshots").snapshots()
-        due_ms, seqs = state["_due"]
-        state["_due"] = [
-            (d, q, snaps[i]) for i, (d, q) in enumerate(zip(due_ms, seqs, strict=True))
-        ]
-        customers, sizes, rows = state["_by_customer"]
-        by_customer, start = {}, 0
-        for customer, size in zip(customers, sizes, strict=True):
-            by_customer[customer] = [snaps[i] for i in rows[start : start + size]]
-            start += size
-        state["_by_customer"] = by_customer
-        self.__dict__.update(state)
-
-    def refs(self, snaps: list[Snapshot]) -> list[int | Snapshot]:
-        """Name ``snaps`` for pickling by their place in the due heap (else the snapshot)."""
-        where = {id(entry[2]): i for i, entry in enumerate(self._due)} if snaps else {}
-        return [where.get(id(snap), snap) for snap in snaps]
-
-    def deref(self, refs: list[int | Snapshot]) -> list[Snapshot]:
-        """Return the snapshots :meth:`refs` named, in a restored book."""
-        return [self._due[ref][2] if isinstance(ref, int) else ref for ref in refs]
 
     def late(self, t_ms: int) -> bool:
         """Tell whether an event at ``t_ms`` is too far behind the watermark to be kept."""
@@ -241,10 +142,7 @@ class DelayedLabels:
         keys = tuple(x)
         if len(self._key_sets) < MAX_KEY_SETS:
             keys = self._key_sets.setdefault(keys, keys)
-        values = array("d", list(x.values()))  # from a list: sized exactly
-        queue = self._by_customer.get(customer_id)
-        if queue:  # one string per customer, not one per snapshot
-            customer_id = queue[0].customer_id
+        values = array("d", x.values())
         snap = Snapshot(
             customer_id, event_id, t_ms, t_ms + self.horizon_ms, keys, values, score, warm
         )
@@ -256,8 +154,7 @@ class DelayedLabels:
             self.awaiting += 1
             known = Labelled(snap, True, max(churned, self.watermark_ms or churned))
         else:
-            if queue is None:
-                queue = self._by_customer[customer_id] = []
+            queue = self._by_customer.setdefault(customer_id, deque())
             queue.append(snap)
             self.pending += 1
             if len(queue) > self.max_per_customer:

@@ -50,7 +50,6 @@ from typing import Any
 
 from river import naive_bayes
 
-from online_models.nb_table import LikelihoodTable
 from online_models.settings import DAY_MS, ModelSettings, PropensitySettings
 from schemas.envelope import InteractionEvent
 
@@ -91,20 +90,17 @@ class CategoryInterest:
 
 
 def fold_interest(
-    interest: CategoryInterest,
-    event: InteractionEvent,
-    conf: PropensitySettings,
-    t_ms: int | None = None,
+    interest: CategoryInterest, event: InteractionEvent, conf: PropensitySettings
 ) -> tuple[dict[str, float], list[str]] | None:
     """Fold ``event`` into one customer's ``interest``.
 
     For a purchase, return the interest just before it and the categories bought
-    (what the model learns from). ``t_ms`` is ``event.epoch_ms`` if the caller has it.
+    (what the model learns from).
     """
     found = categories(event, conf)
     if not found:
         return None
-    t = event.epoch_ms if t_ms is None else t_ms
+    t = event.epoch_ms
     if is_purchase(event):
         before = interest.vector(t, conf.half_life_days)
         interest.add(t, found, conf.purchase_weight, conf)
@@ -116,8 +112,6 @@ def fold_interest(
 def categories(event: InteractionEvent, conf: PropensitySettings) -> list[str]:
     """Return the categories an event is about (see the module docstring), without repeats."""
     attrs = event.data.attributes
-    if not attrs:
-        return []
     found: list[str] = []
 
     def product(value: Any) -> None:
@@ -151,26 +145,41 @@ def is_purchase(event: InteractionEvent) -> bool:
     return (amount is not None and amount > 0) or event.type.endswith("order.placed")
 
 
-def _softmax_list(log_likelihoods: list[float]) -> list[float]:
+def _joint_log_likelihood(model: Any, x: dict[str, float]) -> dict[str, float]:
+    """Compute ``MultinomialNB.joint_log_likelihood`` with its per-term calls inlined.
+
+    The same operations in the same order (so the same floats), about 3x faster.
+    """
+    log = math.log
+    alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
+    smoothing = alpha * len(feature_counts)
+    total = sum(model.class_counts.values())
+    counts = [(freq, feature_counts.get(f, {})) for f, freq in x.items()]
+    return {
+        c: log(n / total)
+        + sum(
+            freq * log((fc.get(c, 0.0) + alpha) / (class_totals[c] + smoothing))
+            for freq, fc in counts
+        )
+        for c, n in model.class_counts.items()
+    }
+
+
+def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
     """Compute River's ``predict_proba_one`` without scipy's ``logsumexp``.
 
     ``logsumexp`` costs ~0.2 ms a call on small dicts; this gives the same figures,
-    computed with the max trick in plain Python, in the order of ``log_likelihoods``.
+    computed with the max trick in plain Python.
 
-    >>> _softmax_list([math.log(1.0), math.log(3.0)])
-    [0.25, 0.75]
+    >>> _softmax({"a": math.log(1.0), "b": math.log(3.0)})
+    {'a': 0.25, 'b': 0.75}
     """
     if not log_likelihoods:
-        return []
-    top = max(log_likelihoods)
-    exp = math.exp
-    weights = [exp(ll - top) for ll in log_likelihoods]
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def _best_first(cp: tuple[str, float]) -> tuple[float, str]:
-    return -cp[1], cp[0]
+        return {}
+    top = max(log_likelihoods.values())
+    weights = {c: math.exp(ll - top) for c, ll in log_likelihoods.items()}
+    total = sum(weights.values())
+    return {c: w / total for c, w in weights.items()}
 
 
 class PropensityModel:
@@ -182,18 +191,6 @@ class PropensityModel:
         self.model: Any = naive_bayes.MultinomialNB(alpha=alpha)  # type: ignore[no-untyped-call]
         self.purchases = 0
         self.hits = 0
-        self._table = LikelihoodTable()  # derived from the model; not pickled
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Return the attributes to pickle: the model, not the table derived from it."""
-        state = self.__dict__.copy()
-        del state["_table"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the attributes; the table is worked out again when first read."""
-        self.__dict__.update(state)
-        self._table = LikelihoodTable()
 
     def observe(self, interest: CategoryInterest, event: InteractionEvent) -> None:
         """Learn from a purchase (from the interest before it), then fold the event in."""
@@ -208,7 +205,6 @@ class PropensityModel:
             self.purchases += 1
             self.hits += category in top
             self.model.learn_one(x, category)
-            self._table.learnt_one(self.model, x, category)
 
     def top_k(
         self, interest: CategoryInterest, now_ms: int, k: int | None = None
@@ -220,24 +216,17 @@ class PropensityModel:
     def top_k_vector(self, x: dict[str, float], k: int | None = None) -> list[tuple[str, float]]:
         """:meth:`top_k` for an interest vector ``x`` already decayed to now."""
         k = k or self.settings.propensity.top_k
-        model = self.model
-        if model.class_counts:
+        if self.model.class_counts:
             # Only categories some buyer had looked at: an unseen one says nothing, and
             # with no vocabulary yet River's likelihood would divide by zero.
-            known = model.feature_counts
-            table = self._table
-            joint = table.joint(model, {c: w for c, w in x.items() if c in known})
-            classes, proba = table.classes, _softmax_list(joint.tolist())
+            known = self.model.feature_counts
+            proba = _softmax(
+                _joint_log_likelihood(self.model, {c: w for c, w in x.items() if c in known})
+            )
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
-            classes, proba = list(x), [w / total for w in x.values()] if total else []
-        if k == 1 and proba:
-            # the best alone (the decision reads no more): the head of the ranking below,
-            # the likeliest and, among equals, the first by name, without sorting them all
-            best = max(proba)
-            name = min(c for c, p in zip(classes, proba, strict=True) if p == best)
-            return [(name, round(float(best), 4))] if math.isfinite(best) else []
-        ranked = sorted(zip(classes, proba, strict=True), key=_best_first)[:k]
+            proba = {c: w / total for c, w in x.items()} if total else {}
+        ranked = sorted(proba.items(), key=lambda cp: (-cp[1], cp[0]))[:k]
         return [(c, round(float(p), 4)) for c, p in ranked if math.isfinite(p)]
 
     def metrics(self) -> dict[str, Any]:

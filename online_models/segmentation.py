@@ -74,18 +74,11 @@ class _KMeans(cluster.KMeans):
                 _ = center[name]
 
     def predict_one(self, x: dict[Hashable, Any]) -> int:
-        # River's min(centers, key=distance), distance = sum(|c_k - x_k| ** p), unrolled: the
-        # same additions in the same order (so the same floats), the first nearest wins
-        p = self.p
-        point = [(k, x.get(k, 0.0)) for k in self.names]
-        best, best_d = 0, 0.0
-        for i, (c, center) in enumerate(self.centers.items()):
-            d = 0.0
-            for k, v in point:
-                d += abs(center[k] - v) ** p
-            if i == 0 or d < best_d:
-                best, best_d = c, d
-        return int(best)
+        def distance(c: int) -> float:
+            center = self.centers[c]
+            return float(sum(abs(center[k] - x.get(k, 0.0)) ** self.p for k in self.names))
+
+        return int(min(self.centers, key=distance))
 
 
 def learn_due(last_ms: int | None, now_ms: int, conf: SegmentationSettings) -> bool:

@@ -84,10 +84,6 @@ class Condition:
             return False
         return _BINARY[self.op](actual, self.value)
 
-    def compiled(self) -> tuple[str, Callable[[Any, Any], bool], Literal_ | tuple[Literal_, ...]]:
-        """Return ``(field, operator, value)``: :meth:`test` without the lookups per call."""
-        return self.field, _BINARY[self.op], self.value
-
     def explain(self, ctx: Context) -> str:
         """Return a reason code: the field's value against the threshold, e.g. ``nps=3 <= 6``."""
         value = self.value

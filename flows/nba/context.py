@@ -21,7 +21,8 @@ models' fields with :func:`with_scores`.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Literal
 
 from flows.records import Context
 from online_models.features import CustomerFeatures
@@ -78,8 +79,9 @@ def nps_group(nps: int | None) -> str | None:
     return "passive" if nps >= NPS_PASSIVE_MIN else "detractor"
 
 
-class Trigger(NamedTuple):
-    """The trigger event's fields, as the context shows them (a tuple: cheap per event)."""
+@dataclass(frozen=True)
+class Trigger:
+    """The trigger event's fields, as the context shows them."""
 
     customer_id: str
     event_type: str
@@ -91,7 +93,8 @@ class Trigger(NamedTuple):
     amount: float | None = None
 
 
-class JourneyFigures(NamedTuple):
+@dataclass(frozen=True)
+class JourneyFigures:
     """The journey after the trigger event: its stage and sentiment figures."""
 
     stage: str | None = None
@@ -151,34 +154,6 @@ def build_context(
     }
 
 
-#: The context fields the shared models fill in (:func:`with_scores`).
-MODEL_FIELDS = frozenset({"segment", "churn", "churn_ready", "top_category", "category_propensity"})
-
-
-def model_fields(
-    *,
-    segment: str | None,
-    churn: float | None,
-    churn_ready: bool,
-    top_category: tuple[str, float] | None,
-) -> Context:
-    """Return the shared models' fields of a context (:data:`MODEL_FIELDS`).
-
-    As :func:`with_scores` sets them: churn only once the model is warm, rounded.
-
-    >>> model_fields(segment="seg-1", churn=0.5, churn_ready=False, top_category=("a", 0.5))
-    {'segment': 'seg-1', 'churn': None, 'churn_ready': False, 'top_category': 'a', \
-'category_propensity': 0.5}
-    """
-    return {
-        "segment": segment,
-        "churn": _round(churn) if churn_ready else None,
-        "churn_ready": churn_ready,
-        "top_category": top_category[0] if top_category else None,
-        "category_propensity": top_category[1] if top_category else None,
-    }
-
-
 def with_scores(
     ctx: Context,
     *,
@@ -196,10 +171,14 @@ def with_scores(
     >>> ctx["segment"], ctx["churn"], ctx["top_category"], base["segment"]
     ('seg-1', 0.8123, 'shoes', None)
     """
-    scores = model_fields(
-        segment=segment, churn=churn, churn_ready=churn_ready, top_category=top_category
-    )
-    return {**ctx, **scores}
+    return {
+        **ctx,
+        "segment": segment,
+        "churn": _round(churn) if churn_ready else None,
+        "churn_ready": churn_ready,
+        "top_category": top_category[0] if top_category else None,
+        "category_propensity": top_category[1] if top_category else None,
+    }
 
 
 def _round(value: float | None) -> float | None:

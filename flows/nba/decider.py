@@ -30,8 +30,7 @@ from typing import Any
 
 from flows import metrics
 from flows.nba.arbitration import Candidate, rank
-from flows.nba.catalogue import Action, Catalogue
-from flows.nba.context import MODEL_FIELDS
+from flows.nba.catalogue import Catalogue
 from flows.nba.policy import WEEK_MS, ContactHistory
 from flows.records import Context
 from flows.step_settings import NbaSettings
@@ -63,11 +62,6 @@ class Decider:
         self.keep_ms = max([WEEK_MS, *(a.cooldown_ms for a in catalogue.actions)])
         # Only work out the category propensity when some action reads it.
         self.needs_propensity = catalogue.uses("top_category", "category_propensity")
-        # Each action's conditions, compiled: (field, operator, value, read from the models).
-        self._rules = [
-            (a, tuple((*c.compiled(), c.field in MODEL_FIELDS) for c in a.when))
-            for a in catalogue.actions
-        ]
         self.suppressed: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._metric = {r: metrics.NBA_SUPPRESSED.labels(r).inc for r in SUPPRESSION_REASONS}
@@ -81,17 +75,14 @@ class Decider:
         now_ms: int,
         *,
         withdrawn: Mapping[str, int] | None = None,
-        eligible: list[Action] | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
 
         ``withdrawn``: the consent the profile store reports withdrawn for the
         customer (purpose -> event time), merged-away ids' included; see
-        :meth:`~flows.nba.policy.ContactHistory.consents`. ``eligible``: the
-        actions :meth:`triggered` found for ``ctx``, if the caller asked already.
+        :meth:`~flows.nba.policy.ContactHistory.consents`.
         """
-        if eligible is None:
-            eligible = self.triggered(ctx, ctx)
+        eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
             return []
         conf = self.settings
@@ -128,24 +119,6 @@ class Decider:
             metrics.NBA.labels(action.id).inc()
             out.append(self._nba(candidate, ctx, event_id, time))
         return out
-
-    def triggered(self, ctx: Context, models: Context) -> list[Action]:
-        """Return the actions whose conditions all hold (in catalogue order).
-
-        ``ctx`` gives the fields, but ``models`` those of :data:`MODEL_FIELDS`, so a
-        caller need not copy the context to fill the models' fields in first
-        (:func:`~flows.nba.context.model_fields`). A field whose value is None
-        fails every condition.
-        """
-        eligible = []
-        for action, rules in self._rules:
-            for field, test, value, modelled in rules:
-                actual = models.get(field) if modelled else ctx.get(field)
-                if actual is None or not test(actual, value):
-                    break
-            else:
-                eligible.append(action)
-        return eligible
 
     def _nba(
         self, candidate: Candidate, ctx: Context, event_id: str, time: datetime

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.nba.context import model_fields
+from flows.nba.context import with_scores
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
 from flows.records import Forget, Journeyed, Scored
@@ -61,31 +61,20 @@ class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
             return out
         resolved = journeyed.resolved
         event = resolved.event
-        decider = self.decider
-        consent = event.data.consent
-        if consent:
-            self.contacts.fold_consent(event.epoch_ms, consent, decider.settings)
-        models = model_fields(
+        now = event.epoch_ms
+        if event.data.consent:
+            self.contacts.fold_consent(now, event.data.consent, self.decider.settings)
+        ctx = with_scores(
+            scoring.context,
             segment=scored.segment,
             churn=scored.churn,
             churn_ready=scored.churn_ready,
             top_category=scored.top_category,
         )
-        # most events trigger nothing: find out before copying the context
-        eligible = decider.triggered(scoring.context, models)
-        if not eligible:
-            return out
-        ctx = {**scoring.context, **models}  # flows.nba.context.with_scores
         # opt-outs stored under ids merged into this one count too (flows.nba.policy)
         withdrawn = resolved.withdrawn() if resolved.opted_out else None
-        out += decider.decide(
-            ctx,
-            self.contacts,
-            event.id,
-            event.time,
-            event.epoch_ms,
-            withdrawn=withdrawn,
-            eligible=eligible,
+        out += self.decider.decide(
+            ctx, self.contacts, event.id, event.time, now, withdrawn=withdrawn
         )
         return out
 

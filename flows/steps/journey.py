@@ -269,13 +269,13 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         models = options.models
         now = event.epoch_ms
         features = state.features
-        features.update(event, sentiment, stage, models.features, now)
+        features.update(event, sentiment, stage, models.features)
         x = features.vector(now, models.features)
         # the segmenter learns from a customer once per interval (online_models.segmentation)
         segment_due = learn_due(features.segment_ms, now, models.segmentation)
         if segment_due:
             features.segment_ms = now
-        bought = fold_interest(state.interest, event, models.propensity, now)
+        bought = fold_interest(state.interest, event, models.propensity)
         if not options.decides:
             return ScoreInput(x, segment_due, bought)
         interest = None

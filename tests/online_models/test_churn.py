@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -193,18 +192,3 @@ def test_prequential_churn_auc_is_well_above_chance(world: list[Any]) -> None:
     assert preq["n"] > 2000 and preq["positives"] > 100
     assert preq["auc"] > 0.7, preq
     assert preq["log_loss"] < 0.5
-
-
-def test_a_label_known_at_a_snapshot_survives_pickling_as_the_books_own() -> None:
-    engine = ChurnEngine()
-    x = CustomerFeatures().vector(0)
-    engine.observe("ann", ev(1, 5, "cx.account.closed"))
-    engine.score("ann", ev(2, 4.5), x)  # late, but before the churn seen: labelled at once
-    assert len(engine._ready) == 1
-    copy = pickle.loads(pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL))
-    (ready,) = copy._ready
-    assert ready.label is True and ready.snapshot.event_id == "e2"
-    assert any(ready.snapshot is entry[2] for entry in copy.labels._due)
-    later = ev(3, 40)
-    assert copy.observe("bob", later) == engine.observe("bob", later)
-    assert (copy.learnt, copy.learnt_positive) == (engine.learnt, engine.learnt_positive) == (1, 1)

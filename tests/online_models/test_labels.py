@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from online_models.labels import DelayedLabels, Labelled
+from online_models.labels import DelayedLabels
 
 H = 30 * 86_400_000
 DAY = 86_400_000
@@ -157,55 +157,3 @@ def test_pickles_round_trip() -> None:
     book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
     copy = pickle.loads(pickle.dumps(book))
     assert [d.snapshot.features() for d in copy.churn("ann", DAY)] == [{"a": 1.0}]
-
-
-def _story(book: DelayedLabels, start: int, steps: int) -> list[tuple[str, str, bool, int]]:
-    """Drive ``book`` through adds, churns, drops, forgets and advances; what it says."""
-    said: list[tuple[str, str, bool, int]] = []
-
-    def note(items: list[Labelled]) -> None:
-        said.extend(
-            (d.snapshot.customer_id, d.snapshot.event_id, d.label, d.known_ms) for d in items
-        )
-
-    for i in range(start, start + steps):
-        t = i * DAY // 3
-        customer = f"c{i % 7}"
-        known = book.add(customer, f"e{i}", t, {"a": float(i), "b": 0.5}, score=i / 100, warm=i > 4)
-        if known is not None:
-            note([known])
-        if i % 5 == 0:
-            note(book.churn(f"c{(i + 2) % 7}", t - DAY))
-        if i % 11 == 0:
-            book.forget(f"c{(i + 3) % 7}")
-        note(book.advance(t))
-    return said
-
-
-def test_a_pickled_book_goes_on_exactly_as_the_original() -> None:
-    book = DelayedLabels(horizon_ms=3 * DAY, grace_ms=DAY // 2, interval_ms=DAY // 3,
-                         max_per_customer=4, max_pending=12)  # fmt: skip
-    _story(book, 0, 40)
-    copy = pickle.loads(pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL))
-    assert _story(copy, 40, 60) == _story(book, 40, 60)
-    assert (copy.pending, copy.awaiting, copy.dropped, copy.discarded) == (
-        book.pending, book.awaiting, book.dropped, book.discarded,
-    )  # fmt: skip
-    # a snapshot is one object, in its customer's queue and in the due heap
-    queued = {id(s) for q in copy._by_customer.values() for s in q}
-    assert queued <= {id(entry[2]) for entry in copy._due}
-    assert {id(s.keys) for q in copy._by_customer.values() for s in q} <= {
-        id(k) for k in copy._key_sets.values()
-    }
-
-
-def test_a_book_pickled_before_the_packing_still_loads() -> None:
-    from collections import deque
-
-    book = labels(interval_ms=1)
-    book.add("ann", "e1", 0, {"a": 1.0}, score=0.1, warm=True)
-    book.add("ann", "e2", 1, {"a": 2.0}, score=0.2, warm=True)
-    old = {**book.__dict__, "_by_customer": {"ann": deque(book._by_customer["ann"])}}
-    copy = DelayedLabels.__new__(DelayedLabels)
-    copy.__setstate__(old)  # what main's pickles hold: the attributes as they were
-    assert [d.snapshot.event_id for d in copy.churn("ann", 5)] == ["e1", "e2"]
