@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections import deque
 from dataclasses import dataclass
 
 # Snapshot states: unlabelled; labelled positive, awaiting its horizon; final; dropped.
@@ -107,7 +106,9 @@ class DelayedLabels:
         self.awaiting = 0  # labelled positive, horizon not yet passed
         self.dropped = 0
         self.discarded = 0
-        self._by_customer: dict[str, deque[Snapshot]] = {}  # unlabelled, by customer
+        # Unlabelled, by customer, oldest first. A list: most customers have one or two, and
+        # an empty deque alone takes 760 bytes (a list of one, 64).
+        self._by_customer: dict[str, list[Snapshot]] = {}
         self._due: list[tuple[int, int, Snapshot]] = []  # heap; finished entries linger
         self._seq = 0
         self._churns: dict[str, int] = {}  # customer -> latest churn time, kept for the grace
@@ -154,7 +155,9 @@ class DelayedLabels:
             self.awaiting += 1
             known = Labelled(snap, True, max(churned, self.watermark_ms or churned))
         else:
-            queue = self._by_customer.setdefault(customer_id, deque())
+            queue = self._by_customer.get(customer_id)
+            if queue is None:
+                queue = self._by_customer[customer_id] = []
             queue.append(snap)
             self.pending += 1
             if len(queue) > self.max_per_customer:
