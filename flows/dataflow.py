@@ -37,6 +37,7 @@ from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
+from sinks.webhook import WebhookSink
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
@@ -103,6 +104,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     lanes: LaneSet | None = None,
     *,
     parking: Parking | None = None,
+    webhooks: WebhookSink | None = None,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
@@ -111,6 +113,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     by default, the lanes seen so far (exact for a single lane). ``parking``: where idle
     journeys go (:mod:`flows.steps.parking`); by default, with
     ``CX_JOURNEY__PARK_IDLE_SECONDS`` set, an in-memory store (runs without recovery).
+    ``webhooks``: the webhook sink (:mod:`sinks.webhook`), fed the outputs it wants.
     """
     resolver = StoreResolver(store)
     profile = ProfileStep(store)
@@ -208,4 +211,6 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)
+    if webhooks is not None:  # a second output: a slow receiver never holds up the first
+        op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
     return flow

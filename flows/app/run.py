@@ -33,6 +33,7 @@ from flows.steps.ticks import LaneSet
 from flows.timing import observe_outputs
 from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
+from sinks.webhook import KafkaDeadLetters, WebhookSink
 
 
 def free_ports(count: int) -> list[int]:
@@ -78,8 +79,18 @@ def run_process(
     idle = settings.kafka.idle_partition_seconds if tail else None
     lanes = LaneSet(input_lanes(settings), idle)
     parking = make_parking(settings, default="redis")  # idle journeys, next to the profiles
+    webhooks = None
+    if settings.webhooks.targets:  # dead letters of webhooks go to cx.dlq, as the others
+        dead = KafkaDeadLetters(config, settings.topics.output_topics()["dlq"])
+        webhooks = WebhookSink(settings.webhooks, dead)
     flow = build_flow(
-        settings, kafka_input(settings, tail=tail), sink, store, lanes, parking=parking
+        settings,
+        kafka_input(settings, tail=tail),
+        sink,
+        store,
+        lanes,
+        parking=parking,
+        webhooks=webhooks,
     )
     health.started()
     tune_collector()
