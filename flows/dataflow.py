@@ -96,6 +96,12 @@ def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
     return None if isinstance(item, Alert) else item
 
 
+def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
+    # A second output: a slow webhook receiver never holds up the first (sinks.webhook).
+    if webhooks is not None:
+        op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
+
+
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
     settings: Settings,
     inputs: InputBuilder,
@@ -211,6 +217,5 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)
-    if webhooks is not None:  # a second output: a slow receiver never holds up the first
-        op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
+    _to_webhooks(encoded, webhooks)
     return flow

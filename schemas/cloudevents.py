@@ -10,11 +10,11 @@ a message with neither is read as today's structured JSON (*plain*).
 ('plain', 'binary')
 >>> read_binding((("Content-Type", b"Application/CloudEvents+JSON; charset=UTF-8"),)).mode
 'structured'
->>> try:
+>>> try:  # doctest: +ELLIPSIS
 ...     read_binding((("ce_specversion", b"0.3"),))
 ... except BindingError as exc:
 ...     print(exc.reason, "-", exc)
-unknown_specversion - ce_specversion is '0.3'; cxstream reads CloudEvents 1.0 (send ce_specversion: 1.0)
+unknown_specversion - ce_specversion is '0.3'; cxstream reads CloudEvents 1.0 ...
 
 Out: every output message carries binary-mode headers (:func:`output_headers`),
 with the record JSON as its value; :data:`OUTPUT_TYPES` names the ``ce_type`` of each
@@ -74,7 +74,7 @@ OUTPUT_TYPES: Final[dict[str, str]] = {
 class BindingError(ValueError):
     """A message that breaks the binding; ``reason`` is its dead-letter reason."""
 
-    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+    def __init__(self, message: str, reason: DeadLetterReason) -> None:
         super().__init__(message)
         self.reason: DeadLetterReason = reason
 
@@ -95,12 +95,13 @@ def _text(name: str, value: bytes) -> str:
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        msg = f"header {name!r} is not UTF-8 ({exc.reason} at byte {exc.start}); the binding needs UTF-8"
-        raise BindingError("bad_header_encoding", msg) from exc
+        where = f"{exc.reason} at byte {exc.start}"
+        msg = f"header {name!r} is not UTF-8 ({where}); the binding needs UTF-8"
+        raise BindingError(msg, "bad_header_encoding") from exc
 
 
 def media_type(content_type: str) -> str:
-    """The media type of a ``content-type``, lower-cased, without its parameters.
+    """Return the media type of a ``content-type``, lower-cased, without its parameters.
 
     >>> media_type("Application/JSON; charset=utf-8")
     'application/json'
@@ -133,14 +134,14 @@ def read_binding(headers: Headers) -> Binding:
             attr, text = lowered[len(CE_PREFIX) :], _text(name, value)
             if attributes.setdefault(attr, text) != text:
                 msg = f"header {name!r} is given twice, as {attributes[attr]!r} and {text!r}"
-                raise BindingError("header_mismatch", msg)
+                raise BindingError(msg, "header_mismatch")
     if content_type is not None and content_type.lower().startswith(STRUCTURED_PREFIX):
         if media_type(content_type) != JSON_EVENT_FORMAT:
             msg = (
                 f"content-type {content_type!r}: cxstream reads the JSON event format only "
                 f"({JSON_EVENT_FORMAT}; batches are not part of the Kafka binding)"
             )
-            raise BindingError("unsupported_content_type", msg)
+            raise BindingError(msg, "unsupported_content_type")
         return Binding("structured", attributes, content_type)
     if "specversion" not in attributes:
         return _PLAIN
@@ -149,15 +150,15 @@ def read_binding(headers: Headers) -> Binding:
             f"ce_specversion is {attributes['specversion']!r}; cxstream reads CloudEvents "
             f"{SPECVERSION} (send ce_specversion: {SPECVERSION})"
         )
-        raise BindingError("unknown_specversion", msg)
+        raise BindingError(msg, "unknown_specversion")
     if not is_json(content_type):
         msg = f"content-type {content_type!r}: the data of a CX event must be JSON ({JSON_DATA})"
-        raise BindingError("unsupported_content_type", msg)
+        raise BindingError(msg, "unsupported_content_type")
     return Binding("binary", attributes, content_type)
 
 
 def binary_body(binding: Binding, data: bytes, key: bytes | None) -> bytes:
-    """The structured JSON of a binary-mode event: its attributes, then ``data`` as sent.
+    """Return the structured JSON of a binary-mode event: its attributes, then ``data`` as sent.
 
     ``data`` must already be known to be one JSON value (it is written as it is, so
     numbers keep every digit); the Kafka key becomes ``partitionkey`` when absent.
@@ -165,7 +166,7 @@ def binary_body(binding: Binding, data: bytes, key: bytes | None) -> bytes:
     attributes: dict[str, object] = dict(binding.attributes)
     if "data" in attributes or "data_base64" in attributes:
         msg = "a ce_data or ce_data_base64 header: in binary mode the data is the message value"
-        raise BindingError("header_mismatch", msg)
+        raise BindingError(msg, "header_mismatch")
     if binding.content_type is not None:
         attributes["datacontenttype"] = binding.content_type
     partitionkey = key_text(key)
@@ -176,7 +177,7 @@ def binary_body(binding: Binding, data: bytes, key: bytes | None) -> bytes:
 
 
 def key_text(key: bytes | None) -> str | None:
-    """The Kafka key as a ``partitionkey`` value (None: no key, or not UTF-8)."""
+    """Return the Kafka key as a ``partitionkey`` value (None: no key, or not UTF-8)."""
     if key is None:
         return None
     try:
@@ -186,7 +187,7 @@ def key_text(key: bytes | None) -> str | None:
 
 
 def rfc3339(time: datetime) -> str:
-    """A time as the outputs' JSON writes it (UTC, ``Z``).
+    """Write a time as the outputs' JSON does (UTC, ``Z``).
 
     >>> rfc3339(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
     '2026-03-02T10:00:00Z'
@@ -197,7 +198,7 @@ def rfc3339(time: datetime) -> str:
 def output_headers(
     ce_type: str, out_id: str, subject: str, time: datetime | None, *, data: bool = True
 ) -> tuple[tuple[str, bytes], ...]:
-    """The binary-mode CloudEvents headers of one output (after its ``cx-id``).
+    """Return the binary-mode CloudEvents headers of one output (after its ``cx-id``).
 
     ``data=False``: a tombstone, which has no data and so no ``content-type``.
 
@@ -219,11 +220,11 @@ def output_headers(
 
 
 def epoch_ms_time(epoch_ms: int | None) -> datetime | None:
-    """A Kafka timestamp (ms) as an aware time; None stays None."""
+    """Return a Kafka timestamp (ms) as an aware time; None stays None."""
     return None if epoch_ms is None else datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
-def output_attributes(model: BaseModel) -> tuple[str, datetime | None, str | None]:
+def output_attributes(model: BaseModel) -> tuple[str, datetime | None, str | None]:  # noqa: PLR0911 (one case per output type)
     """``(ce_type, ce_time, ce_subject or None for the record's key)`` of an output.
 
     The time is event time (a window's end; a profile's last event); a dead letter has
@@ -273,12 +274,14 @@ def header_disagreement(attributes: dict[str, str], event: InteractionEvent) -> 
             except ValueError:
                 same = False
             if not same:
-                return f"header ce_time {text!r} differs from the event's time {rfc3339(event.time)!r}"
+                return (
+                    f"header ce_time {text!r} differs from the event's time {rfc3339(event.time)!r}"
+                )
             continue
         if name in ("id", "source", "type", "specversion"):
             body: object = getattr(event, name)
             if name == "id":
-                text = text.strip()
+                text = text.strip()  # noqa: PLW2901 (the id is compared as validated: stripped)
         elif name in extra:
             body = extra[name]
         else:

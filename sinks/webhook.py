@@ -49,7 +49,7 @@ DLQ_RETRY_SECONDS = 1.0
 
 
 def webhook_dead_letter(target: WebhookTarget, out: Emitted, outcome: Outcome | str) -> Emitted:
-    """The ``webhook_failed`` dead letter of a record ``target`` never took, encoded."""
+    """Return the ``webhook_failed`` dead letter of a record ``target`` never took, encoded."""
     if isinstance(outcome, Outcome):
         error = (
             f"webhook {target.name}: not delivered after {outcome.attempts} attempt(s); "
@@ -122,7 +122,9 @@ class _WebhookPartition(StatefulSinkPartition[Emitted, list[Pending]]):
         for name, kind, key, out_id, value, headers in resume or []:
             target = self._by_name.get(name)
             if target is None:
-                log.warning("webhook target %s is no longer configured: a pending record is dropped", name)
+                log.warning(
+                    "webhook target %s is no longer configured: a pending record is dropped", name
+                )
                 continue
             self._submit(target, Emitted(kind, key, out_id, value, headers))
 
@@ -140,6 +142,7 @@ class _WebhookPartition(StatefulSinkPartition[Emitted, list[Pending]]):
         self._pool.submit(self._run, target, out)
 
     def _run(self, target: WebhookTarget, out: Emitted) -> None:
+        outcome: Outcome | str
         try:
             outcome = self._send(target, out.value or b"", out.headers)
         except Exception as exc:  # a bug in delivery must not lose the record

@@ -6,7 +6,8 @@ top-level fields hold one of the listed values (``match``), e.g. alerts of kind
 
 >>> target = WebhookTarget(name="desk", kind="alerts", url="https://desk.example/hook",
 ...     secret="s3cret", match={"kind": ["detractor"], "severity": ["high"]})
->>> target.accepts({"kind": "detractor", "severity": "high"}), target.accepts({"kind": "sla_breach"})
+>>> high = {"kind": "detractor", "severity": "high"}
+>>> target.accepts(high), target.accepts({"kind": "sla_breach"})
 (True, False)
 >>> target.secret
 SecretStr('**********')
@@ -79,5 +80,5 @@ class WebhookSettings(BaseModel):
         return value
 
     def kinds(self) -> frozenset[str]:
-        """The output kinds some target takes."""
+        """Return the output kinds some target takes."""
         return frozenset(t.kind for t in self.targets)

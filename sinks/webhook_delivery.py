@@ -60,7 +60,7 @@ class Answer:
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-Cx-Signature`` of a body sent at ``timestamp`` (see the module)."""
+    """Return the ``X-Cx-Signature`` of a body sent at ``timestamp`` (see the module)."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"sha256={digest.hexdigest()}"
 
@@ -68,7 +68,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def request_headers(
     target: WebhookTarget, body: bytes, kafka_headers: Sequence[tuple[str, bytes]], now: float
 ) -> dict[str, str]:
-    """The HTTP headers of one attempt: the CloudEvent's, the timestamp and the signature."""
+    """Return the HTTP headers of one attempt: the CloudEvent's, the timestamp and the signature."""
     headers: dict[str, str] = {}
     for name, value in kafka_headers:
         if name.startswith("ce_"):

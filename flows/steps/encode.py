@@ -177,6 +177,8 @@ def encode(model: Output) -> list[Encoded]:
     encoded = [(kind, Emitted(kind, key, out_id, to_json(model), headers + ce))]
     if isinstance(model, IdentityErasure | IdentityMerge):
         gone = key if isinstance(model, IdentityErasure) else model.merged_id
-        deleted = output_headers(OUTPUT_TYPES["profiles_tombstone"], out_id, gone, ce_time, data=False)
+        deleted = output_headers(
+            OUTPUT_TYPES["profiles_tombstone"], out_id, gone, ce_time, data=False
+        )
         encoded.append(("profiles", Emitted("profiles", gone, out_id, None, headers + deleted)))
     return encoded

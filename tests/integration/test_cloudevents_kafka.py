@@ -36,7 +36,9 @@ def _sdk_message(n: int, mode: str) -> ce_kafka.KafkaMessage:
     body["time"] = datetime.fromisoformat(body["time"])
     attributes = {**body, "datacontenttype": "application/json", "partitionkey": f"p{n}"}
     event = CloudEvent(attributes=attributes, data=data)
-    return ce_kafka.to_binary_event(event) if mode == "binary" else ce_kafka.to_structured_event(event)
+    return (
+        ce_kafka.to_binary_event(event) if mode == "binary" else ce_kafka.to_structured_event(event)
+    )
 
 
 def _produce(brokers: str, topic: str, messages: list[ce_kafka.KafkaMessage]) -> None:
@@ -47,20 +49,27 @@ def _produce(brokers: str, topic: str, messages: list[ce_kafka.KafkaMessage]) ->
 
 
 def _as_sdk_message(msg: Any) -> ce_kafka.KafkaMessage:
-    return ce_kafka.KafkaMessage(headers=dict(msg.headers() or []), key=msg.key(), value=msg.value())
+    return ce_kafka.KafkaMessage(
+        headers=dict(msg.headers() or []), key=msg.key(), value=msg.value()
+    )
 
 
 def test_sdk_messages_in_both_modes_are_processed_and_every_output_reads_as_a_cloudevent(
     kafka_brokers: str, redis_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    env = {**flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"), "CX_EPOCH_INTERVAL_SECONDS": "1"}
+    env = {
+        **flow_env(kafka_brokers, topic_prefix, tmp_path / "recovery"),
+        "CX_EPOCH_INTERVAL_SECONDS": "1",
+    }
     settings = settings_of(env, redis_url)
     ensure_topics(settings)
     events_topic = settings.topics.events
     binary = [_sdk_message(n, "binary") for n in range(0, 40, 2)]
     structured = [_sdk_message(n, "structured") for n in range(1, 40, 2)]
     tombstone = ce_kafka.KafkaMessage({**binary[0].headers, "ce_id": b"gone"}, b"t", None)  # type: ignore[arg-type]
-    bad_spec = ce_kafka.KafkaMessage({**binary[1].headers, "ce_specversion": b"0.3"}, None, binary[1].value)
+    bad_spec = ce_kafka.KafkaMessage(
+        {**binary[1].headers, "ce_specversion": b"0.3"}, None, binary[1].value
+    )
     _produce(kafka_brokers, events_topic, [*binary, *structured, tombstone, bad_spec])
 
     # Record / replay round-trips binary-mode messages exactly (headers included).
@@ -71,7 +80,9 @@ def test_sdk_messages_in_both_modes_are_processed_and_every_output_reads_as_a_cl
     log2 = tmp_path / "again.jsonl"
     record(settings.kafka.client_config(), again, log2)
     strip = [(m.key, m.value, m.headers) for m in read_log(log)]
-    assert sorted(strip, key=repr) == sorted(((m.key, m.value, m.headers) for m in read_log(log2)), key=repr)
+    assert sorted(strip, key=repr) == sorted(
+        ((m.key, m.value, m.headers) for m in read_log(log2)), key=repr
+    )
     assert any(dict(h).get("ce_specversion") == b"1.0" for _, _, h in strip)
 
     run = subprocess.run(
@@ -99,7 +110,10 @@ def test_sdk_messages_in_both_modes_are_processed_and_every_output_reads_as_a_cl
             if kind == "profiles":
                 assert event.get_subject() == record_json["customer_id"] == msg.key().decode()
                 assert event.get_time() == datetime.fromisoformat(record_json["last_seen"])
-                if record_json["version"] >= latest.get(record_json["customer_id"], {"version": -1})["version"]:
+                if (
+                    record_json["version"]
+                    >= latest.get(record_json["customer_id"], {"version": -1})["version"]
+                ):
                     latest[record_json["customer_id"]] = record_json
             elif kind == "dlq":
                 assert event.get_type() == "cx.event.dead_lettered"

@@ -46,7 +46,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer.lock:
@@ -101,8 +101,14 @@ def target(**overrides: Any) -> WebhookTarget:
 
 def alert(n: int, kind: str = "detractor", severity: str = "high") -> Emitted:
     model = Alert.model_validate(
-        {"id": f"alert-{n}", "kind": kind, "severity": severity, "customer_id": f"c{n}",
-         "time": "2026-03-02T10:00:00Z", "message": "NPS 2 from a customer"}
+        {
+            "id": f"alert-{n}",
+            "kind": kind,
+            "severity": severity,
+            "customer_id": f"c{n}",
+            "time": "2026-03-02T10:00:00Z",
+            "message": "NPS 2 from a customer",
+        }
     )
     ((_, out),) = encode(model)
     return out
@@ -126,7 +132,8 @@ def test_a_receiver_that_fails_then_hangs_then_recovers_gets_the_record_signed(
     event = ce_http.from_http_event(ce_http.HTTPMessage(headers=headers, body=body))
     assert event.get_id() == "alert-1" and event.get_type() == "cx.alert.raised"
     assert event.get_subject() == "c1" and event.get_source() == "/cxstream"
-    assert event.get_time() is not None and event.get_time().isoformat() == "2026-03-02T10:00:00+00:00"
+    sent_at = event.get_time()
+    assert sent_at is not None and sent_at.isoformat() == "2026-03-02T10:00:00+00:00"
     assert event.get_data() == orjson.loads(out.value or b"")
 
 
@@ -218,7 +225,10 @@ def test_a_full_queue_dead_letters_at_once_with_the_record() -> None:
 def test_a_dead_letter_is_deterministic_and_keeps_the_record() -> None:
     out = alert(40)
     outcome = Outcome(3, Answer(503, "HTTP 503 Service Unavailable: down"))
-    first, again = webhook_dead_letter(target(), out, outcome), webhook_dead_letter(target(), out, outcome)
+    first, again = (
+        webhook_dead_letter(target(), out, outcome),
+        webhook_dead_letter(target(), out, outcome),
+    )
     assert first == again
     assert dict(first.headers)["ce_type"] == b"cx.event.dead_lettered"
     assert "last answer: HTTP 503" in orjson.loads(first.value or b"")["error"]

@@ -21,14 +21,18 @@ from schemas.records import RawMessage
 from tests.conftest import make_event
 
 DECODE = Decoder(LimitSettings())
-SPEC = orjson.loads((Path(__file__).parents[2] / "fixtures/cloudevents/spec_examples.json").read_bytes())
+SPEC = orjson.loads(
+    (Path(__file__).parents[2] / "fixtures/cloudevents/spec_examples.json").read_bytes()
+)
 
 
 def sdk_event(n: int = 1, **attributes: Any) -> CloudEvent:
     body = make_event(n)
     data = body.pop("data")
     body["time"] = datetime.fromisoformat(body["time"])
-    return CloudEvent(attributes={**body, "datacontenttype": "application/json", **attributes}, data=data)
+    return CloudEvent(
+        attributes={**body, "datacontenttype": "application/json", **attributes}, data=data
+    )
 
 
 def as_raw(message: ce_kafka.KafkaMessage, offset: int = 0) -> RawMessage:
@@ -46,13 +50,18 @@ def structured_twin(n: int = 1) -> InteractionEvent:
 @pytest.mark.parametrize("mode", ["binary", "structured"])
 def test_the_sdk_s_messages_in_both_modes_decode_to_the_same_event(mode: str) -> None:
     event = sdk_event(3, partitionkey="cust-3")
-    message = ce_kafka.to_binary_event(event) if mode == "binary" else ce_kafka.to_structured_event(event)
+    message = (
+        ce_kafka.to_binary_event(event) if mode == "binary" else ce_kafka.to_structured_event(event)
+    )
     assert message.key == "cust-3"  # the SDK's key mapper
     decoded = DECODE(as_raw(message))
     assert isinstance(decoded, InteractionEvent), decoded
     plain = structured_twin(3)
     assert (decoded.id, decoded.source, decoded.type, decoded.time) == (
-        plain.id, plain.source, plain.type, plain.time,
+        plain.id,
+        plain.source,
+        plain.type,
+        plain.time,
     )
     assert decoded.data == plain.data
     assert decoded.model_extra == {"datacontenttype": "application/json", "partitionkey": "cust-3"}
@@ -69,7 +78,9 @@ def test_the_kafka_key_is_the_partitionkey_when_the_event_has_none(mode: str) ->
 
 
 def test_extensions_are_kept() -> None:
-    decoded = DECODE(as_raw(ce_kafka.to_binary_event(sdk_event(5, traceparent="00-ab-cd-01", subject="s"))))
+    decoded = DECODE(
+        as_raw(ce_kafka.to_binary_event(sdk_event(5, traceparent="00-ab-cd-01", subject="s")))
+    )
     assert isinstance(decoded, InteractionEvent)
     assert (decoded.model_extra or {})["traceparent"] == "00-ab-cd-01"
     assert (decoded.model_extra or {})["subject"] == "s"
@@ -106,7 +117,9 @@ def test_the_spec_s_binary_example_is_avro_so_it_is_a_dead_letter_kept_whole() -
 
 
 def test_the_spec_s_binary_example_with_json_data_decodes() -> None:
-    headers = [[n, "application/json" if n == "content-type" else v] for n, v in SPEC["binary"]["headers"]]
+    headers = [
+        [n, "application/json" if n == "content-type" else v] for n, v in SPEC["binary"]["headers"]
+    ]
     raw = _spec("binary", headers=headers, value=SPEC["cx_data"])
     raw = RawMessage(orjson.dumps(SPEC["cx_data"]), raw.key, raw.topic, 0, 1, None, raw.headers)
     decoded = DECODE(raw)
@@ -119,7 +132,9 @@ BINARY = ce_kafka.to_binary_event(sdk_event(7))
 STRUCTURED = ce_kafka.to_structured_event(sdk_event(7))
 
 
-def _with(message: ce_kafka.KafkaMessage, value: bytes | None = b"", **headers: bytes) -> RawMessage:
+def _with(
+    message: ce_kafka.KafkaMessage, value: bytes | None = b"", **headers: bytes
+) -> RawMessage:
     merged = {**message.headers, **{k.replace("__", "-"): v for k, v in headers.items()}}
     body = message.value if value == b"" else value
     return RawMessage(body, b"k7", "cx.events", 0, 9, None, tuple(merged.items()))
@@ -132,19 +147,43 @@ VARIANTS: dict[str, tuple[RawMessage, str]] = {
     "unknown specversion": (_with(BINARY, ce_specversion=b"0.3"), "unknown_specversion"),
     "non-JSON data with a JSON type": (_with(BINARY, b"<xml/>"), "data_not_json"),
     "data cut short": (_with(BINARY, b'{"channel": "web"'), "data_not_json"),
-    "non-JSON content type": (_with(BINARY, content__type=b"text/plain"), "unsupported_content_type"),
+    "non-JSON content type": (
+        _with(BINARY, content__type=b"text/plain"),
+        "unsupported_content_type",
+    ),
     "a missing attribute": (
-        RawMessage(BINARY.value, None, headers=tuple((k, v) for k, v in BINARY.headers.items() if k != "ce_id")),
+        RawMessage(
+            BINARY.value,
+            None,
+            headers=tuple((k, v) for k, v in BINARY.headers.items() if k != "ce_id"),
+        ),
         "invalid_event",
     ),
     "a bad ce_time": (_with(BINARY, ce_time=b"yesterday"), "invalid_event"),
     "structured: header disagrees": (_with(STRUCTURED, ce_id=b"evt-other"), "header_mismatch"),
-    "structured: header the body lacks": (_with(STRUCTURED, ce_traceparent=b"00-x"), "header_mismatch"),
-    "structured: header time disagrees": (_with(STRUCTURED, ce_time=b"2020-01-01T00:00:00Z"), "header_mismatch"),
-    "structured: avro format": (_with(STRUCTURED, content__type=b"application/cloudevents+avro"), "unsupported_content_type"),
-    "structured: a batch": (_with(STRUCTURED, content__type=b"application/cloudevents-batch+json"), "unsupported_content_type"),
+    "structured: header the body lacks": (
+        _with(STRUCTURED, ce_traceparent=b"00-x"),
+        "header_mismatch",
+    ),
+    "structured: header time disagrees": (
+        _with(STRUCTURED, ce_time=b"2020-01-01T00:00:00Z"),
+        "header_mismatch",
+    ),
+    "structured: avro format": (
+        _with(STRUCTURED, content__type=b"application/cloudevents+avro"),
+        "unsupported_content_type",
+    ),
+    "structured: a batch": (
+        _with(STRUCTURED, content__type=b"application/cloudevents-batch+json"),
+        "unsupported_content_type",
+    ),
     "structured: no specversion": (
-        _with(STRUCTURED, orjson.dumps({k: v for k, v in orjson.loads(STRUCTURED.value).items() if k != "specversion"})),
+        _with(
+            STRUCTURED,
+            orjson.dumps(
+                {k: v for k, v in orjson.loads(STRUCTURED.value).items() if k != "specversion"}
+            ),
+        ),
         "unknown_specversion",
     ),
     "structured: tombstone": (_with(STRUCTURED, None), "tombstone"),
@@ -162,12 +201,21 @@ def test_each_malformed_variant_has_its_reason_and_keeps_bytes_and_headers(name:
 
 
 def test_structured_headers_that_agree_are_fine() -> None:
-    raw = _with(STRUCTURED, ce_id=b"evt-7", ce_time=b"2026-03-02T10:07:00+00:00", ce_type=b"cx.web.page.viewed")
+    raw = _with(
+        STRUCTURED,
+        ce_id=b"evt-7",
+        ce_time=b"2026-03-02T10:07:00+00:00",
+        ce_type=b"cx.web.page.viewed",
+    )
     assert isinstance(DECODE(raw), InteractionEvent)
 
 
 def test_headers_that_are_not_cloudevents_keep_today_s_behaviour() -> None:
     body = orjson.dumps(make_event(8))
     plain = DECODE(RawMessage(body))
-    traced = DECODE(RawMessage(body, headers=(("traceparent", b"\xff\x00"), ("content-type", b"application/json"))))
+    traced = DECODE(
+        RawMessage(
+            body, headers=(("traceparent", b"\xff\x00"), ("content-type", b"application/json"))
+        )
+    )
     assert plain == traced

@@ -301,7 +301,8 @@ def test_ten_megabyte_messages_get_the_expected_reasons() -> None:
 
 # The header path (the CloudEvents Kafka binding): random header sets, names and encodings.
 _CE_NAMES = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject",
-             "ce_partitionkey", "ce_data", "CE_ID", "content-type", "Content-Type", "traceparent"]  # fmt: skip
+             "ce_partitionkey", "ce_data", "CE_ID", "content-type", "Content-Type",
+             "traceparent"]  # fmt: skip
 _CE_VALUES = [b"1.0", b"0.3", b"", b"evt-1", b"/s", b"cx.web.login", b"2026-03-02T10:00:00Z",
               b"application/json", b"application/cloudevents+json", b"application/cloudevents+avro",
               b"text/plain", b"\xff\xfe", b"caf\xc3\xa9", b"\xc3"]  # fmt: skip
