@@ -11,17 +11,24 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import bytewax.operators as op
 import orjson
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource
 from cloudevents.core.bindings import http as ce_http
 from pydantic import SecretStr
 
+from flows.app.stores import make_store
+from flows.dataflow import build_flow
+from flows.settings import Settings
 from flows.steps.encode import encode
 from schemas.outputs import Alert, DeadLetter
 from schemas.records import Emitted
 from sinks.webhook import WebhookSink, webhook_dead_letter
 from sinks.webhook_config import WebhookSettings, WebhookTarget
 from sinks.webhook_delivery import Answer, Outcome, deliver
+from tests.conftest import make_event, raw, run_dataflow
 
 PORT = 18418
 SECRET = "whsec-test-only"
@@ -237,3 +244,27 @@ def test_a_dead_letter_is_deterministic_and_keeps_the_record() -> None:
 def test_secrets_are_never_shown() -> None:
     settings = WebhookSettings(targets=[target()])
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+
+
+def test_in_the_flow_the_matching_outputs_reach_the_receiver(receiver: Receiver) -> None:
+    collected: list[tuple[str, Emitted]] = []
+    dead: list[Emitted] = []
+    # every profile the flow publishes, to the real receiver
+    webhooks = WebhookSink(
+        WebhookSettings(targets=[target(kind="profiles", match={})]), dead.append
+    )
+    messages = [raw(make_event(n), offset=n) for n in range(5)]
+
+    def inputs(flow: Dataflow) -> Any:
+        return op.input("input", flow, TestingSource(messages, 2))
+
+    settings = Settings()
+    flow = build_flow(
+        settings, inputs, TestingSink(collected), make_store(settings, default="memory"),
+        webhooks=webhooks,
+    )  # fmt: skip
+    run_dataflow(flow)
+    profiles = {out.id for kind, out in collected if kind == "profiles" and out.value}
+    assert profiles
+    got = {headers["ce-id"] for headers, _, _ in receiver.requests}
+    assert got == profiles and dead == []
