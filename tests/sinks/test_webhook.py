@@ -201,14 +201,28 @@ def test_the_sink_never_blocks_and_dead_letters_what_is_never_taken(receiver: Re
     assert all("timeout" in letter.error for letter in letters)
 
 
-def test_pending_deliveries_survive_a_restart(receiver: Receiver) -> None:
+def test_pending_deliveries_survive_a_crash(receiver: Receiver) -> None:
     dead: list[Emitted] = []
-    sink = _sink(dead)
-    resumed = [("desk", "alerts", "c20", "alert-20", alert(20).value or b"", alert(20).headers)]
-    part = sink.build_part("webhooks", "webhooks", resumed)
-    part.close()
+    stuck = threading.Event()
+
+    def never_answers(*_: Any) -> Outcome:
+        stuck.wait(10)  # the process dies before this delivery ends
+        return Outcome(1, Answer(None, "killed"))
+
+    settings = WebhookSettings(targets=[target()])
+    before = WebhookSink(settings, dead.append, send=never_answers).build_part(
+        "w", "webhooks", None
+    )
+    before.write_batch([alert(20), alert(21, severity="low")])
+    snapshot = before.snapshot()  # what Bytewax's recovery store keeps at the epoch's end
+    assert [pending[3] for pending in snapshot] == ["alert-20"]
+    # the resumed run, from that snapshot, with the real receiver
+    after = WebhookSink(settings, dead.append).build_part("w", "webhooks", snapshot)
+    after.close()
     assert [orjson.loads(body)["id"] for _, body, _ in receiver.requests] == ["alert-20"]
     assert dead == []
+    stuck.set()
+    before.close()
 
 
 def test_a_full_queue_dead_letters_at_once_with_the_record() -> None:
