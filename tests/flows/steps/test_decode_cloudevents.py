@@ -4,6 +4,7 @@ and one dead-letter reason per malformed variant, original bytes and headers kep
 from __future__ import annotations
 
 import base64
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import orjson
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows.settings import LimitSettings
 from flows.steps.decode import Decoder
@@ -19,6 +22,7 @@ from schemas.envelope import InteractionEvent
 from schemas.outputs import DeadLetter
 from schemas.records import RawMessage
 from tests.conftest import make_event
+from tests.schemas.test_fast_envelope import FIELDS, FUZZ, TIMES, json_values, state, with_field
 
 DECODE = Decoder(LimitSettings())
 SPEC = orjson.loads(
@@ -219,3 +223,39 @@ def test_headers_that_are_not_cloudevents_keep_today_s_behaviour() -> None:
         )
     )
     assert plain == traced
+
+
+def _binary_of(body: dict[str, Any]) -> RawMessage:
+    attributes = {k: v for k, v in body.items() if k != "data"}
+    headers = tuple((f"ce_{k}", str(v).encode()) for k, v in attributes.items())
+    value = json.dumps(body["data"]).encode()
+    return RawMessage(
+        value, None, "cx.events", 0, 1, None, (*headers, ("content-type", b"application/json"))
+    )
+
+
+@FUZZ
+@given(st.sampled_from([f for f in FIELDS if f[0] == "data"]), json_values | TIMES)
+def test_binary_mode_decodes_as_the_same_event_in_structured_json(
+    path: tuple[str, ...], value: Any
+) -> None:
+    body = with_field(path, value)
+    plain = DECODE(RawMessage(json.dumps(body).encode(), None, "cx.events", 0, 1))
+    raw = _binary_of(body)
+    binary = DECODE(raw)
+    try:
+        orjson.loads(raw.value or b"")
+    except orjson.JSONDecodeError:  # NaN or Infinity: JSON to pydantic, not to the binding
+        assert isinstance(plain, DeadLetter)
+        assert isinstance(binary, DeadLetter) and binary.reason == "data_not_json"
+        return
+    if isinstance(plain, DeadLetter):
+        assert isinstance(binary, DeadLetter)
+        assert binary.reason == plain.reason, (plain.error, binary.error)
+        return
+    assert isinstance(binary, InteractionEvent), binary
+    assert binary.data == plain.data and state(binary.data) == state(plain.data)
+    assert (binary.id, binary.source, binary.type, binary.time, binary.specversion) == (
+        plain.id, plain.source, plain.type, plain.time, plain.specversion,
+    )  # fmt: skip
+    assert binary.model_extra == {"datacontenttype": "application/json"}
