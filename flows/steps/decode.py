@@ -220,6 +220,8 @@ class Decoder:
         return self._decode_value(raw, raw.value)
 
     def _decode_bound(self, raw: RawMessage) -> InteractionEvent | DeadLetter:  # noqa: PLR0911 (one return per binding failure)
+        if raw.value is None and any(name == "cx-kafka-error" for name, _ in raw.headers):
+            return self._decode_value(raw, None)  # a consumer error, whatever else it carries
         try:
             binding = read_binding(raw.headers)
         except BindingError as exc:

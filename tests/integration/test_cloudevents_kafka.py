@@ -44,7 +44,12 @@ def _sdk_message(n: int, mode: str) -> ce_kafka.KafkaMessage:
 def _produce(brokers: str, topic: str, messages: list[ce_kafka.KafkaMessage]) -> None:
     producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True})
     for message in messages:
-        producer.produce(topic, message.value, message.key, headers=list(message.headers.items()))
+        # a header with a null value too (Kafka allows it; it is kept as an empty one)
+        headers: list[tuple[str, str | bytes | None]] = [
+            *message.headers.items(),
+            ("x-trace", None),
+        ]
+        producer.produce(topic, message.value, message.key, headers=headers)
     assert producer.flush(30) == 0
 
 
@@ -84,6 +89,7 @@ def test_sdk_messages_in_both_modes_are_processed_and_every_output_reads_as_a_cl
         ((m.key, m.value, m.headers) for m in read_log(log2)), key=repr
     )
     assert any(dict(h).get("ce_specversion") == b"1.0" for _, _, h in strip)
+    assert all(dict(h)["x-trace"] == b"" for _, _, h in strip)
 
     run = subprocess.run(
         [sys.executable, "-m", "flows.app.cli", "run", "--no-tail"],

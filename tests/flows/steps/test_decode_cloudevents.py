@@ -7,15 +7,19 @@ import base64
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
+from bytewax.connectors.kafka import KafkaError as BytewaxKafkaError
+from bytewax.connectors.kafka import KafkaSourceMessage
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
+from confluent_kafka import KafkaError as ConfluentKafkaError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flows.app.inputs import from_kafka_batch
 from flows.settings import LimitSettings
 from flows.steps.decode import Decoder
 from schemas.envelope import InteractionEvent
@@ -259,3 +263,19 @@ def test_binary_mode_decodes_as_the_same_event_in_structured_json(
         plain.id, plain.source, plain.type, plain.time, plain.specversion,
     )  # fmt: skip
     assert binary.model_extra == {"datacontenttype": "application/json"}
+
+
+def test_a_consumer_error_is_a_kafka_error_dead_letter_that_keeps_the_headers() -> None:
+    original = [("ce_specversion", b"1.0"), ("ce_id", b"e9"), ("trace", None)]
+    msg: KafkaSourceMessage[bytes | None, bytes | None] = KafkaSourceMessage(
+        # Kafka allows a null header value, which Bytewax's type leaves out
+        key=b"k", value=None, topic="cx.events", headers=cast("list[tuple[str, bytes]]", original),
+        partition=0, offset=5,
+        timestamp=(1, 1_700_000_000_000),
+    )  # fmt: skip
+    (raw,) = from_kafka_batch([BytewaxKafkaError(ConfluentKafkaError(-185), msg)])
+    letter = DECODE(raw)
+    assert isinstance(letter, DeadLetter) and letter.reason == "kafka_error"
+    kept = [(n, base64.b64decode(v)) for n, v in letter.headers]
+    assert kept[:3] == [("ce_specversion", b"1.0"), ("ce_id", b"e9"), ("trace", b"")]
+    assert kept[3][0] == "cx-kafka-error"
