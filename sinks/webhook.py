@@ -165,9 +165,15 @@ class _WebhookPartition(StatefulSinkPartition[Emitted, list[Pending]]):
 
     def write_batch(self, values: list[Emitted]) -> None:
         for out in values:
-            record = orjson.loads(out.value) if out.value is not None else None
+            if out.value is None:
+                continue
+            record: dict[str, Any] | None = None  # parsed once, and only for a filter
             for target in self._settings.targets:
-                if record is not None and target.kind == out.kind and target.accepts(record):
+                if target.kind != out.kind:
+                    continue
+                if target.match and record is None:
+                    record = orjson.loads(out.value)
+                if not target.match or target.accepts(record or {}):
                     self._submit(target, out)
 
     def snapshot(self) -> list[Pending]:
