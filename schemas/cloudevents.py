@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -195,28 +195,35 @@ def rfc3339(time: datetime) -> str:
     return orjson.dumps(time, option=orjson.OPT_UTC_Z)[1:-1].decode()
 
 
+_SPEC_HEADER: Final = ("ce_specversion", SPECVERSION.encode())
+_SOURCE_HEADER: Final = ("ce_source", OUTPUT_SOURCE.encode())
+_JSON_HEADER: Final = (CONTENT_TYPE, JSON_DATA.encode())
+_TYPE_HEADERS: Final = {t: ("ce_type", t.encode()) for t in OUTPUT_TYPES.values()}
+
+
 def output_headers(
     ce_type: str, out_id: str, subject: str, time: datetime | None, *, data: bool = True
 ) -> tuple[tuple[str, bytes], ...]:
     """Return the binary-mode CloudEvents headers of one output (after its ``cx-id``).
 
-    ``data=False``: a tombstone, which has no data and so no ``content-type``.
+    ``data=False``: a tombstone, which has no data and so no ``content-type``. Built
+    once per output, so the constant headers are made once.
 
     >>> output_headers("cx.nba.decided", "nba-1", "c1", datetime(2026, 3, 2, tzinfo=UTC))[:2]
     (('ce_specversion', b'1.0'), ('ce_id', b'nba-1'))
     """
-    headers: list[tuple[str, bytes]] = [
-        ("ce_specversion", b"1.0"),
+    type_header = _TYPE_HEADERS.get(ce_type) or ("ce_type", ce_type.encode())
+    head: tuple[tuple[str, bytes], ...] = (
+        _SPEC_HEADER,
         ("ce_id", out_id.encode()),
-        ("ce_type", ce_type.encode()),
-        ("ce_source", OUTPUT_SOURCE.encode()),
-    ]
+        type_header,
+        _SOURCE_HEADER,
+    )
     if time is not None:
-        headers.append(("ce_time", rfc3339(time).encode()))
-    headers.append(("ce_subject", subject.encode()))
+        head += (("ce_time", orjson.dumps(time, option=orjson.OPT_UTC_Z)[1:-1]),)
     if data:
-        headers.append((CONTENT_TYPE, JSON_DATA.encode()))
-    return tuple(headers)
+        return (*head, ("ce_subject", subject.encode()), _JSON_HEADER)
+    return (*head, ("ce_subject", subject.encode()))
 
 
 def epoch_ms_time(epoch_ms: int | None) -> datetime | None:
@@ -224,31 +231,33 @@ def epoch_ms_time(epoch_ms: int | None) -> datetime | None:
     return None if epoch_ms is None else datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
-def output_attributes(model: BaseModel) -> tuple[str, datetime | None, str | None]:  # noqa: PLR0911 (one case per output type)
-    """``(ce_type, ce_time, ce_subject or None for the record's key)`` of an output.
+def _dead_letter_attributes(model: DeadLetter) -> tuple[str, datetime | None, str | None]:
+    where = f"{model.topic}/{model.partition}/{model.offset}" if model.topic is not None else None
+    return OUTPUT_TYPES["dlq"], epoch_ms_time(model.timestamp_ms), where
+
+
+# By exact type: isinstance on pydantic models (ABCMeta) costs more than the rest.
+_ATTRIBUTES: Final[dict[type[BaseModel], Any]] = {
+    NextBestAction: lambda m: (OUTPUT_TYPES["nba"], m.time, None),
+    Alert: lambda m: (OUTPUT_TYPES["alerts"], m.time, None),
+    NpsWindow: lambda m: (OUTPUT_TYPES["nps"], m.window_end, None),
+    IdentityMerge: lambda m: (OUTPUT_TYPES["identity"], m.time, None),
+    IdentityErasure: lambda m: (OUTPUT_TYPES["identity_erasure"], m.time, None),
+    ProfileSnapshot: lambda m: (OUTPUT_TYPES["profiles"], m.last_seen, None),
+    DeadLetter: _dead_letter_attributes,
+}
+
+
+def output_attributes(model: BaseModel) -> tuple[str, datetime | None, str | None]:
+    """Return ``(ce_type, ce_time, ce_subject or None for the record's key)`` of an output.
 
     The time is event time (a window's end; a profile's last event); a dead letter has
-    none but its input's Kafka timestamp, and its subject is where it was read.
+    none but its input's Kafka timestamp, and its subject is where it was read. An
+    output kind added later still reads as a CloudEvent (``cx.<model name>``).
     """
-    match model:
-        case NextBestAction():
-            return OUTPUT_TYPES["nba"], model.time, None
-        case Alert():
-            return OUTPUT_TYPES["alerts"], model.time, None
-        case NpsWindow():
-            return OUTPUT_TYPES["nps"], model.window_end, None
-        case IdentityMerge():
-            return OUTPUT_TYPES["identity"], model.time, None
-        case IdentityErasure():
-            return OUTPUT_TYPES["identity_erasure"], model.time, None
-        case ProfileSnapshot():
-            return OUTPUT_TYPES["profiles"], model.last_seen, None
-        case DeadLetter():
-            where = None
-            if model.topic is not None:
-                where = f"{model.topic}/{model.partition}/{model.offset}"
-            return OUTPUT_TYPES["dlq"], epoch_ms_time(model.timestamp_ms), where
-    # An output kind added later still reads as a CloudEvent.
+    attributes = _ATTRIBUTES.get(type(model))
+    if attributes is not None:
+        return attributes(model)  # type: ignore[no-any-return]
     return f"cx.{type(model).__name__.lower()}", getattr(model, "time", None), None
 
 
