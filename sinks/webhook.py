@@ -33,6 +33,7 @@ from schemas.cloudevents import OUTPUT_TYPES, output_headers
 from schemas.ids import output_id
 from schemas.outputs import DeadLetter
 from schemas.records import Emitted
+from sinks.hooks import OnWrite, ignore_write
 from sinks.webhook_config import WebhookSettings, WebhookTarget
 from sinks.webhook_delivery import Outcome, deliver
 
@@ -75,9 +76,12 @@ def webhook_dead_letter(target: WebhookTarget, out: Emitted, outcome: Outcome | 
 class KafkaDeadLetters:
     """Writes webhook dead letters to the dead-letter topic, each one acknowledged."""
 
-    def __init__(self, config: dict[str, Any], topic: str) -> None:
+    def __init__(
+        self, config: dict[str, Any], topic: str, *, on_write: OnWrite = ignore_write
+    ) -> None:
         self._config = config
         self._topic = topic
+        self._on_write = on_write
         self._producer: Producer | None = None
         self._lock = threading.Lock()
 
@@ -102,6 +106,7 @@ class KafkaDeadLetters:
         if errors or left:
             msg = f"dead letter {letter.id} not written to {self._topic}: {errors or 'timeout'}"
             raise RuntimeError(msg)
+        self._on_write("dlq", 1)
 
 
 class _WebhookPartition(StatefulSinkPartition[Emitted, list[Pending]]):

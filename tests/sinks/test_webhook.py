@@ -25,10 +25,11 @@ from flows.settings import Settings
 from flows.steps.encode import encode
 from schemas.outputs import Alert, DeadLetter
 from schemas.records import Emitted
-from sinks.webhook import WebhookSink, webhook_dead_letter
+from sinks.webhook import KafkaDeadLetters, WebhookSink, webhook_dead_letter
 from sinks.webhook_config import WebhookSettings, WebhookTarget
 from sinks.webhook_delivery import Answer, Outcome, deliver
 from tests.conftest import make_event, raw, run_dataflow
+from tests.integration.verifier import consume_all
 
 PORT = 18418
 SECRET = "whsec-test-only"
@@ -282,3 +283,20 @@ def test_in_the_flow_the_matching_outputs_reach_the_receiver(receiver: Receiver)
     assert profiles
     got = {headers["ce-id"] for headers, _, _ in receiver.requests}
     assert got == profiles and dead == []
+
+
+def test_dead_letters_reach_the_dead_letter_topic_on_the_real_broker(
+    kafka_brokers: str, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}cx.dlq"
+    written: list[tuple[str, int]] = []
+    dead = KafkaDeadLetters(
+        {"bootstrap.servers": kafka_brokers}, topic, on_write=lambda k, n: written.append((k, n))
+    )
+    out = alert(50)
+    letter = webhook_dead_letter(target(), out, Outcome(6, Answer(None, "no answer (timeout)")))
+    dead(letter)
+    (message,) = consume_all(kafka_brokers, topic)
+    assert message.value() == letter.value and message.key() == letter.key.encode()
+    assert dict(message.headers())["cx-reason"] == b"webhook_failed"
+    assert written == [("dlq", 1)]
