@@ -37,6 +37,7 @@ from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
+from sinks.webhook import WebhookSink
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
@@ -95,6 +96,12 @@ def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
     return None if isinstance(item, Alert) else item
 
 
+def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
+    # A second output: a slow webhook receiver never holds up the first (sinks.webhook).
+    if webhooks is not None:
+        op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
+
+
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
     settings: Settings,
     inputs: InputBuilder,
@@ -103,6 +110,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     lanes: LaneSet | None = None,
     *,
     parking: Parking | None = None,
+    webhooks: WebhookSink | None = None,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
@@ -111,6 +119,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     by default, the lanes seen so far (exact for a single lane). ``parking``: where idle
     journeys go (:mod:`flows.steps.parking`); by default, with
     ``CX_JOURNEY__PARK_IDLE_SECONDS`` set, an in-memory store (runs without recovery).
+    ``webhooks``: the webhook sink (:mod:`sinks.webhook`), fed the outputs it wants.
     """
     resolver = StoreResolver(store)
     profile = ProfileStep(store)
@@ -208,4 +217,5 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)
+    _to_webhooks(encoded, webhooks)
     return flow

@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from flows import metrics
+from schemas.cloudevents import OUTPUT_TYPES, output_attributes, output_headers
 from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
@@ -170,9 +171,14 @@ def encode(model: Output) -> list[Encoded]:
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
-    encoded = [(kind, Emitted(kind, key, out_id, to_json(model), headers))]
-    if isinstance(model, IdentityErasure):
-        encoded.append(("profiles", Emitted("profiles", key, out_id, None, headers)))
-    elif isinstance(model, IdentityMerge):
-        encoded.append(("profiles", Emitted("profiles", model.merged_id, out_id, None, headers)))
+    # CloudEvents binary-mode headers (schemas.cloudevents), the value unchanged
+    ce_type, ce_time, subject = output_attributes(model)
+    ce = output_headers(ce_type, out_id, subject or key, ce_time)
+    encoded = [(kind, Emitted(kind, key, out_id, to_json(model), headers + ce))]
+    if isinstance(model, IdentityErasure | IdentityMerge):
+        gone = key if isinstance(model, IdentityErasure) else model.merged_id
+        deleted = output_headers(
+            OUTPUT_TYPES["profiles_tombstone"], out_id, gone, ce_time, data=False
+        )
+        encoded.append(("profiles", Emitted("profiles", gone, out_id, None, headers + deleted)))
     return encoded

@@ -160,4 +160,4 @@ def test_encode_routes_each_kind_with_its_key_id_and_json() -> None:
     ):
         assert out.value == output.model_dump_json().encode()
         assert out.headers[0] == ("cx-id", out.id.encode())
-    assert encoded[-1][1].headers == (("cx-id", b"d1"), ("cx-reason", b"empty"))
+    assert encoded[-1][1].headers[:2] == (("cx-id", b"d1"), ("cx-reason", b"empty"))
