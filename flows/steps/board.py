@@ -1,0 +1,81 @@
+"""The board steps: keep the action board (:mod:`state.actions`) as the flow emits.
+
+Two pass-through steps of the flow: ``timeline`` records each interaction the
+profile step folds (time, event, channel, touchpoint, stage, sentiment, NPS), and
+``board`` records the NBAs and customer alerts on their way to the sinks, and
+forgets erased customers. Neither changes what flows on: outputs stay byte-identical
+with or without a board.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flows.api_settings import ApiSettings
+from flows.records import Journeyed
+from schemas.outputs import Alert, IdentityErasure, NextBestAction
+from state.actions import ActionBoard, BoardItem, BoardRules
+
+T = TypeVar("T")
+
+
+def board_rules(conf: ApiSettings) -> BoardRules:
+    """Build the board's bounds from the ``CX_API__BOARD_*`` settings."""
+    return BoardRules(
+        max_nbas=conf.board_max_nbas,
+        max_alerts=conf.board_max_alerts,
+        timeline_length=conf.board_timeline_length,
+        nba_ttl_ms=round(conf.board_nba_ttl_seconds * 1000),
+        alert_ttl_ms=round(conf.board_alert_ttl_seconds * 1000),
+        retention_seconds=conf.board_retention_seconds,
+    )
+
+
+def _ms(item: NextBestAction | Alert) -> int:
+    return round(item.time.timestamp() * 1000)
+
+
+class BoardWriter:
+    """Writes one batch at a time to the board, then passes the batch on unchanged."""
+
+    def __init__(self, board: ActionBoard) -> None:
+        self.board = board
+
+    def journeys(self, batch: list[Journeyed]) -> list[Journeyed]:
+        """Record each known customer's interaction on their timeline."""
+        items = []
+        for j in batch:
+            cid, event = j.resolved.customer_id, j.resolved.event
+            if cid is None:
+                continue
+            data = event.data
+            entry = {
+                "time": event.time.isoformat(),
+                "id": event.id,
+                "type": event.type,
+                "channel": data.channel,
+                "touchpoint": data.touchpoint,
+                "stage": j.stage,
+                "sentiment": j.sentiment,
+                "nps": data.nps,
+            }
+            items.append(BoardItem("t", cid, event.id, event.epoch_ms, entry))
+        self.board.record(items)
+        return batch
+
+    def outputs(self, batch: list[T]) -> list[T]:
+        """Record the batch's NBAs and customer alerts; forget erased customers."""
+        items, erased = [], []
+        for out in batch:
+            if isinstance(out, NextBestAction):
+                body = out.model_dump(mode="json")
+                items.append(BoardItem("n", out.customer_id, out.id, _ms(out), body))
+            elif isinstance(out, Alert) and out.customer_id is not None:
+                body = out.model_dump(mode="json")
+                items.append(BoardItem("a", out.customer_id, out.id, _ms(out), body))
+            elif isinstance(out, IdentityErasure):
+                erased.append(out.customer_id)
+        self.board.record(items)
+        if erased:
+            self.board.forget(erased)
+        return batch
