@@ -174,6 +174,10 @@ class ActionBoard(Protocol):
         """Drop everything the board holds of these customers (erasure)."""
         ...
 
+    def merge(self, survivor: str, merged: str) -> None:
+        """Move what the board holds of ``merged`` to ``survivor`` (an identity merge)."""
+        ...
+
 
 class MemoryActionBoard:
     """:class:`ActionBoard` in dicts, behind one lock (the API's threads share it)."""
@@ -251,6 +255,21 @@ class MemoryActionBoard:
                 previous = (*previous, outcome)
                 self._outcomes[nba_id] = previous
             return Answer(verdict, body, previous)
+
+    def merge(self, survivor: str, merged: str) -> None:
+        with self._lock:
+            moved = self._items.pop(merged, None)
+            if moved is not None:
+                kinds = self._items.setdefault(survivor, {"n": {}, "a": {}})
+                for kind in ("n", "a"):
+                    kinds[kind].update(moved[kind])
+                    self._trim(kinds, kind)
+                for nba_id in kinds["n"]:
+                    self._owner[nba_id] = survivor
+            line = self._timeline.pop(merged, None)
+            if line:
+                both = merged_timeline(self._timeline.get(survivor, ()), line)
+                self._timeline[survivor] = deque(both, maxlen=self.rules.timeline_length)
 
     def forget(self, customer_ids: Sequence[str]) -> None:
         with self._lock:
@@ -360,6 +379,35 @@ class RedisActionBoard:
                 except redis.WatchError:
                     continue  # another replica wrote this customer's board: judge again
 
+    def merge(self, survivor: str, merged: str) -> None:
+        key, to = self._key(merged), self._key(survivor)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.zrange(f"{key}:n", 0, -1, withscores=True)
+        pipe.zrange(f"{key}:a", 0, -1, withscores=True)
+        pipe.lrange(f"{key}:t", 0, -1)
+        pipe.lrange(f"{to}:t", 0, -1)
+        fields, nbas, alerts, line, kept = pipe.execute()
+        h = {_text(k): v for k, v in fields.items()}
+        items = [
+            BoardItem(kind, survivor, _text(raw), int(score), orjson.loads(h[f"{kind}:{_text(raw)}"]))
+            for kind, order in (("n", nbas), ("a", alerts))
+            for raw, score in order
+            if f"{kind}:{_text(raw)}" in h
+        ]
+        self.record(items)
+        pipe = self.client.pipeline(transaction=False)
+        done = {name: value for name, value in h.items() if name.startswith("o:")}
+        if done:
+            pipe.hset(to, mapping=done)
+        if line:
+            both = merged_timeline(map(orjson.loads, kept), map(orjson.loads, line))
+            pipe.delete(f"{to}:t")
+            pipe.rpush(f"{to}:t", *map(orjson.dumps, both[-self.rules.timeline_length :]))
+            pipe.expire(f"{to}:t", self.rules.retention_seconds)
+        pipe.delete(key, f"{key}:n", f"{key}:a", f"{key}:t")
+        pipe.execute()
+
     def forget(self, customer_ids: Sequence[str]) -> None:
         for cid in customer_ids:
             key = self._key(cid)
@@ -369,6 +417,18 @@ class RedisActionBoard:
             for raw in ids:
                 pipe.delete(f"{self.prefix}boardnba:{_text(raw)}")
             pipe.execute()
+
+
+def merged_timeline(
+    kept: Iterable[dict[str, Any]], moved: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Two customers' timelines as one, in time order (then event id).
+
+    >>> merged_timeline([{"time": "2026-03-02T10:00:00+00:00", "id": "b"}],
+    ...                 [{"time": "2026-03-01T10:00:00+00:00", "id": "a"}])[0]["id"]
+    'a'
+    """
+    return sorted([*kept, *moved], key=lambda e: (iso_ms(str(e["time"])), str(e["id"])))
 
 
 def _text(value: bytes | str) -> str:

@@ -2,8 +2,10 @@
 
 Two pass-through steps of the flow: ``timeline`` records each interaction the
 profile step folds (time, event, channel, touchpoint, stage, sentiment, NPS), and
-``board`` records the NBAs and customer alerts on their way to the sinks, and
-forgets erased customers. Neither changes what flows on: outputs stay byte-identical
+``board`` records the NBAs and customer alerts on their way to the sinks, moves a
+merged-away customer's items to the survivor, and forgets erased customers. (An
+item of the merged-away id still in flight when its merge passes stays under that
+id: the API reads the survivor's.) Neither changes what flows on: outputs stay byte-identical
 with or without a board.
 """
 
@@ -13,7 +15,7 @@ from typing import TypeVar
 
 from flows.api_settings import ApiSettings
 from flows.records import Journeyed
-from schemas.outputs import Alert, IdentityErasure, NextBestAction
+from schemas.outputs import Alert, IdentityErasure, IdentityMerge, NextBestAction
 from state.actions import ActionBoard, BoardItem, BoardRules
 
 T = TypeVar("T")
@@ -64,8 +66,8 @@ class BoardWriter:
         return batch
 
     def outputs(self, batch: list[T]) -> list[T]:
-        """Record the batch's NBAs and customer alerts; forget erased customers."""
-        items, erased = [], []
+        """Record the batch's NBAs and customer alerts; follow merges; forget erased customers."""
+        items, erased, merges = [], [], []
         for out in batch:
             if isinstance(out, NextBestAction):
                 body = out.model_dump(mode="json")
@@ -75,7 +77,11 @@ class BoardWriter:
                 items.append(BoardItem("a", out.customer_id, out.id, _ms(out), body))
             elif isinstance(out, IdentityErasure):
                 erased.append(out.customer_id)
+            elif isinstance(out, IdentityMerge):
+                merges.append((out.survivor_id, out.merged_id))
         self.board.record(items)
+        for survivor, merged in merges:
+            self.board.merge(survivor, merged)
         if erased:
             self.board.forget(erased)
         return batch

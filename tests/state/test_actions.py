@@ -127,3 +127,21 @@ def test_board_for_shares_the_store_backend(redis_client: redis.Redis, redis_pre
     redis_board = board_for(RedisProfileStore(redis_client, redis_prefix))
     assert isinstance(redis_board, RedisActionBoard)
     assert redis_board.prefix == redis_prefix
+
+
+def test_merge_moves_items_and_timeline_to_the_survivor(board: ActionBoard) -> None:
+    line = [
+        BoardItem("t", cid, f"e{n}", T0 + n, {"id": f"e{n}", "time": _iso(T0 + n)})
+        for n, cid in enumerate(["c1", "c2", "c1", "c2"])
+    ]
+    board.record([nba(1, "c1"), nba(2, "c2"), alert(1, "c2"), *line])
+    assert board.answer("nba-2", "impression", T0).verdict == "recorded"
+    board.merge("c1", "c2")
+    assert ids(board.actions("c1", T0).nbas) == ["nba-2", "nba-1"]
+    assert [n["outcomes"] for n in board.actions("c1", T0).nbas] == [["impression"], []]
+    assert ids(board.actions("c1", T0).alerts) == ["al-1"]
+    assert ids(board.timeline("c1")) == ["e0", "e1", "e2", "e3"]
+    assert board.timeline("c2") == []
+    assert board.actions("c2", T0).nbas == []
+    assert board.answer("nba-2", "accepted", T0).verdict == "recorded"
+    assert ids(board.actions("c1", T0).nbas) == ["nba-1"]
