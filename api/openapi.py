@@ -21,7 +21,7 @@ from state.memory import MemoryProfileStore
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document of the API (built over empty in-memory parts)."""
+    """Return the OpenAPI document of the API (built over empty in-memory parts)."""
     services = Services(
         conf=ApiSettings(),
         store=MemoryProfileStore(),

@@ -39,7 +39,9 @@ from state.actions import ActionBoard
 from state.store import ProfileStore
 
 log = logging.getLogger("cxstream.api")
-_bearer = HTTPBearer(auto_error=False, description="a token listed (as its SHA-256) in CX_API__TOKENS")
+_bearer = HTTPBearer(
+    auto_error=False, description="a token listed (as its SHA-256) in CX_API__TOKENS"
+)
 _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _NOT_FOUND = "no such customer (never seen, merged into none, or erased)"
 
@@ -64,7 +66,7 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now_ms(self, customer_id: str) -> int:
-        """The board's now for ``customer_id``, in milliseconds."""
+        """Return the board's now for ``customer_id``, in milliseconds."""
         return round(self.clock(customer_id) * 1000)
 
 
@@ -72,7 +74,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Problem} for code in codes}
 
 
-def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: C901, PLR0915 (one closure per endpoint)
+def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: PLR0915 (one closure per endpoint)
     """Return the ``/v1`` router over ``services``."""
     router = APIRouter(prefix="/v1")
 
@@ -88,7 +90,11 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: C90
 
         return Depends(check)
 
-    read, stream_read, respond = needs("profiles:read"), needs("stream:read"), needs("responses:write")
+    read, stream_read, respond = (
+        needs("profiles:read"),
+        needs("stream:read"),
+        needs("responses:write"),
+    )
     store, board = services.store, services.board
 
     def profile_of(customer_id: str) -> ProfileSnapshot:
@@ -174,6 +180,7 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: C90
         summary="Live NBAs and alerts (Server-Sent Events), resumable with Last-Event-ID",
     )
     async def stream(  # noqa: PLR0913 (the filters)
+        *,
         customer_id: str | None = None,
         channel: str | None = None,
         alert_kind: str | None = None,
@@ -206,7 +213,9 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: C90
         summary="An agent's response to an NBA, published to the flow",
     )
     def responses(body: ResponseRequest) -> ResponseAccepted:
-        missing = f"no NBA {body.nba_id} on the board (never issued, trimmed, or its customer erased)"
+        missing = (
+            f"no NBA {body.nba_id} on the board (never issued, trimmed, or its customer erased)"
+        )
         found = board.nba(body.nba_id)
         if found is None:
             raise HTTPException(404, missing)

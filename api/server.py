@@ -36,7 +36,7 @@ log = logging.getLogger("cxstream.api")
 
 
 def kafka_services(settings: Settings, store: ProfileStore) -> Services:
-    """The services of ``cxstream serve``: the store given, the board next to it, Kafka."""
+    """Return the services of ``cxstream serve``: the store given, the board next to it, Kafka."""
     conf, kafka = settings.api, settings.kafka
     topics = {"nba": settings.topics.nba, "alert": settings.topics.alerts}
     return Services(
@@ -52,7 +52,9 @@ def kafka_services(settings: Settings, store: ProfileStore) -> Services:
     )
 
 
-def run(services: Services, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+def run(
+    services: Services, host: str, port: int, on_ready: Callable[[], None] | None = None
+) -> None:
     """Serve ``services`` on ``host:port`` until interrupted."""
     if not services.conf.token_scopes():
         log.warning("CX_API__TOKENS is empty: every request but /healthz gets 401")
@@ -92,5 +94,5 @@ def demo_services(settings: Settings, store: ProfileStore, out_dir: Path, token:
 
 
 def demo_token() -> str:
-    """A one-time token for the demo desktop."""
+    """Return a one-time token for the demo desktop."""
     return secrets.token_urlsafe(18)

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 log = logging.getLogger("cxstream.api.stream")
-DROPPED = b"event: dropped\ndata: {\"reason\": \"this client fell behind; reconnect\"}\n\n"
+DROPPED = b'event: dropped\ndata: {"reason": "this client fell behind; reconnect"}\n\n'
 
 
 class ResumeError(Exception):
@@ -56,7 +56,7 @@ class StreamEvent:
     body: dict[str, Any]
 
     def frame(self) -> bytes:
-        """The SSE frame of this event."""
+        """Return the SSE frame of this event."""
         data = orjson.dumps(self.body)
         return b"id: %s\nevent: %s\ndata: %s\n\n" % (self.id.encode(), self.kind.encode(), data)
 
@@ -91,7 +91,9 @@ class Filters:
         )
         if event.kind not in self.kinds or any(w is not None and w != v for w, v in checks):
             return False
-        return self.alert_kind is None or (event.kind == "alert" and body.get("kind") == self.alert_kind)
+        return self.alert_kind is None or (
+            event.kind == "alert" and body.get("kind") == self.alert_kind
+        )
 
 
 class Client:
@@ -169,7 +171,7 @@ class Hub:
 
 
 async def frames(hub: Hub, client: Client, heartbeat: float) -> AsyncIterator[bytes]:
-    """The SSE byte stream of one client: its events, a comment line when idle."""
+    """Yield the SSE byte stream of one client: its events, a comment line when idle."""
     try:
         yield b"retry: 2000\n\n"
         while True:
@@ -234,9 +236,10 @@ class KafkaFeed:
                 msg = consumer.poll(0.2)
                 if msg is None:
                     continue
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 (its public name)
-                        log.warning("stream consumer: %s", msg.error().name())
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 (its public name)
+                        log.warning("stream consumer: %s", error.name())
                     continue
                 event = self._event(msg)
                 if event is not None:
@@ -249,7 +252,12 @@ class KafkaFeed:
         try:
             body = orjson.loads(msg.value() or b"")
         except orjson.JSONDecodeError:
-            log.warning("stream consumer: a record that is not JSON at %s/%d/%d", msg.topic(), msg.partition(), msg.offset())
+            log.warning(
+                "stream consumer: a record that is not JSON at %s/%d/%d",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
             return None
         if not isinstance(body, dict):
             return None

@@ -79,5 +79,5 @@ class ApiSettings(BaseModel):
         return value
 
     def token_scopes(self) -> dict[str, frozenset[str]]:
-        """The configured token digests and the scopes of each."""
+        """Return the configured token digests and the scopes of each."""
         return parse_tokens(self.tokens.get_secret_value())

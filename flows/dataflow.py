@@ -17,9 +17,9 @@ from bytewax.outputs import Sink
 from flows.lanes import lane_of
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.steps.board import BoardWriter, board_rules
 from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import Settings
+from flows.steps.board import board_outputs, board_timeline, board_writer
 from flows.steps.decide import decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
@@ -38,7 +38,6 @@ from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction
 from schemas.records import RawMessage
-from state.actions import board_for
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
@@ -184,14 +183,13 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     # Journeyed (with the model figures) | NextBestAction
     nbas = op.filter_map("nbas", decisions, _nba)
-    to_profile = op.filter_map("to_profile", decisions, _journeyed)
     # The action board (state.actions, read by `cxstream serve`): each customer's timeline,
     # current NBAs and open alerts, written as they pass (CX_API__BOARD=false: off)
-    board = BoardWriter(board_for(store, board_rules(settings.api))) if settings.api.board else None
-    if board is not None:
-        to_profile = op.flat_map_batch("timeline", to_profile, board.journeys)
+    board = board_writer(settings.api, store)
     profiles = op.flat_map_batch(
-        "profile", to_profile, timed_batch("profile", profile.apply_profiles)
+        "profile",
+        board_timeline(board, op.filter_map("to_profile", decisions, _journeyed)),
+        timed_batch("profile", profile.apply_profiles),
     )
     # ProfileSnapshot, when due (rate-limited per customer in event time)
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
@@ -211,9 +209,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | NpsWindow
-    if board is not None:
-        outputs = op.flat_map_batch("board", outputs, board.outputs)
-    encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
+    encoded = op.flat_map_batch(
+        "encode", board_outputs(board, outputs), timed_flat_map("encode", encode)
+    )
     # (kind, Emitted)
     op.output("emit", encoded, sink)
     return flow

@@ -43,7 +43,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from importlib.resources import files
+from typing import Any, Literal, Protocol, cast
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -55,26 +56,7 @@ from state.store import ProfileStore
 
 TERMINAL = frozenset({"accepted", "rejected", "dismissed"})
 Verdict = Literal["recorded", "duplicate", "conflict", "expired", "missing"]
-_RECORD = """
-local maxn, maxa, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV, 4 do
-  local kind, id = ARGV[i], ARGV[i + 1]
-  redis.call('HSET', KEYS[1], kind .. ':' .. id, ARGV[i + 3])
-  redis.call('ZADD', kind == 'n' and KEYS[2] or KEYS[3], ARGV[i + 2], id)
-end
-local function trim(zkey, kind, max)
-  local extra = redis.call('ZCARD', zkey) - max
-  if extra > 0 then
-    local gone = redis.call('ZPOPMIN', zkey, extra)
-    for j = 1, #gone, 2 do
-      redis.call('HDEL', KEYS[1], kind .. ':' .. gone[j], 'o:' .. gone[j])
-    end
-  end
-end
-trim(KEYS[2], 'n', maxn)
-trim(KEYS[3], 'a', maxa)
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
-"""
+_RECORD = (files("state") / "lua" / "board.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +190,9 @@ class MemoryActionBoard:
                     self._owner[item.item_id] = item.customer_id
                 self._trim(kinds, item.kind)
 
-    def _trim(self, kinds: dict[str, dict[str, tuple[int, int, dict[str, Any]]]], kind: str) -> None:
+    def _trim(
+        self, kinds: dict[str, dict[str, tuple[int, int, dict[str, Any]]]], kind: str
+    ) -> None:
         limit = self.rules.max_nbas if kind == "n" else self.rules.max_alerts
         held = kinds[kind]
         while len(held) > limit:
@@ -228,7 +212,9 @@ class MemoryActionBoard:
                 and not TERMINAL.intersection(self._outcomes.get(i, ()))
             ]
             alerts = [
-                entry for entry in kinds["a"].values() if entry[0] + self.rules.alert_ttl_ms > now_ms
+                entry
+                for entry in kinds["a"].values()
+                if entry[0] + self.rules.alert_ttl_ms > now_ms
             ]
         return Actions(_newest(nbas), _newest(alerts))
 
@@ -362,7 +348,7 @@ class RedisActionBoard:
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     body, done = pipe.hmget(key, [f"n:{nba_id}", f"o:{nba_id}"])
                     if body is None:
                         return Answer("missing")
@@ -389,9 +375,12 @@ class RedisActionBoard:
         pipe.lrange(f"{to}:t", 0, -1)
         fields, nbas, alerts, line, kept = pipe.execute()
         h = {_text(k): v for k, v in fields.items()}
+        kinds: tuple[tuple[Literal["n", "a"], Any], ...] = (("n", nbas), ("a", alerts))
         items = [
-            BoardItem(kind, survivor, _text(raw), int(score), orjson.loads(h[f"{kind}:{_text(raw)}"]))
-            for kind, order in (("n", nbas), ("a", alerts))
+            BoardItem(
+                kind, survivor, _text(raw), int(score), orjson.loads(h[f"{kind}:{_text(raw)}"])
+            )
+            for kind, order in kinds
             for raw, score in order
             if f"{kind}:{_text(raw)}" in h
         ]
@@ -399,7 +388,7 @@ class RedisActionBoard:
         pipe = self.client.pipeline(transaction=False)
         done = {name: value for name, value in h.items() if name.startswith("o:")}
         if done:
-            pipe.hset(to, mapping=done)
+            pipe.hset(to, mapping=cast(Any, done))
         if line:
             both = merged_timeline(map(orjson.loads, kept), map(orjson.loads, line))
             pipe.delete(f"{to}:t")
@@ -411,7 +400,7 @@ class RedisActionBoard:
     def forget(self, customer_ids: Sequence[str]) -> None:
         for cid in customer_ids:
             key = self._key(cid)
-            ids = self.client.zrange(f"{key}:n", 0, -1)
+            ids = cast(list[bytes | str], self.client.zrange(f"{key}:n", 0, -1))
             pipe = self.client.pipeline(transaction=False)
             pipe.delete(key, f"{key}:n", f"{key}:a", f"{key}:t")
             for raw in ids:

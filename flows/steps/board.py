@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+
 from flows.api_settings import ApiSettings
 from flows.records import Journeyed
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge, NextBestAction
-from state.actions import ActionBoard, BoardItem, BoardRules
+from state.actions import ActionBoard, BoardItem, BoardRules, board_for
+from state.store import ProfileStore
 
 T = TypeVar("T")
 
@@ -85,3 +89,18 @@ class BoardWriter:
         if erased:
             self.board.forget(erased)
         return batch
+
+
+def board_writer(conf: ApiSettings, store: ProfileStore) -> BoardWriter | None:
+    """Return the writer of the board kept next to ``store`` (None: ``CX_API__BOARD`` off)."""
+    return BoardWriter(board_for(store, board_rules(conf))) if conf.board else None
+
+
+def board_timeline(board: BoardWriter | None, journeys: Stream[Journeyed]) -> Stream[Journeyed]:
+    """Add the ``timeline`` step to the profile step's input (unchanged without a board)."""
+    return journeys if board is None else op.flat_map_batch("timeline", journeys, board.journeys)
+
+
+def board_outputs(board: BoardWriter | None, outputs: Stream[T]) -> Stream[T]:
+    """Add the ``board`` step before the encoder (unchanged without a board)."""
+    return outputs if board is None else op.flat_map_batch("board", outputs, board.outputs)

@@ -16,9 +16,11 @@ import uvicorn
 from api.app import create_app
 from api.routes import Services
 from api.server import demo_services
+from api.stream import KafkaFeed
 from flows.app.offline import SAMPLE_LOG, run_offline
 from flows.app.stores import make_store
-from flows.settings import Settings
+from flows.app.topics import ensure_topics
+from flows.settings import KafkaSettings, Settings, TopicSettings
 from state.store import ProfileStore
 
 TOKEN = "demo-token-for-tests"
@@ -100,3 +102,26 @@ def demo_server(demo: Demo) -> Iterator[LiveServer]:
     """The API over the demo's results, with :data:`TOKEN` holding every scope."""
     with LiveServer(demo_services(demo.settings, demo.store, demo.out_dir, TOKEN)) as server:
         yield server
+
+
+@pytest.fixture
+def kafka_server(
+    demo: Demo, kafka_brokers: str, topic_prefix: str
+) -> Iterator[tuple[LiveServer, Settings]]:
+    """The API over the demo with a real Kafka feed on topics of this test's own."""
+    topics = TopicSettings(
+        nba=f"{topic_prefix}cx.nba", alerts=f"{topic_prefix}cx.alerts", partitions=2
+    )
+    settings = Settings(kafka=KafkaSettings(brokers=kafka_brokers), topics=topics)
+    ensure_topics(settings)
+    services = demo_services(demo.settings, demo.store, demo.out_dir, TOKEN)
+    services.conf = services.conf.model_copy(update={"stream_heartbeat_seconds": 0.5})
+    services.feed = KafkaFeed(
+        settings.kafka.client_config(), {"nba": topics.nba, "alert": topics.alerts}
+    )
+    with LiveServer(services) as server:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/healthz").json()["stream"] != "ready":
+            assert time.monotonic() < deadline, "the stream consumer got no partitions"
+            time.sleep(0.1)
+        yield server, settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -27,15 +28,22 @@ def _customer(server: LiveServer, email: str = DEMO_EMAIL) -> str:
 
 def test_lookup_normalises_like_the_flow(demo_server: LiveServer) -> None:
     with demo_server.client() as http:
-        messy = http.post("/v1/profiles/lookup", json={"type": " Email", "value": " FAY.Smith33@Example.COM "})
+        messy = http.post(
+            "/v1/profiles/lookup", json={"type": " Email", "value": " FAY.Smith33@Example.COM "}
+        )
         assert messy.status_code == 200
         body = messy.json()
         assert body["customer_id"] == body["profile"]["customer_id"]
         assert body["profile"]["event_count"] > 1
         crm = http.post("/v1/profiles/lookup", json={"type": "crm_id", "value": "C-10033"})
         assert crm.json()["customer_id"] == body["customer_id"]
-        missing = http.post("/v1/profiles/lookup", json={"type": "email", "value": "nobody@example.com"})
-        assert (missing.status_code, missing.json()) == (404, {"detail": "no customer has this identifier"})
+        missing = http.post(
+            "/v1/profiles/lookup", json={"type": "email", "value": "nobody@example.com"}
+        )
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"detail": "no customer has this identifier"},
+        )
         bad = http.post("/v1/profiles/lookup", json={"type": "email", "value": "not-an-email"})
         assert bad.status_code == 422
         assert "not-an-email" not in bad.text
@@ -70,13 +78,23 @@ def test_responses_validated_idempotent_and_published(demo: Demo, demo_server: L
         first, second = http.get(f"/v1/customers/{cid}/actions").json()["nbas"]
 
         def send(nba_id: str, outcome: str, **extra: object) -> tuple[int, dict[str, object]]:
-            body = {"nba_id": nba_id, "outcome": outcome, "agent_id": "agent-7", "time": NOW, **extra}
+            body = {
+                "nba_id": nba_id,
+                "outcome": outcome,
+                "agent_id": "agent-7",
+                "time": NOW,
+                **extra,
+            }
             reply = http.post("/v1/responses", json=body)
             return reply.status_code, reply.json()
 
         assert send(first["id"], "impression")[0] == 202
         code, accepted = send(first["id"], "accepted")
-        assert (code, accepted["duplicate"], accepted["outcomes"]) == (202, False, ["impression", "accepted"])
+        assert (code, accepted["duplicate"], accepted["outcomes"]) == (
+            202,
+            False,
+            ["impression", "accepted"],
+        )
         code, again = send(first["id"], "accepted")
         assert (code, again["duplicate"], again["event_id"]) == (202, True, accepted["event_id"])
         code, refused = send(first["id"], "rejected")
@@ -87,7 +105,9 @@ def test_responses_validated_idempotent_and_published(demo: Demo, demo_server: L
         assert send(second["id"], "accepted", time="2026-03-16T08:00:00")[0] == 422  # no zone
         listed = [n["id"] for n in http.get(f"/v1/customers/{cid}/actions").json()["nbas"]]
         assert listed == [second["id"]]
-    published = [orjson.loads(line) for line in (demo.out_dir / "responses.jsonl").read_bytes().splitlines()]
+    published = [
+        orjson.loads(line) for line in (demo.out_dir / "responses.jsonl").read_bytes().splitlines()
+    ]
     assert [(e["data"]["outcome"], e["type"]) for e in published] == [
         ("impression", "cx.nba.response"),
         ("accepted", "cx.nba.response"),
@@ -102,9 +122,12 @@ def test_responses_validated_idempotent_and_published(demo: Demo, demo_server: L
 def test_an_expired_nba_takes_no_response(demo: Demo, demo_server: LiveServer) -> None:
     cid = _customer(demo_server)
     board = board_for(demo.store)
-    old = [n for n in board.actions(cid, 0).nbas if n["id"] not in {
-        x["id"] for x in board.actions(cid, demo_server.services.now_ms(cid)).nbas
-    }]
+    old = [
+        n
+        for n in board.actions(cid, 0).nbas
+        if n["id"]
+        not in {x["id"] for x in board.actions(cid, demo_server.services.now_ms(cid)).nbas}
+    ]
     assert old, "the demo customer has an NBA that expired before their last event"
     with demo_server.client() as http:
         body = {"nba_id": old[0]["id"], "outcome": "accepted", "agent_id": "a", "time": NOW}
@@ -118,7 +141,11 @@ def test_tokens_scopes_and_rate(demo: Demo) -> None:
     services = demo_services(demo.settings, demo.store, demo.out_dir, TOKEN)
     tokens = {token_digest(reader): ["profiles:read"], token_digest(writer): ["responses:write"]}
     conf = services.conf.model_copy(
-        update={"tokens": SecretStr(orjson.dumps(tokens).decode()), "rate_per_second": 1.0, "rate_burst": 3}
+        update={
+            "tokens": SecretStr(orjson.dumps(tokens).decode()),
+            "rate_per_second": 1.0,
+            "rate_burst": 3,
+        }
     )
     services.conf = conf
     with LiveServer(services) as server:
@@ -127,9 +154,13 @@ def test_tokens_scopes_and_rate(demo: Demo) -> None:
             none = anonymous.post("/v1/profiles/lookup", json=body)
             assert none.status_code == 401
             assert none.headers["www-authenticate"] == "Bearer"
-            wrong = anonymous.post("/v1/profiles/lookup", json=body, headers={"Authorization": "Bearer nope"})
+            wrong = anonymous.post(
+                "/v1/profiles/lookup", json=body, headers={"Authorization": "Bearer nope"}
+            )
             assert wrong.status_code == 401
-            basic = anonymous.post("/v1/profiles/lookup", json=body, headers={"Authorization": "Basic eDp5"})
+            basic = anonymous.post(
+                "/v1/profiles/lookup", json=body, headers={"Authorization": "Basic eDp5"}
+            )
             assert basic.status_code == 401
             assert anonymous.get("/healthz").status_code == 200  # health needs no token
         with server.client(token=writer) as http:
@@ -152,23 +183,32 @@ def test_cors_allow_list_and_body_limit(demo: Demo) -> None:
         update={"cors_origins": ["https://crm.example"], "max_body_bytes": 512}
     )
     with LiveServer(services) as server, server.client() as http:
-        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
-        ok = http.options("/v1/profiles/lookup", headers={"Origin": "https://crm.example", **preflight})
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        ok = http.options(
+            "/v1/profiles/lookup", headers={"Origin": "https://crm.example", **preflight}
+        )
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == "https://crm.example"
-        evil = http.options("/v1/profiles/lookup", headers={"Origin": "https://evil.example", **preflight})
+        evil = http.options(
+            "/v1/profiles/lookup", headers={"Origin": "https://evil.example", **preflight}
+        )
         assert evil.status_code == 400
         assert "access-control-allow-origin" not in evil.headers
         big = http.post("/v1/profiles/lookup", json={"type": "email", "value": "x" * 600})
         assert big.status_code == 413
         assert "512" in big.json()["detail"]
 
-        def chunks() -> object:
+        def chunks() -> Iterator[bytes]:
             yield b'{"type": "email", "value": "'
             yield b"x" * 600
             yield b'"}'
 
-        streamed = http.post("/v1/profiles/lookup", content=chunks(), headers={"Content-Type": "application/json"})  # type: ignore[arg-type]
+        streamed = http.post(
+            "/v1/profiles/lookup", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert streamed.status_code == 413
 
 
@@ -187,11 +227,18 @@ def test_an_erased_customer_is_404_everywhere(demo: Demo, demo_server: LiveServe
         assert http.post("/v1/responses", json=body).status_code == 404
 
 
-def test_no_identifier_value_in_any_log_line(demo_server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_identifier_value_in_any_log_line(
+    demo_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
     secret = "Fay.Smith33@Example.com"
     with caplog.at_level(logging.DEBUG), demo_server.client() as http:
-        assert http.post("/v1/profiles/lookup", json={"type": "email", "value": secret}).status_code == 200
-        http.post("/v1/profiles/lookup", json={"type": "email", "value": "someone.else@example.com"})
+        assert (
+            http.post("/v1/profiles/lookup", json={"type": "email", "value": secret}).status_code
+            == 200
+        )
+        http.post(
+            "/v1/profiles/lookup", json={"type": "email", "value": "someone.else@example.com"}
+        )
         http.post("/v1/profiles/lookup", json={"type": "phone", "value": "not a phone"})
         http.post("/v1/profiles/lookup", json={"type": "crm_id", "value": "C-10033"})
     lines = [record.getMessage() for record in caplog.records]
