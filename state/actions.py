@@ -435,8 +435,11 @@ def board_for(store: ProfileStore, rules: BoardRules | None = None) -> ActionBoa
     """Return the board kept next to ``store``: the same Redis and prefix, or one per memory store.
 
     The flow and the API of one process (``cxstream demo --serve``) so share a
-    memory store's board.
+    memory store's board. A wrapper holding its store as ``store`` (the flow's
+    retrying store) is looked through.
     """
+    while not isinstance(store, RedisProfileStore | MemoryProfileStore) and hasattr(store, "store"):
+        store = store.store
     if isinstance(store, RedisProfileStore):
         return RedisActionBoard(store.client, store.prefix, rules)
     if isinstance(store, MemoryProfileStore):

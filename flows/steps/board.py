@@ -11,7 +11,8 @@ with or without a board.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -23,6 +24,7 @@ from state.actions import ActionBoard, BoardItem, BoardRules, board_for
 from state.store import ProfileStore
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def board_rules(conf: ApiSettings) -> BoardRules:
@@ -41,11 +43,28 @@ def _ms(item: NextBestAction | Alert) -> int:
     return round(item.time.timestamp() * 1000)
 
 
-class BoardWriter:
-    """Writes one batch at a time to the board, then passes the batch on unchanged."""
+class Retrier(Protocol):
+    """Retries a store call through an outage (:class:`flows.app.retry.Retrier`)."""
 
-    def __init__(self, board: ActionBoard) -> None:
+    def call(self, op: str, fn: Callable[..., R], *args: object) -> R: ...
+
+
+class BoardWriter:
+    """Writes one batch at a time to the board, then passes the batch on unchanged.
+
+    With a ``retrier`` (the flow's, when its store retries), each write retries as the
+    store's calls do.
+    """
+
+    def __init__(self, board: ActionBoard, retrier: Retrier | None = None) -> None:
         self.board = board
+        self.retrier = retrier
+
+    def _call(self, op: str, fn: Callable[..., None], *args: object) -> None:
+        if self.retrier is None:
+            fn(*args)
+        else:
+            self.retrier.call(op, fn, *args)
 
     def journeys(self, batch: list[Journeyed]) -> list[Journeyed]:
         """Record each known customer's interaction on their timeline."""
@@ -66,7 +85,8 @@ class BoardWriter:
                 "nps": data.nps,
             }
             items.append(BoardItem("t", cid, event.id, event.epoch_ms, entry))
-        self.board.record(items)
+        if items:
+            self._call("board", self.board.record, items)
         return batch
 
     def outputs(self, batch: list[T]) -> list[T]:
@@ -83,17 +103,21 @@ class BoardWriter:
                 erased.append(out.customer_id)
             elif isinstance(out, IdentityMerge):
                 merges.append((out.survivor_id, out.merged_id))
-        self.board.record(items)
+        if items:
+            self._call("board", self.board.record, items)
         for survivor, merged in merges:
-            self.board.merge(survivor, merged)
+            self._call("board", self.board.merge, survivor, merged)
         if erased:
-            self.board.forget(erased)
+            self._call("board", self.board.forget, erased)
         return batch
 
 
 def board_writer(conf: ApiSettings, store: ProfileStore) -> BoardWriter | None:
     """Return the writer of the board kept next to ``store`` (None: ``CX_API__BOARD`` off)."""
-    return BoardWriter(board_for(store, board_rules(conf))) if conf.board else None
+    if not conf.board:
+        return None
+    retrier = getattr(store, "retrier", None)  # flows.app.retry.RetryingStore's
+    return BoardWriter(board_for(store, board_rules(conf)), retrier)
 
 
 def board_timeline(board: BoardWriter | None, journeys: Stream[Journeyed]) -> Stream[Journeyed]:
