@@ -29,7 +29,7 @@ from flows.app.stores import make_store
 from flows.settings import Settings
 from flows.steps.board import board_rules
 from sinks.kafka import producer_config
-from state.actions import board_for
+from state.redis_actions import board_for
 from state.store import ProfileStore
 
 log = logging.getLogger("cxstream.api")

@@ -20,7 +20,8 @@ from bytewax.dataflow import Stream
 from flows.api_settings import ApiSettings
 from flows.records import Journeyed
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge, NextBestAction
-from state.actions import ActionBoard, BoardItem, BoardRules, board_for
+from state.actions import ActionBoard, BoardItem, BoardRules
+from state.redis_actions import board_for
 from state.store import ProfileStore
 
 T = TypeVar("T")

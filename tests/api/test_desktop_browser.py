@@ -20,7 +20,8 @@ from confluent_kafka import Producer
 from playwright.sync_api import expect, sync_playwright
 
 from flows.settings import Settings
-from state.actions import BoardItem, board_for
+from state.actions import BoardItem
+from state.redis_actions import board_for
 from tests.api.conftest import DEMO_EMAIL, Demo, LiveServer
 
 CHROMIUM = "/usr/bin/chromium"

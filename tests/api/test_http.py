@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from api.auth import token_digest
 from api.openapi import export_openapi, openapi_document
 from api.server import demo_services
-from state.actions import board_for
+from state.redis_actions import board_for
 from tests.api.conftest import DEMO_EMAIL, TOKEN, Demo, LiveServer
 
 NOW = "2026-03-16T08:00:00Z"

@@ -8,15 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from state.actions import (
-    ActionBoard,
-    BoardItem,
-    BoardRules,
-    MemoryActionBoard,
-    RedisActionBoard,
-    board_for,
-)
+from state.actions import ActionBoard, BoardItem, BoardRules, MemoryActionBoard
 from state.memory import MemoryProfileStore
+from state.redis_actions import RedisActionBoard, board_for
 from state.redis_store import RedisProfileStore
 
 T0 = 1_772_445_600_000  # 2026-03-02T10:00:00Z
@@ -115,8 +109,8 @@ def test_forget_drops_everything_of_the_customer(board: ActionBoard) -> None:
 def test_redis_keys_expire(redis_client: redis.Redis, redis_prefix: str) -> None:
     board = RedisActionBoard(redis_client, redis_prefix, RULES)
     board.record([nba(1), BoardItem("t", "c1", "e1", T0, {"id": "e1"})])
-    keys = list(redis_client.scan_iter(match=f"{redis_prefix}*"))
-    assert len(keys) == 4  # hash, NBA index, timeline, nba -> customer
+    board_key = f"{redis_prefix}board:c1"
+    keys = [board_key, f"{board_key}:n", f"{board_key}:t", f"{redis_prefix}boardnba:nba-1"]
     assert all(0 < redis_client.ttl(k) <= RULES.retention_seconds for k in keys)
 
 
@@ -129,19 +123,26 @@ def test_board_for_shares_the_store_backend(redis_client: redis.Redis, redis_pre
     assert redis_board.prefix == redis_prefix
 
 
-def test_merge_moves_items_and_timeline_to_the_survivor(board: ActionBoard) -> None:
+def test_merge_reads_the_merged_ids_with_the_survivor(board: ActionBoard) -> None:
     line = [
         BoardItem("t", cid, f"e{n}", T0 + n, {"id": f"e{n}", "time": _iso(T0 + n)})
-        for n, cid in enumerate(["c1", "c2", "c1", "c2"])
+        for n, cid in enumerate(["c1", "c2", "c1", "c2", "c3"])
     ]
-    board.record([nba(1, "c1"), nba(2, "c2"), alert(1, "c2"), *line])
+    board.record([nba(1, "c1", at=T0 + 1), nba(2, "c2"), alert(1, "c2"), *line[:4]])
     assert board.answer("nba-2", "impression", T0).verdict == "recorded"
-    board.merge("c1", "c2")
-    assert ids(board.actions("c1", T0).nbas) == ["nba-2", "nba-1"]
-    assert [n["outcomes"] for n in board.actions("c1", T0).nbas] == [["impression"], []]
+    board.merge("c2", "c3")
+    board.merge("c1", "c2")  # c3 comes along
+    board.record([line[4], nba(3, "c2", at=T0 + 2)])  # in flight under a merged-away id
+    assert ids(board.actions("c1", T0).nbas) == ["nba-3", "nba-1", "nba-2"]
+    assert [n["outcomes"] for n in board.actions("c1", T0).nbas][2] == ["impression"]
     assert ids(board.actions("c1", T0).alerts) == ["al-1"]
-    assert ids(board.timeline("c1")) == ["e0", "e1", "e2", "e3"]
-    assert board.timeline("c2") == []
-    assert board.actions("c2", T0).nbas == []
+    assert ids(board.timeline("c1")) == ["e1", "e2", "e3", "e4"]  # the last 4 of 5
     assert board.answer("nba-2", "accepted", T0).verdict == "recorded"
-    assert ids(board.actions("c1", T0).nbas) == ["nba-1"]
+    assert ids(board.actions("c1", T0).nbas) == ["nba-3", "nba-1"]  # bounded: max 3
+    board.record([nba(n, "c2", at=T0 + 10 + n) for n in range(4, 8)])
+    assert ids(board.actions("c1", T0).nbas) == ["nba-7", "nba-6", "nba-5"]
+    board.forget(["c1"])
+    for cid in ("c1", "c2", "c3"):
+        assert board.actions(cid, T0).nbas == []
+        assert board.timeline(cid) == []
+    assert board.nba("nba-3") is None
