@@ -26,6 +26,7 @@ from api.routes import Services
 from api.stream import Hub, KafkaFeed
 from flows.api_settings import SCOPES
 from flows.app.stores import make_store
+from flows.app.topics import ensure_topics
 from flows.settings import Settings
 from flows.steps.board import board_rules
 from sinks.kafka import producer_config
@@ -70,7 +71,8 @@ def run(
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Run ``cxstream serve``."""
+    """Run ``cxstream serve`` (creating the topics it reads and writes when missing)."""
+    ensure_topics(settings)  # Kafka down: KafkaUnavailableError, which the CLI words
     run(kafka_services(settings, make_store(settings, default="redis", publish=False)), host, port)
 
 
