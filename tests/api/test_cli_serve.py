@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 
 from schemas.records import OUTPUT_KINDS
-
 from tests.api.conftest import DEMO_EMAIL, free_port
 
 REPO = Path(__file__).resolve().parents[2]
