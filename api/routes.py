@@ -124,22 +124,23 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: PLR
             raise HTTPException(404, "no customer has this identifier")
         return LookupResult(customer_id=profile.customer_id, profile=profile)
 
-    @router.get(
-        "/customers/{customer_id}",
-        response_model=ProfileSnapshot,
-        dependencies=[read],
-        responses=_problems(401, 403, 404, 429),
-        summary="A customer's 360 profile",
-    )
+    def customer_get(path: str, model: type[Any], summary: str) -> Callable[[Any], Any]:
+        return router.get(
+            "/customers/{customer_id}" + path,
+            response_model=model,
+            dependencies=[read],
+            responses=_problems(401, 403, 404, 429),
+            summary=summary,
+        )
+
+    @customer_get("", ProfileSnapshot, "A customer's 360 profile")
     def customer(customer_id: str) -> ProfileSnapshot:
         return profile_of(customer_id)
 
-    @router.get(
-        "/customers/{customer_id}/timeline",
-        response_model=Timeline,
-        dependencies=[read],
-        responses=_problems(401, 403, 404, 429),
-        summary="The journey: interactions with stage, sentiment and touchpoint; sentiment",
+    @customer_get(
+        "/timeline",
+        Timeline,
+        "The journey: interactions with stage, sentiment and touchpoint; sentiment",
     )
     def timeline(customer_id: str) -> Timeline:
         profile = profile_of(customer_id)
@@ -158,12 +159,8 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: PLR
             sentiment=sentiment,
         )
 
-    @router.get(
-        "/customers/{customer_id}/actions",
-        response_model=CustomerActions,
-        dependencies=[read],
-        responses=_problems(401, 403, 404, 429),
-        summary="Current (unexpired, unanswered) NBAs and open alerts",
+    @customer_get(
+        "/actions", CustomerActions, "Current (unexpired, unanswered) NBAs and open alerts"
     )
     def actions(customer_id: str) -> CustomerActions:
         profile = profile_of(customer_id)
