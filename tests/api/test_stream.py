@@ -192,6 +192,10 @@ def test_sse_over_kafka_fans_out_filters_and_resumes(
     resumed = SseReader(f"{server.url}/v1/stream", {}, {**auth, "Last-Event-ID": got[0]["id"]})
     assert [e["data"]["id"] for e in resumed.wait_for(2)] == ["nba-b", "al-c"]
     resumed.close()
+    deadline = time.monotonic() + 20  # the readers leave at their next keep-alive
+    while httpx.get(f"{server.url}/healthz").json()["stream_clients"]:
+        assert time.monotonic() < deadline, "a disconnected client stayed subscribed"
+        time.sleep(0.1)
     with server.client() as http:
         gone = http.get("/v1/stream", headers={"Last-Event-ID": f"{settings.topics.nba}/0/999999"})
         assert gone.status_code == 410
