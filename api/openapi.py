@@ -1,7 +1,8 @@
 """Export of the Experience API's OpenAPI document, next to the JSON Schemas.
 
-``cxstream schema export DIR`` writes ``DIR/openapi.json`` beside the event schemas
-(the same document ``cxstream serve`` serves at ``/openapi.json``).
+``cxstream schema openapi DIR`` writes ``DIR/openapi.json``, beside the event schemas of
+``cxstream schema export DIR`` (the same document ``cxstream serve`` serves at
+``/openapi.json``; ``docs/openapi.json`` is a copy, which a test keeps current).
 """
 
 from __future__ import annotations

@@ -250,6 +250,10 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
 
     for path in export_schemas(Path(args.dir)):
         print(path)
+    return 0
+
+
+def _cmd_schema_openapi(args: argparse.Namespace) -> int:
     from api.openapi import export_openapi
 
     print(export_openapi(Path(args.dir)))
@@ -303,11 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(
         dest="schema_command", required=True, metavar="ACTION"
     )
-    export = schema.add_parser(
-        "export", help="write the JSON Schema of every event (and the API's OpenAPI) to DIR"
-    )
+    export = schema.add_parser("export", help="write the JSON Schema of every event to DIR")
     export.add_argument("dir")
     export.set_defaults(func=_cmd_schema_export)
+    openapi = schema.add_parser("openapi", help="write the Experience API's openapi.json to DIR")
+    openapi.add_argument("dir")
+    openapi.set_defaults(func=_cmd_schema_openapi)
     return parser
 
 

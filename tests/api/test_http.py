@@ -11,8 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from api.auth import token_digest
-from api.openapi import export_openapi, openapi_document
+from api.openapi import openapi_document
 from api.server import demo_services
+from flows.app.cli import main
 from state.redis_actions import board_for
 from tests.api.conftest import DEMO_EMAIL, TOKEN, Demo, LiveServer
 
@@ -261,7 +262,8 @@ def test_openapi_served_and_exported(demo_server: LiveServer, tmp_path: Path) ->
         "/v1/responses",
     }
     assert served == openapi_document()
-    path = export_openapi(tmp_path)
+    assert main(["schema", "openapi", str(tmp_path)]) == 0
+    path = tmp_path / "openapi.json"
     assert orjson.loads(path.read_bytes()) == served
     committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
-    assert committed.read_bytes() == path.read_bytes(), "regenerate: cxstream schema export docs"
+    assert committed.read_bytes() == path.read_bytes(), "regenerate: cxstream schema openapi docs"
