@@ -15,12 +15,12 @@ Rules
     ``retention_seconds`` after the last write (Redis ``EXPIRE``), so a quiet customer
     costs nothing forever. A merge makes the survivor's reads include the merged-away
     ids' items (within the same bounds); an erasure drops the customer and every id
-    merged into it. An NBA is *current* while ``now`` is before its
-    ``expires_at`` (or ``nba_ttl_ms`` after its time, when it has none) and no
-    terminal outcome (accepted, rejected, dismissed) was recorded for it; an
-    impression keeps it current. An alert is *open* for ``alert_ttl_ms`` after its
-    time. ``now`` is the caller's: wall clock in the API, the demo's last event time
-    in ``cxstream demo --serve``.
+    merged into it, and any write for them that comes later. An NBA is *current*
+    while ``now`` is before its ``expires_at`` (or ``nba_ttl_ms`` after its time,
+    when it has none) and no terminal outcome (accepted, rejected, dismissed) was
+    recorded for it; an impression keeps it current. An alert is *open* for
+    ``alert_ttl_ms`` after its time. ``now`` is the caller's: wall clock in the API,
+    each customer's last event time in ``cxstream demo --serve``.
 
 Responses (:func:`judge`)
     The same outcome twice is a duplicate (idempotent); a second, different terminal
@@ -146,7 +146,11 @@ class ActionBoard(Protocol):
         ...
 
     def forget(self, customer_ids: Sequence[str]) -> None:
-        """Drop everything the board holds of these customers (erasure)."""
+        """Drop everything the board holds of these customers and ignore their later writes.
+
+        The customers and every id merged into them are erased: an NBA still in flight
+        in the flow when the erasure passes is never written.
+        """
         ...
 
     def merge(self, survivor: str, merged: str) -> None:
@@ -171,10 +175,13 @@ class MemoryActionBoard:
         self._owner: dict[str, str] = {}
         self._timeline: dict[str, deque[dict[str, Any]]] = {}
         self._merged: dict[str, set[str]] = {}  # survivor -> every id merged into it
+        self._erased: set[str] = set()  # writes for these are dropped
 
     def record(self, items: Sequence[BoardItem]) -> None:
         with self._lock:
             for item in items:
+                if item.customer_id in self._erased:
+                    continue
                 if item.kind == "t":
                     line = self._timeline.setdefault(
                         item.customer_id, deque(maxlen=self.rules.timeline_length)
@@ -252,6 +259,7 @@ class MemoryActionBoard:
                     self._owner.pop(nba_id, None)
                 self._timeline.pop(cid, None)
                 self._merged.pop(cid, None)
+                self._erased.add(cid)
 
 
 def merged_timeline(lines: Sequence[list[dict[str, Any]]], limit: int) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 Keys (``prefix`` as the profile store's): ``board:<cid>`` hash (``n:<id>`` NBA,
 ``a:<id>`` alert, ``o:<id>`` outcomes recorded, comma-separated), ``board:<cid>:n`` and
 ``board:<cid>:a`` sorted sets (id by event time ms, for the bounds: ``lua/board.lua``),
-``board:<cid>:t`` list (timeline), ``board:<cid>:m`` set (the ids merged into it) and
-``boardnba:<nba id>`` -> customer id. A recorded batch is one pipelined round trip; a
+``board:<cid>:t`` list (timeline), ``board:<cid>:m`` set (the ids merged into it),
+``board:<cid>:x`` (erased: writes for it are dropped) and ``boardnba:<nba id>`` ->
+customer id. A recorded batch is one pipelined round trip; a
 read is one per customer id (two with merged ids).
 """
 
@@ -66,25 +67,20 @@ class RedisActionBoard:
     def record(self, items: Sequence[BoardItem]) -> None:
         if not items:
             return
-        rules, ttl = self.rules, self.rules.retention_seconds
+        rules = self.rules
         by_customer: dict[str, list[str | int]] = {}
-        pipe = self.client.pipeline(transaction=False)
         for item in items:
-            body = orjson.dumps(item.body)
-            if item.kind == "t":
-                line = f"{self._key(item.customer_id)}:t"
-                pipe.rpush(line, body)
-                pipe.ltrim(line, -rules.timeline_length, -1)
-                pipe.expire(line, ttl)
-                continue
-            args = by_customer.setdefault(item.customer_id, [])
-            args.extend((item.kind, item.item_id, item.time_ms, body.decode()))
-            if item.kind == "n":
-                pipe.set(f"{self.prefix}boardnba:{item.item_id}", item.customer_id, ex=ttl)
+            body = orjson.dumps(item.body).decode()
+            by_customer.setdefault(item.customer_id, []).extend(
+                (item.kind, item.item_id, item.time_ms, body)
+            )
+        pipe = self.client.pipeline(transaction=False)
         for cid, args in by_customer.items():
             key = self._key(cid)
-            keys = [key, f"{key}:n", f"{key}:a"]
-            self._record(keys, [rules.max_nbas, rules.max_alerts, ttl, *args], client=pipe)
+            keys = [key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:x"]
+            head: list[str | int] = [rules.max_nbas, rules.max_alerts, rules.timeline_length]
+            head += [rules.retention_seconds, f"{self.prefix}boardnba:", cid]
+            self._record(keys, head + args, client=pipe)
         pipe.execute()
 
     def actions(self, customer_id: str, now_ms: int) -> Actions:
@@ -174,6 +170,7 @@ class RedisActionBoard:
             ids = cast(list[bytes | str], self.client.zrange(f"{key}:n", 0, -1))
             pipe = self.client.pipeline(transaction=False)
             pipe.delete(key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:m")
+            pipe.set(f"{key}:x", "1", ex=self.rules.retention_seconds)  # later writes: none
             for raw in ids:
                 pipe.delete(f"{self.prefix}boardnba:{_text(raw)}")
             pipe.execute()

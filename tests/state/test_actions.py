@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from state.actions import ActionBoard, BoardItem, BoardRules, MemoryActionBoard
+from state.actions import ActionBoard, Actions, BoardItem, BoardRules, MemoryActionBoard
 from state.memory import MemoryProfileStore
 from state.redis_actions import RedisActionBoard, board_for
 from state.redis_store import RedisProfileStore
@@ -146,3 +146,16 @@ def test_merge_reads_the_merged_ids_with_the_survivor(board: ActionBoard) -> Non
         assert board.actions(cid, T0).nbas == []
         assert board.timeline(cid) == []
     assert board.nba("nba-3") is None
+
+
+def test_writes_after_an_erasure_are_dropped(board: ActionBoard) -> None:
+    board.merge("c1", "c2")
+    board.forget(["c1"])
+    board.record([nba(1, "c1"), nba(2, "c2"), alert(1, "c1"), BoardItem("t", "c2", "e", T0, {})])
+    for cid in ("c1", "c2"):
+        assert board.actions(cid, T0) == Actions()
+        assert board.timeline(cid) == []
+    assert board.nba("nba-1") is None
+    assert board.nba("nba-2") is None
+    board.record([nba(3, "c3")])  # others are not affected
+    assert ids(board.actions("c3", T0).nbas) == ["nba-3"]
