@@ -19,6 +19,7 @@ from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import Settings
+from flows.steps.board import board_outputs, board_timeline, board_writer
 from flows.steps.decide import decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
@@ -191,9 +192,12 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     # Journeyed (with the model figures) | NextBestAction
     nbas = op.filter_map("nbas", decisions, _nba)
+    # The action board (state.actions, read by `cxstream serve`): each customer's timeline,
+    # current NBAs and open alerts, written as they pass (CX_API__BOARD=false: off)
+    board = board_writer(settings.api, store)
     profiles = op.flat_map_batch(
         "profile",
-        op.filter_map("to_profile", decisions, _journeyed),
+        board_timeline(board, op.filter_map("to_profile", decisions, _journeyed)),
         timed_batch("profile", profile.apply_profiles),
     )
     # ProfileSnapshot, when due (rate-limited per customer in event time)
@@ -214,7 +218,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | NpsWindow
-    encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
+    encoded = op.flat_map_batch(
+        "encode", board_outputs(board, outputs), timed_flat_map("encode", encode)
+    )
     # (kind, Emitted)
     op.output("emit", encoded, sink)
     _to_webhooks(encoded, webhooks)

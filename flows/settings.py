@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.api_settings import ApiSettings
 from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings, NpsSettings, SlaSettings
 from online_models.settings import ModelSettings
 from schemas.envelope import (
@@ -358,6 +359,7 @@ class Settings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     retry: RetrySettings = RetrySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    api: ApiSettings = ApiSettings()
     epoch_interval_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")

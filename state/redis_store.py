@@ -265,6 +265,11 @@ class RedisProfileStore:
         """Return the wall-clock ms to stamp records with: '' lets the script read TIME."""
         return "" if self.clock is None else wall_ms(self.clock)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (the action board, :mod:`state.actions`, shares it)."""
+        return self._client
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()

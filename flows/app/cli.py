@@ -72,7 +72,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from flows.app.offline import SAMPLE_LOG
 
     print(f"cxstream demo: replaying the shipped sample {SAMPLE_LOG.name} with the in-memory store")
+    if args.serve:
+        return _demo_serve(Path(args.out), args.host, args.port)
     return _offline([SAMPLE_LOG], Path(args.out))
+
+
+def _demo_serve(out_dir: Path, host: str, port: int) -> int:
+    from api.server import demo_services, demo_token, run
+    from flows.app.offline import SAMPLE_LOG, run_offline
+    from flows.app.stores import make_store
+
+    settings = _settings()
+    store = make_store(settings, default="memory", publish=False)
+    print(run_offline(settings, [SAMPLE_LOG], out_dir, store=store).render())
+    token = demo_token()
+
+    def ready() -> None:
+        print(f"agent desktop: http://{host}:{port}/desktop/#token={token}  (Ctrl-C stops)")
+
+    run(demo_services(settings, store, out_dir, token), host, port, on_ready=ready)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    serve(_settings(), args.host, args.port)
+    return 0
 
 
 def _cmd_replay_run(args: argparse.Namespace) -> int:
@@ -227,6 +253,13 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema_openapi(args: argparse.Namespace) -> int:
+    from api.openapi import export_openapi
+
+    print(export_openapi(Path(args.dir)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``cxstream`` argument parser with all its subcommands."""
     parser = argparse.ArgumentParser(
@@ -245,7 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the flow over the shipped sample log (no servers)")
     demo.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
+    demo.add_argument(
+        "--serve", action="store_true", help="then serve the agent desktop on the results"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="with --serve (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8080, help="with --serve (default 8080)")
     demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser("serve", help="the Experience API and the agent desktop (HTTP)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.set_defaults(func=_cmd_serve)
 
     _add_replay(sub)
     backtest = sub.add_parser(
@@ -267,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = schema.add_parser("export", help="write the JSON Schema of every event to DIR")
     export.add_argument("dir")
     export.set_defaults(func=_cmd_schema_export)
+    openapi = schema.add_parser("openapi", help="write the Experience API's openapi.json to DIR")
+    openapi.add_argument("dir")
+    openapi.set_defaults(func=_cmd_schema_openapi)
     return parser
 
 

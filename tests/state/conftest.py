@@ -178,6 +178,8 @@ def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
             pass  # customer ids erased within the retention (any id: they are gone)
         elif kind == "park":
             pass  # parked journeys (state/parking.py): the journey step's, not the graph's
+        elif kind in ("board", "boardnba"):
+            pass  # the action board (state/redis_actions.py): the API's, not the graph's
         elif kind == "iv" and rest == "":
             pass  # the counter of identifier versions (a customer's 'iv' field)
         elif kind == "shared":

@@ -1,0 +1,1 @@
+"""The Experience API (``cxstream serve``) and the agent desktop page it serves."""

@@ -1,0 +1,199 @@
+"""The action board in Redis (:mod:`state.actions` has the rules), and the board of a store.
+
+Keys (``prefix`` as the profile store's): ``board:<cid>`` hash (``n:<id>`` NBA,
+``a:<id>`` alert, ``o:<id>`` outcomes recorded, comma-separated), ``board:<cid>:n`` and
+``board:<cid>:a`` sorted sets (id by event time ms, for the bounds: ``lua/board.lua``),
+``board:<cid>:t`` list (timeline), ``board:<cid>:m`` set (the ids merged into it),
+``board:<cid>:x`` (erased: writes for it are dropped) and ``boardnba:<nba id>`` ->
+customer id. A recorded batch is one pipelined round trip; a
+read is one per customer id (two with merged ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any, cast
+from weakref import WeakKeyDictionary
+
+import orjson
+import redis
+
+from state.actions import (
+    TERMINAL,
+    ActionBoard,
+    Actions,
+    Answer,
+    BoardItem,
+    BoardRules,
+    Held,
+    MemoryActionBoard,
+    expiry_ms,
+    judge,
+    merged_timeline,
+    newest,
+)
+from state.memory import MemoryProfileStore
+from state.redis_store import RedisProfileStore
+from state.store import ProfileStore
+
+_RECORD = (files("state") / "lua" / "board.lua").read_text(encoding="utf-8")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _outcomes(value: bytes | str | None) -> tuple[str, ...]:
+    return tuple(_text(value).split(",")) if value else ()
+
+
+class RedisActionBoard:
+    """:class:`state.actions.ActionBoard` in Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str, rules: BoardRules | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.rules = rules or BoardRules()
+        self._record = client.register_script(_RECORD)
+
+    def _key(self, customer_id: str) -> str:
+        return f"{self.prefix}board:{customer_id}"
+
+    def _ids(self, customer_id: str) -> list[str]:
+        merged = self.client.smembers(f"{self._key(customer_id)}:m")
+        return [customer_id, *sorted(map(_text, merged))]
+
+    def record(self, items: Sequence[BoardItem]) -> None:
+        if not items:
+            return
+        rules = self.rules
+        by_customer: dict[str, list[str | int]] = {}
+        for item in items:
+            body = orjson.dumps(item.body).decode()
+            by_customer.setdefault(item.customer_id, []).extend(
+                (item.kind, item.item_id, item.time_ms, body)
+            )
+        pipe = self.client.pipeline(transaction=False)
+        for cid, args in by_customer.items():
+            key = self._key(cid)
+            keys = [key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:x"]
+            head: list[str | int] = [rules.max_nbas, rules.max_alerts, rules.timeline_length]
+            head += [rules.retention_seconds, f"{self.prefix}boardnba:", cid]
+            self._record(keys, head + args, client=pipe)
+        pipe.execute()
+
+    def actions(self, customer_id: str, now_ms: int) -> Actions:
+        rules = self.rules
+        pipe = self.client.pipeline(transaction=False)
+        for cid in self._ids(customer_id):
+            key = self._key(cid)
+            pipe.hgetall(key)
+            pipe.zrange(f"{key}:n", 0, -1, withscores=True)
+            pipe.zrange(f"{key}:a", 0, -1, withscores=True)
+        replies = pipe.execute()
+        nbas: list[Held] = []
+        alerts: list[Held] = []
+        for at in range(0, len(replies), 3):
+            fields, nba_order, alert_order = replies[at : at + 3]
+            h = {_text(k): v for k, v in fields.items()}
+            for seq, (raw_id, score) in enumerate(nba_order):
+                nba_id = _text(raw_id)
+                body, done = h.get(f"n:{nba_id}"), _outcomes(h.get(f"o:{nba_id}"))
+                if body is None or TERMINAL.intersection(done):
+                    continue
+                nba = orjson.loads(body)
+                if expiry_ms(nba, rules) > now_ms:
+                    nbas.append((int(score), seq, {**nba, "outcomes": list(done)}))
+            for seq, (raw_id, score) in enumerate(alert_order):
+                body = h.get(f"a:{_text(raw_id)}")
+                if body is not None and int(score) + rules.alert_ttl_ms > now_ms:
+                    alerts.append((int(score), seq, orjson.loads(body)))
+        return Actions(newest(nbas)[: rules.max_nbas], newest(alerts)[: rules.max_alerts])
+
+    def timeline(self, customer_id: str) -> list[dict[str, Any]]:
+        pipe = self.client.pipeline(transaction=False)
+        for cid in self._ids(customer_id):
+            pipe.lrange(f"{self._key(cid)}:t", 0, -1)
+        lines = [[orjson.loads(e) for e in line] for line in pipe.execute()]
+        return merged_timeline(lines, self.rules.timeline_length)
+
+    def _owner(self, nba_id: str) -> str | None:
+        owner = self.client.get(f"{self.prefix}boardnba:{nba_id}")
+        return None if owner is None else _text(owner)
+
+    def nba(self, nba_id: str) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+        owner = self._owner(nba_id)
+        if owner is None:
+            return None
+        body, done = self.client.hmget(self._key(owner), [f"n:{nba_id}", f"o:{nba_id}"])
+        return None if body is None else (orjson.loads(body), _outcomes(done))
+
+    def answer(self, nba_id: str, outcome: str, now_ms: int) -> Answer:
+        owner = self._owner(nba_id)
+        if owner is None:
+            return Answer("missing")
+        key = self._key(owner)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    body, done = pipe.hmget(key, [f"n:{nba_id}", f"o:{nba_id}"])
+                    if body is None:
+                        return Answer("missing")
+                    nba, previous = orjson.loads(body), _outcomes(done)
+                    expired = expiry_ms(nba, self.rules) <= now_ms
+                    verdict = judge(previous, outcome, expired=expired)
+                    if verdict != "recorded":
+                        return Answer(verdict, nba, previous)
+                    previous = (*previous, outcome)
+                    pipe.multi()
+                    pipe.hset(key, f"o:{nba_id}", ",".join(previous))
+                    pipe.execute()
+                    return Answer(verdict, nba, previous)
+                except redis.WatchError:
+                    continue  # another replica wrote this customer's board: judge again
+
+    def merge(self, survivor: str, merged: str) -> None:
+        into, source = f"{self._key(survivor)}:m", f"{self._key(merged)}:m"
+        ids = {merged, *map(_text, self.client.smembers(source))}
+        ids.discard(survivor)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(into, *sorted(ids))
+        pipe.expire(into, self.rules.retention_seconds)
+        pipe.delete(source)
+        pipe.execute()
+
+    def forget(self, customer_ids: Sequence[str]) -> None:
+        for cid in [c for customer in customer_ids for c in self._ids(customer)]:
+            key = self._key(cid)
+            ids = cast(list[bytes | str], self.client.zrange(f"{key}:n", 0, -1))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:m")
+            pipe.set(f"{key}:x", "1", ex=self.rules.retention_seconds)  # later writes: none
+            for raw in ids:
+                pipe.delete(f"{self.prefix}boardnba:{_text(raw)}")
+            pipe.execute()
+
+
+_MEMORY_BOARDS: WeakKeyDictionary[MemoryProfileStore, MemoryActionBoard] = WeakKeyDictionary()
+
+
+def board_for(store: ProfileStore, rules: BoardRules | None = None) -> ActionBoard:
+    """Return the board kept next to ``store``: the same Redis and prefix, or one per memory store.
+
+    The flow and the API of one process (``cxstream demo --serve``) so share a
+    memory store's board. A wrapper holding its store as ``store`` (the flow's
+    retrying store) is looked through.
+    """
+    while not isinstance(store, RedisProfileStore | MemoryProfileStore) and hasattr(store, "store"):
+        store = store.store
+    if isinstance(store, RedisProfileStore):
+        return RedisActionBoard(store.client, store.prefix, rules)
+    if isinstance(store, MemoryProfileStore):
+        board = _MEMORY_BOARDS.get(store)
+        if board is None:
+            board = _MEMORY_BOARDS[store] = MemoryActionBoard(rules)
+        return board
+    msg = f"no action board for a {type(store).__name__}"
+    raise TypeError(msg)
