@@ -17,16 +17,16 @@ from bytewax.outputs import Sink
 from flows.lanes import lane_of
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.records import Forget, Journeyed, Resolved, Scored
+from flows.records import Forget, Journeyed, Resolved, Scored, Tombstone
 from flows.settings import Settings
-from flows.steps.decide import decide_builder, decide_key
+from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
-from flows.steps.profile import ProfileStep
+from flows.steps.profile import ProfileStep, profile_tombstones
 from flows.steps.resolve import StoreResolver, identity_outputs
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
@@ -35,7 +35,7 @@ from flows.steps.ticks import LaneSet, case_items, survey_items
 from flows.timing import timed_batch, timed_flat_map, timed_logic
 from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert, DeadLetter, NextBestAction
+from schemas.outputs import Alert, DeadLetter, NextBestAction, ProfileSnapshot
 from schemas.records import RawMessage
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
@@ -93,6 +93,17 @@ def _nba(item: object) -> NextBestAction | None:
 
 def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
     return None if isinstance(item, Alert) else item
+
+
+def _for_profile(item: DecideOut) -> Journeyed | Tombstone | None:
+    return item if isinstance(item, Journeyed | Tombstone) else None
+
+
+def _profile_step(
+    decisions: Stream[DecideOut], profile: ProfileStep
+) -> Stream[ProfileSnapshot | Tombstone]:
+    to_profile: Stream[Journeyed | Tombstone] = op.filter_map("to_profile", decisions, _for_profile)
+    return op.flat_map_batch("profile", to_profile, timed_batch("profile", profile.apply_profiles))
 
 
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
@@ -175,19 +186,20 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
     for_decide: Stream[Scored | Forget] = op.filter_map("to_decide", scored, _for_decide)
-    to_decide = op.key_on("by_customer_again", for_decide, decide_key)
+    # with a Tombstone of each erased or merged-away customer, which the profile step
+    # sends after that customer's snapshots (flows.steps.profile)
+    tombstones = op.flat_map("tombstones", resolved, profile_tombstones)
+    to_decide = op.key_on(
+        "by_customer_again", op.merge("decide_in", for_decide, tombstones), decide_key
+    )
     decisions = op.key_rm(
         "decisions",
         op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
     )
     # Journeyed (with the model figures) | NextBestAction
     nbas = op.filter_map("nbas", decisions, _nba)
-    profiles = op.flat_map_batch(
-        "profile",
-        op.filter_map("to_profile", decisions, _journeyed),
-        timed_batch("profile", profile.apply_profiles),
-    )
-    # ProfileSnapshot, when due (rate-limited per customer in event time)
+    profiles = _profile_step(decisions, profile)
+    # ProfileSnapshot, when due (rate-limited per customer in event time) | Tombstone
     # Survey answers and case events are a small share of traffic, so touchpoint NPS
     # and case SLAs each run under one key, fed the lanes merged into one canonical order
     # with ticks of each lane's watermark (flows.steps.ticks): a quiet touchpoint's windows
@@ -204,7 +216,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
-    # | NpsWindow
+    # | Tombstone | NpsWindow
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)

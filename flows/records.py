@@ -2,7 +2,8 @@
 
 ``resolve`` -> :class:`Resolved` -> ``journey`` (per customer) -> :class:`Journeyed` ->
 ``score`` (per lane, in lane order) -> :class:`Scored` / :class:`Forget` -> ``decide``
-(per customer) -> :class:`Journeyed` with the model figures -> ``profile``.
+(per customer) -> :class:`Journeyed` with the model figures -> ``profile``; ``resolve`` ->
+:class:`Tombstone` -> ``decide`` -> ``profile``.
 """
 
 from __future__ import annotations
@@ -108,3 +109,16 @@ class Forget:
     """An erased customer: the decide step drops their contact history and consent."""
 
     customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """An erased or merged-away customer: their profile leaves the compacted profiles topic.
+
+    It goes through the decide step keyed by that customer, and the profile step after it
+    sends the tombstone: from the worker that publishes the customer's snapshots, after
+    every snapshot it published before (:mod:`flows.steps.profile`).
+    """
+
+    customer_id: str
+    cause_id: str  # the output id of the merge or erasure (the tombstone's ``cx-id``)

@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from flows import metrics
+from flows.records import Tombstone
 from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
@@ -38,6 +39,7 @@ Output = (
     | IdentityErasure
     | ProfileSnapshot
     | DeadLetter
+    | Tombstone
 )
 Encoded = tuple[str, Emitted]
 
@@ -155,14 +157,17 @@ def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case pe
             return "identity", model.customer_id, model.id
         case DeadLetter():
             return "dlq", model.id, model.id
+        case Tombstone():
+            return "profiles", model.customer_id, model.cause_id
 
 
 def encode(model: Output) -> list[Encoded]:
     """Serialise one output; the kind doubles as the stream key for file sinks.
 
-    An erasure also sends a tombstone (no value) for the customer to the
-    compacted profiles topic, so the profile disappears there too; so does a
-    merge for the merged-away id, whose events now count in the survivor's profile.
+    A :class:`~flows.records.Tombstone` (an erased customer, or a merged-away id whose
+    events now count in the survivor's profile) is a message with no value on the
+    compacted profiles topic, so the profile disappears there too; it carries the
+    merge's or erasure's id.
     """
     kind, key, out_id = _route(model)
     if isinstance(model, Alert):
@@ -170,9 +175,6 @@ def encode(model: Output) -> list[Encoded]:
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
-    encoded = [(kind, Emitted(kind, key, out_id, to_json(model), headers))]
-    if isinstance(model, IdentityErasure):
-        encoded.append(("profiles", Emitted("profiles", key, out_id, None, headers)))
-    elif isinstance(model, IdentityMerge):
-        encoded.append(("profiles", Emitted("profiles", model.merged_id, out_id, None, headers)))
-    return encoded
+    if isinstance(model, Tombstone):
+        return [(kind, Emitted(kind, key, out_id, None, headers))]
+    return [(kind, Emitted(kind, key, out_id, to_json(model), headers))]
