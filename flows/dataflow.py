@@ -37,6 +37,7 @@ from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction, ProfileSnapshot
 from schemas.records import RawMessage
+from sinks.webhook import WebhookSink
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
@@ -106,6 +107,12 @@ def _profile_step(
     return op.flat_map_batch("profile", to_profile, timed_batch("profile", profile.apply_profiles))
 
 
+def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
+    # A second output: a slow webhook receiver never holds up the first (sinks.webhook).
+    if webhooks is not None:
+        op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
+
+
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
     settings: Settings,
     inputs: InputBuilder,
@@ -114,6 +121,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     lanes: LaneSet | None = None,
     *,
     parking: Parking | None = None,
+    webhooks: WebhookSink | None = None,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
@@ -122,6 +130,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     by default, the lanes seen so far (exact for a single lane). ``parking``: where idle
     journeys go (:mod:`flows.steps.parking`); by default, with
     ``CX_JOURNEY__PARK_IDLE_SECONDS`` set, an in-memory store (runs without recovery).
+    ``webhooks``: the webhook sink (:mod:`sinks.webhook`), fed the outputs it wants.
     """
     resolver = StoreResolver(store)
     profile = ProfileStep(store)
@@ -152,9 +161,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     decoded = op.flat_map_batch("decode", raw, timed_batch("decode", decoder))
     # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
-    events = split.trues
     dead = op.map("dead_letters", split.falses, _dead_letter)
-    laned = op.key_on("lane", events, _lane)
+    laned = op.key_on("lane", split.trues, _lane)
     # (lane, (lane, InteractionEvent)): one key per input partition keeps its order
     dedupe = timed_logic("dedupe", dedupe_builder(settings.dedupe))
     fresh = op.key_rm("unlane", op.stateful_batch("dedupe", laned, dedupe))
@@ -220,4 +228,5 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     encoded = op.flat_map_batch("encode", outputs, timed_flat_map("encode", encode))
     # (kind, Emitted)
     op.output("emit", encoded, sink)
+    _to_webhooks(encoded, webhooks)
     return flow

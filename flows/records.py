@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
@@ -122,3 +123,4 @@ class Tombstone:
 
     customer_id: str
     cause_id: str  # the output id of the merge or erasure (the tombstone's ``cx-id``)
+    time: datetime  # event time of the merge or erasure (the tombstone's ``ce_time``)

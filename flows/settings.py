@@ -33,6 +33,7 @@ from schemas.envelope import (
     MAX_JSON_DEPTH,
 )
 from schemas.identifiers import KNOWN_IDENTIFIER_TYPES
+from sinks.webhook_config import WebhookSettings
 from state.store import (
     DEFAULT_BLOCKED_PATTERNS,
     DEFAULT_BLOCKED_VALUES,
@@ -356,6 +357,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     recovery: RecoverySettings = RecoverySettings()
     retry: RetrySettings = RetrySettings()
+    webhooks: WebhookSettings = WebhookSettings()
     epoch_interval_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")

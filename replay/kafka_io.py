@@ -35,7 +35,10 @@ def _to_raw(msg: Any) -> RawMessage:
         partition=msg.partition(),
         offset=msg.offset(),
         timestamp_ms=ts if kind != 0 and ts >= 0 else None,
-        headers=tuple(msg.headers() or ()),
+        # a null header value (Kafka allows it) is kept as an empty one
+        headers=tuple(
+            (name, b"" if value is None else value) for name, value in msg.headers() or ()
+        ),
     )
 
 

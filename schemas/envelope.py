@@ -241,7 +241,11 @@ class InteractionEvent(BaseModel):
     @field_validator("time")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            msg = "time is out of range in UTC"
+            raise ValueError(msg) from None
 
     @field_validator("id")
     @classmethod

@@ -7,8 +7,36 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
+from schemas.cloudevents import OUTPUT_SOURCE, OUTPUT_TYPES, SPECVERSION
 from schemas.envelope import InteractionEvent
 from schemas.outputs import OUTPUT_MODELS
+
+#: The CloudEvents types each output schema's messages carry in ``ce_type``.
+_CE_TYPES: dict[str, list[str]] = {
+    "nba": [OUTPUT_TYPES["nba"]],
+    "alerts": [OUTPUT_TYPES["alerts"]],
+    "nps": [OUTPUT_TYPES["nps"]],
+    "identity": [OUTPUT_TYPES["identity"]],
+    "identity_erasure": [OUTPUT_TYPES["identity_erasure"]],
+    "profiles": [OUTPUT_TYPES["profiles"], OUTPUT_TYPES["profiles_tombstone"]],
+    "dlq": [OUTPUT_TYPES["dlq"]],
+}
+
+
+def cloudevents_note(name: str) -> dict[str, object]:
+    """Return how messages of the schema ``name`` travel as CloudEvents (``x-cloudevents``)."""
+    if name == "interaction_event":
+        return {
+            "specversion": SPECVERSION,
+            "modes": ["structured (content-type application/cloudevents+json)", "binary (ce_*)"],
+        }
+    return {
+        "specversion": SPECVERSION,
+        "mode": "binary",
+        "type": _CE_TYPES.get(name, [f"cx.{name}"]),
+        "source": OUTPUT_SOURCE,
+        "datacontenttype": "application/json",
+    }
 
 
 def all_models() -> dict[str, type[BaseModel]]:
@@ -22,7 +50,7 @@ def export_schemas(out_dir: Path) -> list[Path]:
     written = []
     for name, model in all_models().items():
         path = out_dir / f"{name}.schema.json"
-        schema = model.model_json_schema()
+        schema = {**model.model_json_schema(), "x-cloudevents": cloudevents_note(name)}
         path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         written.append(path)
     return written

@@ -36,6 +36,15 @@ DeadLetterReason = Literal[
     "too_many_values",
     "invalid_event",
     "decode_failed",
+    # the CloudEvents Kafka binding (schemas.cloudevents)
+    "tombstone",
+    "bad_header_encoding",
+    "unknown_specversion",
+    "unsupported_content_type",
+    "data_not_json",
+    "header_mismatch",
+    # an output a webhook receiver never took (sinks.webhook)
+    "webhook_failed",
 ]
 """Every reason of a :class:`DeadLetter`: the one list (flows.steps.decode gives them; metrics
 pre-create a series for each)."""
@@ -164,6 +173,8 @@ class DeadLetter(_Output):
     key_b64: str | None = None
     original_b64: str
     original_size: int
+    #: the message's Kafka headers, as ``[name, base64 of the value]``, in their order
+    headers: list[tuple[str, str]] = Field(default_factory=list)
 
 
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {

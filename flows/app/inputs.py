@@ -11,6 +11,7 @@ Kafka sink can record end-to-end latency
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import bytewax.operators as op
@@ -28,6 +29,13 @@ from schemas.records import RawMessage
 __all__ = ["KafkaItem", "from_kafka_batch", "kafka_input", "log_input"]
 
 
+def kafka_headers(
+    headers: Iterable[tuple[str, bytes | None]] | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """Return the headers as the flow keeps them: a null value (Kafka allows it) is empty."""
+    return tuple((name, b"" if value is None else value) for name, value in headers or ())
+
+
 def _from_kafka(item: KafkaItem) -> RawMessage:
     msg = item.msg if isinstance(item, KafkaError) else item
     timestamp = msg.timestamp[1] if msg.timestamp and msg.timestamp[1] >= 0 else None
@@ -38,7 +46,7 @@ def _from_kafka(item: KafkaItem) -> RawMessage:
         partition=msg.partition,
         offset=msg.offset,
         timestamp_ms=timestamp,
-        headers=tuple(msg.headers),
+        headers=kafka_headers(msg.headers),
     )
     if isinstance(item, KafkaError):
         # A consumer error is kept as a record whose value cannot decode: the
@@ -50,7 +58,7 @@ def _from_kafka(item: KafkaItem) -> RawMessage:
             partition=raw.partition,
             offset=raw.offset,
             timestamp_ms=raw.timestamp_ms,
-            headers=(("cx-kafka-error", item.err.str().encode()),),
+            headers=(*raw.headers, ("cx-kafka-error", item.err.str().encode())),
         )
     return raw
 

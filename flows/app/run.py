@@ -26,13 +26,14 @@ from flows.app.retry import Retrier, RetryingStore
 from flows.app.stores import make_parking, make_store
 from flows.app.topics import ensure_topics, input_lanes
 from flows.dataflow import build_flow
-from flows.metrics import count_outputs
+from flows.metrics import DEAD_LETTERS, count_outputs
 from flows.settings import Settings
 from flows.steps.encode import Encoded, encode
 from flows.steps.ticks import LaneSet
 from flows.timing import observe_outputs
 from schemas.outputs import ProfileSnapshot
 from sinks.kafka import KafkaOutputSink, producer_config, publish
+from sinks.webhook import KafkaDeadLetters, WebhookSink
 
 
 def free_ports(count: int) -> list[int]:
@@ -45,6 +46,11 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def _count_webhook_dead_letters(kind: str, n: int) -> None:
+    count_outputs(kind, n)
+    DEAD_LETTERS.labels("webhook_failed").inc(n)
 
 
 def encoded_profiles(profiles: list[ProfileSnapshot]) -> list[Encoded]:
@@ -78,8 +84,19 @@ def run_process(
     idle = settings.kafka.idle_partition_seconds if tail else None
     lanes = LaneSet(input_lanes(settings), idle)
     parking = make_parking(settings, default="redis")  # idle journeys, next to the profiles
+    webhooks = None
+    if settings.webhooks.targets:  # dead letters of webhooks go to cx.dlq, as the others
+        topic = settings.topics.output_topics()["dlq"]
+        dead = KafkaDeadLetters(config, topic, on_write=_count_webhook_dead_letters)
+        webhooks = WebhookSink(settings.webhooks, dead)
     flow = build_flow(
-        settings, kafka_input(settings, tail=tail), sink, store, lanes, parking=parking
+        settings,
+        kafka_input(settings, tail=tail),
+        sink,
+        store,
+        lanes,
+        parking=parking,
+        webhooks=webhooks,
     )
     health.started()
     tune_collector()

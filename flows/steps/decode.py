@@ -26,11 +26,23 @@ import base64
 from hashlib import blake2b
 from typing import Any, get_args
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from flows import metrics
 from flows.settings import LimitSettings
+from schemas.cloudevents import (
+    JSON_DATA,
+    PARTITIONKEY,
+    SPECVERSION,
+    Binding,
+    BindingError,
+    binary_body,
+    header_disagreement,
+    key_text,
+    read_binding,
+)
 from schemas.envelope import LIMIT_ERRORS, MAX_JSON_DEPTH, InteractionEvent, Limits
 from schemas.fast_envelope import fast_event
 from schemas.ids import output_id
@@ -94,6 +106,7 @@ def dead_letter(
         key_b64=base64.b64encode(raw.key).decode() if raw.key is not None else None,
         original_b64=base64.b64encode(kept).decode(),
         original_size=len(value),
+        headers=[(name, base64.b64encode(header).decode()) for name, header in raw.headers],
     )
 
 
@@ -196,9 +209,70 @@ class Decoder:
         error = f"message holds about {count} JSON values, over the limit of {limit}"
         return self._dead(raw, "too_many_values", f"{error} (raise {setting} to accept it)")
 
-    def decode(self, raw: RawMessage) -> InteractionEvent | DeadLetter:  # noqa: PLR0911 (a classification ladder: one return per dead-letter reason)
-        """Decode one message without counting it in ``cx_events_total`` (see ``__call__``)."""
-        value = raw.value
+    def decode(self, raw: RawMessage) -> InteractionEvent | DeadLetter:
+        """Decode one message without counting it in ``cx_events_total`` (see ``__call__``).
+
+        A message with headers is read by the CloudEvents Kafka binding
+        (:mod:`schemas.cloudevents`); one without, the common case, is structured JSON.
+        """
+        if raw.headers:
+            return self._decode_bound(raw)
+        return self._decode_value(raw, raw.value)
+
+    def _decode_bound(self, raw: RawMessage) -> InteractionEvent | DeadLetter:  # noqa: PLR0911 (one return per binding failure)
+        if raw.value is None and any(name == "cx-kafka-error" for name, _ in raw.headers):
+            return self._decode_value(raw, None)  # a consumer error, whatever else it carries
+        try:
+            binding = read_binding(raw.headers)
+        except BindingError as exc:
+            return self._dead(raw, exc.reason, str(exc))
+        if binding.mode == "plain":
+            return self._decode_value(raw, raw.value)
+        if raw.value is None:
+            error = f"a {binding.mode}-mode message without a value (a tombstone): no event"
+            return self._dead(raw, "tombstone", error)
+        if binding.mode == "structured":
+            return self._structured(raw, binding)
+        if len(raw.value) <= self.limits.max_message_bytes:  # else too_large, below
+            try:
+                orjson.loads(raw.value)  # one JSON value: the body below is the event as sent
+            except orjson.JSONDecodeError as exc:
+                if "recursion" not in str(exc):  # too deep: too_deep, below
+                    kind = binding.content_type or JSON_DATA
+                    error = f"binary mode: the value is not JSON, yet its content type is {kind!r}"
+                    return self._dead(raw, "data_not_json", f"{error}: {exc}")
+        try:
+            body = binary_body(binding, raw.value, raw.key)
+        except BindingError as exc:
+            return self._dead(raw, exc.reason, str(exc))
+        decoded = self._decode_value(raw, body)
+        if isinstance(decoded, DeadLetter) and decoded.reason == "invalid_event":
+            # The same reason, saying where the attributes came from.
+            prefixed = f"binary mode (attributes from ce_ headers): {decoded.error}"
+            return decoded.model_copy(update={"error": prefixed[:MAX_ERROR_CHARS]})
+        return decoded
+
+    def _structured(self, raw: RawMessage, binding: Binding) -> InteractionEvent | DeadLetter:
+        decoded = self._decode_value(raw, raw.value)
+        if isinstance(decoded, DeadLetter):
+            return decoded
+        if decoded.specversion != SPECVERSION:
+            error = (
+                f"structured mode: specversion is {decoded.specversion!r}; cxstream reads "
+                f"CloudEvents {SPECVERSION} (a structured event must give it)"
+            )
+            return self._dead(raw, "unknown_specversion", error)
+        disagreement = header_disagreement(binding.attributes, decoded)
+        if disagreement is not None:
+            return self._dead(raw, "header_mismatch", f"structured mode: {disagreement}")
+        extra = decoded.model_extra or {}
+        partitionkey = key_text(raw.key)
+        if PARTITIONKEY not in extra and partitionkey is not None:
+            return decoded.model_copy(update={PARTITIONKEY: partitionkey})
+        return decoded
+
+    def _decode_value(self, raw: RawMessage, value: bytes | None) -> InteractionEvent | DeadLetter:  # noqa: PLR0911 (a classification ladder: one return per dead-letter reason)
+        """Decode ``value`` (the message's, or the structured body of a binary-mode one)."""
         if not value:
             for name, header in raw.headers:
                 if name == "cx-kafka-error":
@@ -235,8 +309,9 @@ class Decoder:
 
     def decode_batch(self, raws: list[RawMessage]) -> list[InteractionEvent | DeadLetter]:
         """Decode messages in order, counting their events once per label set."""
-        decode = self.decode
-        out = [decode(raw) for raw in raws]
+        # decode(), unrolled: a message without headers (the common case) costs no extra call
+        bound, plain = self._decode_bound, self._decode_value
+        out = [bound(raw) if raw.headers else plain(raw, raw.value) for raw in raws]
         counts: dict[tuple[str, str], int] = {}
         for item in out:
             if type(item) is InteractionEvent:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from flows import metrics
 from flows.records import Tombstone
+from schemas.cloudevents import OUTPUT_TYPES, output_attributes, output_headers
 from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
@@ -176,5 +177,11 @@ def encode(model: Output) -> list[Encoded]:
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
     if isinstance(model, Tombstone):
-        return [(kind, Emitted(kind, key, out_id, None, headers))]
-    return [(kind, Emitted(kind, key, out_id, to_json(model), headers))]
+        deleted = output_headers(
+            OUTPUT_TYPES["profiles_tombstone"], out_id, key, model.time, data=False
+        )
+        return [(kind, Emitted(kind, key, out_id, None, headers + deleted))]
+    # CloudEvents binary-mode headers (schemas.cloudevents), the value unchanged
+    ce_type, ce_time, subject = output_attributes(model)
+    ce = output_headers(ce_type, out_id, subject or key, ce_time)
+    return [(kind, Emitted(kind, key, out_id, to_json(model), headers + ce))]

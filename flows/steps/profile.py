@@ -25,13 +25,13 @@ from state.store import ProfileStore
 
 def profile_tombstones(resolved: Resolved) -> list[Tombstone]:
     """Return a tombstone for each customer the event erased or merged away."""
-    gone: dict[str, str] = {}
+    gone: dict[str, Tombstone] = {}
     for out in resolved.outputs:
         if isinstance(out, IdentityErasure):
-            gone.setdefault(out.customer_id, out.id)
+            gone.setdefault(out.customer_id, Tombstone(out.customer_id, out.id, out.time))
         elif isinstance(out, IdentityMerge) and out.merged_id != resolved.customer_id:
-            gone.setdefault(out.merged_id, out.id)
-    return [Tombstone(customer_id, cause_id) for customer_id, cause_id in gone.items()]
+            gone.setdefault(out.merged_id, Tombstone(out.merged_id, out.id, out.time))
+    return list(gone.values())
 
 
 class ProfileStep:

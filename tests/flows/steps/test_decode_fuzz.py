@@ -301,3 +301,47 @@ def test_ten_megabyte_messages_get_the_expected_reasons() -> None:
         "string_of_escapes": "not_an_object",
         "nan_flood": "too_many_values",
     }
+
+
+# The header path (the CloudEvents Kafka binding): random header sets, names and encodings.
+_CE_NAMES = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject",
+             "ce_partitionkey", "ce_data", "CE_ID", "content-type", "Content-Type",
+             "traceparent"]  # fmt: skip
+_CE_VALUES = [b"1.0", b"0.3", b"", b"evt-1", b"/s", b"cx.web.login", b"2026-03-02T10:00:00Z",
+              b"application/json", b"application/cloudevents+json", b"application/cloudevents+avro",
+              b"text/plain", b"\xff\xfe", b"caf\xc3\xa9", b"\xc3"]  # fmt: skip
+header_sets = st.lists(
+    st.tuples(
+        st.sampled_from(_CE_NAMES) | st.text(max_size=12),
+        st.sampled_from(_CE_VALUES) | st.binary(max_size=24),
+    ),
+    max_size=8,
+)
+bodies = (
+    st.none()
+    | st.binary(max_size=200)
+    | json_values.map(encode)
+    | st.just(orjson.dumps(make_event()["data"]))
+    | st.just(orjson.dumps(make_event()))
+)
+
+
+@FUZZ
+@given(st.lists(st.tuples(header_sets, bodies), min_size=1, max_size=20))
+def test_random_headers_never_raise_and_give_one_result_each(
+    messages: list[tuple[list[tuple[str, bytes]], bytes | None]],
+) -> None:
+    raws = [
+        RawMessage(value, b"key", "cx.events", 0, offset, None, tuple(headers))
+        for offset, (headers, value) in enumerate(messages)
+    ]
+    results = DEFAULT.decode_batch(raws)  # must not raise
+    assert len(results) == len(raws)
+    for raw, result in zip(raws, results, strict=True):
+        assert isinstance(result, InteractionEvent | DeadLetter)
+        if isinstance(result, DeadLetter):
+            assert result.reason in REASONS and result.reason != "decode_failed", result.error
+            assert base64.b64decode(result.original_b64) == (raw.value or b"")
+            assert [(n, base64.b64decode(v)) for n, v in result.headers] == list(raw.headers)
+    letters = [r for r in results if isinstance(r, DeadLetter)]
+    assert len({letter.id for letter in letters}) == len(letters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,6 +18,9 @@ from schemas.envelope import InteractionEvent
 from schemas.outputs import IdentityErasure, IdentityMerge
 from state.store import ResolveRequest
 from tests.conftest import make_event, raw, run_flow
+
+_AT3 = datetime(2026, 3, 2, 10, 3, tzinfo=UTC)
+_AT9 = datetime(2026, 3, 2, 10, 9, tzinfo=UTC)
 
 
 def _event(n: int, **data: Any) -> InteractionEvent:
@@ -53,8 +57,8 @@ def test_a_tombstone_for_each_customer_merged_away_or_erased() -> None:
     resolved = Resolved("c-a", _event(3), (*merges, erasure))
     # the survivor is not tombstoned; one tombstone per customer, with the first cause
     assert profile_tombstones(resolved) == [
-        Tombstone("c-b", "merge-c-b"),
-        Tombstone("c-gone", "erase-1"),
+        Tombstone("c-b", "merge-c-b", _AT3),
+        Tombstone("c-gone", "erase-1", _AT9),
     ]
 
 
@@ -65,14 +69,14 @@ def test_the_profile_step_sends_tombstones_after_the_batch_snapshots() -> None:
     (result,) = store.resolve_batch([ResolveRequest(event.id, event.epoch_ms, {"crm_id": "C1"})])
     assert result.customer_id is not None
     journeyed = Journeyed(Resolved(result.customer_id, event), "awareness", 0.0, {})
-    out = step.apply_profiles([Tombstone(result.customer_id, "merge-1"), journeyed])
+    out = step.apply_profiles([Tombstone(result.customer_id, "merge-1", _AT3), journeyed])
     assert [type(o).__name__ for o in out] == ["ProfileSnapshot", "Tombstone"]
 
 
 def test_the_decide_step_passes_tombstones_on_in_order() -> None:
     logic = DecideLogic(None, ContactHistory())
-    out, _ = logic.on_batch([Tombstone("c-b", "merge-c-b")])
-    assert list(out) == [Tombstone("c-b", "merge-c-b")]
+    out, _ = logic.on_batch([Tombstone("c-b", "merge-c-b", _AT3)])
+    assert list(out) == [Tombstone("c-b", "merge-c-b", _AT3)]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
