@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import redis
 
-from flows.records import Journeyed, Resolved
+from flows.records import Journeyed, Resolved, Tombstone
 from flows.steps.profile import ProfileStep
 from flows.steps.resolve import StoreResolver
 from replay.sample import generate_sample
@@ -91,7 +91,7 @@ def _run(
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
         resolved: list[Resolved] = timed("resolve", partial(resolver.resolve_batch, chunk))
-        journeyed = [Journeyed(r, None, None, {}) for r in resolved]
+        journeyed: list[Journeyed | Tombstone] = [Journeyed(r, None, None, {}) for r in resolved]
         timed("profile", partial(profiles.apply_profiles, journeyed))
     seconds = time.perf_counter() - started
     n = len(events)

@@ -17,17 +17,17 @@ from bytewax.outputs import Sink
 from flows.lanes import lane_of
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.records import Forget, Journeyed, Resolved, Scored
+from flows.records import Forget, Journeyed, Resolved, Scored, Tombstone
 from flows.settings import Settings
-from flows.steps.board import board_outputs, board_timeline, board_writer
-from flows.steps.decide import decide_builder, decide_key
+from flows.steps.board import BoardWriter, board_outputs, board_timeline, board_writer
+from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
 from flows.steps.journey import JourneyOptions, journey_builder
-from flows.steps.nps import nps_builder, nps_key
+from flows.steps.nps import NpsOutput, nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
-from flows.steps.profile import ProfileStep
+from flows.steps.profile import ProfileStep, profile_tombstones
 from flows.steps.resolve import StoreResolver, identity_outputs
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
@@ -36,7 +36,7 @@ from flows.steps.ticks import LaneSet, case_items, survey_items
 from flows.timing import timed_batch, timed_flat_map, timed_logic
 from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert, DeadLetter, NextBestAction
+from schemas.outputs import Alert, DeadLetter, NextBestAction, ProfileSnapshot
 from schemas.records import RawMessage
 from sinks.webhook import WebhookSink
 from state.parking import MemoryParkingStore
@@ -97,10 +97,43 @@ def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
     return None if isinstance(item, Alert) else item
 
 
+def _for_profile(item: DecideOut) -> Journeyed | Tombstone | None:
+    return item if isinstance(item, Journeyed | Tombstone) else None
+
+
+def _profile_step(
+    decisions: Stream[DecideOut], profile: ProfileStep, board: BoardWriter | None
+) -> Stream[ProfileSnapshot | Tombstone]:
+    to_profile: Stream[Journeyed | Tombstone] = op.filter_map("to_profile", decisions, _for_profile)
+    with_timeline = board_timeline(board, to_profile)
+    return op.flat_map_batch(
+        "profile", with_timeline, timed_batch("profile", profile.apply_profiles)
+    )
+
+
 def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
     # A second output: a slow webhook receiver never holds up the first (sinks.webhook).
     if webhooks is not None:
         op.output("webhooks", op.filter("to_webhooks", encoded, webhooks.wants), webhooks)
+
+
+def _windows(
+    settings: Settings, resolved: Stream[Resolved], lanes: LaneSet | None
+) -> tuple[Stream[NpsOutput], Stream[Alert]]:
+    """Wire the touchpoint NPS windows and the case SLAs.
+
+    Survey answers and case events are a small share of traffic, so touchpoint NPS and
+    case SLAs each run under one key, fed the lanes merged into one canonical order with
+    ticks of each lane's watermark (flows.steps.ticks): a quiet touchpoint's windows
+    close when event time moves on everywhere.
+    """
+    surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
+    nps_logic = timed_logic("nps", nps_builder(settings.nps, lanes))
+    nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_logic))
+    # NpsWindow | Alert (touchpoint_nps_drop)
+    cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
+    sla_logic = timed_logic("sla", sla_builder(settings.sla, lanes))
+    return nps, op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
 
 
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
@@ -151,9 +184,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     decoded = op.flat_map_batch("decode", raw, timed_batch("decode", decoder))
     # (lane, InteractionEvent | DeadLetter)
     split = op.branch("split_dead", decoded, _is_event)
-    events = split.trues
     dead = op.map("dead_letters", split.falses, _dead_letter)
-    laned = op.key_on("lane", events, _lane)
+    laned = op.key_on("lane", split.trues, _lane)
     # (lane, (lane, InteractionEvent)): one key per input partition keeps its order
     dedupe = timed_logic("dedupe", dedupe_builder(settings.dedupe))
     fresh = op.key_rm("unlane", op.stateful_batch("dedupe", laned, dedupe))
@@ -185,7 +217,12 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
     for_decide: Stream[Scored | Forget] = op.filter_map("to_decide", scored, _for_decide)
-    to_decide = op.key_on("by_customer_again", for_decide, decide_key)
+    # with a Tombstone of each erased or merged-away customer, which the profile step
+    # sends after that customer's snapshots (flows.steps.profile)
+    tombstones = op.flat_map("tombstones", resolved, profile_tombstones)
+    to_decide = op.key_on(
+        "by_customer_again", op.merge("decide_in", for_decide, tombstones), decide_key
+    )
     decisions = op.key_rm(
         "decisions",
         op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
@@ -195,29 +232,14 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # The action board (state.actions, read by `cxstream serve`): each customer's timeline,
     # current NBAs and open alerts, written as they pass (CX_API__BOARD=false: off)
     board = board_writer(settings.api, store)
-    profiles = op.flat_map_batch(
-        "profile",
-        board_timeline(board, op.filter_map("to_profile", decisions, _journeyed)),
-        timed_batch("profile", profile.apply_profiles),
-    )
-    # ProfileSnapshot, when due (rate-limited per customer in event time)
-    # Survey answers and case events are a small share of traffic, so touchpoint NPS
-    # and case SLAs each run under one key, fed the lanes merged into one canonical order
-    # with ticks of each lane's watermark (flows.steps.ticks): a quiet touchpoint's windows
-    # close when event time moves on everywhere.
-    surveys = op.key_on("nps_key", op.flat_map_batch("surveys", resolved, survey_items), nps_key)
-    nps_logic = timed_logic("nps", nps_builder(settings.nps, lanes))
-    nps = op.key_rm("nps_out", op.stateful_batch("nps", surveys, nps_logic))
-    # NpsWindow | Alert (touchpoint_nps_drop)
-    cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
-    sla_logic = timed_logic("sla", sla_builder(settings.sla, lanes))
-    sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
-    # Alert (sla_breach)
+    profiles = _profile_step(decisions, profile, board)
+    # ProfileSnapshot, when due (rate-limited per customer in event time) | Tombstone
+    nps, sla = _windows(settings, resolved, lanes)
     outputs = op.merge(
         "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
-    # | NpsWindow
+    # | Tombstone | NpsWindow
     encoded = op.flat_map_batch(
         "encode", board_outputs(board, outputs), timed_flat_map("encode", encode)
     )

@@ -2,12 +2,14 @@
 
 ``resolve`` -> :class:`Resolved` -> ``journey`` (per customer) -> :class:`Journeyed` ->
 ``score`` (per lane, in lane order) -> :class:`Scored` / :class:`Forget` -> ``decide``
-(per customer) -> :class:`Journeyed` with the model figures -> ``profile``.
+(per customer) -> :class:`Journeyed` with the model figures -> ``profile``; ``resolve`` ->
+:class:`Tombstone` -> ``decide`` -> ``profile``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
@@ -108,3 +110,17 @@ class Forget:
     """An erased customer: the decide step drops their contact history and consent."""
 
     customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """An erased or merged-away customer: their profile leaves the compacted profiles topic.
+
+    It goes through the decide step keyed by that customer, and the profile step after it
+    sends the tombstone: from the worker that publishes the customer's snapshots, after
+    every snapshot it published before (:mod:`flows.steps.profile`).
+    """
+
+    customer_id: str
+    cause_id: str  # the output id of the merge or erasure (the tombstone's ``cx-id``)
+    time: datetime  # event time of the merge or erasure (the tombstone's ``ce_time``)

@@ -18,7 +18,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from flows.api_settings import ApiSettings
-from flows.records import Journeyed
+from flows.records import Journeyed, Tombstone
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge, NextBestAction
 from state.actions import ActionBoard, BoardItem, BoardRules
 from state.redis_actions import board_for
@@ -67,10 +67,12 @@ class BoardWriter:
         else:
             self.retrier.call(op, fn, *args)
 
-    def journeys(self, batch: list[Journeyed]) -> list[Journeyed]:
-        """Record each known customer's interaction on their timeline."""
+    def journeys(self, batch: list[Journeyed | Tombstone]) -> list[Journeyed | Tombstone]:
+        """Record each known customer's interaction on their timeline (tombstones pass)."""
         items = []
         for j in batch:
+            if isinstance(j, Tombstone):
+                continue
             cid, event = j.resolved.customer_id, j.resolved.event
             if cid is None:
                 continue
@@ -121,7 +123,9 @@ def board_writer(conf: ApiSettings, store: ProfileStore) -> BoardWriter | None:
     return BoardWriter(board_for(store, board_rules(conf)), retrier)
 
 
-def board_timeline(board: BoardWriter | None, journeys: Stream[Journeyed]) -> Stream[Journeyed]:
+def board_timeline(
+    board: BoardWriter | None, journeys: Stream[Journeyed | Tombstone]
+) -> Stream[Journeyed | Tombstone]:
     """Add the ``timeline`` step to the profile step's input (unchanged without a board)."""
     return journeys if board is None else op.flat_map_batch("timeline", journeys, board.journeys)
 

@@ -4,7 +4,8 @@ Keyed by customer_id, after the score step, so the decision reads the
 customer's journey (the context the journey step built), the shared models'
 view of the event (churn, segment, category propensity) and the customer's own
 contact history and consent, which live here. Each event goes on to the
-profile step with the model figures added (``churn``, ``segment``).
+profile step with the model figures added (``churn``, ``segment``), and so does each
+profile :class:`~flows.records.Tombstone` of the customer (:mod:`flows.steps.profile`).
 
 A merged-away customer's contact history stays behind under its old id; the
 survivor's continues from its own. Consent withdrawn under a merged-away id
@@ -23,26 +24,29 @@ from bytewax.operators import StatefulBatchLogic
 from flows.nba.context import with_scores
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
-from flows.records import Forget, Journeyed, Scored
+from flows.records import Forget, Journeyed, Scored, Tombstone
 from schemas.outputs import NextBestAction
 
-DecideOut = Journeyed | NextBestAction
+DecideOut = Journeyed | NextBestAction | Tombstone
+DecideIn = Scored | Forget | Tombstone
 
 
-class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
+class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
     """One customer's contact history and consent, and the decisions taken from them."""
 
     def __init__(self, decider: Decider | None, contacts: ContactHistory) -> None:
         self.decider = decider
         self.contacts = contacts
 
-    def on_batch(self, values: list[Scored | Forget]) -> tuple[Iterable[DecideOut], bool]:
+    def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
         forgotten = False
         for item in values:
             forgotten = isinstance(item, Forget)
             if isinstance(item, Forget):  # an erased customer: nothing of them stays
                 self.contacts = ContactHistory()
+            elif isinstance(item, Tombstone):  # on to the profile step, in this key's order
+                out.append(item)
             else:
                 out += self._step(item)
         # a history with no sends and no consent is what a new key starts from: keeping
@@ -82,7 +86,7 @@ class DecideLogic(StatefulBatchLogic[Scored | Forget, DecideOut, bytes]):
         return pickle.dumps(self.contacts, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decide_key(item: Scored | Forget) -> str:
+def decide_key(item: DecideIn) -> str:
     """Key function: the customer the item is about."""
     return item.customer_id
 

@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from flows import metrics
+from flows.records import Tombstone
 from schemas.cloudevents import OUTPUT_TYPES, output_attributes, output_headers
 from schemas.ids import output_id
 from schemas.outputs import (
@@ -39,6 +40,7 @@ Output = (
     | IdentityErasure
     | ProfileSnapshot
     | DeadLetter
+    | Tombstone
 )
 Encoded = tuple[str, Emitted]
 
@@ -156,14 +158,17 @@ def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case pe
             return "identity", model.customer_id, model.id
         case DeadLetter():
             return "dlq", model.id, model.id
+        case Tombstone():
+            return "profiles", model.customer_id, model.cause_id
 
 
 def encode(model: Output) -> list[Encoded]:
     """Serialise one output; the kind doubles as the stream key for file sinks.
 
-    An erasure also sends a tombstone (no value) for the customer to the
-    compacted profiles topic, so the profile disappears there too; so does a
-    merge for the merged-away id, whose events now count in the survivor's profile.
+    A :class:`~flows.records.Tombstone` (an erased customer, or a merged-away id whose
+    events now count in the survivor's profile) is a message with no value on the
+    compacted profiles topic, so the profile disappears there too; it carries the
+    merge's or erasure's id.
     """
     kind, key, out_id = _route(model)
     if isinstance(model, Alert):
@@ -171,14 +176,12 @@ def encode(model: Output) -> list[Encoded]:
     headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()),)
     if isinstance(model, DeadLetter):
         headers += (("cx-reason", model.reason.encode()),)
+    if isinstance(model, Tombstone):
+        deleted = output_headers(
+            OUTPUT_TYPES["profiles_tombstone"], out_id, key, model.time, data=False
+        )
+        return [(kind, Emitted(kind, key, out_id, None, headers + deleted))]
     # CloudEvents binary-mode headers (schemas.cloudevents), the value unchanged
     ce_type, ce_time, subject = output_attributes(model)
     ce = output_headers(ce_type, out_id, subject or key, ce_time)
-    encoded = [(kind, Emitted(kind, key, out_id, to_json(model), headers + ce))]
-    if isinstance(model, IdentityErasure | IdentityMerge):
-        gone = key if isinstance(model, IdentityErasure) else model.merged_id
-        deleted = output_headers(
-            OUTPUT_TYPES["profiles_tombstone"], out_id, gone, ce_time, data=False
-        )
-        encoded.append(("profiles", Emitted("profiles", gone, out_id, None, headers + deleted)))
-    return encoded
+    return [(kind, Emitted(kind, key, out_id, to_json(model), headers + ce))]

@@ -3,14 +3,35 @@
 One ``apply_profiles`` call per batch; the store returns the snapshots due for
 publication (at most one per customer per ``CX_PROFILES__EMIT_INTERVAL_SECONDS``
 of event time).
+
+**Tombstones.** An erased or merged-away customer's profile leaves the compacted
+profiles topic with a tombstone, sent here (not where the merge or erasure is
+resolved), after the batch's snapshots. It reaches this step through the decide
+step keyed by that customer, so it leaves from the worker, and the producer, that
+publishes the customer's snapshots: a snapshot made before the merge or erasure was
+resolved is written before it, and a delta applied after it goes to the survivor
+(the store follows aliases) or nowhere (erased). Sent from the resolve step, on
+another worker, a stale snapshot could land after the tombstone and bring the
+profile back.
 """
 
 from __future__ import annotations
 
-from flows.records import Journeyed
-from schemas.outputs import ProfileSnapshot
+from flows.records import Journeyed, Resolved, Tombstone
+from schemas.outputs import IdentityErasure, IdentityMerge, ProfileSnapshot
 from state.profile_hash import delta_for
 from state.store import ProfileStore
+
+
+def profile_tombstones(resolved: Resolved) -> list[Tombstone]:
+    """Return a tombstone for each customer the event erased or merged away."""
+    gone: dict[str, Tombstone] = {}
+    for out in resolved.outputs:
+        if isinstance(out, IdentityErasure):
+            gone.setdefault(out.customer_id, Tombstone(out.customer_id, out.id, out.time))
+        elif isinstance(out, IdentityMerge) and out.merged_id != resolved.customer_id:
+            gone.setdefault(out.merged_id, Tombstone(out.merged_id, out.id, out.time))
+    return list(gone.values())
 
 
 class ProfileStep:
@@ -19,17 +40,26 @@ class ProfileStep:
     def __init__(self, store: ProfileStore) -> None:
         self.store = store
 
-    def apply_profiles(self, batch: list[Journeyed]) -> list[ProfileSnapshot]:
-        """Fold the batch into the profiles, return those due to publish."""
-        deltas = [
-            delta_for(
-                j.resolved.customer_id,
-                j.resolved.event,
-                stage=j.stage,
-                sentiment=j.sentiment,
-                latest=j.figures,
-            )
-            for j in batch
-            if j.resolved.customer_id is not None
-        ]
-        return self.store.apply_profiles(deltas) if deltas else []
+    def apply_profiles(
+        self, batch: list[Journeyed | Tombstone]
+    ) -> list[ProfileSnapshot | Tombstone]:
+        """Fold the batch into the profiles; return those due to publish, then the tombstones."""
+        deltas = []
+        tombstones: list[ProfileSnapshot | Tombstone] = []
+        for j in batch:
+            if isinstance(j, Tombstone):
+                tombstones.append(j)
+            elif j.resolved.customer_id is not None:
+                deltas.append(
+                    delta_for(
+                        j.resolved.customer_id,
+                        j.resolved.event,
+                        stage=j.stage,
+                        sentiment=j.sentiment,
+                        latest=j.figures,
+                    )
+                )
+        snapshots: list[ProfileSnapshot | Tombstone] = []
+        if deltas:
+            snapshots += self.store.apply_profiles(deltas)
+        return snapshots + tombstones

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from flows.records import Tombstone
 from flows.steps.encode import _plan, encode, to_json
 from schemas.outputs import (
     OUTPUT_MODELS,
@@ -142,6 +143,7 @@ def test_encode_routes_each_kind_with_its_key_id_and_json() -> None:
         ),
         profile(),
         DeadLetter(id="d1", reason="empty", error="e", original_b64="", original_size=0),
+        Tombstone("c2", "m1", at),
     ]  # fmt: skip
     encoded = [item for output in outputs for item in encode(output)]
     assert [(kind, out.kind, out.key, out.value is None) for kind, out in encoded] == [
@@ -149,12 +151,17 @@ def test_encode_routes_each_kind_with_its_key_id_and_json() -> None:
         ("alerts", "alerts", "t", False),
         ("nps", "nps", "t", False),
         ("identity", "identity", "c1", False),
-        ("profiles", "profiles", "c2", True),
         ("identity", "identity", "c3", False),
-        ("profiles", "profiles", "c3", True),
         ("profiles", "profiles", "c1", False),
         ("dlq", "dlq", "d1", False),
+        ("profiles", "profiles", "c2", True),  # a tombstone, with its merge's id
     ]
+    tombstone = encoded.pop()[1]
+    headers = dict(tombstone.headers)
+    assert tombstone.id == "m1" and headers["cx-id"] == b"m1"
+    assert headers["ce_type"] == b"cx.profile.deleted" and headers["ce_subject"] == b"c2"
+    assert "content-type" not in headers
+    outputs.pop()
     for output, (_, out) in zip(
         outputs, [e for e in encoded if e[1].value is not None], strict=True
     ):

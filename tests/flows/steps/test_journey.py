@@ -16,7 +16,7 @@ from flows.nba.policy import ContactHistory
 from flows.records import Forget, Journeyed, Resolved, Scored
 from flows.settings import JourneySettings, Settings
 from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings
-from flows.steps.decide import DecideLogic, decide_builder
+from flows.steps.decide import DecideIn, DecideLogic, decide_builder
 from flows.steps.journey import JourneyLogic, JourneyOptions, JourneyState
 from flows.steps.score import LaneModels, ModelGauges, ScoreLogic
 from flows.steps.sentiment import VaderScorer, bound_text
@@ -202,7 +202,7 @@ class Chain:
                 self.score.on_batch([o for o in journeyed if isinstance(o, Journeyed)])[0]
             )
             out += [o for o in scored if isinstance(o, Alert)]
-            to_decide = [o for o in scored if isinstance(o, Scored | Forget)]
+            to_decide: list[DecideIn] = [o for o in scored if isinstance(o, Scored | Forget)]
             out += list(self.decide.on_batch(to_decide)[0])
         return out
 
