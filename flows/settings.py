@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.insights.settings import InsightsSettings
 from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings, NpsSettings, SlaSettings
 from online_models.settings import ModelSettings
 from schemas.envelope import (
@@ -103,6 +104,7 @@ class TopicSettings(_Section):
     nba: str = "cx.nba"
     alerts: str = "cx.alerts"
     nps: str = "cx.nps"
+    insights: str = "cx.insights"
     identity: str = "cx.identity"
     profiles: str = "cx.profiles"
     dlq: str = "cx.dlq"
@@ -115,6 +117,7 @@ class TopicSettings(_Section):
             "nba": self.nba,
             "alerts": self.alerts,
             "nps": self.nps,
+            "insights": self.insights,
             "identity": self.identity,
             "profiles": self.profiles,
             "dlq": self.dlq,
@@ -347,6 +350,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     journey: JourneySettings = JourneySettings()
     nps: NpsSettings = NpsSettings()
+    insights: InsightsSettings = InsightsSettings()
     sla: SlaSettings = SlaSettings()
     models: ModelSettings = ModelSettings()
     nba: NbaSettings = NbaSettings()

@@ -1,0 +1,87 @@
+"""insights: the key-drivers and pockets engine as one keyed step, fed from the score step.
+
+A survey answer's driver vector comes from the journey step
+(:attr:`flows.records.Journeyed.drivers`, the customer as they were before
+answering); the score step adds what only the shared models know, the churn
+risk and the segment, in lane order. :func:`insight_items` takes the score
+step's output, keeps the answers and puts ticks of each lane's watermark
+between them (:mod:`flows.steps.ticks`), and the engine
+(:mod:`flows.insights.engine`) runs under one key, as the NPS engine does.
+
+Examples
+--------
+>>> from flows.records import Journeyed, Resolved, Scored
+>>> from flows.insights.drivers import AnswerDrivers
+>>> from schemas.envelope import InteractionEvent
+>>> event = InteractionEvent.model_validate({"id": "s1", "source": "/doc",
+...     "type": "cx.survey.nps", "time": "2026-03-02T10:00:00Z",
+...     "data": {"channel": "survey", "touchpoint": "web.checkout", "nps": 3}})
+>>> drivers = AnswerDrivers((0.0,) * 9, 3, "web.checkout", "web", "usage")
+>>> journeyed = Journeyed(Resolved("c1", event, lane="l0", seq=0, wm_ms=event.epoch_ms),
+...     "usage", None, drivers=drivers)
+>>> (answer, tick) = insight_items([Scored(journeyed, 0.4, True, "seg-1")])
+>>> answer.item.drivers[ALL_DRIVERS.index("churn_risk")], answer.item.segment, tick.item
+(0.4, 'seg-1', Tick(ms=1772445600000))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from flows.insights.engine import Answer, InsightsEngine
+from flows.insights.settings import ALL_DRIVERS, InsightsSettings
+from flows.records import Forget, Resolved, Scored
+from flows.steps.ticks import EngineLogic, LaneSet, Stamped, Tick, _ticked, engine_builder
+from schemas.envelope import InteractionEvent
+from schemas.outputs import Alert
+
+INSIGHTS_KEY = "insights"
+_CHURN_AT = ALL_DRIVERS.index("churn_risk")
+
+
+def insights_key(_item: object) -> str:
+    """Every answer and tick goes to the one engine."""
+    return INSIGHTS_KEY
+
+
+def _answer(scored: Scored) -> Answer | None:
+    drivers = scored.journeyed.drivers
+    if drivers is None:
+        return None
+    event = scored.journeyed.resolved.event
+    values = (*drivers.values[:_CHURN_AT], scored.churn, *drivers.values[_CHURN_AT:])
+    return Answer(
+        event.id,
+        event.epoch_ms,
+        values,
+        drivers.nps,
+        drivers.touchpoint,
+        drivers.channel,
+        drivers.stage,
+        scored.segment,
+    )
+
+
+def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answer | Tick]]:
+    """``flat_map_batch`` step: the batch's answers (with drivers) and their lanes' ticks."""
+    answers: dict[int, Answer] = {}
+    resolved: list[InteractionEvent | Resolved] = []
+    for item in batch:
+        if isinstance(item, Scored):
+            one = item.journeyed.resolved
+            resolved.append(one)
+            answer = _answer(item)
+            if answer is not None:
+                answers[id(one)] = answer
+
+    def pick(item: InteractionEvent | Resolved) -> Answer | None:
+        return answers.get(id(item))
+
+    return _ticked(resolved, pick)
+
+
+def insights_builder(
+    settings: InsightsSettings, lanes: LaneSet | None = None
+) -> Callable[[bytes | None], EngineLogic[Answer | Tick, object]]:
+    """Return the ``op.stateful_batch`` builder of the insights step."""
+    return engine_builder(lambda snap: InsightsEngine.restore(settings, snap), lanes)
