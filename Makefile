@@ -20,11 +20,13 @@ demo: install
 	$(BIN)/cxstream demo --out out/demo
 
 ## services: install (if missing) and start Redis and Kafka on 127.0.0.1; install Prometheus
-## (the Prometheus test starts its own server) and check its config and alert rules
+## (the Prometheus test starts its own server) and check its config and alert rules; install
+## Debian's chromium (the report test renders the HTML report in it)
 services:
 	bash scripts/services.sh start
 	bash scripts/prometheus.sh install
 	bash scripts/prometheus.sh check
+	bash scripts/chromium.sh install
 
 stop:
 	bash scripts/services.sh stop
