@@ -23,7 +23,7 @@ from flows.steps.decide import decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
-from flows.steps.insights import insight_items, insights_builder, insights_key
+from flows.steps.insights import insights_stream
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
@@ -202,14 +202,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     sla_logic = timed_logic("sla", sla_builder(settings.sla, lanes))
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
-    answers = op.flat_map_batch("answers", scored, insight_items)
-    insights_logic = timed_logic("insights", insights_builder(settings.insights, lanes))
-    insights = op.key_rm(
-        "insights_out",
-        op.stateful_batch(
-            "insights", op.key_on("insights_key", answers, insights_key), insights_logic
-        ),
-    )
+    insights = insights_stream(scored, settings.insights, lanes)
     # KeyDrivers | Alert (nps_pocket): survey answers with their drivers, per window
     outputs = op.merge(
         "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla, insights

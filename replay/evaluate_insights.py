@@ -47,7 +47,7 @@ def insights_scores(
     truth: dict[str, Any],
     spearman: Rank,
 ) -> dict[str, Any]:
-    """The ``insights`` entry of ``cxstream evaluate`` (see the module notes)."""
+    """Return the ``insights`` entry of ``cxstream evaluate`` (see the module notes)."""
     planted = truth.get("nps_drivers", {}).get("points", {})
     weights = recovered_weights(records)
     names = [n for n in planted if n in weights]

@@ -229,7 +229,7 @@ def _cmo(cmo: dict[str, Any]) -> str:
 
 
 def render(figs: dict[str, Any], source: str) -> str:
-    """The report page for ``figs`` (:func:`flows.app.report_data.figures`)."""
+    """Return the report page for ``figs`` (:func:`flows.app.report_data.figures`)."""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>cxstream report</title>"
         f"<style>{_STYLE}</style></head><body><h1>cxstream report</h1>"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def _final(windows: list[Row]) -> list[Row]:
 
 
 def cx_figures(out: Outputs) -> dict[str, Any]:
-    """The CX lead's figures."""
+    """Return the CX lead's figures."""
     overall = [r for r in out.insights if r["touchpoint"] is None]
     short = min((_seconds(r) for r in overall), default=0.0)
     long_ = max((_seconds(r) for r in overall), default=0.0)
@@ -156,9 +157,9 @@ def _final_profiles(profiles: list[Row]) -> list[Row]:
 
 
 def ceo_figures(out: Outputs, nps: float | None) -> dict[str, Any]:
-    """The CEO's figures."""
+    """Return the CEO's figures."""
     seen: dict[str, float] = {}
-    revenue: Counter[str] = Counter()
+    revenue: defaultdict[str, float] = defaultdict(float)
     for p in out.profiles:
         value = float(p["lifetime_value"])
         revenue[p["last_seen"][:7]] += value - seen.get(p["customer_id"], 0.0)
@@ -166,7 +167,7 @@ def ceo_figures(out: Outputs, nps: float | None) -> dict[str, Any]:
     months = sorted(revenue)
     growth = {
         m: round(100.0 * (revenue[m] / revenue[prev] - 1.0), 2) if revenue[prev] else None
-        for prev, m in zip(months, months[1:], strict=False)
+        for prev, m in pairwise(months)
     }
     final = _final_profiles(out.profiles)
     churned = sum(1 for p in final if p.get("journey_stage") == "churned")
@@ -196,7 +197,7 @@ def ceo_figures(out: Outputs, nps: float | None) -> dict[str, Any]:
 
 
 def cmo_figures(out: Outputs) -> dict[str, Any]:
-    """The CMO's figures."""
+    """Return the CMO's figures."""
     by_action: Counter[tuple[str, str]] = Counter((n["action"], n["channel"]) for n in out.nba)
     final = _final_profiles(out.profiles)
     stages: Counter[str] = Counter(p.get("journey_stage") or "none" for p in final)

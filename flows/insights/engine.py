@@ -197,7 +197,7 @@ class InsightsEngine:
 
     def _emit(self, boundary: Boundary, window: _Window) -> list[InsightsOutput]:
         conf = self.settings
-        length, start = boundary
+        length = boundary[0]
         overall = window.series[OVERALL]
         total = (overall.promoters, overall.detractors, overall.moments.n)
         pockets = find_pockets(window.cells, total, conf.pocket_min_answers, conf.pocket_fdr)
@@ -231,9 +231,9 @@ class InsightsEngine:
                 series.moments,
                 series.reservoir,
                 len(self._pick),
-                conf.bootstrap,
-                conf.confidence,
-                seed_of(conf.seed, record_id),
+                resamples=conf.bootstrap,
+                confidence=conf.confidence,
+                seed=seed_of(conf.seed, record_id),
             )
             fields = {
                 "r2": round(nps.r2, 10),
@@ -266,8 +266,9 @@ class InsightsEngine:
             touchpoint=second if kind == SEGMENT_TOUCHPOINT else None,
             time=end,
             message=(
-                f"{kind} {first} / {second}: NPS {pocket['nps']} against {pocket['complement_nps']} "
-                f"for the rest ({pocket['answers']} answers, q={pocket['q']})"
+                f"{kind} {first} / {second}: NPS {pocket['nps']} against "
+                f"{pocket['complement_nps']} for the rest "
+                f"({pocket['answers']} answers, q={pocket['q']})"
             ),
             evidence={
                 **pocket,

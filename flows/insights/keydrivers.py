@@ -48,7 +48,7 @@ def point_weights(moments: Comoments, k: int, outcome: int) -> FloatArray:
 
 
 def seed_of(seed: int, record_id: str) -> int:
-    """The bootstrap seed of a record: the settings' seed and the record's id, hashed."""
+    """Return the bootstrap seed of a record: the settings' seed and the record's id, hashed."""
     return int.from_bytes(blake2b(f"{seed}:{record_id}".encode(), digest_size=8).digest(), "big")
 
 
@@ -56,6 +56,7 @@ def estimate(  # noqa: PLR0913 (the series, its shape and the bootstrap's parame
     moments: Comoments,
     reservoir: Reservoir,
     k: int,
+    *,
     resamples: int,
     confidence: float,
     seed: int,
@@ -96,7 +97,7 @@ def _r(value: float) -> float:
 def driver_rows(
     names: tuple[DriverName, ...], moments: Comoments, nps: Estimate, detractor: Estimate
 ) -> list[dict[str, Any]]:
-    """The ``drivers`` list of a record: one dict per driver, in the settings' order."""
+    """Return the ``drivers`` list of a record: one dict per driver, in the settings' order."""
     k = len(names)
     cov = moments.covariance()
     out: list[dict[str, Any]] = []

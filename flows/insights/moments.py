@@ -15,10 +15,10 @@ one; beyond, it resamples the reservoir (the intervals are those of a sample of
 
 >>> import numpy as np
 >>> m = Comoments(2)
->>> for row in ([1.0, 2.0], [2.0, 4.0], [3.0, 7.0]):
+>>> for row in ([1.0, 2.0], [2.0, 4.0], [3.0, 6.0]):
 ...     m.add(np.array(row))
 >>> m.n, m.covariance().tolist()
-(3, [[1.0, 2.5], [2.5, 6.333333333333333]])
+(3, [[1.0, 2.0], [2.0, 4.0]])
 >>> r = Reservoir(2, seed=5)
 >>> for i in range(10):
 ...     r.add((float(i),))
@@ -52,7 +52,7 @@ class Comoments:
         self.m2 += np.outer(delta, row - self.mean)
 
     def covariance(self) -> FloatArray:
-        """The sample covariance matrix (n - 1 in the denominator)."""
+        """Return the sample covariance matrix (n - 1 in the denominator)."""
         cov: FloatArray = self.m2 / max(1, self.n - 1)
         return cov
 

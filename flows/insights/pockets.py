@@ -26,7 +26,7 @@ Channel mix
 >>> mix = channel_mix({("web", "usage"): [6, 2, 10], ("web", "service"): [0, 5, 10],
 ...     ("call_center", "service"): [2, 4, 10]})
 >>> [(m["channel"], m["nps"], m["mix_adjusted_nps"], m["mix_effect"]) for m in mix]
-[('call_center', -20.0, -20.0, 0.0), ('web', -5.0, -16.67, 11.67)]
+[('call_center', -20.0, -20.0, 0.0), ('web', -5.0, -20.0, 15.0)]
 """
 
 from __future__ import annotations

@@ -19,21 +19,25 @@ Examples
 >>> drivers = AnswerDrivers((0.0,) * 9, 3, "web.checkout", "web", "usage")
 >>> journeyed = Journeyed(Resolved("c1", event, lane="l0", seq=0, wm_ms=event.epoch_ms),
 ...     "usage", None, drivers=drivers)
->>> (answer, tick) = insight_items([Scored(journeyed, 0.4, True, "seg-1")])
->>> answer.item.drivers[ALL_DRIVERS.index("churn_risk")], answer.item.segment, tick.item
-(0.4, 'seg-1', Tick(ms=1772445600000))
+>>> (answer,) = insight_items([Scored(journeyed, 0.4, True, "seg-1")])
+>>> answer.item.drivers[ALL_DRIVERS.index("churn_risk")], answer.item.segment, answer.stamp
+(0.4, 'seg-1', 1772445600000)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+
 from flows.insights.engine import Answer, InsightsEngine
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
 from flows.records import Forget, Resolved, Scored
 from flows.steps.ticks import EngineLogic, LaneSet, Stamped, Tick, _ticked, engine_builder
+from flows.timing import timed_batch, timed_logic
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert
+from schemas.outputs import Alert, KeyDrivers
 
 INSIGHTS_KEY = "insights"
 _CHURN_AT = ALL_DRIVERS.index("churn_risk")
@@ -80,8 +84,18 @@ def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answ
     return _ticked(resolved, pick)
 
 
+def insights_stream(
+    scored: Stream[Scored | Forget | Alert], settings: InsightsSettings, lanes: LaneSet | None
+) -> Stream[KeyDrivers | Alert]:
+    """Wire the step: the score step's output in, ``KeyDrivers | Alert`` (nps_pocket) out."""
+    answers = op.flat_map_batch("answers", scored, timed_batch("answers", insight_items))
+    logic = timed_logic("insights", insights_builder(settings, lanes))
+    keyed = op.key_on("insights_key", answers, insights_key)
+    return op.key_rm("insights_out", op.stateful_batch("insights", keyed, logic))
+
+
 def insights_builder(
     settings: InsightsSettings, lanes: LaneSet | None = None
-) -> Callable[[bytes | None], EngineLogic[Answer | Tick, object]]:
+) -> Callable[[bytes | None], EngineLogic[Answer | Tick, KeyDrivers | Alert]]:
     """Return the ``op.stateful_batch`` builder of the insights step."""
     return engine_builder(lambda snap: InsightsEngine.restore(settings, snap), lanes)

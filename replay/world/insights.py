@@ -31,7 +31,7 @@ POCKETS: tuple[tuple[str, str, str], ...] = (("stage x channel", "service", "cha
 
 
 def nps_shift(j: Journey, channel: str) -> float:
-    """The planted drivers' and pockets' effect on an answer about ``channel``."""
+    """Return the planted drivers' and pockets' effect on an answer about ``channel``."""
     shift = 0.0
     if j.breached_open > 0:
         shift += NPS_DRIVERS["sla_breached"]
@@ -45,7 +45,7 @@ def nps_shift(j: Journey, channel: str) -> float:
 
 
 def insights_truth() -> dict[str, Any]:
-    """The ``nps_drivers`` and ``nps_pockets`` entries of truth.json."""
+    """Return the ``nps_drivers`` and ``nps_pockets`` entries of truth.json."""
     return {
         "nps_drivers": {
             "points": NPS_DRIVERS,

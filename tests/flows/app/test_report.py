@@ -56,9 +56,9 @@ def test_the_report_numbers_are_the_output_files_numbers(run_dir: Path) -> None:
     overall = sum(r["nps"] * r["answers"] for r in daily) / answers
     last: dict[str, dict[str, Any]] = {}
     for w in nps:
-        if w["channel"] is None and _days(w) == 1:
-            if w["id"] not in last or w["revision"] >= last[w["id"]]["revision"]:
-                last[w["id"]] = w
+        fresh = w["id"] not in last or w["revision"] >= last[w["id"]]["revision"]
+        if w["channel"] is None and _days(w) == 1 and fresh:
+            last[w["id"]] = w
     p = sum(w["promoters"] for w in last.values())
     d = sum(w["detractors"] for w in last.values())
     n = sum(w["responses"] for w in last.values())
