@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import numpy as np
-
 from flows.insights.keydrivers import driver_rows, estimate, seed_of
 from flows.insights.moments import Comoments, Reservoir
 from flows.insights.pockets import Cell, Counts, channel_mix, find_pockets, nps_of
@@ -158,7 +156,6 @@ class InsightsEngine:
         drivers = answer.drivers
         detractor = 1.0 if answer.nps <= NPS_DETRACTOR_MAX else 0.0
         values = (*(drivers[i] for i in self._pick), float(answer.nps), detractor)
-        row = np.array(values)
         stage = answer.stage or NO_STAGE
         for length in self._lengths:
             start = answer.ms // length * length
@@ -173,7 +170,7 @@ class InsightsEngine:
                     seed = seed_of(conf.seed, f"reservoir:{key}:{length}:{start}")
                     series = _Series(Comoments(len(values)), Reservoir(conf.reservoir_rows, seed))
                     window.series[key] = series
-                series.moments.add(row)
+                series.moments.add(values)
                 series.reservoir.add(values)
                 series.promoters += answer.nps >= NPS_PROMOTER_MIN
                 series.detractors += answer.nps <= NPS_DETRACTOR_MAX

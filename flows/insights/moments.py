@@ -1,8 +1,9 @@
 """Running co-moments (bounded sufficient statistics) and a seeded reservoir of rows.
 
 :class:`Comoments` keeps ``n``, the mean vector and the matrix of co-moments
-``sum (z - mean)(z - mean)'`` of the rows folded in (Welford's update, one row
-at a time, in the order given): ``v + v^2`` numbers, whatever ``n``.
+``sum (z - mean)(z - mean)'`` of the rows folded in (a pairwise update per group
+of at most :data:`GROUP` rows): ``v + v^2`` numbers and a bounded buffer, whatever
+``n``.
 The point estimates of the key drivers come from them.
 
 The bootstrap needs rows, so :class:`Reservoir` keeps a uniform sample of at
@@ -15,8 +16,8 @@ one; beyond, it resamples the reservoir (the intervals are those of a sample of
 
 >>> import numpy as np
 >>> m = Comoments(2)
->>> for row in ([1.0, 2.0], [2.0, 4.0], [3.0, 6.0]):
-...     m.add(np.array(row))
+>>> for row in ((1.0, 2.0), (2.0, 4.0), (3.0, 6.0)):
+...     m.add(row)
 >>> m.n, m.covariance().tolist()
 (3, [[1.0, 2.0], [2.0, 4.0]])
 >>> r = Reservoir(2, seed=5)
@@ -34,35 +35,67 @@ import numpy as np
 
 from flows.insights.weights import FloatArray
 
+GROUP = 64
+"""Rows a :class:`Comoments` buffers before folding them in at once."""
+
 
 class Comoments:
-    """Welford's running mean and co-moment matrix of fixed-width rows."""
+    """Running mean and co-moment matrix of fixed-width rows.
 
-    __slots__ = ("m2", "mean", "n")
+    Rows wait in a buffer of at most :data:`GROUP` and are folded in a group at a
+    time (Chan, Golub and LeVeque's pairwise update): one NumPy call per group,
+    not per row. Groups are cut by count only, so the same rows in the same order
+    give the same figures however they arrive.
+    """
+
+    __slots__ = ("folded", "m2", "mean", "pending")
 
     def __init__(self, width: int) -> None:
-        self.n = 0
+        self.folded = 0
         self.mean: FloatArray = np.zeros(width)
         self.m2: FloatArray = np.zeros((width, width))
+        self.pending: list[tuple[float, ...]] = []
 
-    def add(self, row: FloatArray) -> None:
-        self.n += 1
-        delta = row - self.mean
-        self.mean += delta / self.n
-        self.m2 += np.outer(delta, row - self.mean)
+    @property
+    def n(self) -> int:
+        """Rows added."""
+        return self.folded + len(self.pending)
+
+    def add(self, row: tuple[float, ...]) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= GROUP:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self.pending:
+            return
+        group: FloatArray = np.array(self.pending, dtype=np.float64)
+        self.pending = []
+        n_b = group.shape[0]
+        mean_b = group.mean(axis=0)
+        centred = group - mean_b
+        m2_b = centred.T @ centred
+        n_a, n = self.folded, self.folded + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
+        self.folded = n
 
     def covariance(self) -> FloatArray:
         """Return the sample covariance matrix (n - 1 in the denominator)."""
+        self._fold()
         cov: FloatArray = self.m2 / max(1, self.n - 1)
         return cov
 
-    def __getstate__(self) -> tuple[int, FloatArray, FloatArray]:
+    def __getstate__(self) -> tuple[int, FloatArray, FloatArray, list[tuple[float, ...]]]:
         """Pickle as a plain tuple (a class with slots and no dict)."""
-        return self.n, self.mean, self.m2
+        return self.folded, self.mean, self.m2, self.pending
 
-    def __setstate__(self, state: tuple[int, FloatArray, FloatArray]) -> None:
+    def __setstate__(
+        self, state: tuple[int, FloatArray, FloatArray, list[tuple[float, ...]]]
+    ) -> None:
         """Restore from :meth:`__getstate__`."""
-        self.n, self.mean, self.m2 = state
+        self.folded, self.mean, self.m2, self.pending = state
 
 
 class Reservoir:

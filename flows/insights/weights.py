@@ -63,5 +63,5 @@ def sample_covariances(sample: FloatArray) -> FloatArray:
     """Covariance matrices of a stack of samples: (B, m, v) -> (B, v, v), m - 1 denominator."""
     centred = sample - sample.mean(axis=1, keepdims=True)
     m = sample.shape[1]
-    covs: FloatArray = np.einsum("bmi,bmj->bij", centred, centred) / max(1, m - 1)
+    covs: FloatArray = np.matmul(np.swapaxes(centred, 1, 2), centred) / max(1, m - 1)
     return covs

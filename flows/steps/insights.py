@@ -33,10 +33,9 @@ from bytewax.dataflow import Stream
 
 from flows.insights.engine import Answer, InsightsEngine
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
-from flows.records import Forget, Resolved, Scored
-from flows.steps.ticks import EngineLogic, LaneSet, Stamped, Tick, _ticked, engine_builder
+from flows.records import Forget, Scored
+from flows.steps.ticks import EngineLogic, LaneSet, Stamped, Tick, engine_builder
 from flows.timing import timed_batch, timed_logic
-from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, KeyDrivers
 
 INSIGHTS_KEY = "insights"
@@ -67,21 +66,35 @@ def _answer(scored: Scored) -> Answer | None:
 
 
 def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answer | Tick]]:
-    """``flat_map_batch`` step: the batch's answers (with drivers) and their lanes' ticks."""
-    answers: dict[int, Answer] = {}
-    resolved: list[InteractionEvent | Resolved] = []
+    """``flat_map_batch`` step: the batch's answers (with drivers) and their lanes' ticks.
+
+    The ticks follow :func:`flows.steps.ticks.survey_items`: before each answer a tick
+    of its lane's watermark (when it moved since the last stamp sent), one at the end
+    of the batch. Written out here because it runs over every event: no call per item.
+    """
+    out: list[Stamped[Answer | Tick]] = []
+    sent: dict[str, int] = {}  # the latest stamp sent per lane
+    before: dict[str, int] = {}  # the lane's watermark before the current item
     for item in batch:
-        if isinstance(item, Scored):
-            one = item.journeyed.resolved
-            resolved.append(one)
+        if type(item) is not Scored:
+            continue  # a Forget or an Alert: not an event of the lane
+        resolved = item.journeyed.resolved
+        lane, stamp = resolved.lane, resolved.wm_ms
+        at = resolved.event.epoch_ms
+        stamp = max(stamp, at, before.get(lane, at))
+        if item.journeyed.drivers is not None:
+            mark = before.get(lane)
+            if mark is not None and mark > sent.get(lane, mark - 1):
+                out.append(Stamped(lane, mark, Tick(mark)))
             answer = _answer(item)
-            if answer is not None:
-                answers[id(one)] = answer
-
-    def pick(item: InteractionEvent | Resolved) -> Answer | None:
-        return answers.get(id(item))
-
-    return _ticked(resolved, pick)
+            assert answer is not None  # noqa: S101 (for mypy: it has drivers)
+            out.append(Stamped(lane, stamp, answer))
+            sent[lane] = stamp
+        before[lane] = stamp
+    for lane, mark in before.items():
+        if mark > sent.get(lane, mark - 1):
+            out.append(Stamped(lane, mark, Tick(mark)))
+    return out
 
 
 def insights_stream(

@@ -42,7 +42,7 @@ def test_streamed_co_moments_give_the_direct_computation_to_1e9(seed: int) -> No
     y = x @ rng.normal(size=k) + rng.normal(scale=3.0, size=n)
     moments = Comoments(k + 1)
     for row in np.column_stack([x, y]):
-        moments.add(row)
+        moments.add(tuple(row))
     streamed = relative_weights(moments.covariance())
     direct = johnson_direct(x, y)
     assert np.max(np.abs(streamed - direct)) < 1e-9
