@@ -39,6 +39,7 @@ from flows.insights.keydrivers import driver_rows, estimate, seed_of
 from flows.insights.moments import Comoments, Reservoir
 from flows.insights.pockets import Cell, Counts, channel_mix, find_pockets, nps_of
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
+from flows.steps.nps_analysis import Windowing
 from flows.steps.ticks import Tick
 from schemas.ids import output_id
 from schemas.outputs import Alert, KeyDrivers
@@ -112,19 +113,20 @@ class InsightsEngine:
 
     def __init__(self, settings: InsightsSettings, state: _State | None = None) -> None:
         self.settings = settings
-        self._lengths = tuple(s * 1000 for s in settings.window_lengths_seconds)
-        self._lateness = settings.allowed_lateness_seconds * 1000
+        self._windows = Windowing.of(
+            settings.window_lengths_seconds, settings.allowed_lateness_seconds
+        )
         self._pick = [ALL_DRIVERS.index(d) for d in settings.drivers]
         self._state = state if state is not None else _State()
 
     @property
     def watermark_ms(self) -> float:
         """Latest event time seen minus the allowed lateness (-inf before any input)."""
-        return self._state.max_ms - self._lateness
+        return self._windows.watermark(self._state.max_ms)
 
     @property
     def late_dropped(self) -> int:
-        """Answers that came after their window closed (not folded in)."""
+        """Answers that came after a window of theirs closed (once per answer)."""
         return self._state.late_dropped
 
     def process(self, items: Iterable[InsightsItem]) -> list[InsightsOutput]:
@@ -132,10 +134,8 @@ class InsightsEngine:
         state = self._state
         watermark = self.watermark_ms
         for item in items:
-            if isinstance(item, Tick):
-                state.max_ms = max(state.max_ms, item.ms)
-            else:
-                state.max_ms = max(state.max_ms, item.ms)
+            state.max_ms = max(state.max_ms, item.ms)
+            if not isinstance(item, Tick):
                 self._fold(item, watermark)
         return self._close(final=False)
 
@@ -157,13 +157,14 @@ class InsightsEngine:
         detractor = 1.0 if answer.nps <= NPS_DETRACTOR_MAX else 0.0
         values = (*(drivers[i] for i in self._pick), float(answer.nps), detractor)
         stage = answer.stage or NO_STAGE
-        for length in self._lengths:
-            start = answer.ms // length * length
-            if start + length <= watermark:
-                state.late_dropped += 1
+        missed = False
+        for boundary in self._windows.boundaries(answer.ms):
+            length, start = boundary
+            if self._windows.closed(boundary, watermark):
+                missed = True
                 state.late[length] = state.late.get(length, 0) + 1
                 continue
-            window = state.windows.setdefault((length, start), _Window())
+            window = state.windows.setdefault(boundary, _Window())
             for key in (OVERALL, answer.touchpoint):
                 series = window.series.get(key)
                 if series is None:
@@ -179,12 +180,13 @@ class InsightsEngine:
             )
             _count(window.cells, (STAGE_CHANNEL, stage, answer.channel), answer.nps)
             _count(window.mix, (answer.channel, stage), answer.nps)
+        state.late_dropped += missed
 
     def _close(self, final: bool) -> list[InsightsOutput]:
         state = self._state
         watermark = self.watermark_ms
         due = sorted(
-            (b for b in state.windows if final or b[0] + b[1] <= watermark),
+            (b for b in state.windows if final or self._windows.closed(b, watermark)),
             key=lambda b: (b[0] + b[1], b[0], b[1]),
         )
         out: list[InsightsOutput] = []

@@ -9,7 +9,7 @@ as of the moment before the answer:
 ``open_case``       1 with a service case open, else 0
 ``case_age_hours``  ``log1p`` of the hours the oldest open case has been open
 ``sla_breached``    1 if a case breached its SLA in the last ``sla_days`` days
-``contacts_7d``     contacts (events on ``contact_channels``) in the last 7 days
+``contacts_7d``     contacts (events on ``contact_channels``) in the last 7 days (at most 64)
 ``last_sentiment``  sentiment of the customer's last interaction that had one (0: none)
 ``churn_risk``      the churn model's score at the answer (score step)
 ``assisted``        1 when the surveyed interaction's channel is in ``assisted_channels``
