@@ -62,7 +62,8 @@ def estimate(  # noqa: PLR0913 (the series, its shape and the bootstrap's parame
     seed: int,
 ) -> tuple[Estimate, Estimate]:
     """Estimates for NPS (column k) and the detractor indicator (column k + 1)."""
-    points = [point_weights(moments, k, k), point_weights(moments, k, k + 1)]
+    both = relative_weights_stack(moments.covariance()[np.newaxis, : k + 2, : k + 2], outcomes=2)
+    points = [both[0, 0], both[0, 1]]
     m = len(reservoir.rows)
     if m < 3:  # noqa: PLR2004 (a covariance needs rows to vary over)
         return Estimate(points[0], None, None, None), Estimate(points[1], None, None, None)
@@ -72,12 +73,13 @@ def estimate(  # noqa: PLR0913 (the series, its shape and the bootstrap's parame
     noise = rng.standard_normal((resamples, m, 1))
     covs = _covariances(np.concatenate([rows[picks], noise], axis=2))
     tail = (1.0 - confidence) / 2.0
+    # both outcomes at once (one eigen-decomposition), then with the noise column
+    plains = relative_weights_stack(covs[:, : k + 2, : k + 2], outcomes=2)
+    idx = [*range(k), k + 2, k, k + 1]
+    noisies = relative_weights_stack(covs[:, idx][:, :, idx], outcomes=2)
     out: list[Estimate] = []
-    for outcome, point in zip((k, k + 1), points, strict=True):
-        idx = [*range(k), outcome]
-        plain = relative_weights_stack(covs[:, idx][:, :, idx])
-        idx = [*range(k), k + 2, outcome]
-        noisy = relative_weights_stack(covs[:, idx][:, :, idx])
+    for o, point in enumerate(points):
+        plain, noisy = plains[:, o], noisies[:, o]
         lead = np.quantile(noisy[:, :k] - noisy[:, k : k + 1], tail, axis=0)
         out.append(
             Estimate(

@@ -36,27 +36,36 @@ def relative_weights(cov: FloatArray) -> FloatArray:
     return weights
 
 
-def relative_weights_stack(covs: FloatArray) -> FloatArray:
-    """:func:`relative_weights` of a stack of covariance matrices, shape (B, k+1, k+1) -> (B, k)."""
-    k = covs.shape[-1] - 1
+def relative_weights_stack(covs: FloatArray, outcomes: int = 1) -> FloatArray:
+    """:func:`relative_weights` of a stack of covariance matrices.
+
+    The first ``k`` variables are the predictors and the last ``outcomes`` the
+    outcomes, each decomposed on its own (the predictors' eigen-decomposition is
+    shared): shape (B, k + outcomes, k + outcomes) -> (B, k), or (B, outcomes, k)
+    when ``outcomes`` > 1.
+    """
+    k = covs.shape[-1] - outcomes
     sd = np.sqrt(np.clip(np.diagonal(covs, axis1=-2, axis2=-1), 0.0, None))
-    alive = sd > np.sqrt(VARIANCE_FLOOR)  # (B, k+1)
+    alive = sd > np.sqrt(VARIANCE_FLOOR)  # (B, k + outcomes)
     scale = np.where(alive, sd, 1.0)
     corr = covs / scale[:, :, np.newaxis] / scale[:, np.newaxis, :]
     keep = alive[:, :k, np.newaxis] & alive[:, np.newaxis, :k]
     rxx = np.where(keep, corr[:, :k, :k], 0.0)
     eye = np.eye(k, dtype=bool)[np.newaxis]
     rxx = np.where(eye, 1.0, rxx)  # a dead predictor: its own unit axis, uncorrelated
-    rxy = np.where(alive[:, :k] & alive[:, k : k + 1], corr[:, :k, k], 0.0)
+    # (B, outcomes, k): each outcome's correlations with the live predictors
+    live = alive[:, np.newaxis, :k] & alive[:, k:, np.newaxis]
+    rxy = np.where(live, np.swapaxes(corr[:, :k, k:], 1, 2), 0.0)
     values, vectors = np.linalg.eigh(rxx)
     values = np.where(values > EIGEN_FLOOR, values, 0.0)
     root = np.sqrt(values)
     inv_root = np.where(values > 0.0, 1.0 / np.where(root > 0.0, root, 1.0), 0.0)
     half = (vectors * root[:, np.newaxis, :]) @ np.swapaxes(vectors, -1, -2)
     inv_half = (vectors * inv_root[:, np.newaxis, :]) @ np.swapaxes(vectors, -1, -2)
-    beta = np.einsum("bjk,bk->bj", inv_half, rxy)
-    weights: FloatArray = np.einsum("bjk,bk->bj", half**2, beta**2)
-    return np.where(alive[:, :k], weights, 0.0)
+    beta = np.einsum("bjk,bok->boj", inv_half, rxy)
+    weights: FloatArray = np.einsum("bjk,bok->boj", half**2, beta**2)
+    weights = np.where(alive[:, np.newaxis, :k], weights, 0.0)
+    return weights[:, 0] if outcomes == 1 else weights
 
 
 def sample_covariances(sample: FloatArray) -> FloatArray:

@@ -78,3 +78,16 @@ def test_redundant_predictors_share_without_breaking() -> None:
     fit = design @ np.linalg.lstsq(design, y, rcond=None)[0]
     r2 = 1 - np.sum((y - fit) ** 2) / np.sum((y - y.mean()) ** 2)
     assert w.sum() == pytest.approx(r2, abs=1e-9)  # R^2 of the fit without the copy
+
+
+def test_two_outcomes_at_once_equal_each_alone() -> None:
+    rng = np.random.default_rng(6)
+    sample = rng.normal(size=(4, 80, 5))
+    sample[..., 3] += sample[..., 0]
+    sample[..., 4] = (sample[..., 3] > 0).astype(float)
+    covs = sample_covariances(sample)
+    both = relative_weights_stack(covs, outcomes=2)
+    for o, col in enumerate((3, 4)):
+        idx = [0, 1, 2, col]
+        alone = relative_weights_stack(covs[:, idx][:, :, idx])
+        assert np.allclose(both[:, o], alone, atol=1e-12)
