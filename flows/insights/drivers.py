@@ -4,8 +4,8 @@ The journey step calls :func:`observe` with every event *before* folding it into
 the customer's features, so a survey answer's drivers are the customer as they
 were when they answered (the answer's own text and score are not among them).
 :class:`DriverMemory` is the little the features do not already hold: recent
-contact times and the latest SLA breach. Memory stays bounded (at most
-:data:`MAX_CONTACTS` times).
+contact times and the latest SLA breach. Memory stays bounded (at most twice
+:data:`MAX_CONTACTS` times; ``contacts_7d`` counts up to :data:`MAX_CONTACTS`).
 
 >>> from schemas.envelope import InteractionEvent
 >>> from online_models.features import CustomerFeatures
@@ -81,7 +81,8 @@ def observe(
     if data.channel in conf.contact_channels:
         contacts = memory.contacts
         contacts.append(now)
-        if len(contacts) > MAX_CONTACTS or contacts[0] < now - CONTACT_WINDOW_MS:
+        # amortised: pruned when twice the cap, or when the oldest kept has aged out
+        if len(contacts) > 2 * MAX_CONTACTS or contacts[0] < now - CONTACT_WINDOW_MS:
             fresh = [t for t in contacts if t >= now - CONTACT_WINDOW_MS]
             memory.contacts = fresh[-MAX_CONTACTS:]
     if data.case_id is not None and action_of(event.type) in CASE_FINISHED:
@@ -116,7 +117,7 @@ def _drivers(
         1.0 if opened else 0.0,
         math.log1p(max(0, now - min(opened)) / HOUR_MS) if opened else 0.0,
         1.0 if breached else 0.0,
-        float(sum(1 for t in memory.contacts if since <= t <= now)),
+        float(min(MAX_CONTACTS, sum(1 for t in memory.contacts if since <= t <= now))),
         features.sentiment_last or 0.0,
         1.0 if channel in conf.assisted_channels else 0.0,
         1.0 if stage == "service" else 0.0,

