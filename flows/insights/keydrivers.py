@@ -67,7 +67,7 @@ def estimate(  # noqa: PLR0913 (the series, its shape and the bootstrap's parame
     m = len(reservoir.rows)
     if m < 3:  # noqa: PLR2004 (a covariance needs rows to vary over)
         return Estimate(points[0], None, None, None), Estimate(points[1], None, None, None)
-    rows: FloatArray = np.array(reservoir.rows, dtype=np.float64)
+    rows = reservoir.rows
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, m, size=(resamples, m))
     noise = rng.standard_normal((resamples, m, 1))

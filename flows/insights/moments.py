@@ -99,29 +99,46 @@ class Comoments:
 
 
 class Reservoir:
-    """A seeded uniform sample of at most ``size`` rows (algorithm R)."""
+    """A seeded uniform sample of at most ``size`` rows (algorithm R), in one array.
 
-    __slots__ = ("rng", "rows", "seen", "size")
+    One NumPy array rather than a list of tuples: a snapshot pickles it as bytes and
+    the garbage collector has one object to look at, not thousands.
+    """
+
+    __slots__ = ("data", "rng", "seen", "size")
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
         self.seen = 0
-        self.rows: list[tuple[float, ...]] = []
+        self.data: FloatArray | None = None  # (size, width) once the first row came
         self.rng = random.Random(seed)  # noqa: S311 (a statistical sample, not a secret)
 
+    @property
+    def rows(self) -> FloatArray:
+        """The rows held, (min(seen, size), width)."""
+        if self.data is None:
+            return np.zeros((0, 0))
+        return self.data[: min(self.seen, self.size)]
+
     def add(self, row: tuple[float, ...]) -> None:
+        if self.data is None:
+            self.data = np.zeros((self.size, len(row)))
         self.seen += 1
-        if len(self.rows) < self.size:
-            self.rows.append(row)
+        if self.seen <= self.size:
+            self.data[self.seen - 1] = row
             return
         slot = self.rng.randrange(self.seen)
         if slot < self.size:
-            self.rows[slot] = row
+            self.data[slot] = row
 
-    def __getstate__(self) -> tuple[int, int, list[tuple[float, ...]], random.Random]:
+    def __getstate__(self) -> tuple[int, int, FloatArray | None, random.Random]:
         """Pickle as a plain tuple (a class with slots and no dict)."""
-        return self.size, self.seen, self.rows, self.rng
+        return self.size, self.seen, self.rows.copy() if self.data is not None else None, self.rng
 
-    def __setstate__(self, state: tuple[int, int, list[tuple[float, ...]], random.Random]) -> None:
+    def __setstate__(self, state: tuple[int, int, FloatArray | None, random.Random]) -> None:
         """Restore from :meth:`__getstate__`."""
-        self.size, self.seen, self.rows, self.rng = state
+        self.size, self.seen, held, self.rng = state
+        self.data = None
+        if held is not None:
+            self.data = np.zeros((self.size, held.shape[1]))
+            self.data[: held.shape[0]] = held
