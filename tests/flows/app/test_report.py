@@ -149,3 +149,12 @@ def test_chromium_renders_the_report(run_dir: Path) -> None:
 
 def page_images(run_dir: Path) -> int:
     return (run_dir / "report" / "report.html").read_text().count("<img")
+
+
+def test_a_directory_without_outputs_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["report", "--from", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert code != 0
+    assert "cxstream replay run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
