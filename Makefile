@@ -21,7 +21,7 @@ demo: install
 
 ## services: install (if missing) and start Redis and Kafka on 127.0.0.1; install Prometheus
 ## (the Prometheus test starts its own server) and check its config and alert rules; install
-## Debian's chromium (the agent-desktop test drives it)
+## Debian's chromium (the agent-desktop test drives it; the report test renders the report in it)
 services:
 	bash scripts/services.sh start
 	bash scripts/prometheus.sh install

@@ -24,6 +24,7 @@ from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
+from flows.steps.insights import insights_stream
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import NpsOutput, nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
@@ -166,6 +167,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         settings.models,
         decides=decider is not None,
         needs_propensity=decider is not None and decider.needs_propensity,
+        insights=settings.insights if settings.insights.enabled else None,
     )
     if parking is None and conf.park_idle_seconds > 0:
         parking = Parking(MemoryParkingStore(), conf.park_idle_seconds)
@@ -235,8 +237,10 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     profiles = _profile_step(decisions, profile, board)
     # ProfileSnapshot, when due (rate-limited per customer in event time) | Tombstone
     nps, sla = _windows(settings, resolved, lanes)
+    insights = insights_stream(scored, settings.insights, lanes)
+    # KeyDrivers | Alert (nps_pocket): survey answers with their drivers, per window
     outputs = op.merge(
-        "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla
+        "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla, insights
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | Tombstone | NpsWindow

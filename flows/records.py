@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flows.insights.drivers import AnswerDrivers
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
@@ -87,6 +88,7 @@ class Journeyed:
     sentiment: float | None
     figures: dict[str, Figure] = field(default_factory=dict)
     scoring: ScoreInput | None = None
+    drivers: AnswerDrivers | None = None  # a survey answer's driver vector (flows.insights)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.api_settings import ApiSettings
+from flows.insights.settings import InsightsSettings
 from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings, NpsSettings, SlaSettings
 from online_models.settings import ModelSettings
 from schemas.envelope import (
@@ -105,6 +106,7 @@ class TopicSettings(_Section):
     nba: str = "cx.nba"
     alerts: str = "cx.alerts"
     nps: str = "cx.nps"
+    insights: str = "cx.insights"
     identity: str = "cx.identity"
     profiles: str = "cx.profiles"
     dlq: str = "cx.dlq"
@@ -117,6 +119,7 @@ class TopicSettings(_Section):
             "nba": self.nba,
             "alerts": self.alerts,
             "nps": self.nps,
+            "insights": self.insights,
             "identity": self.identity,
             "profiles": self.profiles,
             "dlq": self.dlq,
@@ -349,6 +352,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     journey: JourneySettings = JourneySettings()
     nps: NpsSettings = NpsSettings()
+    insights: InsightsSettings = InsightsSettings()
     sla: SlaSettings = SlaSettings()
     models: ModelSettings = ModelSettings()
     nba: NbaSettings = NbaSettings()

@@ -51,6 +51,7 @@ from replay.attribution import (
     read_events,
 )
 from replay.attribution import read_rows as _rows
+from replay.evaluate_insights import insights_scores
 
 # A rank correlation of fewer than three points is always +-1: no evidence.
 _MIN_RANK_POINTS = 3
@@ -310,4 +311,7 @@ def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[s
         "events": {"counted_by_profiles": counted, "distinct_valid": truth["stats"]["events"]},
         "churn": churn_scores(profiles, truth),
         "nps": nps_scores(nps, truth),
+        "insights": insights_scores(
+            _rows(out_dir / "insights.jsonl"), _rows(out_dir / "alerts.jsonl"), truth, spearman
+        ),
     }

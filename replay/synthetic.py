@@ -71,6 +71,9 @@ The truth file is one JSON object:
     offsets of re-delivered copies, and the offset of the first delivery of each.
 ``late_offsets``
     offsets of (first deliveries of) events arriving hours after their event time.
+``nps_drivers`` / ``nps_pockets``
+    the planted drivers of NPS answers (points of the 0-10 answer) and the planted
+    low cells (:mod:`replay.world.insights`).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ from replay.log import write_log
 from replay.world.catalog import SLA_HOURS, TOUCHPOINTS
 from replay.world.drafts import DAY_MS, EventIds, rfc3339
 from replay.world.identity import Registry, make_identity
+from replay.world.insights import insights_truth
 from replay.world.journey import (
     BASE_WEIGHTS,
     SESSION_CHANNELS,
@@ -162,6 +166,7 @@ class World:
             "shared_identifiers": ledger.shared_identifiers(),
             "cases": ledger.cases,
             **ledger.noise,
+            **insights_truth(),
         }
 
 

@@ -38,6 +38,7 @@ from schemas.outputs import (
     DeadLetterReason,
     IdentityErasure,
     IdentityMerge,
+    KeyDrivers,
     NextBestAction,
     NpsWindow,
     ProfileSnapshot,
@@ -68,6 +69,7 @@ OUTPUT_TYPES: Final[dict[str, str]] = {
     "profiles": "cx.profile.updated",
     "profiles_tombstone": "cx.profile.deleted",
     "dlq": "cx.event.dead_lettered",
+    "insights": "cx.insights.drivers",
 }
 
 
@@ -241,6 +243,7 @@ _ATTRIBUTES: Final[dict[type[BaseModel], Any]] = {
     NextBestAction: lambda m: (OUTPUT_TYPES["nba"], m.time, None),
     Alert: lambda m: (OUTPUT_TYPES["alerts"], m.time, None),
     NpsWindow: lambda m: (OUTPUT_TYPES["nps"], m.window_end, None),
+    KeyDrivers: lambda m: (OUTPUT_TYPES["insights"], m.window_end, m.touchpoint or "overall"),
     IdentityMerge: lambda m: (OUTPUT_TYPES["identity"], m.time, None),
     IdentityErasure: lambda m: (OUTPUT_TYPES["identity_erasure"], m.time, None),
     ProfileSnapshot: lambda m: (OUTPUT_TYPES["profiles"], m.last_seen, None),

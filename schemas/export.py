@@ -20,6 +20,7 @@ _CE_TYPES: dict[str, list[str]] = {
     "identity_erasure": [OUTPUT_TYPES["identity_erasure"]],
     "profiles": [OUTPUT_TYPES["profiles"], OUTPUT_TYPES["profiles_tombstone"]],
     "dlq": [OUTPUT_TYPES["dlq"]],
+    "insights": [OUTPUT_TYPES["insights"]],
 }
 
 

@@ -20,6 +20,7 @@ AlertKind = Literal[
     "sla_breach",
     "churn_risk",
     "model_drift",
+    "nps_pocket",
 ]
 """Every kind of :class:`Alert`: the one list (metrics pre-create a series for each)."""
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -106,6 +107,32 @@ class NpsWindow(_Output):
     analysis: dict[str, Any] = Field(default_factory=dict)
 
 
+class KeyDrivers(_Output):
+    """Key drivers of NPS in one event-time window, overall or of one touchpoint (``cx.insights``).
+
+    ``drivers``: per driver, Johnson's relative weight for NPS (``weight``, its
+    share of R^2 ``share``, bootstrap interval ``low``-``high``, ``significant``)
+    and the same for the detractor indicator (``detractor_*``); non-significant
+    drivers stay in the list. The overall record (``touchpoint`` None) also holds
+    the window's ``pockets`` (every cell tested) and NPS by ``channels``.
+    """
+
+    id: str
+    touchpoint: str | None = None
+    window_start: datetime
+    window_end: datetime
+    answers: int
+    nps: float | None
+    r2: float | None = None
+    detractor_r2: float | None = None
+    sample: int = 0
+    bootstrap: int = 0
+    drivers: list[dict[str, Any]] = Field(default_factory=list)
+    pockets: list[dict[str, Any]] = Field(default_factory=list)
+    channels: list[dict[str, Any]] = Field(default_factory=list)
+    late_answers: int = 0
+
+
 class IdentityMerge(_Output):
     """Two customer ids found to be one person (topic ``cx.identity``)."""
 
@@ -181,6 +208,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "nba": NextBestAction,
     "alerts": Alert,
     "nps": NpsWindow,
+    "insights": KeyDrivers,
     "identity": IdentityMerge,
     "identity_erasure": IdentityErasure,
     "profiles": ProfileSnapshot,

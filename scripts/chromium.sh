@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The headless browser of the agent-desktop test (tests/api/test_desktop_browser.py):
+# The headless browser of the agent-desktop test (tests/api/test_desktop_browser.py) and the
+# report test (tests/flows/app/test_report.py):
 # Debian's chromium, installed when missing. Usage: bash scripts/chromium.sh install
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from flows.app.collector import tune_collector
 from flows.app.recovery import RecoveryError
+from flows.app.report_cli import add_report
 from flows.app.stores import StoreUnavailableError
 from flows.app.topics import KafkaUnavailableError
 from flows.nba.catalogue import CatalogueError, load_catalogue
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--json", help="also write the report as JSON to this file")
     backtest.set_defaults(func=_cmd_backtest)
     _add_world(sub)
+    add_report(sub, _settings, UsageError)
     _add_customer(sub)
 
     schema = sub.add_parser("schema", help="event schemas").add_subparsers(

@@ -26,6 +26,7 @@ from schemas.outputs import (
     DeadLetter,
     IdentityErasure,
     IdentityMerge,
+    KeyDrivers,
     NextBestAction,
     NpsWindow,
     ProfileSnapshot,
@@ -36,6 +37,7 @@ Output = (
     NextBestAction
     | Alert
     | NpsWindow
+    | KeyDrivers
     | IdentityMerge
     | IdentityErasure
     | ProfileSnapshot
@@ -152,6 +154,8 @@ def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case pe
             return "alerts", model.customer_id or model.touchpoint or model.kind, model.id
         case NpsWindow():
             return "nps", model.touchpoint, model.id
+        case KeyDrivers():
+            return "insights", model.touchpoint or "", model.id
         case IdentityMerge():
             return "identity", model.survivor_id, model.id
         case IdentityErasure():

@@ -44,6 +44,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from flows.insights.drivers import DriverMemory, observe
+from flows.insights.settings import InsightsSettings
 from flows.nba.context import JourneyFigures, Trigger, build_context
 from flows.records import Journeyed, Resolved, ScoreInput
 from flows.settings import JourneySettings
@@ -76,6 +78,7 @@ class JourneyOptions:
     models: ModelSettings = field(default_factory=ModelSettings)
     decides: bool = False  # build the decision context (the NBA catalogue is on)
     needs_propensity: bool = False  # some action reads the category propensity
+    insights: InsightsSettings | None = None  # emit survey answers' driver vectors
 
 
 @dataclass
@@ -94,10 +97,11 @@ class JourneyState:
     interest: CategoryInterest = field(default_factory=CategoryInterest)
     # per lane, the last input seq folded in (kept when parking is on: flows.steps.parking)
     pos: dict[str, int] = field(default_factory=dict)
+    drivers: DriverMemory = field(default_factory=DriverMemory)  # flows.insights.drivers
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle, giving a snapshot of an earlier version (no ``pos``) empty positions."""
-        self.__dict__.update({"pos": {}, **state})  # snapshots of earlier versions: no pos
+        self.__dict__.update({"pos": {}, "drivers": DriverMemory(), **state})
 
 
 def dump_state(state: JourneyState) -> bytes:
@@ -236,6 +240,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
     def _step(self, resolved: Resolved) -> list[JourneyOut]:
         event, state, conf = resolved.event, self.state, self.settings
         data = event.data
+        drivers = observe(state.drivers, event, state.stage, state.features, self.options.insights)
         target = mapped_stage(event.type, data.journey_stage, conf.stage_map)
         if target == "loyalty" and data.nps is not None and data.nps < NPS_PROMOTER_MIN:
             target = None  # only promoters advance to loyalty through a survey
@@ -258,7 +263,7 @@ class JourneyLogic(StatefulBatchLogic[Resolved, JourneyOut, bytes]):
         if detractor is not None:
             out.append(detractor)
         scoring = self._scoring(resolved, sentiment, stage)
-        out.insert(0, Journeyed(resolved, stage, sentiment, figures, scoring))
+        out.insert(0, Journeyed(resolved, stage, sentiment, figures, scoring, drivers))
         return out
 
     def _scoring(

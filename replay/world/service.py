@@ -25,6 +25,7 @@ from replay.world.catalog import (
 )
 from replay.world.drafts import HOUR_MS, MINUTE_MS, SECOND_MS, Draft
 from replay.world.identity import new_cookie, raw_handle
+from replay.world.insights import nps_shift
 
 if TYPE_CHECKING:
     from replay.world.journey import Journey
@@ -337,7 +338,8 @@ def maybe_survey(j: Journey, t: int, touchpoint: str, x: float, about: Draft, p:
     if not j.registered or rng.random() >= p:
         return
     when = t + rng.randrange(10 * MINUTE_MS, 30 * HOUR_MS)
-    nps = min(10, max(0, round(7.0 + 3.5 * x + rng.gauss(0.0, 1.3))))
+    shift = nps_shift(j, about.channel)  # the planted drivers (replay.world.insights)
+    nps = min(10, max(0, round(7.0 + 3.5 * x + shift + rng.gauss(0.0, 1.3))))
     fields: dict[str, Any] = {"nps": nps}
     if rng.random() < 0.7:
         fields["csat"] = min(5, max(1, round(3.5 + 1.8 * x + rng.gauss(0.0, 0.7))))

@@ -72,6 +72,7 @@ def test_schema_export(tmp_path: Path) -> None:
             "nba",
             "alerts",
             "nps",
+            "insights",
             "identity",
             "identity_erasure",
             "profiles",
