@@ -15,6 +15,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from flows.lanes import lane_of
+from flows.nba.adaptive import acceptance_builder
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.records import Forget, Journeyed, Resolved, Scored
@@ -28,6 +29,7 @@ from flows.steps.nps import nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
 from flows.steps.profile import ProfileStep
 from flows.steps.resolve import StoreResolver, identity_outputs
+from flows.steps.respond import Responded, ResponseRouter, not_response
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
@@ -91,8 +93,36 @@ def _nba(item: object) -> NextBestAction | None:
     return item if isinstance(item, NextBestAction) else None
 
 
-def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
+def _for_decide(item: Scored | Forget | Alert | Responded) -> Scored | Forget | Responded | None:
     return None if isinstance(item, Alert) else item
+
+
+def _routed(item: Resolved | DeadLetter) -> Resolved | None:
+    return item if isinstance(item, Resolved) else None
+
+
+def _dead(item: object) -> DeadLetter | None:
+    return item if isinstance(item, DeadLetter) else None
+
+
+def _responses(
+    resolved: Stream[Resolved], store: ProfileStore
+) -> tuple[Stream[Resolved], Stream[Resolved], Stream[DeadLetter]]:
+    """Split off the NBA responses: (the other events, the responses routed, dead letters).
+
+    A routed response goes past the journey into the score step, in lane order; one
+    that names no known customer goes there without one, and out as a dead letter.
+    """
+    split = op.branch("responses", resolved, not_response)
+    router = ResponseRouter(store)
+    routed = op.flat_map_batch(
+        "route_responses", split.falses, timed_batch("respond", router.route_batch)
+    )
+    return (
+        split.trues,
+        op.filter_map("routed", routed, _routed),
+        op.filter_map("routing_dead", routed, _dead),
+    )
 
 
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
@@ -133,6 +163,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         lambda: load_models(settings.models, ModelGauges),
         checkpoint.maybe_export if checkpoint else None,
         checkpoint.export if checkpoint else None,
+        acceptance_builder(decider, settings.models.acceptance),
     )
     flow = Dataflow("cxstream")
     raw = inputs(flow)
@@ -155,7 +186,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     erased = op.flat_map("erased", resolved, forgotten_customers)
     # Resolved(erased or merged-away customer_id, the event, FORGET): the journey step
     # forgets that customer (a merged-away fragment's journey would stay forever)
-    known = op.branch("known", resolved, _known)
+    # NBA responses: routed to their canonical customer (flows.steps.respond)
+    events_in, routed, response_dead = _responses(resolved, store)
+    known = op.branch("known", events_in, _known)
     # trues: Resolved(customer_id, event); falses: Resolved(None, anonymous event or erase
     # request), which go straight to the score step: the lane's order needs them too
     identified = op.merge("to_journey", known.trues, erased)
@@ -167,20 +200,24 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # Journeyed (one per event, with what the models need) | Alert (sentiment_drop, detractor)
     journeyed = op.filter_map("journeyed", journey, _journeyed)
     journey_alerts = op.filter_map("journey_alerts", journey, _alert)
-    by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, known.falses), score_lane)
+    by_lane = op.key_on(
+        "by_lane", op.merge("to_score", journeyed, known.falses, routed), score_lane
+    )
     scored = op.key_rm(
         "scores", op.stateful_batch("score", by_lane, timed_logic("score", score_lanes))
     )
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
-    for_decide: Stream[Scored | Forget] = op.filter_map("to_decide", scored, _for_decide)
+    for_decide: Stream[Scored | Forget | Responded] = op.filter_map(
+        "to_decide", scored, _for_decide
+    )
     to_decide = op.key_on("by_customer_again", for_decide, decide_key)
     decisions = op.key_rm(
         "decisions",
         op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
     )
-    # Journeyed (with the model figures) | NextBestAction
+    # Journeyed (with the model figures) | NextBestAction | DeadLetter (of a response)
     nbas = op.filter_map("nbas", decisions, _nba)
     profiles = op.flat_map_batch(
         "profile",
@@ -201,7 +238,17 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     sla = op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
     # Alert (sla_breach)
     outputs = op.merge(
-        "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla
+        "outputs",
+        dead,
+        identity,
+        journey_alerts,
+        score_alerts,
+        nbas,
+        profiles,
+        nps,
+        sla,
+        response_dead,
+        op.filter_map("answer_dead", decisions, _dead),
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | NpsWindow
