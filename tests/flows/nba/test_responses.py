@@ -9,6 +9,7 @@ from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
 from flows.nba.responses import MAX_ISSUED, Ledger
+from flows.records import Context
 from flows.step_settings import NbaSettings
 from schemas.responses import NbaResponse, Outcome
 
@@ -43,14 +44,17 @@ def test_a_rejection_holds_the_action_back_for_its_cooldown_from_the_response() 
     decider, history, ledger = _sent()
     assert decider.answer(_answer("rejected", 1), "c1", history, ledger) is None
     cooldown = decider.actions["service_recovery"].cooldown_ms
-    kw = {"chosen": 0, "conf": decider.settings}
     at = T0_MS + HOUR
-    assert history.blocked("service_recovery", "service", cooldown, at, **kw) == "rejected"
-    assert history.blocked("service_recovery", "service", cooldown, at + cooldown - 1, **kw)
-    assert history.blocked("service_recovery", "service", cooldown, at + cooldown, **kw) is None
-    assert history.blocked("passive_feedback", "service", cooldown, at, **kw) is None
+
+    def blocked(action: str, ms: int) -> str | None:
+        return history.blocked(action, "service", cooldown, ms, chosen=0, conf=decider.settings)
+
+    assert blocked("service_recovery", at) == "rejected"
+    assert blocked("service_recovery", at + cooldown - 1) == "rejected"
+    assert blocked("service_recovery", at + cooldown) is None
+    assert blocked("passive_feedback", at) is None
     # before the rejection in event time it does not hold (it had not happened)
-    assert history.blocked("service_recovery", "service", cooldown, at - 1, **kw) is None
+    assert blocked("service_recovery", at - 1) is None
 
 
 def test_an_acceptance_is_a_contact_and_an_impression_is_none() -> None:
@@ -105,7 +109,7 @@ def test_the_ledger_stays_bounded() -> None:
 
 def test_the_lift_multiplies_the_propensity_and_shows_in_the_reason() -> None:
     cat = load_catalogue(None)
-    ctx = {"churn": 0.9, "nps": 3}
+    ctx: Context = {"churn": 0.9, "nps": 3}
     plain = {c.action.id: c for c in rank(cat, ctx, cat.actions)}
     lifted = {c.action.id: c for c in rank(cat, ctx, cat.actions, {"service_recovery": 0.5})}
     assert lifted["service_recovery"].priority == plain["service_recovery"].priority / 2
