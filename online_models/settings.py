@@ -122,7 +122,7 @@ class AcceptanceSettings(_Section):
     prior_weight: float = Field(default=10.0, gt=0)  # the prior is worth this many answers
     max_pending: int = Field(default=100_000, ge=1)  # impressions waiting for an answer
     max_answered: int = Field(default=100_000, ge=1)  # NBA ids remembered as answered
-    max_customers: int = Field(default=200_000, ge=1)  # customers' last segment kept
+    max_customers: int = Field(default=50_000, ge=1)  # customers' last segment kept
     health_min_responses: int = Field(default=200, ge=1)
     auc_stuck_margin: float = Field(default=0.02, ge=0, lt=0.5)
     responses_drop: float = Field(default=0.2, gt=0, lt=1)  # week on week
