@@ -180,9 +180,7 @@ class AcceptanceModel:
         del self.pending[nba_id]
         return self._learn(nba_id, pending[1], pending[2], NO_RESPONSE, deadline)
 
-    def _learn(
-        self, nba_id: str, action: str, segment: str, outcome: str, t_ms: int
-    ) -> Label:
+    def _learn(self, nba_id: str, action: str, segment: str, outcome: str, t_ms: int) -> Label:
         positive = outcome == "accepted"
         estimate = self.probability(action, segment)
         for counts in (
