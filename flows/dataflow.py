@@ -15,6 +15,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
 from flows.lanes import lane_of
+from flows.nba.adaptive import acceptance_builder
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
 from flows.records import Forget, Journeyed, Resolved, Scored, Tombstone
@@ -30,6 +31,7 @@ from flows.steps.nps import NpsOutput, nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
 from flows.steps.profile import ProfileStep, profile_tombstones
 from flows.steps.resolve import StoreResolver, identity_outputs
+from flows.steps.respond import Responded, ResponseRouter, not_response
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
@@ -94,7 +96,7 @@ def _nba(item: object) -> NextBestAction | None:
     return item if isinstance(item, NextBestAction) else None
 
 
-def _for_decide(item: Scored | Forget | Alert) -> Scored | Forget | None:
+def _for_decide(item: Scored | Forget | Alert | Responded) -> Scored | Forget | Responded | None:
     return None if isinstance(item, Alert) else item
 
 
@@ -135,6 +137,34 @@ def _windows(
     cases = op.key_on("sla_key", op.flat_map_batch("cases", resolved, case_items), sla_key)
     sla_logic = timed_logic("sla", sla_builder(settings.sla, lanes))
     return nps, op.key_rm("sla_out", op.stateful_batch("sla", cases, sla_logic))
+
+
+def _routed(item: Resolved | DeadLetter) -> Resolved | None:
+    return item if isinstance(item, Resolved) else None
+
+
+def _dead(item: object) -> DeadLetter | None:
+    return item if isinstance(item, DeadLetter) else None
+
+
+def _responses(
+    resolved: Stream[Resolved], store: ProfileStore
+) -> tuple[Stream[Resolved], Stream[Resolved], Stream[DeadLetter]]:
+    """Split off the NBA responses: (the other events, the responses routed, dead letters).
+
+    A routed response goes past the journey into the score step, in lane order; one
+    that names no known customer goes there without one, and out as a dead letter.
+    """
+    split = op.branch("responses", resolved, not_response)
+    router = ResponseRouter(store)
+    routed = op.flat_map_batch(
+        "route_responses", split.falses, timed_batch("respond", router.route_batch)
+    )
+    return (
+        split.trues,
+        op.filter_map("routed", routed, _routed),
+        op.filter_map("routing_dead", routed, _dead),
+    )
 
 
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
@@ -178,6 +208,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         lambda: load_models(settings.models, ModelGauges),
         checkpoint.maybe_export if checkpoint else None,
         checkpoint.export if checkpoint else None,
+        acceptance_builder(decider, settings.models.acceptance),
     )
     flow = Dataflow("cxstream")
     raw = inputs(flow)
@@ -199,7 +230,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     erased = op.flat_map("erased", resolved, forgotten_customers)
     # Resolved(erased or merged-away customer_id, the event, FORGET): the journey step
     # forgets that customer (a merged-away fragment's journey would stay forever)
-    known = op.branch("known", resolved, _known)
+    # NBA responses: routed to their canonical customer (flows.steps.respond)
+    events_in, routed, response_dead = _responses(resolved, store)
+    known = op.branch("known", events_in, _known)
     # trues: Resolved(customer_id, event); falses: Resolved(None, anonymous event or erase
     # request), which go straight to the score step: the lane's order needs them too
     identified = op.merge("to_journey", known.trues, erased)
@@ -211,14 +244,18 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # Journeyed (one per event, with what the models need) | Alert (sentiment_drop, detractor)
     journeyed = op.filter_map("journeyed", journey, _journeyed)
     journey_alerts = op.filter_map("journey_alerts", journey, _alert)
-    by_lane = op.key_on("by_lane", op.merge("to_score", journeyed, known.falses), score_lane)
+    by_lane = op.key_on(
+        "by_lane", op.merge("to_score", journeyed, known.falses, routed), score_lane
+    )
     scored = op.key_rm(
         "scores", op.stateful_batch("score", by_lane, timed_logic("score", score_lanes))
     )
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
-    for_decide: Stream[Scored | Forget] = op.filter_map("to_decide", scored, _for_decide)
+    for_decide: Stream[Scored | Forget | Responded] = op.filter_map(
+        "to_decide", scored, _for_decide
+    )
     # with a Tombstone of each erased or merged-away customer, which the profile step
     # sends after that customer's snapshots (flows.steps.profile)
     tombstones = op.flat_map("tombstones", resolved, profile_tombstones)
@@ -229,7 +266,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         "decisions",
         op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
     )
-    # Journeyed (with the model figures) | NextBestAction
+    # Journeyed (with the model figures) | NextBestAction | DeadLetter (of a response)
     nbas = op.filter_map("nbas", decisions, _nba)
     # The action board (state.actions, read by `cxstream serve`): each customer's timeline,
     # current NBAs and open alerts, written as they pass (CX_API__BOARD=false: off)
@@ -240,7 +277,18 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     insights = insights_stream(scored, settings.insights, lanes)
     # KeyDrivers | Alert (nps_pocket): survey answers with their drivers, per window
     outputs = op.merge(
-        "outputs", dead, identity, journey_alerts, score_alerts, nbas, profiles, nps, sla, insights
+        "outputs",
+        dead,
+        identity,
+        journey_alerts,
+        score_alerts,
+        nbas,
+        profiles,
+        nps,
+        sla,
+        insights,
+        response_dead,
+        op.filter_map("answer_dead", decisions, _dead),
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | Tombstone | NpsWindow

@@ -118,6 +118,21 @@ NBA_SUPPRESSED = Counter(
     "Decisions not sent, by reason (consent, contact policy, arbitration, ...).",
     ["reason"],
 )
+# the adaptive acceptance model of NBAs (online_models.acceptance), per catalogue action
+NBA_RESPONSES = Counter(
+    "cx_nba_responses_total",
+    "Responses to NBAs learnt from, by action and outcome (no_response: timed out).",
+    ["action", "outcome"],
+)
+NBA_ACCEPTANCE = Gauge(
+    "cx_nba_acceptance_rate", "Accepted share of the answered NBAs, by action.", ["action"]
+)
+NBA_MODEL_AUC = Gauge(
+    "cx_nba_model_auc", "Prequential ROC AUC of the acceptance model, by action.", ["action"]
+)
+NBA_MODEL_ANSWERS = Gauge(
+    "cx_nba_model_responses", "Answers (labels) the acceptance model learnt, by action.", ["action"]
+)
 MODEL_AUC = Gauge("cx_model_auc", "Online ROC AUC of a model (progressive validation).", ["model"])
 MODEL_LOG_LOSS = Gauge("cx_model_log_loss", "Online log loss of a model.", ["model"])
 

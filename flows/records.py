@@ -100,6 +100,8 @@ class Scored:
     churn_ready: bool
     segment: str
     top_category: tuple[str, float] | None = None
+    # the adaptive acceptance model's lift per action for this segment (None: all 1.0)
+    lifts: dict[str, float] | None = None
 
     @property
     def customer_id(self) -> str:

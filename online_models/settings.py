@@ -115,6 +115,20 @@ class SegmentationSettings(_Section):
     describe_z: float = Field(default=0.5, gt=0)  # |centre| above this is "high"/"low"
 
 
+class AcceptanceSettings(_Section):
+    """The adaptive acceptance model of NBAs (:mod:`online_models.acceptance`)."""
+
+    enabled: bool = True  # off: the fixed rules (propensity x value x lever) alone
+    prior_weight: float = Field(default=10.0, gt=0)  # the prior is worth this many answers
+    max_pending: int = Field(default=100_000, ge=1)  # impressions waiting for an answer
+    max_answered: int = Field(default=100_000, ge=1)  # NBA ids remembered as answered
+    max_customers: int = Field(default=50_000, ge=1)  # customers' last segment kept
+    health_min_responses: int = Field(default=200, ge=1)
+    auc_stuck_margin: float = Field(default=0.02, ge=0, lt=0.5)
+    responses_drop: float = Field(default=0.2, gt=0, lt=1)  # week on week
+    min_weekly_responses: int = Field(default=20, ge=1)
+
+
 class ModelSettings(_Section):
     """All the online-model settings (one section of the flow's settings)."""
 
@@ -123,6 +137,7 @@ class ModelSettings(_Section):
     churn: ChurnSettings = ChurnSettings()
     propensity: PropensitySettings = PropensitySettings()
     segmentation: SegmentationSettings = SegmentationSettings()
+    acceptance: AcceptanceSettings = AcceptanceSettings()
     # Where the flow exports its trained models (online_models.persistence); None: never.
     export_path: str | None = None
     # At most once per this much wall time (at a Bytewax snapshot), and at end of input.

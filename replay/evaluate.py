@@ -52,6 +52,8 @@ from replay.attribution import (
 )
 from replay.attribution import read_rows as _rows
 from replay.evaluate_insights import insights_scores
+from replay.log import read_log
+from replay.world.answers import lift, nba_scores
 
 # A rank correlation of fewer than three points is always +-1: no evidence.
 _MIN_RANK_POINTS = 3
@@ -284,11 +286,30 @@ def _length(window: dict[str, Any]) -> str:
     return str((end - start).total_seconds())
 
 
-def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[str, Any]:
+def _log_of(run: Path, log: Path | None) -> Path | None:
+    """Return a closed loop's own log in ``run`` (flows.app.loop), else ``log``."""
+    answered = run / "events.answered.jsonl.gz"
+    return answered if answered.is_file() else log
+
+
+def _nba(
+    run: Path, truth: dict[str, Any], profiles: list[dict[str, Any]], log: Path | None
+) -> dict[str, Any]:
+    records = read_log(log) if log is not None else None
+    return nba_scores(_rows(run / "nba.jsonl"), profiles, truth, records)
+
+
+def evaluate(
+    out_dir: Path, truth_path: Path, log: Path | None = None, baseline: Path | None = None
+) -> dict[str, Any]:
     """Every score for the run in ``out_dir`` against ``truth_path``.
 
     With the world's ``log``, identity also reports the achievable recall, and
-    ``attribution`` the event attribution (see :mod:`replay.attribution`).
+    ``attribution`` the event attribution (see :mod:`replay.attribution`). ``nba``:
+    how the NBAs fare in the world (:func:`replay.world.answers.nba_scores`; with a
+    closed loop's log, the acceptance rate); with ``baseline``, the output directory of
+    a fixed-rules run on the same world (``CX_MODELS__ACCEPTANCE__ENABLED=false``), the
+    lift of this run over it.
     """
     truth = orjson.loads(truth_path.read_bytes())
     profiles = _rows(out_dir / "profiles.jsonl")
@@ -304,7 +325,12 @@ def evaluate(out_dir: Path, truth_path: Path, log: Path | None = None) -> dict[s
         identity["achievable_recall_without_shared"] = achievable_recall(truth, components)
         customer_of, found = event_customers(events, out_dir)
         attribution = {**attribution_scores(truth, customer_of, events), **found}
+    nba = _nba(out_dir, truth, profiles, _log_of(out_dir, log))
+    if baseline is not None:
+        fixed = _nba(baseline, truth, _rows(baseline / "profiles.jsonl"), _log_of(baseline, log))
+        nba = {**nba, "fixed_rules": fixed, "lift": lift(nba, fixed)}
     return {
+        "nba": nba,
         "identity": identity,
         "attribution": attribution,
         "dead_letters": dead_letter_scores(_rows(out_dir / "dlq.jsonl"), truth),

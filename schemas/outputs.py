@@ -21,6 +21,7 @@ AlertKind = Literal[
     "churn_risk",
     "model_drift",
     "nps_pocket",
+    "adaptive_model_health",
 ]
 """Every kind of :class:`Alert`: the one list (metrics pre-create a series for each)."""
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -46,6 +47,9 @@ DeadLetterReason = Literal[
     "header_mismatch",
     # an output a webhook receiver never took (sinks.webhook)
     "webhook_failed",
+    "unknown_customer",  # an NBA response naming an unknown or erased customer (#19)
+    "unknown_nba",  # an NBA response the customer's decisions do not hold (#19)
+    "response_conflict",  # a second, different answer to one NBA (#19)
 ]
 """Every reason of a :class:`DeadLetter`: the one list (flows.steps.decode gives them; metrics
 pre-create a series for each)."""
@@ -60,6 +64,9 @@ class NextBestAction(_Output):
 
     id: str
     customer_id: str
+    # shared by the actions one trigger event chose (a response names it); rank 1 = best
+    decision_id: str
+    rank: int = Field(ge=1)
     action: str
     action_class: ActionClass
     channel: str

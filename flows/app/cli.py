@@ -106,6 +106,20 @@ def _cmd_replay_run(args: argparse.Namespace) -> int:
     return _offline([Path(p) for p in args.logs], Path(args.out), args.processes)
 
 
+def _cmd_replay_loop(args: argparse.Namespace) -> int:
+    from flows.app.loop import close_loop
+
+    log, truth = Path(args.log), Path(args.truth)
+    for path, what in ((log, "log"), (truth, "truth")):
+        if not path.is_file():
+            msg = f"no {what} file at {path}; `cxstream generate` writes both"
+            raise UsageError(msg)
+    settings = _settings()
+    load_catalogue(settings.nba.catalogue)
+    print(close_loop(settings, log, truth, Path(args.out), rounds=args.rounds).render())
+    return 0
+
+
 def _cmd_replay_record(args: argparse.Namespace) -> int:
     from replay.kafka_io import progress_printer, record
 
@@ -172,7 +186,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if log is not None and not log.is_file():
         msg = f"no log file at {log}"
         raise UsageError(msg)
-    scores = evaluate(out_dir, truth, log)
+    baseline = Path(args.baseline) if args.baseline else None
+    if baseline is not None and not (baseline / "nba.jsonl").is_file():
+        msg = f"no nba.jsonl in {baseline}; run the fixed rules there first (see the README)"
+        raise UsageError(msg)
+    scores = evaluate(out_dir, truth, log, baseline)
     print(orjson.dumps(scores, option=orjson.OPT_INDENT_2).decode())
     return 0
 
@@ -338,6 +356,15 @@ def _add_replay(sub: Subparsers) -> None:
     )
     replay_run.set_defaults(func=_cmd_replay_run)
 
+    loop = replay.add_parser(
+        "loop", help="replay a generated world with its answers to the flow's own NBAs"
+    )
+    loop.add_argument("log", help="the world's events.jsonl.gz")
+    loop.add_argument("--truth", required=True, help="the world's truth.json")
+    loop.add_argument("--out", required=True, help="output directory (and the answered log)")
+    loop.add_argument("--rounds", type=int, default=6, help="at most this many answer rounds")
+    loop.set_defaults(func=_cmd_replay_loop)
+
     rec = replay.add_parser("record", help="record a Kafka topic into a log, from its beginning")
     rec.add_argument("--topic", help="topic to record (default: the events topic)")
     rec.add_argument("--out", required=True, help="log file to write (.gz to compress)")
@@ -367,6 +394,7 @@ def _add_world(sub: Subparsers) -> None:
     ev.add_argument("dir", help="output directory of `cxstream replay run`")
     ev.add_argument("--truth", required=True, help="truth.json from `cxstream generate`")
     ev.add_argument("--log", help="the world's events log: also report achievable recall")
+    ev.add_argument("--baseline", help="a fixed-rules run's directory: the adaptive lift")
     ev.set_defaults(func=_cmd_evaluate)
 
 

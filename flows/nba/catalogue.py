@@ -16,13 +16,19 @@ catalogue ships as ``flows/nba/catalogue.toml`` and is used when
     when = ["nps <= 6"]      # all must hold (see flows.nba.conditions)
     cooldown_hours = 72      # not again for this customer within this much event time
     expiry_hours = 48        # the NBA's expires_at = trigger time + this
+    response_timeout_hours = 24  # an impression unanswered this long is a no_response
+    acceptance_prior = 0.2   # the acceptance rate assumed before any response (cold start)
     message = "Call {customer_id} back: NPS {nps} at {touchpoint}"
 
 Optional keys: ``propensity`` (a number field of the context, or a constant;
 by default 1.0 for service, ``churn`` for retention and
 ``category_propensity`` for marketing and sales), ``consent`` (the purpose a
 marketing or sales action needs; marketing defaults to ``marketing``; service
-and retention actions take none), ``description``, ``enabled``.
+and retention actions take none), ``description``, ``enabled``,
+``response_timeout_hours`` (an impression unanswered this long in event time is a
+``no_response`` negative; by default ``expiry_hours``) and ``acceptance_prior`` (the
+acceptance rate the adaptive model starts from, :mod:`online_models.acceptance`;
+by default 0.2).
 
 Messages are ``str.format`` templates over the context fields; an unknown
 field name is a load error, an unknown *value* renders as ``n/a``.
@@ -61,10 +67,12 @@ DEFAULT_PROPENSITY: dict[str, str | float] = {
     "marketing": "category_propensity",
     "sales": "category_propensity",
 }
+DEFAULT_ACCEPTANCE_PRIOR = 0.2
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _KEYS = {
     "id", "class", "channel", "value", "when", "cooldown_hours", "expiry_hours", "message",
-    "propensity", "consent", "description", "enabled",
+    "propensity", "consent", "description", "enabled", "response_timeout_hours",
+    "acceptance_prior",
 }  # fmt: skip
 _REQUIRED = ("id", "class", "channel", "value", "when", "message")
 _SAMPLE: dict[str, Any] = {"number": 1.5, "text": "x", "bool": True}
@@ -93,6 +101,8 @@ class Action:
     propensity: str | float
     consent: str | None
     description: str = ""
+    response_timeout_ms: int = 86_400_000
+    acceptance_prior: float = 0.2
 
     def render(self, ctx: Context) -> str:
         """Return the message for ``ctx``; unknown values show as ``n/a`` and never raise."""
@@ -216,6 +226,15 @@ class _Reader:
             hours[key] = raw.get(key, default)
             if not _number(hours[key]) or hours[key] < 0:
                 self.fail(self.find_in(index, key), f"{key} must be a number >= 0")
+        hours["response_timeout_hours"] = raw.get("response_timeout_hours", hours["expiry_hours"])
+        if not _number(hours["response_timeout_hours"]) or hours["response_timeout_hours"] <= 0:
+            self.fail(
+                self.find_in(index, "response_timeout_hours"),
+                "response_timeout_hours must be a number > 0",
+            )
+        prior = raw.get("acceptance_prior", DEFAULT_ACCEPTANCE_PRIOR)
+        if not _number(prior) or not 0 < prior < 1:
+            self.fail(self.find_in(index, "acceptance_prior"), "acceptance_prior must be in (0, 1)")
         if not isinstance(raw.get("enabled", True), bool):
             self.fail(self.find_in(index, "enabled"), "enabled must be true or false")
         when = self.conditions(index, raw["when"])
@@ -238,6 +257,8 @@ class _Reader:
             propensity=propensity,
             consent=consent,
             description=raw.get("description", ""),
+            response_timeout_ms=round(hours["response_timeout_hours"] * 3_600_000),
+            acceptance_prior=float(prior),
         )
 
     def conditions(self, index: int, raw: Any) -> tuple[Condition, ...]:

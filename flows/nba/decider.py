@@ -17,7 +17,9 @@ Every held-back action is counted by reason in ``cx_nba_suppressed_total``
 and in :attr:`Decider.suppressed`; every NBA in ``cx_nba_total``.
 
 The NBA id is ``output_id("nba", action id, trigger event id)``: a replayed
-event gives the same id. Its reason codes say which rule fired, each
+event gives the same id. The NBAs of one trigger share its ``decision_id``
+(``output_id("decision", trigger event id)``, Pega's interaction id: a response
+names it) and carry their ``rank`` in it (1 = the best). Its reason codes say which rule fired, each
 condition's field value against its threshold, and the priority's factors.
 """
 
@@ -32,10 +34,12 @@ from flows import metrics
 from flows.nba.arbitration import Candidate, rank
 from flows.nba.catalogue import Catalogue
 from flows.nba.policy import WEEK_MS, ContactHistory
+from flows.nba.responses import Issued, Ledger
 from flows.records import Context
 from flows.step_settings import NbaSettings
 from schemas.ids import output_id
-from schemas.outputs import NextBestAction
+from schemas.outputs import DeadLetterReason, NextBestAction
+from schemas.responses import NbaResponse
 
 #: Context fields copied into every NBA for the agent desktop.
 EXCERPT: dict[str, str] = {  # excerpt key -> context field
@@ -49,7 +53,8 @@ EXCERPT: dict[str, str] = {  # excerpt key -> context field
     "top_category": "top_category",
 }
 SUPPRESSION_REASONS = (
-    "no_score", "consent", "open_case", "cooldown", "daily_cap", "weekly_cap", "arbitration",
+    "no_score", "consent", "open_case", "cooldown", "rejected", "daily_cap", "weekly_cap",
+    "arbitration",
 )  # fmt: skip
 
 
@@ -60,6 +65,7 @@ class Decider:
         self.catalogue = catalogue
         self.settings = settings or NbaSettings()
         self.keep_ms = max([WEEK_MS, *(a.cooldown_ms for a in catalogue.actions)])
+        self.actions = {a.id: a for a in catalogue.actions}
         # Only work out the category propensity when some action reads it.
         self.needs_propensity = catalogue.uses("top_category", "category_propensity")
         self.suppressed: Counter[str] = Counter()
@@ -75,18 +81,22 @@ class Decider:
         now_ms: int,
         *,
         withdrawn: Mapping[str, int] | None = None,
+        lifts: Mapping[str, float] | None = None,
+        ledger: Ledger | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
 
         ``withdrawn``: the consent the profile store reports withdrawn for the
         customer (purpose -> event time), merged-away ids' included; see
-        :meth:`~flows.nba.policy.ContactHistory.consents`.
+        :meth:`~flows.nba.policy.ContactHistory.consents`. ``lifts``: the adaptive
+        acceptance model's lift per action (:mod:`flows.nba.arbitration`); ``ledger``
+        remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`).
         """
         eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
             return []
         conf = self.settings
-        ranked = rank(self.catalogue, ctx, eligible)
+        ranked = rank(self.catalogue, ctx, eligible, lifts)
         self._hold("no_score", len(eligible) - len(ranked))
         chosen: list[Candidate] = []
         open_cases = bool(ctx.get("open_cases"))
@@ -112,16 +122,55 @@ class Decider:
                 continue
             chosen.append(candidate)
         out = []
-        for candidate in chosen:
+        decision_id = output_id("decision", event_id)
+        for rank_, candidate in enumerate(chosen, 1):
             action = candidate.action
             history.record(action.id, action.action_class, now_ms, self.keep_ms)
             self.sent[action.id] += 1
             metrics.NBA.labels(action.id).inc()
-            out.append(self._nba(candidate, ctx, event_id, time))
+            nba = self._nba(candidate, ctx, event_id, time, (decision_id, rank_))
+            if ledger is not None:
+                keep = action.expiry_ms + action.response_timeout_ms
+                ledger.add(nba.id, decision_id, action.id, action.action_class, now_ms, keep)
+            out.append(nba)
         return out
 
+    def answer(
+        self, response: NbaResponse, canonical_id: str, history: ContactHistory, ledger: Ledger
+    ) -> tuple[DeadLetterReason, str] | None:
+        """Join ``response`` to its NBA and apply it to ``history``; or why not (a dead letter).
+
+        See :mod:`flows.nba.responses` for the rules.
+        """
+        t_ms = int(response.time.timestamp() * 1000)
+        ledger.prune(t_ms)
+        joined = ledger.join(response.nba_id, response.decision_id, response.action, t_ms)
+        action = self.actions.get(response.action)
+        if isinstance(joined, str):
+            if response.customer_id == canonical_id or action is None:
+                return "unknown_nba", joined
+            joined = Issued(response.decision_id, action.id, action.action_class, t_ms, t_ms)
+        elif response.outcome != "impression":
+            if joined.answer not in (None, response.outcome):
+                return "response_conflict", f"the NBA was {joined.answer} before"
+            joined.answer = response.outcome
+        if response.outcome == "impression":
+            joined.shown_ms = t_ms if joined.shown_ms is None else min(joined.shown_ms, t_ms)
+        elif action is None:  # the catalogue changed since: the answer is joined, no policy
+            return None
+        elif response.outcome == "accepted":
+            history.record(action.id, action.action_class, t_ms, self.keep_ms)
+        else:
+            history.refuse(action.id, t_ms, self.keep_ms)
+        return None
+
     def _nba(
-        self, candidate: Candidate, ctx: Context, event_id: str, time: datetime
+        self,
+        candidate: Candidate,
+        ctx: Context,
+        event_id: str,
+        time: datetime,
+        decision: tuple[str, int],
     ) -> NextBestAction:
         action = candidate.action
         reasons = [f"rule:{action.id}", *(c.explain(ctx) for c in action.when), candidate.reason()]
@@ -129,6 +178,8 @@ class Decider:
         return NextBestAction(
             id=output_id("nba", action.id, event_id),
             customer_id=str(ctx["customer_id"]),
+            decision_id=decision[0],
+            rank=decision[1],
             action=action.id,
             action_class=action.action_class,
             channel=action.channel,

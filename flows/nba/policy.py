@@ -20,6 +20,9 @@ An action is held back, checked in this order, for:
 ``cooldown``
     the same action went to this customer within its ``cooldown_hours``
     before or after the trigger (events may arrive out of order);
+``rejected``
+    the customer rejected or dismissed the action (a response, see
+    :mod:`flows.nba.responses`) within its cool-down before the trigger;
 ``daily_cap`` / ``weekly_cap``
     the customer already got ``max_per_day`` actions in the 24 h, or
     ``max_per_week`` in the 7 days, up to the trigger's event time (the
@@ -51,6 +54,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from flows.step_settings import NbaSettings
 
@@ -65,6 +69,21 @@ class ContactHistory:
 
     sent: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, action, class), sorted
     consent: dict[str, tuple[int, bool]] = field(default_factory=dict)  # purpose -> (ms, granted)
+    refused: dict[str, int] = field(default_factory=dict)  # action -> latest rejection ms
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        """Unpickle, giving a snapshot of an earlier version (no ``refused``) none."""
+        slots = state[1]
+        self.sent, self.consent = slots["sent"], slots["consent"]
+        self.refused = slots.get("refused", {})
+
+    def refuse(self, action_id: str, t_ms: int, keep_ms: int) -> None:
+        """Remember a rejection of ``action_id`` at ``t_ms``; forget those past ``keep_ms``."""
+        if self.refused.get(action_id, -1) < t_ms:
+            self.refused[action_id] = t_ms
+        horizon = max(self.refused.values()) - keep_ms
+        for name in [a for a, ms in self.refused.items() if ms < horizon]:
+            del self.refused[name]
 
     def fold_consent(self, t_ms: int, changes: dict[str, bool], conf: NbaSettings) -> None:
         """Take in an event's consent changes; an older change never overrides a newer one."""
@@ -123,6 +142,9 @@ class ContactHistory:
             name == action_id and abs(now_ms - ms) < cooldown_ms for ms, name, _ in self.sent
         ):
             return "cooldown"
+        refused = self.refused.get(action_id) if self.refused else None
+        if refused is not None and 0 <= now_ms - refused < cooldown_ms:
+            return "rejected"
         if action_class in conf.cap_exempt:
             return None
         if self._count(now_ms - DAY_MS, now_ms) + chosen >= conf.max_per_day:

@@ -12,47 +12,72 @@ survivor's continues from its own. Consent withdrawn under a merged-away id
 still holds marketing back: resolve reports the opt-outs of the survivor's
 stored profile, where merges pool consent
 (:meth:`flows.nba.policy.ContactHistory.consents`).
+
+Responses (:mod:`flows.steps.respond`) come here keyed by the same canonical id, in
+lane order with the customer's events: each is joined to the NBA in the customer's
+:class:`~flows.nba.responses.Ledger` (kept in this step's state with the contact
+history) and changes the contact policy, or becomes a dead letter
+(:meth:`flows.nba.decider.Decider.answer`).
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from bytewax.operators import StatefulBatchLogic
 
 from flows.nba.context import with_scores
 from flows.nba.decider import Decider
 from flows.nba.policy import ContactHistory
+from flows.nba.responses import Ledger
 from flows.records import Forget, Journeyed, Scored, Tombstone
-from schemas.outputs import NextBestAction
+from flows.steps.respond import Responded, response_dead_letter
+from schemas.outputs import DeadLetter, DeadLetterReason, NextBestAction
 
-DecideOut = Journeyed | NextBestAction | Tombstone
-DecideIn = Scored | Forget | Tombstone
+DecideIn = Scored | Forget | Responded | Tombstone
+DecideOut = Journeyed | NextBestAction | DeadLetter | Tombstone
 
 
 class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
-    """One customer's contact history and consent, and the decisions taken from them."""
+    """One customer's contact history, consent and NBA ledger, and the decisions taken."""
 
-    def __init__(self, decider: Decider | None, contacts: ContactHistory) -> None:
+    def __init__(
+        self, decider: Decider | None, contacts: ContactHistory, ledger: Ledger | None = None
+    ) -> None:
         self.decider = decider
         self.contacts = contacts
+        self.ledger = ledger if ledger is not None else Ledger()
 
-    def on_batch(self, values: list[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
+    def on_batch(self, values: Sequence[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
         forgotten = False
         for item in values:
             forgotten = isinstance(item, Forget)
             if isinstance(item, Forget):  # an erased customer: nothing of them stays
-                self.contacts = ContactHistory()
+                self.contacts, self.ledger = ContactHistory(), Ledger()
+            elif isinstance(item, Responded):
+                out += self._answer(item)
             elif isinstance(item, Tombstone):  # on to the profile step, in this key's order
                 out.append(item)
             else:
                 out += self._step(item)
         # a history with no sends and no consent is what a new key starts from: keeping
         # it would only hold a key per customer ever seen (issue #16, bounded state)
-        empty = not self.contacts.sent and not self.contacts.consent
+        contacts = self.contacts
+        empty = not (contacts.sent or contacts.consent or contacts.refused or self.ledger.issued)
         return out, StatefulBatchLogic.DISCARD if forgotten or empty else StatefulBatchLogic.RETAIN
+
+    def _answer(self, item: Responded) -> list[DecideOut]:
+        reason: DeadLetterReason
+        if self.decider is None:
+            reason, error = "unknown_nba", "the flow makes no decisions (CX_NBA__ENABLED off)"
+        else:
+            dead = self.decider.answer(item.response, item.customer_id, self.contacts, self.ledger)
+            if dead is None:
+                return []
+            reason, error = dead
+        return [response_dead_letter(item.resolved, reason, error)]
 
     def _step(self, scored: Scored) -> list[DecideOut]:
         journeyed = scored.journeyed
@@ -78,12 +103,20 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         # opt-outs stored under ids merged into this one count too (flows.nba.policy)
         withdrawn = resolved.withdrawn() if resolved.opted_out else None
         out += self.decider.decide(
-            ctx, self.contacts, event.id, event.time, now, withdrawn=withdrawn
+            ctx,
+            self.contacts,
+            event.id,
+            event.time,
+            now,
+            withdrawn=withdrawn,
+            lifts=scored.lifts,
+            ledger=self.ledger,
         )
         return out
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.contacts, protocol=pickle.HIGHEST_PROTOCOL)
+        state = (self.contacts, self.ledger) if self.ledger.issued else self.contacts
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decide_key(item: DecideIn) -> str:
@@ -96,7 +129,9 @@ def decide_builder(decider: Decider | None) -> Callable[[bytes | None], DecideLo
 
     def build(resume: bytes | None) -> DecideLogic:
         # Bytewax's own recovery store is the only source of these bytes.
-        contacts = pickle.loads(resume) if resume is not None else ContactHistory()  # noqa: S301 (our own recovery snapshot)
-        return DecideLogic(decider, contacts)
+        state = pickle.loads(resume) if resume is not None else ContactHistory()  # noqa: S301 (our own recovery snapshot)
+        if isinstance(state, tuple):  # (contacts, ledger): NBAs a response may answer
+            return DecideLogic(decider, *state)
+        return DecideLogic(decider, state)
 
     return build

@@ -33,7 +33,8 @@ from bytewax.dataflow import Stream
 
 from flows.insights.engine import Answer, InsightsEngine
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
-from flows.records import Forget, Scored
+from flows.records import Scored
+from flows.steps.score import ScoreOut
 from flows.steps.ticks import EngineLogic, LaneSet, Stamped, Tick, engine_builder
 from flows.timing import timed_batch, timed_logic
 from schemas.outputs import Alert, KeyDrivers
@@ -65,7 +66,7 @@ def _answer(scored: Scored) -> Answer | None:
     )
 
 
-def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answer | Tick]]:
+def insight_items(batch: Sequence[ScoreOut]) -> list[Stamped[Answer | Tick]]:
     """``flat_map_batch`` step: the batch's answers (with drivers) and their lanes' ticks.
 
     The ticks follow :func:`flows.steps.ticks.survey_items`: before each answer a tick
@@ -77,7 +78,7 @@ def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answ
     before: dict[str, int] = {}  # the lane's watermark before the current item
     for item in batch:
         if type(item) is not Scored:
-            continue  # a Forget or an Alert: not an event of the lane
+            continue  # a Forget, an Alert or a response: not a survey answer
         resolved = item.journeyed.resolved
         lane, stamp = resolved.lane, resolved.wm_ms
         at = resolved.event.epoch_ms
@@ -98,7 +99,7 @@ def insight_items(batch: Sequence[Scored | Forget | Alert]) -> list[Stamped[Answ
 
 
 def insights_stream(
-    scored: Stream[Scored | Forget | Alert], settings: InsightsSettings, lanes: LaneSet | None
+    scored: Stream[ScoreOut], settings: InsightsSettings, lanes: LaneSet | None
 ) -> Stream[KeyDrivers | Alert]:
     """Wire the step: the score step's output in, ``KeyDrivers | Alert`` (nps_pocket) out."""
     answers = op.flat_map_batch("answers", scored, timed_batch("answers", insight_items))

@@ -17,6 +17,13 @@ Per lane, not per worker: with two input partitions there are two sets of
 models whatever the process count, so one and two processes give the same
 scores.
 
+The adaptive acceptance model of NBAs (:mod:`online_models.acceptance`) is lane
+state too: responses (:mod:`flows.steps.respond`) reach this step in lane order,
+teach it (per action and the customer's segment as last scored on the lane) and go on
+to the decide step as :class:`~flows.steps.respond.Responded`; every item moves the
+model to its lane watermark, so unanswered impressions time out in event time. Each
+scored event carries the model's lifts for its segment to arbitration.
+
 Examples
 --------
 >>> from schemas.envelope import InteractionEvent
@@ -42,19 +49,23 @@ import logging
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
 
 from flows import metrics
 from flows.records import Forget, Journeyed, Resolved, Scored, ScoreInput
+from flows.steps.respond import Responded, is_response, parse_response
+from online_models.acceptance import AcceptanceModel, Health, Label
 from online_models.bundle import Models
 from online_models.churn import ChurnEngine
 from schemas.outputs import Alert, IdentityErasure
 
 log = logging.getLogger(__name__)
+HEALTH_DUE_HOURS = 72  # an adaptive_model_health alert's due_at
 
 ScoreIn = Journeyed | Resolved
-ScoreOut = Scored | Forget | Alert
+ScoreOut = Scored | Forget | Alert | Responded
 
 
 class ModelGauges:
@@ -93,10 +104,19 @@ class LaneModels:
     next_seq: int = 0
     held: dict[int, ScoreIn] = field(default_factory=dict)
     at_risk: set[str] = field(default_factory=set)
+    acceptance: AcceptanceModel | None = None
+    # each customer's segment as last scored here (insertion-ordered, bounded)
+    segment_of: dict[str, str] = field(default_factory=dict)
+    # the lifts of each segment as of acceptance.version (not pickled)
+    lift_cache: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Return the attributes, without the lift cache (rebuilt from the model)."""
+        return {**self.__dict__, "lift_cache": {}}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Restore the attributes and re-attach the churn model's gauges listener."""
-        self.__dict__.update(state)
+        self.__dict__.update({"acceptance": None, "segment_of": {}, **state, "lift_cache": {}})
         self.models.listen(ModelGauges)  # a listener is not pickled
 
 
@@ -146,8 +166,67 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
         return pickle.dumps(self.lane, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _score(self, item: ScoreIn) -> list[ScoreOut]:
+        out: list[ScoreOut] = []
+        acceptance = self.lane.acceptance
+        if acceptance is not None:
+            resolved = _resolved(item)
+            out += self._learnt(acceptance, acceptance.advance(resolved.wm_ms))
+            if isinstance(item, Resolved) and is_response(resolved):
+                return out + self._respond(acceptance, item)
         if isinstance(item, Resolved):  # anonymous, or an erase request
-            return self._forget(item)
+            return out + self._forget(item)
+        return out + self._model(item)
+
+    def _respond(self, acceptance: AcceptanceModel, item: Resolved) -> list[ScoreOut]:
+        """Learn from a response routed to its customer (none: dead-lettered by respond)."""
+        if item.customer_id is None:
+            return []
+        response = parse_response(item.event)  # valid: checked by the respond step
+        segment = self.lane.segment_of.get(item.customer_id, "")
+        action = response.action
+        out: list[ScoreOut] = []
+        if action in acceptance.priors:  # an action of the catalogue: learnt
+            t_ms = item.event.epoch_ms
+            labels = acceptance.observe(response.nba_id, action, segment, response.outcome, t_ms)
+            metrics.NBA_RESPONSES.labels(action, response.outcome).inc()
+            out += self._learnt(acceptance, labels)
+        out.append(Responded(item, response, segment))
+        return out
+
+    def _learnt(self, acceptance: AcceptanceModel, labels: list[Label]) -> list[ScoreOut]:
+        """Publish the figures of what the model just learnt; its health alerts."""
+        for label in labels:
+            if label.outcome == "no_response":
+                metrics.NBA_RESPONSES.labels(label.action, label.outcome).inc()
+            n, rate, auc = acceptance.figures(label.action)
+            metrics.NBA_MODEL_ANSWERS.labels(label.action).set(n)
+            if rate is not None:
+                metrics.NBA_ACCEPTANCE.labels(label.action).set(rate)
+            if auc is not None:
+                metrics.NBA_MODEL_AUC.labels(label.action).set(auc)
+        if not acceptance.health:
+            return []
+        return [health_alert(h) for h in acceptance.collect_health()]
+
+    def _lifts(self, customer_id: str, segment: str) -> dict[str, float] | None:
+        lane = self.lane
+        acceptance = lane.acceptance
+        if acceptance is None:
+            return None
+        segment_of = lane.segment_of
+        if segment_of.get(customer_id) != segment:
+            segment_of.pop(customer_id, None)
+            segment_of[customer_id] = segment
+            if len(segment_of) > acceptance.settings.max_customers:
+                del segment_of[next(iter(segment_of))]
+        if not acceptance.actions:
+            return None
+        cached = lane.lift_cache.get(segment)
+        if cached is None or cached[0] != acceptance.version:
+            cached = lane.lift_cache[segment] = (acceptance.version, acceptance.lifts(segment))
+        return cached[1]
+
+    def _model(self, item: Journeyed) -> list[ScoreOut]:
         models, lane = self.lane.models, self.lane
         resolved, scoring = item.resolved, item.scoring
         assert resolved.customer_id is not None and scoring is not None  # noqa: S101 (for mypy: a Journeyed is known and scored)
@@ -171,7 +250,8 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
         if scoring.interest:
             best = models.propensity.top_k_vector(scoring.interest, k=1)
             top = best[0] if best else None
-        out.append(Scored(item, score, models.churn_ready, segment, top))
+        lifts = self._lifts(customer_id, segment)
+        out.append(Scored(item, score, models.churn_ready, segment, top, lifts))
         return out
 
     def _forget(self, item: Resolved) -> list[ScoreOut]:
@@ -180,8 +260,34 @@ class ScoreLogic(StatefulBatchLogic[ScoreIn, ScoreOut, bytes]):
             if isinstance(erasure, IdentityErasure):
                 self.lane.models.churn.forget(erasure.customer_id)
                 self.lane.at_risk.discard(erasure.customer_id)
+                self.lane.segment_of.pop(erasure.customer_id, None)
                 out.append(Forget(erasure.customer_id))
         return out
+
+
+def health_alert(health: Health) -> Alert:
+    """Return the ``adaptive_model_health`` alert of a finding of the acceptance model."""
+    time = datetime.fromtimestamp(health.t_ms / 1000, UTC)
+    if health.check == "auc_stuck":
+        message = (
+            f"acceptance model of {health.action}: AUC {health.figures['auc']:.3f} after "
+            f"{health.figures['responses']} responses (no better than chance)"
+        )
+    else:
+        message = (
+            f"responses to {health.action} down week on week: "
+            f"{health.figures['responses_last_week']} after "
+            f"{health.figures['responses_week_before']}"
+        )
+    return Alert(
+        id=health.id,
+        kind="adaptive_model_health",
+        severity="medium",
+        time=time,
+        due_at=time + timedelta(hours=HEALTH_DUE_HOURS),
+        message=message,
+        evidence={"check": health.check, "action": health.action, **health.figures},
+    )
 
 
 def score_lane(item: ScoreIn) -> str:
@@ -193,12 +299,20 @@ def score_builder(
     new_models: Callable[[], Models],
     on_snapshot: Callable[[Models], object] | None = None,
     on_end: Callable[[Models], object] | None = None,
+    new_acceptance: Callable[[], AcceptanceModel] | None = None,
 ) -> Callable[[bytes | None], ScoreLogic]:
-    """Builder for ``op.stateful_batch`` keyed by lane; ``new_models`` starts a new lane."""
+    """Builder for ``op.stateful_batch`` keyed by lane; ``new_models`` starts a new lane.
+
+    ``new_acceptance`` starts a new lane's acceptance model (None: no adaptive model).
+    """
 
     def build(resume: bytes | None) -> ScoreLogic:
         # Bytewax's own recovery store is the only source of these bytes.
-        lane = pickle.loads(resume) if resume is not None else LaneModels(new_models())  # noqa: S301 (our own recovery snapshot)
+        if resume is not None:
+            lane = pickle.loads(resume)  # noqa: S301 (our own recovery snapshot)
+        else:
+            lane = LaneModels(new_models())
+            lane.acceptance = new_acceptance() if new_acceptance is not None else None
         return ScoreLogic(lane, on_snapshot, on_end)
 
     return build

@@ -128,7 +128,8 @@ def test_encode_routes_each_kind_with_its_key_id_and_json() -> None:
     at = datetime(2026, 3, 2, 10, tzinfo=UTC)
     outputs: list[Any] = [
         NextBestAction(
-            id="n1", customer_id="c1", action="a", action_class="service", channel="email",
+            id="n1", customer_id="c1", decision_id="d1", rank=1, action="a",
+            action_class="service", channel="email",
             priority=1, score=0.5, message="m", trigger_event_ids=["e1"], time=at,
         ),
         Alert(id="a1", kind="detractor", severity="high", touchpoint="t", time=at, message="m"),
