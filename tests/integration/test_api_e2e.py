@@ -10,8 +10,6 @@ the board no longer lists the NBA.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,11 +28,10 @@ from flows.settings import IdentitySettings
 from tests.api.conftest import LiveServer
 from tests.api.test_stream import SseReader
 from tests.conftest import make_event
-from tests.integration.test_crash_recovery import flow_env, settings_of
+from tests.integration.test_crash_recovery import flow_env, run_to_end, settings_of
 from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-agent-token"
 HASH_KEY = "e2e-hash-key"
 EMAIL = "Ann.E2E@Example.com "
@@ -85,16 +82,7 @@ def test_event_to_sse_to_response_on_the_input_topic(
         for event in events:
             producer.produce(settings.topics.events, orjson.dumps(event), partition=0)
         assert producer.flush(10) == 0
-        run = subprocess.run(
-            [sys.executable, "-m", "flows.app.cli", "run", "--no-tail"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
+        run_to_end(env)
 
         pushed = sse.wait_for(1, seconds=60)
         sse.close()

@@ -9,8 +9,6 @@ may differ: README, *Determinism*).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,10 @@ from confluent_kafka import Producer
 
 from flows.app.topics import ensure_topics
 from replay.synthetic import generate_world
-from tests.integration.test_crash_recovery import flow_env, settings_of
+from tests.integration.test_crash_recovery import flow_env, run_to_end, settings_of
 from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 KINDS = ("dlq", "identity", "alerts", "nba", "nps")
 
 
@@ -40,9 +37,7 @@ def _run(
     }
     settings = settings_of(env, redis_url)
     ensure_topics(settings)
-    args = [sys.executable, "-m", "flows.app.cli", "run", "--no-tail", "--processes", "1"]
-    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    run_to_end(env, processes=1, timeout=300)
     out: dict[str, Any] = {}
     for kind in KINDS:
         per_key: dict[bytes, list[bytes]] = defaultdict(list)

@@ -4,8 +4,6 @@ SDK in both modes, the flow, and consumers reading every output back with the SD
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,10 @@ from replay.kafka_io import play, record
 from replay.log import read_log
 from schemas.cloudevents import OUTPUT_TYPES
 from tests.conftest import make_event
-from tests.integration.test_crash_recovery import flow_env, settings_of
+from tests.integration.test_crash_recovery import flow_env, run_to_end, settings_of
 from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 CUSTOMERS = 6
 
 
@@ -91,11 +88,7 @@ def test_sdk_messages_in_both_modes_are_processed_and_every_output_reads_as_a_cl
     assert any(dict(h).get("ce_specversion") == b"1.0" for _, _, h in strip)
     assert all(dict(h)["x-trace"] == b"" for _, _, h in strip)
 
-    run = subprocess.run(
-        [sys.executable, "-m", "flows.app.cli", "run", "--no-tail"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_to_end(env)
 
     topics = settings.topics.output_topics()
     latest: dict[str, dict[str, Any]] = {}

@@ -10,15 +10,13 @@ parking at all; the verifier compares every output topic byte for byte.
 
 from __future__ import annotations
 
-import os
-import random
 import subprocess
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.integration.test_crash_recovery import crash_and_verify
+from tests.integration.test_crash_recovery import crash_and_verify, kill_seed
 from tests.integration.test_crash_recovery import flows as running_flows
 
 flows = running_flows  # the fixture that kills whatever cluster a test leaves behind
@@ -33,8 +31,7 @@ def test_killed_runs_that_park_journeys_lose_or_duplicate_nothing(
     tmp_path: Path,
     flows: list[subprocess.Popen[bytes]],
 ) -> None:
-    seed = int(os.environ.get("CX_CRASH_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"kill seed {seed}: CX_CRASH_SEED={seed} replays these kill points")  # shown on failure
+    seed = kill_seed()
     parking = {"CX_JOURNEY__PARK_IDLE_SECONDS": "0.05"}
     problems = crash_and_verify(
         kafka_brokers, redis_url, topic_prefix, tmp_path, flows, seed, kills=4, extra_env=parking

@@ -53,6 +53,27 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = 20261123  # the world; the kill points have a seed of their own
 
 
+def run_to_end(
+    env: dict[str, str], processes: int | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cxstream run --no-tail`` with ``env`` to the end of its input; fail on an error."""
+    args = [sys.executable, "-m", "flows.app.cli", "run", "--no-tail"]
+    if processes is not None:
+        args += ["--processes", str(processes)]
+    run = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def kill_seed() -> int:
+    """Return the seed of the kill points: ``CX_CRASH_SEED``, else a random one (printed)."""
+    seed = int(os.environ.get("CX_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"kill seed {seed}: CX_CRASH_SEED={seed} replays these kill points")
+    return seed
+
+
 def flow_env(brokers: str, prefix: str, recovery: Path) -> dict[str, str]:
     """The environment of a `cxstream run` on topics and Redis keys of its own."""
     return {
@@ -250,8 +271,7 @@ def test_killed_runs_resume_and_lose_or_duplicate_nothing(
     tmp_path: Path,
     flows: list[subprocess.Popen[bytes]],
 ) -> None:
-    seed = int(os.environ.get("CX_CRASH_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"kill seed {seed}: CX_CRASH_SEED={seed} replays these kill points")  # shown on failure
+    seed = kill_seed()
     problems = crash_and_verify(
         kafka_brokers, redis_url, topic_prefix, tmp_path, flows, seed, kills=4
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,10 @@ from flows.app.topics import ensure_topics
 from flows.settings import IdentitySettings, KafkaSettings, Settings, TopicSettings
 from schemas.records import OUTPUT_KINDS
 from tests.conftest import make_event
-from tests.integration.test_crash_recovery import flow_env
+from tests.integration.test_crash_recovery import flow_env, run_to_end
 from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 ONE_MB = 1_048_576
 
 
@@ -92,16 +89,7 @@ def test_valid_events_once_invalid_in_dlq_nothing_lost(
         kafka_brokers, topics["events"], valid_bytes + duplicates + list(invalid.values())
     )
 
-    run = subprocess.run(
-        [sys.executable, "-m", "flows.app.cli", "run", "--no-tail", "--processes", str(processes)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_to_end(env, processes)
 
     # Each invalid message is in cx.dlq once, with its original bytes, reason and coordinates.
     dead = [orjson.loads(m.value()) for m in consume_all(kafka_brokers, topics["dlq"])]

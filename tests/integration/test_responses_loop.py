@@ -9,8 +9,6 @@ a customer without a response gets one (#19).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +18,14 @@ import pytest
 from flows.app.topics import ensure_topics
 from schemas.responses import NbaResponse
 from tests.flows.test_responses import CATALOGUE, survey
-from tests.integration.test_crash_recovery import flow_env, produce, settings_of
+from tests.integration.test_crash_recovery import flow_env, produce, run_to_end, settings_of
 from tests.integration.verifier import consume_all
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(env: dict[str, str]) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "flows.app.cli", "run", "--no-tail", "--processes", "1"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_to_end(env, processes=1)
 
 
 def _nbas(brokers: str, topic: str) -> list[dict[str, Any]]:
