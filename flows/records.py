@@ -55,6 +55,16 @@ class Resolved:
         """``opted_out`` as purpose -> event time of the withdrawal."""
         return dict(zip(self.opted_out, self.opted_out_ms, strict=True))
 
+    def gone(self) -> dict[str, IdentityErasure | IdentityMerge]:
+        """Return the customers this event erased or merged away, each with its first output."""
+        out: dict[str, IdentityErasure | IdentityMerge] = {}
+        for o in self.outputs:
+            if isinstance(o, IdentityErasure):
+                out.setdefault(o.customer_id, o)
+            elif isinstance(o, IdentityMerge) and o.merged_id != self.customer_id:
+                out.setdefault(o.merged_id, o)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreInput:

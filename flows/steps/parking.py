@@ -46,7 +46,7 @@ from pathlib import Path
 
 from flows.records import Resolved
 from flows.steps.dedupe import LaneSnapshot
-from schemas.outputs import IdentityErasure, IdentityMerge
+from schemas.outputs import IdentityErasure
 from state.parking import ParkingStore
 
 Pos = dict[str, int]
@@ -243,12 +243,6 @@ def forgotten_customers(resolved: Resolved) -> list[Resolved]:
     and no event resolves to the old id any more). Each copy keeps the event's lane and
     ``seq``: the position of the tombstone the journey step parks.
     """
-    gone = [
-        out.customer_id if isinstance(out, IdentityErasure) else out.merged_id
-        for out in resolved.outputs
-        if isinstance(out, IdentityErasure)
-        or (isinstance(out, IdentityMerge) and out.merged_id != resolved.customer_id)
-    ]
     return [
         Resolved(
             customer_id,
@@ -258,7 +252,7 @@ def forgotten_customers(resolved: Resolved) -> list[Resolved]:
             seq=resolved.seq,
             wm_ms=resolved.wm_ms,
         )
-        for customer_id in dict.fromkeys(gone)
+        for customer_id in resolved.gone()
     ]
 
 

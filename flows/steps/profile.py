@@ -18,20 +18,14 @@ profile back.
 from __future__ import annotations
 
 from flows.records import Journeyed, Resolved, Tombstone
-from schemas.outputs import IdentityErasure, IdentityMerge, ProfileSnapshot
+from schemas.outputs import ProfileSnapshot
 from state.profile_hash import delta_for
 from state.store import ProfileStore
 
 
 def profile_tombstones(resolved: Resolved) -> list[Tombstone]:
     """Return a tombstone for each customer the event erased or merged away."""
-    gone: dict[str, Tombstone] = {}
-    for out in resolved.outputs:
-        if isinstance(out, IdentityErasure):
-            gone.setdefault(out.customer_id, Tombstone(out.customer_id, out.id, out.time))
-        elif isinstance(out, IdentityMerge) and out.merged_id != resolved.customer_id:
-            gone.setdefault(out.merged_id, Tombstone(out.merged_id, out.id, out.time))
-    return list(gone.values())
+    return [Tombstone(cid, out.id, out.time) for cid, out in resolved.gone().items()]
 
 
 class ProfileStep:
