@@ -64,7 +64,7 @@ start() {
     local port
     for port in $(ports); do start_node "$port"; done
     # nodes restarted after a stop or a failover test rejoin the cluster from nodes.conf
-    for _ in $(seq 1 25); do
+    for _ in $(seq 1 100); do
         cluster_ok && { log "cluster on $HOST:$FIRST_PORT.. up again"; return 0; }
         sleep 0.2
     done
