@@ -50,10 +50,12 @@ def test_cluster_and_single_server_give_identical_outputs(
             }
             key_prefix = store.key_prefix
         # the store's keys share the prefix's slot; the board's spread over the primaries
-        graph, board = set(), set()
+        graph: set[int] = set()
+        board: set[int] = set()
         for raw in cluster_client.scan_iter(match=f"{prefix}*", count=1000):
             key = raw.decode()
-            (graph if key.startswith(key_prefix) else board).add(cluster_client.keyslot(key))
+            slot = cluster_client.keyslot(key)  # type: ignore[no-untyped-call]
+            (graph if key.startswith(key_prefix) else board).add(slot)
     finally:
         delete_prefix(cluster_client, prefix)
     assert outputs["single"]["profiles"].count(b"\n") >= 20
@@ -64,7 +66,7 @@ def test_cluster_and_single_server_give_identical_outputs(
 
 def _primary_of(client: RedisCluster, key: str) -> tuple[int, int]:
     """Return the (port, pid) of the primary serving ``key``."""
-    node = client.get_node_from_key(key)
+    node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
     assert node is not None
     pid = int(client.info("server", target_nodes=node)["process_id"])
     return int(node.port), pid
@@ -94,9 +96,10 @@ def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
     def kill_when_busy() -> None:
         while store.round_trips < 40:  # a good part of the run in
             time.sleep(0.01)
-        node = cluster_client.get_node(port=port, host="127.0.0.1")
-        cluster_client.execute_command("CLIENT PAUSE", 10_000, "WRITE", target_nodes=node)
-        synced = cluster_client.execute_command("WAIT", 1, 5_000, target_nodes=node)
+        node = cluster_client.get_node(port=port, host="127.0.0.1")  # type: ignore[no-untyped-call]
+        run = cluster_client.execute_command
+        run("CLIENT PAUSE", 10_000, "WRITE", target_nodes=node)  # type: ignore[no-untyped-call]
+        synced = run("WAIT", 1, 5_000, target_nodes=node)  # type: ignore[no-untyped-call]
         assert synced == 1, "the replica did not catch up"
         os.kill(pid, signal.SIGKILL)
         killed.set()
@@ -104,7 +107,7 @@ def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
     killer = threading.Thread(target=kill_when_busy, daemon=True)
     killer.start()
     try:
-        got = run_flow(messages, Settings(), retrying, batch_size=20)  # type: ignore[arg-type]
+        got = run_flow(messages, Settings(), retrying, batch_size=20)
         assert killed.is_set(), "the run ended before the primary was killed"
         assert got == expected
         # a replica took over (the store's client follows it; the fixture's is refreshed)
@@ -117,5 +120,6 @@ def test_a_primary_killed_mid_run_loses_and_doubles_nothing(
         subprocess.run(["bash", str(SCRIPT), "start"], check=True, timeout=120)
         cluster_client.nodes_manager.initialize()
         delete_prefix(cluster_client, prefix)
+
 
 __all__ = ["cluster_client"]  # the fixture, shared with tests/state
