@@ -188,6 +188,28 @@ def _delete(client: Client, prefixes: Sequence[str]) -> None:
             client.unlink(key)
 
 
+def measure(
+    customers: int = 300, days: int = 30, batch: int = 1000, *, cluster: bool = False
+) -> dict[str, Any]:
+    """Return the figures of a run (``python -m benchmarks`` adds them to bench.json)."""
+    events = _events(customers, days)
+    results: dict[str, Any] = {"workload": f"generate_sample({customers}, {days})", "batch": batch}
+    with private_redis() as client:
+        results["single"] = run(client, [f"bench:{uuid.uuid4().hex[:6]}:"], events, batch)
+    if cluster:
+        nodes = RedisCluster.from_url(CLUSTER_URL)
+        try:
+            for count in (1, 3):
+                prefixes = spread_prefixes(nodes, count)
+                try:
+                    results[f"cluster_{count}_flows"] = run(nodes, prefixes, events, batch)
+                finally:
+                    _delete(nodes, prefixes)
+        finally:
+            nodes.close()
+    return results
+
+
 def main() -> None:
     """Run the Redis benchmark from the command line and write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,22 +219,11 @@ def main() -> None:
     parser.add_argument("--redis-cluster", action="store_true", help="also on the local cluster")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    events = _events(args.customers, args.days)
-    print(f"{len(events)} events from {args.customers} customers over {args.days} days")
-    results: dict[str, Any] = {"machine": platform.platform(), "batch": args.batch}
-    with private_redis() as client:
-        results["single"] = run(client, [f"bench:{uuid.uuid4().hex[:6]}:"], events, args.batch)
-        print("one server:", results["single"], flush=True)
-    if args.redis_cluster:
-        cluster = RedisCluster.from_url(CLUSTER_URL)
-        for count in (1, 3):
-            prefixes = spread_prefixes(cluster, count)
-            try:
-                results[f"cluster_{count}_flows"] = run(cluster, prefixes, events, args.batch)
-            finally:
-                _delete(cluster, prefixes)
-            print(f"cluster, {count} flow(s):", results[f"cluster_{count}_flows"], flush=True)
-        cluster.close()
+    results = measure(args.customers, args.days, args.batch, cluster=args.redis_cluster)
+    results["machine"] = platform.platform()
+    for name, figures in results.items():
+        if isinstance(figures, dict):
+            print(f"{name}: {figures}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print(f"wrote {args.out}")
