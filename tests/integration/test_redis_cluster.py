@@ -64,6 +64,17 @@ def test_cluster_and_single_server_give_identical_outputs(
     assert len(board) > 100
 
 
+def test_the_cluster_setting_selects_the_cluster_client(cluster_client: RedisCluster) -> None:
+    settings = Settings(redis=RedisSettings(url=CLUSTER_URL, cluster=True, prefix="test:sel:"))
+    store = make_store(settings, "redis")
+    assert isinstance(store, RedisProfileStore)
+    assert store.cluster and isinstance(store.client, RedisCluster)
+    assert store.key_prefix == "test:sel:{test:sel:}"
+    assert store.canonical("nobody") == "nobody"
+    store.close()
+    store.client.close()
+
+
 def _primary_of(client: RedisCluster, key: str) -> tuple[int, int]:
     """Return the (port, pid) of the primary serving ``key``."""
     node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
