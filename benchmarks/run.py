@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks import redis_bench
 from benchmarks.harness import BenchEnv
 from benchmarks.latency import latency_at, soak
 from benchmarks.options import add_arguments
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         if args.soak is not None:
             return _soak(args, env)
         results = bench(args, env)
+        say("Redis server time per script (benchmarks/redis_bench.py)")
+        results["redis_scripts"] = redis_bench.measure(cluster=args.redis_cluster)
     finally:
         say("cleaning up")
         env.cleanup()
