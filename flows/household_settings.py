@@ -29,7 +29,7 @@ class HouseholdSettings(BaseModel):
     min_members: int = Field(default=2, ge=2)
 
     def policy(self) -> HouseholdPolicy:
-        """The rules both household stores follow."""
+        """Return the rules both household stores follow."""
         return HouseholdPolicy(
             evidence=self.evidence,
             limits=dict(self.limits),

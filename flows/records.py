@@ -14,7 +14,7 @@ from datetime import datetime
 from flows.insights.drivers import AnswerDrivers
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert, IdentityErasure, IdentityMerge
+from schemas.outputs import Alert, HouseholdSnapshot, IdentityErasure, IdentityMerge
 from state.profile_hash import Figure
 
 IdentityOutput = IdentityMerge | IdentityErasure | Alert
@@ -138,3 +138,18 @@ class Tombstone:
     customer_id: str
     cause_id: str  # the output id of the merge or erasure (the tombstone's ``cx-id``)
     time: datetime  # event time of the merge or erasure (the tombstone's ``ce_time``)
+    survivor_id: str | None = None  # a merge's survivor (None: erased)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdOut:
+    """A household to publish (``snapshot``) or gone (None), with its publication count.
+
+    ``version`` orders one household's publications (flows.steps.households); it is
+    not part of the record, whose latest value per household is what counts.
+    """
+
+    household_id: str
+    version: int
+    snapshot: HouseholdSnapshot | None
+    time: datetime  # a tombstone's event time: the latest event of the batch that made it

@@ -36,11 +36,11 @@ from schemas.outputs import (
     Alert,
     DeadLetter,
     DeadLetterReason,
+    HouseholdSnapshot,
     IdentityErasure,
     IdentityMerge,
     KeyDrivers,
     NextBestAction,
-    HouseholdSnapshot,
     NpsWindow,
     ProfileSnapshot,
 )

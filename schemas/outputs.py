@@ -217,7 +217,7 @@ class HouseholdSnapshot(_Output):
     last_seen: datetime | None = None
 
     def excerpt(self) -> dict[str, Any]:
-        """The few fields a profile shows of its household."""
+        """Return the few fields a profile shows of its household."""
         return {
             "members": self.member_count,
             "lifetime_value": self.lifetime_value,

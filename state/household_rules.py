@@ -31,11 +31,10 @@ from functools import cached_property
 from hashlib import sha1
 from types import MappingProxyType
 
+from schemas.identifiers import HOUSEHOLD_ONLY_TYPES
 from state.hashing import Hasher
 from state.policy import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityPolicy
 
-#: Identifier types that are household evidence only: identity resolution drops them.
-HOUSEHOLD_ONLY_TYPES: tuple[str, ...] = ("address", "payment_token")
 DEFAULT_EVIDENCE: tuple[str, ...] = ("address", "device_id")
 DEFAULT_MEMBER_LIMITS: Mapping[str, int] = MappingProxyType(
     {"address": 8, "device_id": 5, "payment_token": 4}
@@ -107,7 +106,7 @@ def normalise_address(raw: str) -> str:
 
 
 def household_id(evidence: Iterable[str]) -> str:
-    """The id of the household whose smallest linking evidence (stored form) is given.
+    """Return the id of the household whose smallest linking evidence (stored form) is given.
 
     SHA-1 because Redis's Lua has it (``redis.sha1hex``): both stores name households
     alike. It only has to spread ids; the evidence is already hashed when hashing is on.
@@ -158,7 +157,7 @@ class HouseholdPolicy:
         return self.limits.get(id_type, self.default_limit)
 
     def evidence_of(self, identifiers: Mapping[str, str], hasher: Hasher) -> list[str]:
-        """The event's household evidence, ``"type:value"`` in stored form, sorted.
+        """Return the event's household evidence, ``"type:value"`` in stored form, sorted.
 
         >>> from state.hashing import PlainIdentifiers
         >>> ids = {"address": "1 Main Street", "device_id": "n/a", "email": "a@b.co"}
@@ -183,7 +182,7 @@ class HouseholdPolicy:
 
 
 def identity_identifiers(identifiers: dict[str, str]) -> dict[str, str]:
-    """The identifiers identity resolution uses: household-only types left out.
+    """Return the identifiers identity resolution uses: household-only types left out.
 
     >>> identity_identifiers({"email": "a@b.co", "address": "1 Main St"})
     {'email': 'a@b.co'}

@@ -29,8 +29,8 @@ apart, never which customers it links (none).
 >>> from state.profile_hash import ProfileDelta
 >>> from state.store import ResolveRequest
 >>> profiles = MemoryProfileStore()
->>> a, b = (r.customer_id or "" for r in profiles.resolve_batch(
-...     [ResolveRequest("e1", 1, {"email": "a@x.co"}), ResolveRequest("e2", 2, {"email": "b@x.co"})]))
+>>> requests = [ResolveRequest(f"e{i}", i, {"email": f"{i}@x.co"}) for i in (1, 2)]
+>>> a, b = (r.customer_id or "" for r in profiles.resolve_batch(requests))
 >>> _ = profiles.apply_profiles([ProfileDelta(a, "e1", 1, "web", "w", amount_cents=500),
 ...                              ProfileDelta(b, "e2", 2, "web", "w", amount_cents=250)])
 >>> store = MemoryHouseholdStore(profiles)
@@ -92,7 +92,7 @@ class HouseholdStore(Protocol):
         ...
 
     def household_of(self, customer_id: str) -> HouseholdSnapshot | None:
-        """The (canonical) customer's household now, if any."""
+        """Return the (canonical) customer's household now, if any."""
         ...
 
     def households(self) -> list[HouseholdSnapshot]:
@@ -111,7 +111,7 @@ class ProfileReader(Protocol):
 
 
 def member_figures(h: Mapping[str, str]) -> Figures:
-    """A member's figures from their profile hash (:mod:`state.profile_hash`)."""
+    """Return a member's figures from their profile hash (:mod:`state.profile_hash`)."""
     open_cases = sum(1 for k, v in h.items() if v == "1" and k[:5] == "case:" and k[-1] != "@")
     return (
         int(h.get("ltv_c", "0")),
@@ -126,7 +126,7 @@ def member_figures(h: Mapping[str, str]) -> Figures:
 def build_snapshot(
     hid: str, types: Sequence[str], members: Mapping[str, Figures]
 ) -> HouseholdSnapshot:
-    """The published view of one household (both stores build it here)."""
+    """Return the published view of one household (both stores build it here)."""
     ids = sorted(members)
     nps = {c: members[c][2] for c in ids if members[c][2] is not None}
     answers = [n for n in nps.values() if n is not None]

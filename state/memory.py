@@ -237,7 +237,7 @@ class MemoryProfileStore(MemoryGraph):
         return self._snapshot(cid) if "v" in self._profiles.get(cid, {}) else None
 
     def profile_fields(self, customer_id: str) -> Mapping[str, str] | None:
-        """The canonical customer's profile hash as stored (None: no profile yet)."""
+        """Return the canonical customer's profile hash as stored (None: no profile yet)."""
         h = self._profiles.get(customer_id)
         return h if h is not None and "v" in h else None
 

@@ -39,7 +39,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _list(value: Any) -> list[Any]:
-    """cjson writes an empty array as ``{}``."""
+    """Cjson writes an empty array as ``{}``."""
     return value if isinstance(value, list) else []
 
 
@@ -109,7 +109,9 @@ class RedisHouseholdStore:
         reply = self._call(args)
         described = reply["households"] if isinstance(reply["households"], dict) else {}
         snapshots = {hid: self._snapshot(hid, *row) for hid, row in described.items()}
-        excerpts = {cid: snapshots.get(hid) if hid else None for cid, hid in _list(reply["excerpts"])}
+        excerpts = {
+            cid: snapshots.get(hid) if hid else None for cid, hid in _list(reply["excerpts"])
+        }
         versions = reply["versions"] if isinstance(reply["versions"], dict) else {}
         return HouseholdBatch(
             [snapshots[hid] for hid in _list(reply["published"])],
@@ -138,4 +140,4 @@ class RedisHouseholdStore:
         return out
 
     def close(self) -> None:
-        """The client belongs to the profile store."""
+        """Leave the client open: the process that made it closes it."""

@@ -15,7 +15,7 @@ class KafkaUnavailableError(RuntimeError):
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (``cx.profiles`` and ``cx.households`` compacted); return the names created."""
+    """Create missing topics (``cx.profiles``, ``cx.households`` compacted); return those made."""
     admin_config: dict[str, str | int | float | bool] = {**settings.kafka.client_config()}
     admin = AdminClient(admin_config)
     try:

@@ -122,8 +122,10 @@ def test_a_merge_merges_memberships_and_an_erase_removes_the_member(pair: Pair) 
     assert pair.households.household_of(c) is None
     # identity merges c into a (its email shows up on a's event)
     merged = pair.profiles.resolve_batch(
-        [ResolveRequest("m", 9000, {"email": "p0@x.co", "crm_id": "C1"}),
-         ResolveRequest("m2", 9001, {"email": "p2@x.co", "crm_id": "C1"})]
+        [
+            ResolveRequest("m", 9000, {"email": "p0@x.co", "crm_id": "C1"}),
+            ResolveRequest("m2", 9001, {"email": "p2@x.co", "crm_id": "C1"}),
+        ]
     )
     merge = merged[1].merges[0]
     batch = pair.households.apply(
