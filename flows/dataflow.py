@@ -25,7 +25,7 @@ from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
-from flows.steps.households import household_stream
+from flows.steps.households import household_context, household_stream
 from flows.steps.insights import insights_stream
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import NpsOutput, nps_builder, nps_key
@@ -210,6 +210,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # The catalogue is read here, so a malformed one stops the start, not the first event.
     nba = settings.nba
     decider = Decider(load_catalogue(nba.catalogue), nba) if nba.enabled else None
+    # the households, read for decisions only when the catalogue asks for them
+    for_decisions = households if decider is not None and decider.needs_household else None
     options = JourneyOptions(
         settings.models,
         decides=decider is not None,
@@ -270,8 +272,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
-    for_decide: Stream[Scored | Forget | Responded] = op.filter_map(
-        "to_decide", scored, _for_decide
+    for_decide: Stream[Scored | Forget | Responded] = household_context(
+        op.filter_map("to_decide", scored, _for_decide), for_decisions
     )
     # with a Tombstone of each erased or merged-away customer, which the profile step
     # sends after that customer's snapshots (flows.steps.profile)
@@ -281,7 +283,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     decisions = op.key_rm(
         "decisions",
-        op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
+        op.stateful_batch(
+            "decide", to_decide, timed_logic("decide", decide_builder(decider, for_decisions))
+        ),
     )
     # Journeyed (with the model figures) | NextBestAction | DeadLetter (of a response)
     nbas = op.filter_map("nbas", decisions, _nba)

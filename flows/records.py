@@ -112,6 +112,8 @@ class Scored:
     top_category: tuple[str, float] | None = None
     # the adaptive acceptance model's lift per action for this segment (None: all 1.0)
     lifts: dict[str, float] | None = None
+    # the customer's household, read for decisions that use it (flows.steps.households)
+    household: HouseholdSnapshot | None = None
 
     @property
     def customer_id(self) -> str:

@@ -58,6 +58,9 @@ ChangeKind = Literal["link", "merge", "erase"]
 #: one member's figures: ltv cents, orders, latest NPS, churn score, open cases, last ms
 Figures = tuple[int, int, int | None, float | None, int, int]
 _DETRACTOR_MAX = 6
+#: Days a household's daily budget is kept (event time may go back a little).
+BUDGET_DAYS_KEPT = 3
+BUDGET_KEYS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,10 @@ class HouseholdStore(Protocol):
 
     def households(self) -> list[HouseholdSnapshot]:
         """Every household, by id."""
+        ...
+
+    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
+        """Take one of the household's ``limit`` sends of ``day`` for ``token`` (idempotent)."""
         ...
 
     def close(self) -> None: ...
@@ -167,6 +174,7 @@ class MemoryHouseholdStore:
         self._members: dict[str, set[str]] = {}  # household id -> customers
         self._types: dict[str, list[str]] = {}  # household id -> linking evidence types
         self._versions: dict[str, int] = {}
+        self._sent: dict[tuple[str, int], set[str]] = {}  # (household, day) -> tokens
 
     def _linking(self, e: str) -> bool:
         return e not in self._over and len(self._holders[e]) <= self.policy.limit(member_type(e))
@@ -299,6 +307,18 @@ class MemoryHouseholdStore:
 
     def households(self) -> list[HouseholdSnapshot]:
         return [self._snapshot(hid) for hid in sorted(self._members)]
+
+    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
+        sent = self._sent.setdefault((household_id, day), set())
+        if token in sent:
+            return True
+        if len(sent) >= limit:
+            return False
+        sent.add(token)
+        if len(self._sent) > BUDGET_KEYS_KEPT:  # as Redis's expiry: old days go
+            for key in [k for k in self._sent if k[1] < day - BUDGET_DAYS_KEPT]:
+                del self._sent[key]
+        return True
 
     def close(self) -> None:
         """Nothing to release."""

@@ -28,10 +28,18 @@ from redis.exceptions import NoScriptError
 from schemas.outputs import HouseholdSnapshot
 from state.hashing import Hasher, PlainIdentifiers
 from state.household_rules import OVER_LIMIT_KEPT, HouseholdPolicy
-from state.households import Figures, HouseholdBatch, HouseholdChange, build_snapshot
+from state.households import (
+    BUDGET_DAYS_KEPT,
+    Figures,
+    HouseholdBatch,
+    HouseholdChange,
+    build_snapshot,
+)
 
 SCRIPT = (files("state") / "lua" / "households.lua").read_text(encoding="utf-8")
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+BUDGET = (files("state") / "lua" / "household_budget.lua").read_text(encoding="utf-8")
+BUDGET_SHA = hashlib.sha1(BUDGET.encode(), usedforsecurity=False).hexdigest()
 
 
 def _text(value: bytes | str) -> str:
@@ -138,6 +146,16 @@ class RedisHouseholdStore:
                 if snapshot is not None:
                     out.append(snapshot)
         return out
+
+    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
+        key = f"{self.prefix}hh:{{{household_id}}}:sent:{day}"
+        args = (token, limit, BUDGET_DAYS_KEPT * 86_400)
+        self.round_trips += 1
+        try:
+            fits = self._client.evalsha(BUDGET_SHA, 1, key, *args)
+        except NoScriptError:
+            fits = self._client.eval(BUDGET, 1, key, *args)
+        return bool(fits)
 
     def close(self) -> None:
         """Leave the client open: the process that made it closes it."""

@@ -175,5 +175,10 @@ class RetryingHouseholds:
     def households(self) -> list[HouseholdSnapshot]:
         return self.retrier.call("households_all", self.store.households)
 
+    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
+        return self.retrier.call(
+            "household_budget", self.store.spend, household_id, day, token, limit
+        )
+
     def close(self) -> None:
         self.store.close()

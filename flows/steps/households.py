@@ -15,12 +15,14 @@ topic's latest record per household is the household as the store holds it last.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from flows.records import HouseholdOut, Journeyed, Tombstone
+from flows.records import Forget, HouseholdOut, Journeyed, Scored, Tombstone
+from flows.steps.respond import Responded
 from state.households import HouseholdChange, HouseholdStore
 
 
@@ -86,3 +88,33 @@ def household_stream(outs: Stream[HouseholdOut]) -> Stream[HouseholdOut]:
     return op.filter_map(
         "households_in_order", op.stateful_map("household_gate", keyed, _newer), _some
     )
+
+
+ToDecide = Scored | Forget | Responded
+
+
+class HouseholdContext:
+    """Each scored event with its customer's household: one store read per batch."""
+
+    def __init__(self, store: HouseholdStore) -> None:
+        self.store = store
+
+    def attach(self, batch: list[ToDecide]) -> list[ToDecide]:
+        """Return the batch, each scored event with the household its customer is in now."""
+        customers = sorted({item.customer_id for item in batch if isinstance(item, Scored)})
+        if not customers:
+            return batch
+        found = self.store.apply((), customers).excerpts
+        return [
+            replace(item, household=found.get(item.customer_id))
+            if isinstance(item, Scored) and found.get(item.customer_id) is not None
+            else item
+            for item in batch
+        ]
+
+
+def household_context(scored: Stream[ToDecide], store: HouseholdStore | None) -> Stream[ToDecide]:
+    """Return the decide step's input with the households read (as is without a store)."""
+    if store is None:
+        return scored
+    return op.flat_map_batch("household_context", scored, HouseholdContext(store).attach)
