@@ -78,8 +78,11 @@ class RedisHouseholdStore:
         prefix: str = "cx:",
         policy: HouseholdPolicy | None = None,
         hasher: Hasher | None = None,
+        *,
+        owns_client: bool = False,
     ) -> None:
         self._client = client
+        self._owns_client = owns_client
         self.prefix = prefix
         self.policy = policy or HouseholdPolicy()
         self.hasher = hasher or PlainIdentifiers()
@@ -158,4 +161,6 @@ class RedisHouseholdStore:
         return bool(fits)
 
     def close(self) -> None:
-        """Leave the client open: the process that made it closes it."""
+        """Close the client if it was made for this store (``owns_client``)."""
+        if self._owns_client:
+            self._client.close()

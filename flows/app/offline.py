@@ -73,7 +73,7 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
             reasons.update(orjson.loads(r)["reason"] for r in rows)
         if kind == "alerts":
             kinds.update(orjson.loads(r)["kind"] for r in rows)
-        if kind in ("nba", "alerts", "nps") and rows:
+        if kind in ("nba", "alerts", "nps", "households") and rows:
             examples[kind] = [orjson.loads(r) for r in rows[:examples_per_kind]]
     return RunSummary(out_dir, counts, dict(reasons), dict(kinds), examples)
 

@@ -123,6 +123,8 @@ def run_process(
         on_write=count_outputs,
         on_sent=observe_outputs,
     )
+    if households is not None:
+        households.close()
     store.close()
 
 

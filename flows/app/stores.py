@@ -149,8 +149,9 @@ def make_households(settings: Settings, store: ProfileStore) -> HouseholdStore |
         return None
     if isinstance(store, MemoryProfileStore):
         return MemoryHouseholdStore(store, conf.policy(), hasher(settings))
+    client = redis_client(settings)
     return RedisHouseholdStore(
-        redis_client(settings), settings.redis.prefix, conf.policy(), hasher(settings)
+        client, settings.redis.prefix, conf.policy(), hasher(settings), owns_client=True
     )
 
 
