@@ -114,7 +114,7 @@ _SPELLINGS = ("{n} Elm Street, Flat {u}", "flat {u}, {n} elm st", "{n} ELM ST.  
 
 
 def _home(n: int, k: int) -> str:
-    """Customer ``n``'s address as their ``k``-th event types it (pairs 6m, 6m+1 share)."""
+    """Return customer ``n``'s address as their ``k``-th event types it (6m, 6m+1 share)."""
     home = n - 1 if n % 6 == 1 else n
     return _SPELLINGS[k % len(_SPELLINGS)].format(n=10 + home, u=1 + home % 4)
 
