@@ -180,6 +180,8 @@ class MemoryHouseholdStore:
         return e not in self._over and len(self._holders[e]) <= self.policy.limit(member_type(e))
 
     def _link(self, cid: str, evidence: list[str], affected: dict[str, None]) -> None:
+        if not evidence:
+            return  # most events: no entry for a customer without evidence
         mine = self._evidence.setdefault(cid, set())
         for e in evidence:
             if e in mine or e in self._over:
