@@ -35,6 +35,7 @@ from schemas.identifiers import HOUSEHOLD_ONLY_TYPES
 from state.hashing import Hasher
 from state.policy import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityPolicy
 
+_HOUSEHOLD_ONLY = frozenset(HOUSEHOLD_ONLY_TYPES)
 DEFAULT_EVIDENCE: tuple[str, ...] = ("address", "device_id")
 DEFAULT_MEMBER_LIMITS: Mapping[str, int] = MappingProxyType(
     {"address": 8, "device_id": 5, "payment_token": 4}
@@ -187,6 +188,6 @@ def identity_identifiers(identifiers: dict[str, str]) -> dict[str, str]:
     >>> identity_identifiers({"email": "a@b.co", "address": "1 Main St"})
     {'email': 'a@b.co'}
     """
-    if not any(t in identifiers for t in HOUSEHOLD_ONLY_TYPES):
+    if identifiers.keys().isdisjoint(_HOUSEHOLD_ONLY):  # most events: no copy
         return identifiers
     return {t: v for t, v in identifiers.items() if t not in HOUSEHOLD_ONLY_TYPES}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -24,6 +24,8 @@ from bytewax.dataflow import Stream
 from flows.records import Forget, HouseholdOut, Journeyed, Scored, Tombstone
 from flows.steps.respond import Responded
 from state.households import HouseholdChange, HouseholdStore
+
+_EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
 
 def household_changes(batch: Sequence[Journeyed | Tombstone]) -> list[HouseholdChange]:
@@ -55,12 +57,13 @@ def household_outputs(
     result = store.apply(changes)
     if not result.published and not result.gone:
         return []
-    latest = max(_time(item) for item in batch)
     out = [
-        HouseholdOut(h.household_id, result.versions[h.household_id], h, latest)
+        HouseholdOut(h.household_id, result.versions[h.household_id], h, h.last_seen or _EPOCH)
         for h in result.published
     ]
-    out += [HouseholdOut(hid, result.versions[hid], None, latest) for hid in result.gone]
+    if result.gone:  # a tombstone's time: the batch's latest event
+        latest = max(_time(item) for item in batch)
+        out += [HouseholdOut(hid, result.versions[hid], None, latest) for hid in result.gone]
     return out
 
 

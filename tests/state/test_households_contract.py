@@ -18,7 +18,7 @@ from state.profile_hash import ProfileDelta
 from state.redis_households import RedisHouseholdStore
 from state.redis_store import RedisProfileStore
 from state.store import ProfileStore, ResolveRequest
-from tests.state.conftest import delete_prefix
+from tests.state.conftest import _graph_problems, delete_prefix
 
 
 @dataclass
@@ -36,7 +36,10 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     yield Pair(RedisProfileStore(client, prefix), RedisHouseholdStore(client, prefix))
+    # every Redis test doubles as a consistency check of the graph and households it left
+    problems = _graph_problems(client, prefix)
     delete_prefix(client, prefix)
+    assert not problems, problems
 
 
 def people(pair: Pair, n: int, **delta: object) -> list[str]:
