@@ -1,10 +1,12 @@
 """Households against the world's truth: which people a run put together.
 
-Each person's *own customer* is the profile holding most of their identifiers (the
-identifiers of :func:`replay.evaluate` scoring: shared ones left out; a tie goes to
-the smaller customer id). A person's predicted household is that profile's
-``household_id`` (none: alone); their true household is the truth's ``household``
-(none: alone). :func:`household_scores` reports pairwise precision, recall and F1
+A person's predicted household is the ``household_id`` of their customers (the profiles
+holding their identifiers, as :func:`replay.evaluate` scores identity: shared ones left
+out), the one whose profiles hold most of their identifiers when they differ (a tie goes
+to the smaller id); none: alone. Identity fragments a person into several customers
+(identity scores count that), and a household links fragments as it links people, so
+each person counts once here. Their true household is the truth's ``household`` (none:
+alone). :func:`household_scores` reports pairwise precision, recall and F1
 over people (two people are a true pair when they live together, a predicted pair
 when their own customers share a household), the share of true households split
 (their people in more than one predicted household, or alone) and of predicted
@@ -39,10 +41,13 @@ def person_households(
     for person in truth["customers"]:
         pid = person["person_id"]
         actual[pid] = person["household"] or "solo:" + pid
-        counts = held.get(pid)
-        own = min(counts, key=lambda c: (-counts[c], c)) if counts else None
-        household = household_of.get(own) if own is not None else None
-        predicted[pid] = household or "solo:" + pid
+        votes: Counter[str] = Counter()
+        for cid, n in held.get(pid, Counter()).items():
+            household = household_of.get(cid)
+            if household is not None:
+                votes[household] += n
+        best = min(votes, key=lambda h: (-votes[h], h)) if votes else None
+        predicted[pid] = best or "solo:" + pid
     return actual, predicted
 
 
