@@ -11,7 +11,13 @@ import pytest
 import redis
 
 from schemas.outputs import HouseholdSnapshot
-from state.household_rules import HouseholdPolicy, household_id, normalise_address
+from state.hashing import IdentifierHasher
+from state.household_rules import (
+    HouseholdPolicy,
+    household_id,
+    identity_identifiers,
+    normalise_address,
+)
 from state.households import HouseholdChange, HouseholdStore, MemoryHouseholdStore
 from state.memory import MemoryProfileStore
 from state.profile_hash import ProfileDelta
@@ -208,3 +214,18 @@ def test_address_normalisation_folds_real_world_variants() -> None:
     assert normalise_address("12 High St Flat 4") != normalise_address("12 High St Flat 3")
     assert normalise_address("500 West 5th Avenue") == normalise_address("500 W. 5th Ave")
     assert normalise_address("7 Queen's Road") == normalise_address("7 queens rd")
+
+
+def test_a_payment_token_links_when_configured_and_hashing_hides_the_evidence() -> None:
+    profiles = MemoryProfileStore()
+    ids = people(Pair(profiles, MemoryHouseholdStore(profiles)), 2)
+    plain = MemoryHouseholdStore(profiles)
+    assert plain.apply([link(c, payment_token="tok-1") for c in ids]).published == []
+    policy = HouseholdPolicy(evidence=("address", "device_id", "payment_token"))
+    hashed = MemoryHouseholdStore(profiles, policy, IdentifierHasher(b"k" * 32))
+    [household] = hashed.apply([link(c, payment_token="tok-1") for c in ids]).published
+    assert household.evidence_types == ["payment_token"]
+    assert household.household_id != household_id(["payment_token:tok-1"])
+    assert identity_identifiers({"payment_token": "tok-1", "email": "a@b.co"}) == {
+        "email": "a@b.co"
+    }
