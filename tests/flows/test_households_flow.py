@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from flows.records import HouseholdOut
+from flows.steps.households import _newer
 from tests.conftest import make_event, raw, run_flow
 
 ERASE = "cx.privacy.erase"
@@ -77,3 +80,12 @@ def test_a_merge_and_an_erase_leave_the_topic_with_tombstones() -> None:
     outputs = run_flow([raw(e, offset=i) for i, e in enumerate([*events, erase])], households=True)
     assert outputs["households"][-1] == {"tombstone": outputs["households"][0]["household_id"]}
     assert _latest(outputs) == {}
+
+
+def test_the_gate_drops_a_publication_older_than_one_sent() -> None:
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    v1, v2, v3 = (HouseholdOut("hh-1", v, None, at) for v in (1, 2, 3))
+    state, out = _newer(None, v2)
+    assert (state, out) == (2, v2)
+    assert _newer(state, v1) == (2, None)  # from a slower worker: the topic keeps v2
+    assert _newer(state, v3) == (3, v3)
