@@ -18,13 +18,14 @@ from flows.lanes import lane_of
 from flows.nba.adaptive import acceptance_builder
 from flows.nba.catalogue import load_catalogue
 from flows.nba.decider import Decider
-from flows.records import Forget, Journeyed, Resolved, Scored, Tombstone
+from flows.records import Forget, HouseholdOut, Journeyed, Resolved, Scored, Tombstone
 from flows.settings import Settings
 from flows.steps.board import BoardWriter, board_outputs, board_timeline, board_writer
 from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
+from flows.steps.households import household_context, household_stream
 from flows.steps.insights import insights_stream
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import NpsOutput, nps_builder, nps_key
@@ -42,6 +43,7 @@ from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, DeadLetter, NextBestAction, ProfileSnapshot
 from schemas.records import RawMessage
 from sinks.webhook import WebhookSink
+from state.households import HouseholdStore
 from state.parking import MemoryParkingStore
 from state.store import ProfileStore
 
@@ -104,14 +106,27 @@ def _for_profile(item: DecideOut) -> Journeyed | Tombstone | None:
     return item if isinstance(item, Journeyed | Tombstone) else None
 
 
+def _household(item: object) -> HouseholdOut | None:
+    return item if isinstance(item, HouseholdOut) else None
+
+
+def _not_household(item: object) -> ProfileSnapshot | Tombstone | None:
+    return item if isinstance(item, ProfileSnapshot | Tombstone) else None
+
+
 def _profile_step(
     decisions: Stream[DecideOut], profile: ProfileStep, board: BoardWriter | None
-) -> Stream[ProfileSnapshot | Tombstone]:
+) -> Stream[ProfileSnapshot | Tombstone | HouseholdOut]:
     to_profile: Stream[Journeyed | Tombstone] = op.filter_map("to_profile", decisions, _for_profile)
     with_timeline = board_timeline(board, to_profile)
-    return op.flat_map_batch(
+    out = op.flat_map_batch(
         "profile", with_timeline, timed_batch("profile", profile.apply_profiles)
     )
+    if profile.households is None:
+        return out
+    # households (flows.steps.households): through a gate keyed by household id
+    households = household_stream(op.filter_map("households", out, _household))
+    return op.merge("profiles_out", op.filter_map("profiles", out, _not_household), households)
 
 
 def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
@@ -176,6 +191,7 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     *,
     parking: Parking | None = None,
     webhooks: WebhookSink | None = None,
+    households: HouseholdStore | None = None,
 ) -> Dataflow:
     """Wire the named steps of the architecture between ``inputs`` and ``sink``.
 
@@ -185,14 +201,17 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     journeys go (:mod:`flows.steps.parking`); by default, with
     ``CX_JOURNEY__PARK_IDLE_SECONDS`` set, an in-memory store (runs without recovery).
     ``webhooks``: the webhook sink (:mod:`sinks.webhook`), fed the outputs it wants.
+    ``households``: the household store (:mod:`state.households`; None: no households).
     """
     resolver = StoreResolver(store)
-    profile = ProfileStep(store)
+    profile = ProfileStep(store, households)
     conf = settings.journey
     scorer = VaderScorer(conf.text_max_chars, conf.text_max_symbols)
     # The catalogue is read here, so a malformed one stops the start, not the first event.
     nba = settings.nba
     decider = Decider(load_catalogue(nba.catalogue), nba) if nba.enabled else None
+    # the households, read for decisions only when the catalogue asks for them
+    for_decisions = households if decider is not None and decider.needs_household else None
     options = JourneyOptions(
         settings.models,
         decides=decider is not None,
@@ -253,8 +272,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
-    for_decide: Stream[Scored | Forget | Responded] = op.filter_map(
-        "to_decide", scored, _for_decide
+    for_decide: Stream[Scored | Forget | Responded] = household_context(
+        op.filter_map("to_decide", scored, _for_decide), for_decisions
     )
     # with a Tombstone of each erased or merged-away customer, which the profile step
     # sends after that customer's snapshots (flows.steps.profile)
@@ -264,7 +283,9 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     )
     decisions = op.key_rm(
         "decisions",
-        op.stateful_batch("decide", to_decide, timed_logic("decide", decide_builder(decider))),
+        op.stateful_batch(
+            "decide", to_decide, timed_logic("decide", decide_builder(decider, for_decisions))
+        ),
     )
     # Journeyed (with the model figures) | NextBestAction | DeadLetter (of a response)
     nbas = op.filter_map("nbas", decisions, _nba)

@@ -14,7 +14,7 @@ from datetime import datetime
 from flows.insights.drivers import AnswerDrivers
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
-from schemas.outputs import Alert, IdentityErasure, IdentityMerge
+from schemas.outputs import Alert, HouseholdSnapshot, IdentityErasure, IdentityMerge
 from state.profile_hash import Figure
 
 IdentityOutput = IdentityMerge | IdentityErasure | Alert
@@ -112,6 +112,8 @@ class Scored:
     top_category: tuple[str, float] | None = None
     # the adaptive acceptance model's lift per action for this segment (None: all 1.0)
     lifts: dict[str, float] | None = None
+    # the customer's household, read for decisions that use it (flows.steps.households)
+    household: HouseholdSnapshot | None = None
 
     @property
     def customer_id(self) -> str:
@@ -138,3 +140,18 @@ class Tombstone:
     customer_id: str
     cause_id: str  # the output id of the merge or erasure (the tombstone's ``cx-id``)
     time: datetime  # event time of the merge or erasure (the tombstone's ``ce_time``)
+    survivor_id: str | None = None  # a merge's survivor (None: erased)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdOut:
+    """A household to publish (``snapshot``) or gone (None), with its publication count.
+
+    ``version`` orders one household's publications (flows.steps.households); it is
+    not part of the record, whose latest value per household is what counts.
+    """
+
+    household_id: str
+    version: int
+    snapshot: HouseholdSnapshot | None
+    time: datetime  # a tombstone's event time: the latest event of the batch that made it

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.api_settings import ApiSettings
+from flows.household_settings import HouseholdSettings
 from flows.insights.settings import InsightsSettings
 from flows.step_settings import DEFAULT_STAGE_MAP, NbaSettings, NpsSettings, SlaSettings
 from online_models.settings import ModelSettings
@@ -109,6 +110,7 @@ class TopicSettings(_Section):
     insights: str = "cx.insights"
     identity: str = "cx.identity"
     profiles: str = "cx.profiles"
+    households: str = "cx.households"
     dlq: str = "cx.dlq"
     partitions: int = Field(default=2, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -122,6 +124,7 @@ class TopicSettings(_Section):
             "insights": self.insights,
             "identity": self.identity,
             "profiles": self.profiles,
+            "households": self.households,
             "dlq": self.dlq,
         }
 
@@ -361,6 +364,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     dedupe: DedupeSettings = DedupeSettings()
     profiles: ProfileSettings = ProfileSettings()
+    households: HouseholdSettings = HouseholdSettings()
     metrics: MetricsSettings = MetricsSettings()
     recovery: RecoverySettings = RecoverySettings()
     retry: RetrySettings = RetrySettings()

@@ -52,6 +52,8 @@ from typing import Any
 
 import orjson
 
+from schemas.identifiers import HOUSEHOLD_ONLY_TYPES
+
 ERASE_TYPE = "cx.privacy.erase"
 ATTRIBUTION_FILE = "attribution.jsonl"
 MAX_HOPS = 10_000
@@ -97,7 +99,10 @@ def read_events(log: Path) -> list[LogEvent]:
         out.append(
             LogEvent(
                 event.id,
-                tuple(f"{t}:{v}" for t, v in data.identifiers.items()),
+                # household-only identifiers (an address) are nobody's identity
+                tuple(
+                    f"{t}:{v}" for t, v in data.identifiers.items() if t not in HOUSEHOLD_ONLY_TYPES
+                ),
                 float(data.amount) if order and data.amount is not None else None,
                 (data.currency or "") if order else None,
             )

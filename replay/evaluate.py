@@ -15,6 +15,8 @@
 * NPS: the touchpoints' NPS over the daily windows, rank-correlated with the
   world's hidden touchpoint quality.
 * Churn AUC from the profiles' ``churn_score``, once the flow produces it.
+* Households: pairwise precision, recall and F1 over people, and the shares of true
+  households split and of found ones wrongly joined (:mod:`replay.evaluate_households`).
 * Attribution (with the log): which person's events ended up in which customer,
   so misattribution shows. Each person's *majority customer* holds most of
   their attributed events; a customer that is the majority customer of exactly
@@ -51,6 +53,7 @@ from replay.attribution import (
     read_events,
 )
 from replay.attribution import read_rows as _rows
+from replay.evaluate_households import household_scores
 from replay.evaluate_insights import insights_scores
 from replay.log import read_log
 from replay.world.answers import lift, nba_scores
@@ -112,6 +115,11 @@ def _pairwise(contingency: Contingency) -> dict[str, float]:
     return _prf(
         tp, sum(_pairs(n) for n in predicted.values()), sum(_pairs(n) for n in actual.values())
     )
+
+
+def _people_pairwise(predicted: dict[str, str], actual: dict[str, str]) -> dict[str, float]:
+    """Pairwise scores of people grouped two ways (person -> predicted / true group)."""
+    return _pairwise(_contingency(actual, predicted))
 
 
 def identity_scores(profiles: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
@@ -335,6 +343,9 @@ def evaluate(
         "attribution": attribution,
         "dead_letters": dead_letter_scores(_rows(out_dir / "dlq.jsonl"), truth),
         "events": {"counted_by_profiles": counted, "distinct_valid": truth["stats"]["events"]},
+        "households": household_scores(
+            profiles, _person_of(truth, _shared(truth)), truth, _people_pairwise
+        ),
         "churn": churn_scores(profiles, truth),
         "nps": nps_scores(nps, truth),
         "insights": insights_scores(

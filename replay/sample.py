@@ -3,7 +3,9 @@
 Each customer has a hidden experience quality that drives their sentiment,
 survey scores and whether they churn. Identity is fragmented the way channel
 systems see it: cookies before login, email on web/email/chat, phone on calls,
-a CRM and loyalty id on orders, a handle on social. A little noise is mixed in:
+a CRM and loyalty id on orders, a handle on social; orders carry the home address,
+typed several ways, and every sixth customer shares a home with the next (a
+household of two). A little noise is mixed in:
 re-delivered duplicates, events out of order, and a few invalid messages.
 """
 
@@ -108,6 +110,15 @@ def _event(
     }
 
 
+_SPELLINGS = ("{n} Elm Street, Flat {u}", "flat {u}, {n} elm st", "{n} ELM ST.  Apt {u}")
+
+
+def _home(n: int, k: int) -> str:
+    """Return customer ``n``'s address as their ``k``-th event types it (6m, 6m+1 share)."""
+    home = n - 1 if n % 6 == 1 else n
+    return _SPELLINGS[k % len(_SPELLINGS)].format(n=10 + home, u=1 + home % 4)
+
+
 def _journey(rng: random.Random, c: _Customer, days: int) -> list[dict[str, Any]]:
     t = START + timedelta(hours=rng.uniform(0, 24 * days * 0.3))
     end = START + timedelta(days=days)
@@ -142,6 +153,7 @@ def _journey(rng: random.Random, c: _Customer, days: int) -> list[dict[str, Any]
             "service_desk": {"crm_id": c.crm_id, "email": c.email},
         }[channel]
         if channel in ("web", "store", "app") and rng.random() < 0.5:
+            home = _home(c.n, len(out))  # no draw of rng: the rest of the world stays
             out.append(
                 _event(
                     rng,
@@ -149,7 +161,7 @@ def _journey(rng: random.Random, c: _Customer, days: int) -> list[dict[str, Any]
                     t,
                     "cx.order.placed",
                     touchpoint,
-                    ids,
+                    {**ids, "address": home},
                     amount=round(rng.uniform(15, 250), 2),
                     currency="GBP",
                     journey_stage="purchase",

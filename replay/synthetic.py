@@ -52,9 +52,13 @@ The truth file is one JSON object:
     people who never opened an account, as they have none to close);
     ``experience`` (the latent quality, about -1..1); ``existing_customer``
     (registered before the horizon); ``household`` (id of the family whose
-    tablet they share, or null); ``kiosk`` (id of the store kiosk they sign
+    tablet and home they share, ``c<n>`` for a couple sharing only a home, or
+    null: living alone, :mod:`replay.world.homes`); ``kiosk`` (id of the store kiosk they sign
     in on with their own crm_id, or null); ``first_seen``; ``event_ids`` (the ids of all
     their valid events, in event-time order; duplicates share the id).
+``households``
+    ``{"household", "kind", "person_ids"}`` for each true household of two or
+    more: ``kind`` ``family`` (a shared home and tablet) or ``couple`` (a home).
 ``shared_identifiers``
     ``{"type", "value", "kind", "person_ids"}`` for each value that two or
     more people used: ``kind`` is ``household_device`` (a family tablet, 2-4
@@ -91,6 +95,7 @@ import orjson
 from replay.log import write_log
 from replay.world.catalog import SLA_HOURS, TOUCHPOINTS
 from replay.world.drafts import DAY_MS, EventIds, rfc3339
+from replay.world.homes import HomeRates, add_addresses, plan_homes, true_households
 from replay.world.identity import Registry, make_identity
 from replay.world.insights import insights_truth
 from replay.world.journey import (
@@ -164,6 +169,7 @@ class World:
             "sla_hours": SLA_HOURS,
             "customers": ledger.customers,
             "shared_identifiers": ledger.shared_identifiers(),
+            "households": true_households(ledger.customers),
             "cases": ledger.cases,
             **ledger.noise,
             **insights_truth(),
@@ -203,17 +209,21 @@ def generate_world(  # noqa: PLR0913 (the world's size and seed; its rates are k
     clock = WorldClock(_ms(start), days, ids, registry)
     courier = Courier(random.Random(master.getrandbits(64)), ids, rates)
     plan = plan_sharing(master, customers, registry, sharing)
+    families = {i: group.group_id for i, group in plan.households.items()}
+    homes = plan_homes(seed, customers, families, set(plan.kiosks), HomeRates())
     ledger = Ledger(plan.shared, clock.end_ms)
     stream = Stream()
     step = -(-customers // 100)  # at most 100 reports, and one at the end
     for i in range(customers):
         household, kiosk = plan.households.get(i), plan.kiosks.get(i)
         latent, outcome = _live(random.Random(master.getrandbits(64)), i, plan, clock)
+        # a generator of its own: the homes change no other draw of the world
+        add_addresses(outcome.drafts, homes[i], random.Random(f"address-{seed}-{i}"), HomeRates())
         ledger.record(
             f"p{i:06d}",
             latent,
             outcome,
-            household.group_id if household else None,
+            household.group_id if household else homes[i].household,
             kiosk.group_id if kiosk else None,
         )
         for draft in outcome.drafts:

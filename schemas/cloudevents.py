@@ -36,6 +36,7 @@ from schemas.outputs import (
     Alert,
     DeadLetter,
     DeadLetterReason,
+    HouseholdSnapshot,
     IdentityErasure,
     IdentityMerge,
     KeyDrivers,
@@ -68,6 +69,8 @@ OUTPUT_TYPES: Final[dict[str, str]] = {
     "identity_erasure": "cx.identity.erased",
     "profiles": "cx.profile.updated",
     "profiles_tombstone": "cx.profile.deleted",
+    "households": "cx.household.updated",
+    "households_tombstone": "cx.household.deleted",
     "dlq": "cx.event.dead_lettered",
     "insights": "cx.insights.drivers",
 }
@@ -247,6 +250,7 @@ _ATTRIBUTES: Final[dict[type[BaseModel], Any]] = {
     IdentityMerge: lambda m: (OUTPUT_TYPES["identity"], m.time, None),
     IdentityErasure: lambda m: (OUTPUT_TYPES["identity_erasure"], m.time, None),
     ProfileSnapshot: lambda m: (OUTPUT_TYPES["profiles"], m.last_seen, None),
+    HouseholdSnapshot: lambda m: (OUTPUT_TYPES["households"], m.last_seen, None),
     DeadLetter: _dead_letter_attributes,
 }
 

@@ -19,6 +19,7 @@ _CE_TYPES: dict[str, list[str]] = {
     "identity": [OUTPUT_TYPES["identity"]],
     "identity_erasure": [OUTPUT_TYPES["identity_erasure"]],
     "profiles": [OUTPUT_TYPES["profiles"], OUTPUT_TYPES["profiles_tombstone"]],
+    "households": [OUTPUT_TYPES["households"], OUTPUT_TYPES["households_tombstone"]],
     "dlq": [OUTPUT_TYPES["dlq"]],
     "insights": [OUTPUT_TYPES["insights"]],
 }

@@ -35,6 +35,10 @@ KNOWN_IDENTIFIER_TYPES: tuple[str, ...] = (
     "cookie_id",
 )
 
+#: Identifier types that are household evidence only (state.household_rules): identity
+#: resolution never sees them, so a shared home never merges the people living there.
+HOUSEHOLD_ONLY_TYPES: tuple[str, ...] = ("address", "payment_token")
+
 MAX_IDENTIFIER_CHARS = 256
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

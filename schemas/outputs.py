@@ -192,6 +192,39 @@ class ProfileSnapshot(_Output):
     sentiment_by_stage: dict[str, float] = Field(default_factory=dict)
     recent: list[dict[str, Any]] = Field(default_factory=list)
     last_event_id: str
+    # the customer's household (state.household_rules) as read with the profile
+    # (profiles.jsonl, `cxstream profile get`, the API); None in cx.profiles, whose
+    # latest record per customer must not depend on other customers' progress
+    household_id: str | None = None
+    household: dict[str, Any] | None = None
+
+
+class HouseholdSnapshot(_Output):
+    """Customers linked by household evidence, never merged (compacted topic ``cx.households``)."""
+
+    household_id: str
+    members: list[str]
+    member_count: int
+    evidence_types: list[str]
+    lifetime_value: float = 0.0
+    orders: int = 0
+    #: each member's latest NPS answer (members without one left out), and their mean
+    last_nps: dict[str, int] = Field(default_factory=dict)
+    mean_nps: float | None = None
+    detractors: int = 0
+    max_churn: float | None = None
+    open_cases: int = 0
+    last_seen: datetime | None = None
+
+    def excerpt(self) -> dict[str, Any]:
+        """Return the few fields a profile shows of its household."""
+        return {
+            "members": self.member_count,
+            "lifetime_value": self.lifetime_value,
+            "orders": self.orders,
+            "mean_nps": self.mean_nps,
+            "open_cases": self.open_cases,
+        }
 
 
 class DeadLetter(_Output):
@@ -219,5 +252,6 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "identity": IdentityMerge,
     "identity_erasure": IdentityErasure,
     "profiles": ProfileSnapshot,
+    "households": HouseholdSnapshot,
     "dlq": DeadLetter,
 }

@@ -107,6 +107,6 @@ class JsonlDirSink(FixedPartitionedSink[Emitted, None]):
     ) -> StatefulSinkPartition[Emitted, None]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / OFFLINE_FILES[for_part]
-        if for_part == "profiles":
+        if for_part in ("profiles", "households"):  # final state, written at the end
             return _DiscardPartition()
         return _AppendPartition(path, self._on_write)

@@ -24,7 +24,7 @@ and a randomized test checks they agree on every result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from schemas.outputs import ProfileSnapshot
@@ -235,6 +235,11 @@ class MemoryProfileStore(MemoryGraph):
         cid = self.canonical(customer_id)
         # a hash of resolve's consent record alone is no profile yet (profile_get)
         return self._snapshot(cid) if "v" in self._profiles.get(cid, {}) else None
+
+    def profile_fields(self, customer_id: str) -> Mapping[str, str] | None:
+        """Return the canonical customer's profile hash as stored (None: no profile yet)."""
+        h = self._profiles.get(customer_id)
+        return h if h is not None and "v" in h else None
 
     def _identifiers_changed(self, customer_id: str, ms: int) -> None:
         # as profile.lua: a profile whose identifiers changed has a change to publish

@@ -129,5 +129,7 @@ def snapshot_from_hash(
             "sentiment_by_stage": dict(sorted(by_stage.items())),
             "recent": recent,
             "last_event_id": h["last_event"],
+            "household_id": None,
+            "household": None,
         }
     )

@@ -17,7 +17,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from flows.app.stores import make_store
+from flows.app.stores import make_households, make_store
 from flows.dataflow import build_flow
 from flows.settings import Settings
 from schemas.records import Emitted, RawMessage
@@ -88,12 +88,15 @@ def run_flow(
     store: ProfileStore | None = None,
     batch_size: int = 1,
     workers: int = 1,
+    *,
+    households: bool = False,
 ) -> dict[str, list[Any]]:
     """Run the real flow over ``messages``; return decoded outputs by kind.
 
     Tombstones (no value) are returned as ``{"tombstone": key}``. The store is a
     fresh in-memory one unless given; ``batch_size`` is the source's batch size;
-    ``workers`` the number of worker threads (one process; they share the store).
+    ``workers`` the number of worker threads (one process; they share the store);
+    ``households``: with the household store next to it (as every cxstream command).
     """
     collected: list[tuple[str, Emitted]] = []
 
@@ -102,7 +105,8 @@ def run_flow(
 
     settings = settings or Settings()
     store = store or make_store(settings, default="memory")
-    flow = build_flow(settings, inputs, TestingSink(collected), store)
+    homes = make_households(settings, store) if households else None
+    flow = build_flow(settings, inputs, TestingSink(collected), store, households=homes)
     run_dataflow(flow, workers=workers)
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for kind, out in collected:

@@ -210,13 +210,20 @@ def _identifier(text: str) -> tuple[str, str]:
 
 
 def _cmd_profile_get(args: argparse.Namespace) -> int:
-    from flows.app.stores import make_store
+    from flows.app.offline import with_household
+    from flows.app.stores import make_households, make_store
 
     id_type, value = _identifier(args.identifier)
-    store = make_store(_settings(), default="redis")
+    settings = _settings()
+    store = make_store(settings, default="redis")
     try:
         customer_id = store.lookup(id_type, value)
         profile = store.profile(customer_id) if customer_id is not None else None
+        households = make_households(settings, store) if profile is not None else None
+        if profile is not None:  # with its household's id and excerpt
+            profile = with_household(profile, households)
+        if households is not None:
+            households.close()
     finally:
         store.close()
     if profile is None:

@@ -14,14 +14,16 @@ from bytewax.testing import cluster_main, run_main
 
 from flows.app.collector import tune_collector
 from flows.app.inputs import log_input
-from flows.app.stores import make_store
+from flows.app.stores import make_households, make_store
 from flows.dataflow import build_flow
 from flows.lanes import lane_of
 from flows.metrics import count_outputs
 from flows.settings import Settings
 from flows.steps.ticks import LaneSet
 from replay.log import read_log
+from schemas.outputs import ProfileSnapshot
 from sinks.jsonl import OFFLINE_FILES, JsonlDirSink, canonical_order, write_profiles
+from state.households import HouseholdStore
 from state.store import ProfileStore
 
 SAMPLE_LOG = Path(__file__).resolve().parents[2] / "replay" / "samples" / "demo.jsonl"
@@ -71,7 +73,7 @@ def summarise(out_dir: Path, examples_per_kind: int = 2) -> RunSummary:
             reasons.update(orjson.loads(r)["reason"] for r in rows)
         if kind == "alerts":
             kinds.update(orjson.loads(r)["kind"] for r in rows)
-        if kind in ("nba", "alerts", "nps") and rows:
+        if kind in ("nba", "alerts", "nps", "households") and rows:
             examples[kind] = [orjson.loads(r) for r in rows[:examples_per_kind]]
     return RunSummary(out_dir, counts, dict(reasons), dict(kinds), examples)
 
@@ -90,11 +92,40 @@ def log_lanes(logs: list[Path]) -> LaneSet:
     return LaneSet(frozenset(lane_of(raw) for path in logs for raw in read_log(path)))
 
 
-def _offline_flow(
-    settings: Settings, logs: list[Path], out_dir: Path, store: ProfileStore, lanes: LaneSet
+def _offline_flow(  # noqa: PLR0913, PLR0917 (the run's parts)
+    settings: Settings,
+    logs: list[Path],
+    out_dir: Path,
+    store: ProfileStore,
+    lanes: LaneSet,
+    households: HouseholdStore | None,
 ) -> Any:
     inputs = log_input(logs, settings.kafka.batch_size)
-    return build_flow(settings, inputs, JsonlDirSink(out_dir, on_write=count_outputs), store, lanes)
+    sink = JsonlDirSink(out_dir, on_write=count_outputs)
+    return build_flow(settings, inputs, sink, store, lanes, households=households)
+
+
+def with_household(profile: ProfileSnapshot, households: HouseholdStore | None) -> ProfileSnapshot:
+    """Return the profile with its household's id and excerpt, as the store has it now."""
+    household = households.household_of(profile.customer_id) if households else None
+    if household is None:
+        return profile
+    update = {"household_id": household.household_id, "household": household.excerpt()}
+    return profile.model_copy(update=update)
+
+
+def write_final_state(
+    out_dir: Path, store: ProfileStore, households: HouseholdStore | None
+) -> None:
+    """Write ``profiles.jsonl`` (with households) and ``households.jsonl`` from the stores."""
+    profiles = (store.profile(cid) for cid in store.customers())
+    write_profiles(
+        out_dir / OFFLINE_FILES["profiles"],
+        (with_household(p, households) for p in profiles if p is not None),
+    )
+    every = households.households() if households is not None else []
+    lines = [h.model_dump_json().encode() + b"\n" for h in every]
+    (out_dir / OFFLINE_FILES["households"]).write_bytes(b"".join(lines))
 
 
 def _cluster_worker(
@@ -103,7 +134,7 @@ def _cluster_worker(
     # A fresh process: settings come from the same CX_* environment as the parent's.
     settings = Settings()
     store = make_store(settings, default="redis", publish=False)
-    flow = _offline_flow(settings, logs, out_dir, store, lanes)
+    flow = _offline_flow(settings, logs, out_dir, store, lanes, make_households(settings, store))
     tune_collector()
     cluster_main(  # type: ignore[no-untyped-call]
         flow,
@@ -161,10 +192,12 @@ def run_offline(  # noqa: PLR0913 (what to run on; how to run it is keyword-only
             raise OfflineRunError(msg)
         _run_cluster(logs, out_dir, processes, log_lanes(logs))
         store = store or make_store(settings, default="redis", publish=False)
+        households = make_households(settings, store)
     else:
         # Offline, profiles.jsonl is the final state read back below: nothing to publish.
         store = store or make_store(settings, default="memory", publish=False)
-        flow = _offline_flow(settings, logs, out_dir, store, log_lanes(logs))
+        households = make_households(settings, store)
+        flow = _offline_flow(settings, logs, out_dir, store, log_lanes(logs), households)
         epoch_interval = timedelta(seconds=settings.epoch_interval_seconds)
         if workers == 1:
             run_main(flow, epoch_interval=epoch_interval)  # type: ignore[no-untyped-call]
@@ -173,8 +206,7 @@ def run_offline(  # noqa: PLR0913 (what to run on; how to run it is keyword-only
                 flow, [], 0, epoch_interval=epoch_interval, worker_count_per_proc=workers
             )
     for kind, name in OFFLINE_FILES.items():
-        if kind != "profiles":
+        if kind not in ("profiles", "households"):
             canonical_order(out_dir / name)
-    profiles = (store.profile(cid) for cid in store.customers())
-    write_profiles(out_dir / OFFLINE_FILES["profiles"], (p for p in profiles if p is not None))
+    write_final_state(out_dir, store, households)
     return summarise(out_dir)

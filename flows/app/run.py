@@ -22,8 +22,8 @@ from flows.app.collector import tune_collector
 from flows.app.health import Health, dependency_checks, serve
 from flows.app.inputs import kafka_input
 from flows.app.recovery import prepare_recovery
-from flows.app.retry import Retrier, RetryingStore
-from flows.app.stores import make_parking, make_store
+from flows.app.retry import Retrier, RetryingHouseholds, RetryingStore
+from flows.app.stores import make_households, make_parking, make_store
 from flows.app.topics import ensure_topics, input_lanes
 from flows.dataflow import build_flow
 from flows.metrics import DEAD_LETTERS, count_outputs
@@ -78,7 +78,9 @@ def run_process(
         config, settings.topics.output_topics(), on_write=count_outputs, on_sent=observe_outputs
     )
     recovery = prepare_recovery(settings.recovery, workers=len(addresses or [None]))
-    store = RetryingStore(make_store(settings, default="redis"), Retrier(settings.retry))
+    base = make_store(settings, default="redis")
+    households = make_households(settings, base)
+    store = RetryingStore(base, Retrier(settings.retry))
     # The NPS and SLA clocks wait for every input partition; a live run stops waiting
     # for one that has been silent a while (flows.steps.ticks).
     idle = settings.kafka.idle_partition_seconds if tail else None
@@ -97,6 +99,7 @@ def run_process(
         lanes,
         parking=parking,
         webhooks=webhooks,
+        households=RetryingHouseholds(households, store.retrier) if households else None,
     )
     health.started()
     tune_collector()
@@ -120,6 +123,8 @@ def run_process(
         on_write=count_outputs,
         on_sent=observe_outputs,
     )
+    if households is not None:
+        households.close()
     store.close()
 
 

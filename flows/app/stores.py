@@ -14,9 +14,11 @@ from flows.app.health import InstrumentedRedis, InstrumentedRedisCluster
 from flows.settings import Settings
 from flows.steps.parking import CommitFloor, Floor, Parking
 from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
+from state.households import HouseholdStore, MemoryHouseholdStore
 from state.memory import MemoryProfileStore
 from state.parking import MemoryParkingStore, ParkingStore, RedisParkingStore
 from state.profile_hash import ProfileRules
+from state.redis_households import RedisHouseholdStore
 from state.redis_store import Client, RedisProfileStore, cluster_url
 from state.store import IdentityPolicy, ProfileStore
 
@@ -141,6 +143,23 @@ def make_store(
         return MemoryProfileStore(policy, keyed, rules)
     return RedisProfileStore(
         redis_client(settings), settings.redis.prefix, policy=policy, hasher=keyed, rules=rules
+    )
+
+
+def make_households(settings: Settings, store: ProfileStore) -> HouseholdStore | None:
+    """Return the household store next to ``store`` (None: ``CX_HOUSEHOLDS__ENABLED`` off).
+
+    The in-memory twin reads the memory profile store it is given; otherwise the
+    households live in the same Redis, under the same prefix.
+    """
+    conf = settings.households
+    if not conf.enabled:
+        return None
+    if isinstance(store, MemoryProfileStore):
+        return MemoryHouseholdStore(store, conf.policy(), hasher(settings))
+    client = redis_client(settings)
+    return RedisHouseholdStore(
+        client, settings.redis.prefix, conf.policy(), hasher(settings), owns_client=True
     )
 
 

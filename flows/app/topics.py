@@ -15,7 +15,7 @@ class KafkaUnavailableError(RuntimeError):
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics (``cx.profiles`` compacted); return the names created."""
+    """Create missing topics (``cx.profiles``, ``cx.households`` compacted); return those made."""
     admin_config: dict[str, str | int | float | bool] = {**settings.kafka.client_config()}
     admin = AdminClient(admin_config)
     try:
@@ -34,7 +34,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         if name in existing:
             continue
         config = {"max.message.bytes": max_bytes}
-        if name == topics.profiles:
+        if name in (topics.profiles, topics.households):
             config["cleanup.policy"] = "compact"
         new.append(NewTopic(name, topics.partitions, topics.replication_factor, config=config))
     if not new:

@@ -110,12 +110,21 @@ class Action:
 
 
 @dataclass(frozen=True)
+class HouseholdCap:
+    """One fatigue budget for a family: ``max_per_day`` actions of ``classes`` per household."""
+
+    max_per_day: int
+    classes: tuple[str, ...] = ("marketing",)
+
+
+@dataclass(frozen=True)
 class Catalogue:
-    """The actions (in file order) and the class levers of one catalogue file."""
+    """The actions (in file order), the class levers and the household cap of one file."""
 
     path: str
     actions: tuple[Action, ...]
     levers: Mapping[str, float]
+    household_cap: HouseholdCap | None = None
 
     def lever(self, action_class: str) -> float:
         return self.levers.get(action_class, 1.0)
@@ -166,7 +175,7 @@ class _Reader:
 
     def catalogue(self, data: dict[str, Any]) -> Catalogue:
         for key in data:
-            if key not in ("version", "levers", "action"):
+            if key not in ("version", "levers", "action", "household"):
                 self.fail(self.find(f"{key}"), f"unknown top-level key {key!r}")
         if data.get("version", 1) != 1:
             self.fail(self.find("version"), "only version = 1 is known")
@@ -184,7 +193,20 @@ class _Reader:
                 self.fail(self.find_in(index, "id"), f"duplicate action id {action.id!r}")
             seen.add(action.id)
             actions.append(action)
-        return Catalogue(str(self.file), tuple(actions), levers)
+        cap = self.household(data["household"]) if "household" in data else None
+        return Catalogue(str(self.file), tuple(actions), levers, cap)
+
+    def household(self, raw: Any) -> HouseholdCap:
+        """Read the ``[household]`` table: ``max_per_day`` (int >= 1) and ``classes``."""
+        line = self.find("[household]")
+        if not isinstance(raw, dict) or set(raw) - {"max_per_day", "classes"}:
+            self.fail(line, "[household] takes max_per_day and classes")
+        most, classes = raw.get("max_per_day"), raw.get("classes", ["marketing"])
+        if not isinstance(most, int) or isinstance(most, bool) or most < 1:
+            self.fail(self.find("max_per_day", line), "household max_per_day must be an int >= 1")
+        if not isinstance(classes, list) or not set(classes) <= set(CLASSES):
+            self.fail(self.find("classes", line), f"household classes must be among {CLASSES}")
+        return HouseholdCap(most, tuple(classes))
 
     def levers(self, raw: Any) -> dict[str, float]:
         line = self.find("[levers]")

@@ -27,6 +27,7 @@ from typing import Literal
 from flows.records import Context
 from online_models.features import CustomerFeatures
 from online_models.settings import DAY_MS
+from schemas.outputs import HouseholdSnapshot
 from schemas.vocabulary import NPS_PASSIVE_MIN, NPS_PROMOTER_MIN
 
 Kind = Literal["number", "text", "bool"]
@@ -63,6 +64,12 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "churn_ready": ("bool", "whether the churn model is past its warm-up"),
     "top_category": ("text", "category the customer is likeliest to buy next"),
     "category_propensity": ("number", "probability of that category"),
+    # the household (state.households), as the store holds it at decision time
+    "household_id": ("text", "the customer's household (None: none known)"),
+    "household_members": ("number", "customers in the household"),
+    "household_ltv": ("number", "the household's total spend"),
+    "household_open_case": ("bool", "whether any member has a service case open"),
+    "household_detractor": ("bool", "whether any member's latest NPS is a detractor's"),
 }
 
 
@@ -151,6 +158,31 @@ def build_context(
         "churn_ready": False,
         "top_category": None,
         "category_propensity": None,
+        **NO_HOUSEHOLD,
+    }
+
+
+#: The household fields of a customer without a household.
+NO_HOUSEHOLD: Context = {
+    "household_id": None,
+    "household_members": None,
+    "household_ltv": None,
+    "household_open_case": False,
+    "household_detractor": False,
+}
+
+
+def with_household(ctx: Context, household: HouseholdSnapshot | None) -> Context:
+    """Return ``ctx`` with the household fields of ``household`` (None: no household)."""
+    if household is None:
+        return ctx
+    return {
+        **ctx,
+        "household_id": household.household_id,
+        "household_members": household.member_count,
+        "household_ltv": household.lifetime_value,
+        "household_open_case": household.open_cases > 0,
+        "household_detractor": household.detractors > 0,
     }
 
 

@@ -11,7 +11,9 @@ event of a customer, after journey and scores, with the decision context
    back as ``no_score``;
 3. **policy**, best first: consent, open case, cool-down, day and week caps
    (:mod:`flows.nba.policy`); the first ``top_n`` that pass are sent, those
-   after are held back as ``arbitration``.
+   after are held back as ``arbitration``; with a ``[household]`` cap in the
+   catalogue, an action of its classes also needs room in the household's budget
+   for the day (event time), shared by every member (``household_cap``).
 
 Every held-back action is counted by reason in ``cx_nba_suppressed_total``
 and in :attr:`Decider.suppressed`; every NBA in ``cx_nba_total``.
@@ -28,12 +30,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from flows import metrics
 from flows.nba.arbitration import Candidate, rank
-from flows.nba.catalogue import Catalogue
-from flows.nba.policy import WEEK_MS, ContactHistory
+from flows.nba.catalogue import Action, Catalogue
+from flows.nba.policy import DAY_MS, WEEK_MS, ContactHistory
 from flows.nba.responses import Issued, Ledger
 from flows.records import Context
 from flows.step_settings import NbaSettings
@@ -54,8 +56,24 @@ EXCERPT: dict[str, str] = {  # excerpt key -> context field
 }
 SUPPRESSION_REASONS = (
     "no_score", "consent", "open_case", "cooldown", "rejected", "daily_cap", "weekly_cap",
-    "arbitration",
+    "arbitration", "household_cap",
 )  # fmt: skip
+#: Context fields read from the household store (flows.nba.context).
+HOUSEHOLD_FIELDS = (
+    "household_id", "household_members", "household_ltv", "household_open_case",
+    "household_detractor",
+)  # fmt: skip
+
+
+class HouseholdBudget(Protocol):
+    """The per-household daily budget (the household store keeps it for every member)."""
+
+    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
+        """Take one of ``limit`` sends of ``day`` for ``token``; True when it fits.
+
+        Idempotent per token: a re-processed decision gets its first answer again.
+        """
+        ...
 
 
 class Decider:
@@ -68,6 +86,10 @@ class Decider:
         self.actions = {a.id: a for a in catalogue.actions}
         # Only work out the category propensity when some action reads it.
         self.needs_propensity = catalogue.uses("top_category", "category_propensity")
+        # Only read the household store when an action or the policy needs it.
+        self.needs_household = (
+            catalogue.uses(*HOUSEHOLD_FIELDS) or catalogue.household_cap is not None
+        )
         self.suppressed: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._metric = {r: metrics.NBA_SUPPRESSED.labels(r).inc for r in SUPPRESSION_REASONS}
@@ -83,6 +105,7 @@ class Decider:
         withdrawn: Mapping[str, int] | None = None,
         lifts: Mapping[str, float] | None = None,
         ledger: Ledger | None = None,
+        budget: HouseholdBudget | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
 
@@ -91,6 +114,7 @@ class Decider:
         :meth:`~flows.nba.policy.ContactHistory.consents`. ``lifts``: the adaptive
         acceptance model's lift per action (:mod:`flows.nba.arbitration`); ``ledger``
         remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`).
+        ``budget``: the household daily budget of the catalogue's ``[household]`` cap.
         """
         eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
@@ -117,6 +141,8 @@ class Decider:
                 )
             if reason is None and len(chosen) >= conf.top_n:
                 reason = "arbitration"
+            if reason is None and not self._household_allows(ctx, action, event_id, now_ms, budget):
+                reason = "household_cap"
             if reason is not None:
                 self._hold(reason)
                 continue
@@ -192,6 +218,24 @@ class Decider:
             expires_at=time + timedelta(milliseconds=action.expiry_ms),
             profile_excerpt=excerpt,
         )
+
+    def _household_allows(
+        self,
+        ctx: Context,
+        action: Action,
+        event_id: str,
+        now_ms: int,
+        budget: HouseholdBudget | None,
+    ) -> bool:
+        """Whether the household's daily budget (event-time day) has room for ``action``."""
+        cap = self.catalogue.household_cap
+        household = ctx.get("household_id")
+        if cap is None or budget is None or household is None:
+            return True
+        if action.action_class not in cap.classes:
+            return True
+        token = output_id("nba", action.id, event_id)
+        return budget.spend(str(household), now_ms // DAY_MS, token, cap.max_per_day)
 
     def _hold(self, reason: str, n: int = 1) -> None:
         if n > 0:

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.nba.context import with_scores
-from flows.nba.decider import Decider
+from flows.nba.context import with_household, with_scores
+from flows.nba.decider import Decider, HouseholdBudget
 from flows.nba.policy import ContactHistory
 from flows.nba.responses import Ledger
 from flows.records import Forget, Journeyed, Scored, Tombstone
@@ -43,11 +43,16 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
     """One customer's contact history, consent and NBA ledger, and the decisions taken."""
 
     def __init__(
-        self, decider: Decider | None, contacts: ContactHistory, ledger: Ledger | None = None
+        self,
+        decider: Decider | None,
+        contacts: ContactHistory,
+        ledger: Ledger | None = None,
+        budget: HouseholdBudget | None = None,
     ) -> None:
         self.decider = decider
         self.contacts = contacts
         self.ledger = ledger if ledger is not None else Ledger()
+        self.budget = budget
 
     def on_batch(self, values: Sequence[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
@@ -100,6 +105,8 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             churn_ready=scored.churn_ready,
             top_category=scored.top_category,
         )
+        if scored.household is not None:  # read for this batch (flows.steps.households)
+            ctx = with_household(ctx, scored.household)
         # opt-outs stored under ids merged into this one count too (flows.nba.policy)
         withdrawn = resolved.withdrawn() if resolved.opted_out else None
         out += self.decider.decide(
@@ -111,6 +118,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             withdrawn=withdrawn,
             lifts=scored.lifts,
             ledger=self.ledger,
+            budget=self.budget,
         )
         return out
 
@@ -124,14 +132,17 @@ def decide_key(item: DecideIn) -> str:
     return item.customer_id
 
 
-def decide_builder(decider: Decider | None) -> Callable[[bytes | None], DecideLogic]:
-    """Builder for ``op.stateful_batch`` keyed by customer_id."""
+def decide_builder(
+    decider: Decider | None, budget: HouseholdBudget | None = None
+) -> Callable[[bytes | None], DecideLogic]:
+    """Builder for ``op.stateful_batch`` keyed by customer_id (``budget``: household cap)."""
 
     def build(resume: bytes | None) -> DecideLogic:
         # Bytewax's own recovery store is the only source of these bytes.
         state = pickle.loads(resume) if resume is not None else ContactHistory()  # noqa: S301 (our own recovery snapshot)
         if isinstance(state, tuple):  # (contacts, ledger): NBAs a response may answer
-            return DecideLogic(decider, *state)
-        return DecideLogic(decider, state)
+            contacts, ledger = state
+            return DecideLogic(decider, contacts, ledger, budget)
+        return DecideLogic(decider, state, budget=budget)
 
     return build

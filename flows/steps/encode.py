@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from flows import metrics
-from flows.records import Tombstone
+from flows.records import HouseholdOut, Tombstone
 from schemas.cloudevents import OUTPUT_TYPES, output_attributes, output_headers
 from schemas.ids import output_id
 from schemas.outputs import (
@@ -43,6 +43,7 @@ Output = (
     | ProfileSnapshot
     | DeadLetter
     | Tombstone
+    | HouseholdOut
 )
 Encoded = tuple[str, Emitted]
 
@@ -164,6 +165,25 @@ def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case pe
             return "dlq", model.id, model.id
         case Tombstone():
             return "profiles", model.customer_id, model.cause_id
+        case HouseholdOut():
+            return "households", model.household_id, ""
+
+
+def _household(out: HouseholdOut) -> list[Encoded]:
+    """Encode a household for the compacted ``cx.households`` topic (None: a tombstone).
+
+    Its id is derived from its content, so the same household state has the same id.
+    """
+    key, value = out.household_id, None
+    if out.snapshot is None:
+        out_id = output_id("household_gone", key, out.time.isoformat())
+        ce = output_headers(OUTPUT_TYPES["households_tombstone"], out_id, key, out.time, data=False)
+    else:
+        value = to_json(out.snapshot)
+        out_id = output_id("household", key, value.decode())
+        ce = output_headers(OUTPUT_TYPES["households"], out_id, key, out.snapshot.last_seen)
+    headers: tuple[tuple[str, bytes], ...] = (("cx-id", out_id.encode()), *ce)
+    return [("households", Emitted("households", key, out_id, value, headers))]
 
 
 def encode(model: Output) -> list[Encoded]:
@@ -174,6 +194,8 @@ def encode(model: Output) -> list[Encoded]:
     compacted profiles topic, so the profile disappears there too; it carries the
     merge's or erasure's id.
     """
+    if isinstance(model, HouseholdOut):
+        return _household(model)
     kind, key, out_id = _route(model)
     if isinstance(model, Alert):
         metrics.count_alert(model.kind)

@@ -17,29 +17,39 @@ profile back.
 
 from __future__ import annotations
 
-from flows.records import Journeyed, Resolved, Tombstone
+from flows.records import HouseholdOut, Journeyed, Resolved, Tombstone
+from flows.steps.households import household_outputs
 from schemas.outputs import ProfileSnapshot
+from state.households import HouseholdStore
 from state.profile_hash import delta_for
 from state.store import ProfileStore
 
 
 def profile_tombstones(resolved: Resolved) -> list[Tombstone]:
     """Return a tombstone for each customer the event erased or merged away."""
-    return [Tombstone(cid, out.id, out.time) for cid, out in resolved.gone().items()]
+    return [
+        Tombstone(cid, out.id, out.time, getattr(out, "survivor_id", None))
+        for cid, out in resolved.gone().items()
+    ]
 
 
 class ProfileStep:
     """The flow's profile step over one :class:`ProfileStore`."""
 
-    def __init__(self, store: ProfileStore) -> None:
+    def __init__(self, store: ProfileStore, households: HouseholdStore | None = None) -> None:
         self.store = store
+        self.households = households
 
     def apply_profiles(
         self, batch: list[Journeyed | Tombstone]
-    ) -> list[ProfileSnapshot | Tombstone]:
-        """Fold the batch into the profiles; return those due to publish, then the tombstones."""
+    ) -> list[ProfileSnapshot | Tombstone | HouseholdOut]:
+        """Fold the batch into the profiles; return those due to publish, then the tombstones.
+
+        With a household store, then the households the batch touched
+        (:mod:`flows.steps.households`): one more store call, after the profiles'.
+        """
         deltas = []
-        tombstones: list[ProfileSnapshot | Tombstone] = []
+        tombstones: list[Tombstone] = []
         for j in batch:
             if isinstance(j, Tombstone):
                 tombstones.append(j)
@@ -53,7 +63,10 @@ class ProfileStep:
                         latest=j.figures,
                     )
                 )
-        snapshots: list[ProfileSnapshot | Tombstone] = []
+        snapshots: list[ProfileSnapshot | Tombstone | HouseholdOut] = []
         if deltas:
             snapshots += self.store.apply_profiles(deltas)
-        return snapshots + tombstones
+        snapshots += tombstones
+        if self.households is not None:
+            snapshots += household_outputs(self.households, batch)
+        return snapshots

@@ -18,6 +18,7 @@ from flows.records import IdentityOutput, Resolved
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, IdentityErasure, IdentityMerge
+from state.household_rules import identity_identifiers
 from state.store import Conflict, Merge, ProfileStore, ResolveRequest
 
 ERASE_TYPE = "cx.privacy.erase"
@@ -82,9 +83,13 @@ class StoreResolver:
     def _resolve(self, items: Sequence[Tracked]) -> list[Resolved]:
         if not items:
             return []
+        # household-only identifiers (a postal address) are no identity evidence
         requests = [
             ResolveRequest(
-                t.event.id, t.event.epoch_ms, t.event.data.identifiers, t.event.data.consent
+                t.event.id,
+                t.event.epoch_ms,
+                identity_identifiers(t.event.data.identifiers),
+                t.event.data.consent,
             )
             for t in items
         ]

@@ -18,7 +18,7 @@ from replay.world.drafts import HOUR_MS, rfc3339
 from replay.world.journey import Latent, Outcome
 from replay.world.noise import INVALID_KINDS
 from replay.world.stream import DELAYED, DUPLICATE, HAS_DUPLICATE, INVALID, LATE, Stream
-from schemas.identifiers import normalise_identifier
+from schemas.identifiers import HOUSEHOLD_ONLY_TYPES, normalise_identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,8 @@ class Ledger:
         seen: dict[tuple[str, str], str] = {}
         for draft in outcome.drafts:
             for id_type, raw in draft.identifiers.items():
+                if id_type in HOUSEHOLD_ONLY_TYPES:
+                    continue  # a home is no one's identity (replay.world.homes)
                 norm = seen.get((id_type, raw))
                 if norm is None:
                     norm = seen[(id_type, raw)] = normalise_identifier(id_type, raw)

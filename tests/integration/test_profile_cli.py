@@ -50,3 +50,29 @@ def test_a_missing_redis_says_how_to_start_it(
     assert main(["profile", "get", "email:a@b.co"]) == 2
     err = capsys.readouterr().err
     assert "scripts/services.sh start" in err and "hunter2" not in err
+
+
+def test_profile_get_shows_the_household(
+    redis_url: str,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = f"test:{topic_prefix}hh:"
+    settings = Settings(redis=RedisSettings(url=redis_url, prefix=prefix))
+    store = make_store(settings, default="redis")
+    events = [
+        make_event(1, identifiers={"email": "ann@example.com", "address": "7 Oak Avenue"}),
+        make_event(2, identifiers={"email": "bob@example.com", "address": "7 OAK AVE."}),
+    ]
+    outputs = run_flow(
+        [raw(e, offset=i) for i, e in enumerate(events)], settings, store, households=True
+    )
+    [published, *_] = [h for h in outputs["households"] if "household_id" in h]
+    monkeypatch.setenv("CX_REDIS__URL", redis_url)
+    monkeypatch.setenv("CX_REDIS__PREFIX", prefix)
+    assert main(["profile", "get", "email:bob@example.com"]) == 0
+    profile = orjson.loads(capsys.readouterr().out)
+    assert profile["household_id"] == published["household_id"]
+    assert profile["household"]["members"] == 2
+    assert "address" not in profile["identifiers"]  # household evidence, not identity

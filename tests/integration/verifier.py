@@ -20,6 +20,11 @@ Checks:
   many events as the reference, and each customer's final profile in the store
   has the reference's event count, lifetime value and identifiers (profiles are
   versioned snapshots, so their intermediate versions are not compared);
+* the households (cx.households, compacted): the latest record of each household on the
+  topic is, byte for byte, the reference's final ``households.jsonl`` record, and every
+  household the reference lacks ends deleted. Their intermediate versions depend on how
+  far other customers' events had got (a restore re-publishes households as the store
+  holds them then), so, as for profiles, only the latest per key is compared;
 * the identity graph in Redis is consistent (see tests/state/conftest.py).
 """
 
@@ -38,6 +43,8 @@ from schemas.outputs import ProfileSnapshot
 from tests.state.conftest import _graph_problems
 
 COMPARED = ("dlq", "identity", "alerts", "nba", "nps", "insights")
+#: compacted kinds: the latest record per key against the reference's final state
+LATEST = ("households",)
 Key = tuple[str, int]  # (output id, revision: NPS windows are re-sent as revisions)
 
 
@@ -86,6 +93,7 @@ class Reference:
     event_count: int
     outputs: dict[str, dict[Key, bytes]]  # kind -> output key -> the record's bytes
     profiles: dict[str, tuple[Any, ...]]  # customer id -> event count, LTV, identifiers
+    households: dict[str, bytes]  # household id -> its final record's bytes
 
     @classmethod
     def from_offline(cls, out_dir: Path) -> Reference:
@@ -99,7 +107,11 @@ class Reference:
             for kind in COMPARED
         }
         figures = {p["customer_id"]: _figures(p) for p in profiles}
-        return cls(sum(p["event_count"] for p in profiles), outputs, figures)
+        households = {
+            orjson.loads(line)["household_id"]: line
+            for line in (out_dir / "households.jsonl").read_bytes().splitlines()
+        }
+        return cls(sum(p["event_count"] for p in profiles), outputs, figures, households)
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -173,8 +185,23 @@ def verify(
         for c in differ[:10]
     ]
 
+    problems += _latest_problems(by_kind["households"], reference.households)
     problems += [f"identity graph: {p}" for p in _graph_problems(client, prefix)]
     return problems
+
+
+def _latest_problems(messages: list[Any], expected: dict[str, bytes]) -> list[str]:
+    """How the latest record per key of a compacted topic differs from ``expected``."""
+    latest: dict[str, bytes | None] = {}
+    for m in messages:
+        latest[m.key().decode()] = None if m.value() is None else bytes(m.value())
+    live = {k: v for k, v in latest.items() if v is not None}
+    return [
+        f"households: {key} is {live.get(key)!r} on the topic, {expected.get(key)!r} in the "
+        "reference"
+        for key in sorted(live.keys() | expected.keys())
+        if live.get(key) != expected.get(key)
+    ][:10]
 
 
 def _differ(values: set[bytes]) -> str:

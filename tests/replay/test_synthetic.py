@@ -18,8 +18,9 @@ from replay.world.identity import raw_email, raw_phone
 from replay.world.noise import INVALID_KINDS, make_invalid
 from replay.world.sharing import SharingRates
 from schemas.envelope import InteractionEvent
-from schemas.identifiers import normalise_identifier
+from schemas.identifiers import HOUSEHOLD_ONLY_TYPES, normalise_identifier
 from schemas.records import RawMessage
+from state.household_rules import normalise_address
 
 CUSTOMERS, DAYS, SEED = 500, 90, 11
 
@@ -132,12 +133,36 @@ def test_identifiers_in_events_match_the_truth(
     for event in events.values():
         person = people[owner[event.id]]
         for id_type, value in event.data.identifiers.items():
+            if id_type in HOUSEHOLD_ONLY_TYPES:
+                continue  # a home, no identity (test_homes_are_shared_by_households_only)
             carried[person["person_id"]].add((id_type, value))
             if (id_type, value) not in shared:
                 assert value in person["identifiers"].get(id_type, []), (event.id, id_type, value)
     for person in truth["customers"]:  # and every identifier in the truth is really used
         listed = {(t, v) for t, values in person["identifiers"].items() for v in values}
         assert listed <= carried[person["person_id"]]
+
+
+def test_homes_are_shared_by_households_only(
+    truth: dict[str, Any], events: dict[int, InteractionEvent], owner: dict[str, str]
+) -> None:
+    household = {c["person_id"]: c["household"] or c["person_id"] for c in truth["customers"]}
+    homes: dict[str, set[str]] = defaultdict(set)  # normalised address -> true households
+    spellings: dict[str, set[str]] = defaultdict(set)
+    for event in events.values():
+        raw = event.data.identifiers.get("address")
+        if raw is not None:
+            homes[normalise_address(raw)].add(household[owner[event.id]])
+            spellings[normalise_address(raw)].add(raw)
+    assert homes and all(len(h) == 1 for h in homes.values())
+    assert any(len(s) > 1 for s in spellings.values())  # typed many ways, folded to one
+    groups = {g["household"]: g for g in truth["households"]}
+    assert {g["kind"] for g in groups.values()} == {"family", "couple"}
+    assert all(len(g["person_ids"]) >= 2 for g in groups.values())
+    kiosk_users = {c["person_id"] for c in truth["customers"] if c["kiosk"]}
+    assert kiosk_users and not any(
+        household[p] in groups and groups[household[p]]["kind"] == "couple" for p in kiosk_users
+    )
 
 
 def test_personal_identifiers_are_never_shared(truth: dict[str, Any]) -> None:

@@ -157,6 +157,34 @@ def _members(client: redis.Redis | RedisCluster, key: bytes | str) -> list[bytes
     return cast(list[bytes | str], client.zrange(key, 0, -1))
 
 
+def _household_problems(
+    client: redis.Redis | RedisCluster, prefix: str, keys: list[str], customers: set[str]
+) -> list[str]:
+    """Households agree with their members both ways; members are live customers."""
+    of: dict[str, str] = {}
+    members: dict[str, set[str]] = {}
+    listed: set[str] = set()
+    for key in keys:
+        rest = key[len("hh:") :]
+        if rest.startswith("c:{") and rest.endswith("}:of"):
+            of[rest[3:-4]] = _text(client.get(prefix + key) or b"")
+        elif rest.startswith("{") and rest.endswith("}"):
+            members[rest[1:-1]] = {_text(m) for m in client.smembers(prefix + key)}
+        elif rest == "ids":
+            listed = {_text(m) for m in client.smembers(prefix + key)}
+    problems = [
+        f"{c} is in {h}, which does not list it"
+        for c, h in of.items()
+        if c not in members.get(h, ())
+    ]
+    for h, held in members.items():
+        problems += [f"{h} lists {c}, which is in {of.get(c)}" for c in held if of.get(c) != h]
+        problems += [f"{h} lists {c}, not a live customer" for c in held if c not in customers]
+    if listed != set(members):
+        problems.append(f"hh:ids lists {sorted(listed ^ set(members))} wrongly")
+    return problems
+
+
 def _graph_problems(client: redis.Redis | RedisCluster, prefix: str) -> list[str]:
     """Everything wrong with the identity graph under ``prefix`` (empty: consistent).
 
@@ -176,6 +204,7 @@ def _graph_problems(client: redis.Redis | RedisCluster, prefix: str) -> list[str
     newest: dict[str, int] = {}
     problems: list[str] = []
     shared: set[str] = set()
+    homes: list[str] = []
     for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
         key = _text(raw_key)[len(prefix) :]
         kind, _, rest = key.partition(":")
@@ -210,6 +239,8 @@ def _graph_problems(client: redis.Redis | RedisCluster, prefix: str) -> list[str
             pass  # parked journeys (state/parking.py): the journey step's, not the graph's
         elif kind in ("board", "boardnba"):
             pass  # the action board (state/redis_actions.py): the API's, not the graph's
+        elif kind == "hh":
+            homes.append(key)  # households (state/lua/households.lua): checked below
         elif kind == "iv" and rest == "":
             pass  # the counter of identifier versions (a customer's 'iv' field)
         elif kind == "shared":
@@ -229,6 +260,7 @@ def _graph_problems(client: redis.Redis | RedisCluster, prefix: str) -> list[str
         f"profile data of {cid}, which is not a live customer"
         for cid in sorted(profiles - set(customers))
     )
+    problems += _household_problems(client, prefix, homes, set(customers))
     # wall-clock logs: at most the three buckets a current record can be in, below the
     # newest one written
     for kind, numbers in buckets.items():

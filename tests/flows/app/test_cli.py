@@ -76,9 +76,12 @@ def test_schema_export(tmp_path: Path) -> None:
             "identity",
             "identity_erasure",
             "profiles",
+            "households",
             "dlq",
         )
     )
+    households = orjson.loads((tmp_path / "households.schema.json").read_bytes())
+    assert households["x-cloudevents"]["type"] == ["cx.household.updated", "cx.household.deleted"]
     envelope = orjson.loads((tmp_path / "interaction_event.schema.json").read_bytes())
     assert {"id", "source", "type", "time", "data"} <= set(envelope["required"])
 

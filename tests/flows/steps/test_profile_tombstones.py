@@ -56,8 +56,9 @@ def test_a_tombstone_for_each_customer_merged_away_or_erased() -> None:
     merges = (_merge("c-a", "c-b"), _merge("c-a", "c-b"), _merge("c-a", "c-a"))
     resolved = Resolved("c-a", _event(3), (*merges, erasure))
     # the survivor is not tombstoned; one tombstone per customer, with the first cause
+    # a merge's tombstone names the survivor (the household step moves the membership)
     assert profile_tombstones(resolved) == [
-        Tombstone("c-b", "merge-c-b", _AT3),
+        Tombstone("c-b", "merge-c-b", _AT3, "c-a"),
         Tombstone("c-gone", "erase-1", _AT9),
     ]
 
