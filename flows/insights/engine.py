@@ -29,18 +29,17 @@ Late answers
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flows.insights.keydrivers import driver_rows, estimate, seed_of
 from flows.insights.moments import Comoments, Reservoir
 from flows.insights.pockets import Cell, Counts, channel_mix, find_pockets, nps_of
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
-from flows.steps.nps_analysis import Windowing
 from flows.steps.ticks import Tick
+from flows.steps.windowed import Boundary, PickledEngine, Windowing
+from flows.steps.windowed import utc as _utc
 from schemas.ids import output_id
 from schemas.outputs import Alert, KeyDrivers
 from schemas.vocabulary import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
@@ -68,7 +67,6 @@ class Answer:
 
 InsightsItem = Answer | Tick
 InsightsOutput = KeyDrivers | Alert
-Boundary = tuple[int, int]  # (length ms, start ms)
 
 
 @dataclass(slots=True)
@@ -94,10 +92,6 @@ class _State:
     late: dict[int, int] = field(default_factory=dict)  # length ms -> not yet reported
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 KeyT = TypeVar("KeyT", Cell, tuple[str, str])
 
 
@@ -108,16 +102,18 @@ def _count(counts: dict[KeyT, Counts], key: KeyT, nps: int) -> None:
     row[2] += 1
 
 
-class InsightsEngine:
+class InsightsEngine(PickledEngine[InsightsSettings, _State]):
     """Key drivers and pockets per window (see the module notes); a ticked engine."""
 
     def __init__(self, settings: InsightsSettings, state: _State | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, state)
         self._windows = Windowing.of(
             settings.window_lengths_seconds, settings.allowed_lateness_seconds
         )
         self._pick = [ALL_DRIVERS.index(d) for d in settings.drivers]
-        self._state = state if state is not None else _State()
+
+    def _new_state(self) -> _State:
+        return _State()
 
     @property
     def watermark_ms(self) -> float:
@@ -142,14 +138,6 @@ class InsightsEngine:
     def close_all(self) -> list[InsightsOutput]:
         """End of input: close every window still open."""
         return self._close(final=True)
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def restore(cls, settings: InsightsSettings, snap: bytes | None) -> InsightsEngine:
-        state = pickle.loads(snap) if snap is not None else None  # noqa: S301 (our own recovery snapshot)
-        return cls(settings, state)
 
     def _fold(self, answer: Answer, watermark: float) -> None:
         state, conf = self._state, self.settings
@@ -185,12 +173,8 @@ class InsightsEngine:
     def _close(self, final: bool) -> list[InsightsOutput]:
         state = self._state
         watermark = self.watermark_ms
-        due = sorted(
-            (b for b in state.windows if final or self._windows.closed(b, watermark)),
-            key=lambda b: (b[0] + b[1], b[0], b[1]),
-        )
         out: list[InsightsOutput] = []
-        for boundary in due:
+        for boundary in self._windows.due(state.windows, watermark, final):
             out += self._emit(boundary, state.windows.pop(boundary))
         return out
 
