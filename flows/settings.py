@@ -107,6 +107,7 @@ class TopicSettings(_Section):
     alerts: str = "cx.alerts"
     nps: str = "cx.nps"
     insights: str = "cx.insights"
+    decisions: str = "cx.decisions"
     identity: str = "cx.identity"
     profiles: str = "cx.profiles"
     dlq: str = "cx.dlq"
@@ -120,6 +121,7 @@ class TopicSettings(_Section):
             "alerts": self.alerts,
             "nps": self.nps,
             "insights": self.insights,
+            "decisions": self.decisions,
             "identity": self.identity,
             "profiles": self.profiles,
             "dlq": self.dlq,

@@ -21,6 +21,7 @@ _CE_TYPES: dict[str, list[str]] = {
     "profiles": [OUTPUT_TYPES["profiles"], OUTPUT_TYPES["profiles_tombstone"]],
     "dlq": [OUTPUT_TYPES["dlq"]],
     "insights": [OUTPUT_TYPES["insights"]],
+    "decisions": [OUTPUT_TYPES["decisions"]],
 }
 
 

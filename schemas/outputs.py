@@ -140,6 +140,31 @@ class KeyDrivers(_Output):
     late_answers: int = 0
 
 
+class DecisionSummary(_Output):
+    """The decisions of one event-time window: NBAs, suppressions, responses (``cx.decisions``).
+
+    ``nbas``: NBAs sent per ``action`` and ``channel``; ``suppressions``: actions held
+    back per ``reason`` and ``action``; ``responses``: response outcomes per ``action``
+    and ``outcome`` (impression, accepted, rejected, dismissed, and no_response: an
+    impression unanswered for the action's response timeout, counted in the window
+    where that wait ended); ``acceptance``: per action, ``accepted / answered``
+    (answered = accepted + rejected + dismissed + no_response), None without answers.
+    A closed window is final: ``late_items`` counts what came after it closed.
+    """
+
+    id: str
+    window_start: datetime
+    window_end: datetime
+    nbas_total: int
+    suppressed_total: int
+    responses_total: int
+    nbas: list[dict[str, Any]] = Field(default_factory=list)
+    suppressions: list[dict[str, Any]] = Field(default_factory=list)
+    responses: list[dict[str, Any]] = Field(default_factory=list)
+    acceptance: list[dict[str, Any]] = Field(default_factory=list)
+    late_items: int = 0
+
+
 class IdentityMerge(_Output):
     """Two customer ids found to be one person (topic ``cx.identity``)."""
 
@@ -216,6 +241,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "alerts": Alert,
     "nps": NpsWindow,
     "insights": KeyDrivers,
+    "decisions": DecisionSummary,
     "identity": IdentityMerge,
     "identity_erasure": IdentityErasure,
     "profiles": ProfileSnapshot,

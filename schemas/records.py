@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OUTPUT_KINDS: tuple[str, ...] = ("nba", "alerts", "nps", "insights", "identity", "profiles", "dlq")
+OUTPUT_KINDS: tuple[str, ...] = (
+    "nba", "alerts", "nps", "insights", "decisions", "identity", "profiles", "dlq",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ class Decider:
         withdrawn: Mapping[str, int] | None = None,
         lifts: Mapping[str, float] | None = None,
         ledger: Ledger | None = None,
+        held: list[tuple[str, str]] | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
 
@@ -90,7 +91,8 @@ class Decider:
         customer (purpose -> event time), merged-away ids' included; see
         :meth:`~flows.nba.policy.ContactHistory.consents`. ``lifts``: the adaptive
         acceptance model's lift per action (:mod:`flows.nba.arbitration`); ``ledger``
-        remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`).
+        remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`);
+        ``held`` gets ``(reason, action id)`` of each action held back.
         """
         eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
@@ -98,6 +100,9 @@ class Decider:
         conf = self.settings
         ranked = rank(self.catalogue, ctx, eligible, lifts)
         self._hold("no_score", len(eligible) - len(ranked))
+        if held is not None and len(ranked) < len(eligible):
+            scored = {c.action.id for c in ranked}
+            held += [("no_score", a.id) for a in eligible if a.id not in scored]
         chosen: list[Candidate] = []
         open_cases = bool(ctx.get("open_cases"))
         for candidate in ranked:
@@ -119,6 +124,8 @@ class Decider:
                 reason = "arbitration"
             if reason is not None:
                 self._hold(reason)
+                if held is not None:
+                    held.append((reason, action.id))
                 continue
             chosen.append(candidate)
         out = []
