@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from flows.insights.keydrivers import driver_rows, estimate, seed_of
 from flows.insights.moments import Comoments, Reservoir
-from flows.insights.pockets import Cell, Counts, channel_mix, find_pockets, nps_of
+from flows.insights.pockets import Adjustment, Cell, Counts, channel_mix, find_pockets, nps_of
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
 from flows.steps.ticks import Tick
 from flows.steps.windowed import Boundary, PickledEngine, Windowing
@@ -81,6 +81,7 @@ class _Series:
 class _Window:
     series: dict[str, _Series] = field(default_factory=dict)
     cells: dict[Cell, Counts] = field(default_factory=dict)
+    cell_moments: dict[Cell, Comoments] = field(default_factory=dict)
     mix: dict[tuple[str, str], Counts] = field(default_factory=dict)
 
 
@@ -163,10 +164,15 @@ class InsightsEngine(PickledEngine[InsightsSettings, _State]):
                 series.reservoir.add(values)
                 series.promoters += answer.nps >= NPS_PROMOTER_MIN
                 series.detractors += answer.nps <= NPS_DETRACTOR_MAX
-            _count(
-                window.cells, (SEGMENT_TOUCHPOINT, answer.segment, answer.touchpoint), answer.nps
-            )
-            _count(window.cells, (STAGE_CHANNEL, stage, answer.channel), answer.nps)
+            for cell in (
+                (SEGMENT_TOUCHPOINT, answer.segment, answer.touchpoint),
+                (STAGE_CHANNEL, stage, answer.channel),
+            ):
+                _count(window.cells, cell, answer.nps)
+                moments = window.cell_moments.get(cell)
+                if moments is None:
+                    moments = window.cell_moments[cell] = Comoments(len(values))
+                moments.add(values)
             _count(window.mix, (answer.channel, stage), answer.nps)
         state.late_dropped += missed
 
@@ -183,7 +189,10 @@ class InsightsEngine(PickledEngine[InsightsSettings, _State]):
         length = boundary[0]
         overall = window.series[OVERALL]
         total = (overall.promoters, overall.detractors, overall.moments.n)
-        pockets = find_pockets(window.cells, total, conf.pocket_min_answers, conf.pocket_fdr)
+        adjust = Adjustment(overall.moments, window.cell_moments, conf.drivers)
+        pockets = find_pockets(
+            window.cells, total, conf.pocket_min_answers, conf.pocket_fdr, adjust
+        )
         out: list[InsightsOutput] = []
         for key in sorted(window.series):
             series = window.series[key]
@@ -240,6 +249,12 @@ class InsightsEngine(PickledEngine[InsightsSettings, _State]):
         kind, (first, second) = pocket["kind"], pocket["cell"]
         gap = float(pocket["nps"]) - float(pocket["complement_nps"])
         end = _utc(start + length)
+        adjusted = pocket["adjusted_gap"] is not None
+        below = (
+            f", {-pocket['adjusted_gap']:.2f} answer points below what its drivers explain"
+            if adjusted
+            else ""
+        )
         return Alert(
             id=output_id(
                 "alert", "nps_pocket", str(kind), first, second, length // 1000, start // 1000
@@ -250,7 +265,7 @@ class InsightsEngine(PickledEngine[InsightsSettings, _State]):
             time=end,
             message=(
                 f"{kind} {first} / {second}: NPS {pocket['nps']} against "
-                f"{pocket['complement_nps']} for the rest "
+                f"{pocket['complement_nps']} for the rest{below} "
                 f"({pocket['answers']} answers, q={pocket['q']})"
             ),
             evidence={
@@ -258,5 +273,7 @@ class InsightsEngine(PickledEngine[InsightsSettings, _State]):
                 "window_start": _utc(start).isoformat(),
                 "window_end": end.isoformat(),
                 "fdr": self.settings.pocket_fdr,
+                # the test compares residuals of the answer after regressing it on these
+                "adjusted_for": list(self.settings.drivers) if adjusted else [],
             },
         )
