@@ -127,20 +127,25 @@ class DecisionEngine(PickledEngine[Windowing, _State]):
         return self.settings.watermark(self._state.max_ms)
 
     def process(self, items: Iterable[DecisionItem]) -> list[DecisionSummary]:
-        """Fold a batch in, advance the watermark, emit the windows it closed."""
+        """Fold items in one at a time: each against the watermark before it, then close.
+
+        One at a time, so an answer and the end of its wait are ordered by the items
+        alone, whatever the batches.
+        """
         state = self._state
-        watermark = self.watermark_ms
+        out: list[DecisionSummary] = []
         for item in items:
+            watermark = self.watermark_ms
             state.max_ms = max(state.max_ms, item.ms)
             if isinstance(item, Tally):
-                counts = self._counts(item.ms, watermark)
-                for one in counts:
-                    one.nbas.update(item.sent)
-                    one.held.update(item.held)
+                for counts in self._counts(item.ms, watermark):
+                    counts.nbas.update(item.sent)
+                    counts.held.update(item.held)
             elif isinstance(item, Answered):
                 self._answer(item, watermark)
-        self._silence(watermark)
-        return self._close(final=False)
+            self._silence(watermark)
+            out += self._close(final=False)
+        return out
 
     def close_all(self) -> list[DecisionSummary]:
         """End of input: close every window still open."""
@@ -168,7 +173,9 @@ class DecisionEngine(PickledEngine[Windowing, _State]):
                 state.waiting[item.nba_id] = (deadline, item.action)
                 heapq.heappush(state.deadlines, (deadline, item.nba_id))
         elif item.outcome in ANSWERS:
-            state.waiting.pop(item.nba_id, None)
+            waiting = state.waiting.get(item.nba_id)
+            if waiting is not None and item.ms <= waiting[0]:  # in time: no silence
+                del state.waiting[item.nba_id]
 
     def _silence(self, before: float) -> None:
         """Count a no_response for every wait the watermark has now passed."""
