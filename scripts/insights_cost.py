@@ -7,12 +7,15 @@ WORLD_DIR is a ``cxstream generate`` output. Prints, in microseconds per input e
 * ``answers``: the selector putting the answers and their lanes' ticks on the way
   to the engine (the flow's own ``cx_step_seconds{step="answers"}``);
 * ``co_moments``: the engine (``cx_step_seconds{step="insights"}``) without its window
-  closes: the co-moments, reservoirs and pocket counts of each answer, and the ticks;
+  closes: the co-moments, reservoirs and pocket counts of each answer (with each pocket
+  cell's co-moments, for the adjusted test), and the ticks;
 
 their sum (the per-event cost), then ``window_closes``: the weights, bootstrap and
 pockets computed when windows close (timed around ``InsightsEngine._emit``), a cost
-per window that the number of events per window spreads. The flow runs offline, in
-this process, with the in-memory store.
+per window that the number of events per window spreads, and ``decision_summaries``:
+the decision summaries' resequencer and engine (``cx_step_seconds{step="summary"}``;
+not part of the insights' budget, which is the driver vector and co-moments). The flow
+runs offline, in this process, with the in-memory store.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def main(world: Path) -> None:
             closes[0] += time.perf_counter() - start
             closes[1] += 1
 
-    InsightsEngine._emit = timed_emit  # type: ignore[method-assign]  # noqa: SLF001
+    InsightsEngine._emit = timed_emit  # type: ignore[method-assign,assignment]  # noqa: SLF001
     with tempfile.TemporaryDirectory() as out:
         run_offline(Settings(), [log], Path(out))
     parts = {
@@ -97,6 +100,8 @@ def main(world: Path) -> None:
         f"{'window_closes':<14} {1e6 * closes[0] / events:8.2f} us per event "
         f"({closes[1]} windows, {1e3 * closes[0] / max(1, closes[1]):.1f} ms each)"
     )
+    summaries = _step_seconds("summary")
+    print(f"{'decision_summaries':<14} {1e6 * summaries / events:8.2f} us per event")
 
 
 if __name__ == "__main__":
