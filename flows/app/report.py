@@ -150,9 +150,9 @@ def _cx(cx: dict[str, Any]) -> str:
         ),
         "<h3>Key drivers</h3>",
         _drivers(cx),
-        "<h3>Pockets (significantly low cells)</h3>",
+        "<h3>Pockets (cells lower than their drivers explain)</h3>",
         _table(
-            ["window", "cell", "answers", "NPS", "rest", "q"],
+            ["window", "cell", "answers", "NPS", "rest", "adjusted gap (0-10)", "q"],
             [
                 [
                     a["evidence"]["window_start"][:10],
@@ -160,6 +160,7 @@ def _cx(cx: dict[str, Any]) -> str:
                     a["evidence"]["answers"],
                     a["evidence"]["nps"],
                     a["evidence"]["complement_nps"],
+                    a["evidence"].get("adjusted_gap", ""),
                     a["evidence"]["q"],
                 ]
                 for a in cx["pockets"]
