@@ -69,30 +69,64 @@ class Decided:
         return cls(resolved.lane, resolved.seq, tally)
 
 
-Expected = Scored | Responded
-Handed = Journeyed | Decided | ResponseOutcome
-SummaryIn = Expected | Handed
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Items of one lane that decide answers for, in lane order: ``(seq, stamp)`` each."""
+
+    lane: str
+    entries: tuple[tuple[int, int], ...]
 
 
-def expected(item: object) -> Expected | None:
-    """``filter_map`` over the score step's output: the items decide answers for."""
-    return item if isinstance(item, Scored | Responded) else None
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Triggers of one lane decide is done with (their Journeyed went out): their seqs."""
+
+    lane: str
+    seqs: tuple[int, ...]
 
 
-def handed(item: object) -> Handed | None:
-    """``filter_map`` over decide's output: what the summaries read of it."""
-    return item if isinstance(item, Journeyed | Decided | ResponseOutcome) else None
+SummaryIn = Expect | Done | Decided | ResponseOutcome
 
 
-def _resolved(item: SummaryIn) -> Resolved:
-    if isinstance(item, Scored):
-        return item.journeyed.resolved
-    return item.resolved  # type: ignore[union-attr]  # Decided is handled before
+def expected(batch: Sequence[object]) -> list[SummaryIn]:
+    """``flat_map_batch`` over the score step's output: what decide answers for, per lane.
+
+    Every :class:`~flows.records.Scored` and routed
+    :class:`~flows.steps.respond.Responded`, one :class:`Expect` per lane and batch
+    (an item per event would cost more than the counting).
+    """
+    lanes: dict[str, list[tuple[int, int]]] = {}
+    for item in batch:
+        if isinstance(item, Scored):
+            resolved = item.journeyed.resolved
+        elif isinstance(item, Responded):
+            resolved = item.resolved
+        else:
+            continue
+        stamp = max(resolved.wm_ms, resolved.event.epoch_ms)
+        lanes.setdefault(resolved.lane, []).append((resolved.seq, stamp))
+    return [Expect(lane, tuple(entries)) for lane, entries in lanes.items()]
+
+
+def handed(batch: Sequence[object]) -> list[SummaryIn]:
+    """``flat_map_batch`` over decide's output: its tallies and outcomes, then what is done.
+
+    A customer's :class:`Decided` comes before its Journeyed, so the batch's tallies go
+    first and the Journeyeds, one :class:`Done` per lane, after them.
+    """
+    out: list[SummaryIn] = []
+    done: dict[str, list[int]] = {}
+    for item in batch:
+        if isinstance(item, Journeyed):
+            done.setdefault(item.resolved.lane, []).append(item.resolved.seq)
+        elif isinstance(item, Decided | ResponseOutcome):
+            out.append(item)
+    return out + [Done(lane, tuple(seqs)) for lane, seqs in done.items()]
 
 
 def lane_key(item: SummaryIn) -> str:
     """Key function: the item's input lane."""
-    return item.lane if isinstance(item, Decided) else _resolved(item).lane
+    return item.resolved.lane if isinstance(item, ResponseOutcome) else item.lane
 
 
 @dataclass(slots=True)
@@ -115,19 +149,19 @@ class Resequencer(StatefulBatchLogic[SummaryIn, Stamped[DecisionItem], bytes]):
         name = ""
         for item in values:
             name = lane_key(item)
-            if isinstance(item, Decided):
+            if isinstance(item, Expect):
+                lane.expected.extend(item.entries)
+            elif isinstance(item, Done):
+                lane.done.update(item.seqs)
+            elif isinstance(item, Decided):
                 lane.items.setdefault(item.seq, []).append(item.tally)
-                continue
-            resolved = _resolved(item)
-            if isinstance(item, Scored | Responded):
-                stamp = max(resolved.wm_ms, resolved.event.epoch_ms)
-                lane.expected.append((resolved.seq, stamp))
-                continue
-            if isinstance(item, ResponseOutcome) and item.joined:
-                r = item.response
-                answered = Answered(resolved.event.epoch_ms, r.nba_id, r.action, r.outcome)
-                lane.items.setdefault(resolved.seq, []).append(answered)
-            lane.done.add(resolved.seq)
+            else:  # a ResponseOutcome: a contribution when joined, and done
+                resolved = item.resolved
+                if item.joined:
+                    r = item.response
+                    answered = Answered(resolved.event.epoch_ms, r.nba_id, r.action, r.outcome)
+                    lane.items.setdefault(resolved.seq, []).append(answered)
+                lane.done.add(resolved.seq)
         return self._release(name), StatefulBatchLogic.RETAIN
 
     def _release(self, name: str) -> list[Stamped[DecisionItem]]:
@@ -183,8 +217,8 @@ def summary_stream(
     """Wire the step: decide's input and output in, ``DecisionSummary`` per window out."""
     merged: Stream[SummaryIn] = op.merge(
         "summary_in",
-        op.filter_map("summary_expected", for_decide, expected),
-        op.filter_map("summary_handed", decisions, handed),
+        op.flat_map_batch("summary_expected", for_decide, expected),
+        op.flat_map_batch("summary_handed", decisions, handed),
     )
     laned: KeyedStream[SummaryIn] = op.key_on("summary_lane", merged, lane_key)
     ordered = op.stateful_batch("summary_order", laned, timed_logic("summary", resequencer))

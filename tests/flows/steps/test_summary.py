@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from flows.insights.decisions import DecisionItem
 from flows.records import Journeyed, Resolved, Scored
 from flows.settings import Settings
-from flows.steps.summary import Decided, Resequencer, SummaryIn
+from flows.steps.summary import Decided, Resequencer, expected, handed
 from flows.steps.ticks import Stamped, Tick
 from schemas.envelope import InteractionEvent
 from tests.flows.test_responses import _run, response, survey
@@ -88,13 +89,14 @@ def test_the_resequencer_puts_decide_back_into_lane_order() -> None:
         mine.append(item.journeyed)
     in_order = [h for item in items for h in by_customer[item.customer_id] if _seq(h) == _seq(item)]
 
-    def released(batches: list[list[SummaryIn]]) -> list[Stamped[DecisionItem]]:
+    def released(batches: Sequence[Sequence[object]]) -> list[Stamped[DecisionItem]]:
         logic, out = Resequencer(), list[Stamped[DecisionItem]]()
-        for batch in batches:
-            out += logic.on_batch(batch)[0]
+        for batch in batches:  # each through the flat_map_batch of its side
+            side = expected if isinstance(batch[0], Scored) else handed
+            out += logic.on_batch(side(batch))[0]
         return [s for s in out if not isinstance(s.item, Tick)]
 
-    reference = released([[*items, *in_order]])
+    reference = released([items, in_order])
     assert [s.item.held for s in reference] == [  # type: ignore[union-attr]
         (("cooldown", f"a{seq}"),) for seq in range(1, 30, 2)
     ]
@@ -103,13 +105,17 @@ def test_the_resequencer_puts_decide_back_into_lane_order() -> None:
         # decide's outputs of different customers interleave in any way; one customer's keep
         # their order; and they may come before the score step's side
         queues = [list(q) for q in by_customer.values()]
-        shuffled: list[SummaryIn] = []
+        shuffled: list[object] = []
         while any(queues):
             shuffled.append(rng.choice([q for q in queues if q]).pop(0))
-        stream: list[SummaryIn] = [*shuffled[:10], *items, *shuffled[10:]]
-        cut = sorted(rng.sample(range(1, len(stream)), 6))
-        batches = [stream[a:b] for a, b in zip([0, *cut], [*cut, len(stream)], strict=True)]
+        decided, scored = _batches(rng, shuffled), _batches(rng, list(items))
+        batches = [*decided[:2], *scored, *decided[2:]]  # decide may come first
         assert released(batches) == reference
+
+
+def _batches(rng: random.Random, stream: list[object]) -> list[list[object]]:
+    cut = sorted(rng.sample(range(1, len(stream)), 4))
+    return [stream[a:b] for a, b in zip([0, *cut], [*cut, len(stream)], strict=True)]
 
 
 def _seq(item: Scored | Decided | Journeyed) -> int:
