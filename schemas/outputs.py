@@ -121,7 +121,9 @@ class KeyDrivers(_Output):
     share of R^2 ``share``, bootstrap interval ``low``-``high``, ``significant``)
     and the same for the detractor indicator (``detractor_*``); non-significant
     drivers stay in the list. The overall record (``touchpoint`` None) also holds
-    the window's ``pockets`` (every cell tested) and NPS by ``channels``.
+    the window's ``pockets`` (every cell tested) and NPS by ``channels``. A closed
+    window is final: ``late_answers`` counts answers that came after a window of this
+    length had closed (reported once, on the next overall record), never folded in.
     """
 
     id: str
