@@ -36,7 +36,9 @@ from flows.steps.respond import Responded, ResponseRouter, not_response
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
+from flows.steps.summary import summary_stream
 from flows.steps.ticks import LaneSet, case_items, survey_items
+from flows.steps.windowed import Windowing
 from flows.timing import timed_batch, timed_flat_map, timed_logic
 from online_models.bundle import ModelCheckpoint, load_models
 from schemas.envelope import InteractionEvent
@@ -182,6 +184,26 @@ def _responses(
     )
 
 
+def _summaries(
+    settings: Settings,
+    decider: Decider | None,
+    streams: tuple[Stream[Scored | Forget | Responded], Stream[DecideOut]],
+    lanes: LaneSet | None,
+) -> list[Stream[Output]]:
+    """Wire the decision summaries (flows.steps.summary), when the flow decides.
+
+    ``streams``: decide's input from the score step, and its output.
+    """
+    if decider is None or not settings.insights.enabled:
+        return []
+    windowing = Windowing.of(
+        settings.insights.decision_window_lengths_seconds,
+        settings.insights.allowed_lateness_seconds,
+    )
+    timeouts = {a.id: a.response_timeout_ms for a in decider.catalogue.actions}
+    return [summary_stream(*streams, windowing, timeouts, lanes)]
+
+
 def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first five)
     settings: Settings,
     inputs: InputBuilder,
@@ -310,9 +332,10 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         insights,
         response_dead,
         op.filter_map("answer_dead", decisions, _dead),
+        *_summaries(settings, decider, (for_decide, decisions), lanes),
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
-    # | Tombstone | NpsWindow
+    # | Tombstone | NpsWindow | KeyDrivers | DecisionSummary
     encoded = op.flat_map_batch(
         "encode", board_outputs(board, outputs), timed_flat_map("encode", encode)
     )

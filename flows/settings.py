@@ -108,6 +108,7 @@ class TopicSettings(_Section):
     alerts: str = "cx.alerts"
     nps: str = "cx.nps"
     insights: str = "cx.insights"
+    decisions: str = "cx.decisions"
     identity: str = "cx.identity"
     profiles: str = "cx.profiles"
     households: str = "cx.households"
@@ -122,6 +123,7 @@ class TopicSettings(_Section):
             "alerts": self.alerts,
             "nps": self.nps,
             "insights": self.insights,
+            "decisions": self.decisions,
             "identity": self.identity,
             "profiles": self.profiles,
             "households": self.households,

@@ -36,6 +36,7 @@ from schemas.outputs import (
     Alert,
     DeadLetter,
     DeadLetterReason,
+    DecisionSummary,
     HouseholdSnapshot,
     IdentityErasure,
     IdentityMerge,
@@ -73,6 +74,7 @@ OUTPUT_TYPES: Final[dict[str, str]] = {
     "households_tombstone": "cx.household.deleted",
     "dlq": "cx.event.dead_lettered",
     "insights": "cx.insights.drivers",
+    "decisions": "cx.decisions.summary",
 }
 
 
@@ -247,6 +249,7 @@ _ATTRIBUTES: Final[dict[type[BaseModel], Any]] = {
     Alert: lambda m: (OUTPUT_TYPES["alerts"], m.time, None),
     NpsWindow: lambda m: (OUTPUT_TYPES["nps"], m.window_end, None),
     KeyDrivers: lambda m: (OUTPUT_TYPES["insights"], m.window_end, m.touchpoint or "overall"),
+    DecisionSummary: lambda m: (OUTPUT_TYPES["decisions"], m.window_end, None),
     IdentityMerge: lambda m: (OUTPUT_TYPES["identity"], m.time, None),
     IdentityErasure: lambda m: (OUTPUT_TYPES["identity_erasure"], m.time, None),
     ProfileSnapshot: lambda m: (OUTPUT_TYPES["profiles"], m.last_seen, None),

@@ -22,6 +22,7 @@ _CE_TYPES: dict[str, list[str]] = {
     "households": [OUTPUT_TYPES["households"], OUTPUT_TYPES["households_tombstone"]],
     "dlq": [OUTPUT_TYPES["dlq"]],
     "insights": [OUTPUT_TYPES["insights"]],
+    "decisions": [OUTPUT_TYPES["decisions"]],
 }
 
 

@@ -121,7 +121,9 @@ class KeyDrivers(_Output):
     share of R^2 ``share``, bootstrap interval ``low``-``high``, ``significant``)
     and the same for the detractor indicator (``detractor_*``); non-significant
     drivers stay in the list. The overall record (``touchpoint`` None) also holds
-    the window's ``pockets`` (every cell tested) and NPS by ``channels``.
+    the window's ``pockets`` (every cell tested) and NPS by ``channels``. A closed
+    window is final: ``late_answers`` counts answers that came after a window of this
+    length had closed (reported once, on the next overall record), never folded in.
     """
 
     id: str
@@ -138,6 +140,31 @@ class KeyDrivers(_Output):
     pockets: list[dict[str, Any]] = Field(default_factory=list)
     channels: list[dict[str, Any]] = Field(default_factory=list)
     late_answers: int = 0
+
+
+class DecisionSummary(_Output):
+    """The decisions of one event-time window: NBAs, suppressions, responses (``cx.decisions``).
+
+    ``nbas``: NBAs sent per ``action`` and ``channel``; ``suppressions``: actions held
+    back per ``reason`` and ``action``; ``responses``: response outcomes per ``action``
+    and ``outcome`` (impression, accepted, rejected, dismissed, and no_response: an
+    impression unanswered for the action's response timeout, counted in the window
+    where that wait ended); ``acceptance``: per action, ``accepted / answered``
+    (answered = accepted + rejected + dismissed + no_response), None without answers.
+    A closed window is final: ``late_items`` counts what came after it closed.
+    """
+
+    id: str
+    window_start: datetime
+    window_end: datetime
+    nbas_total: int
+    suppressed_total: int
+    responses_total: int
+    nbas: list[dict[str, Any]] = Field(default_factory=list)
+    suppressions: list[dict[str, Any]] = Field(default_factory=list)
+    responses: list[dict[str, Any]] = Field(default_factory=list)
+    acceptance: list[dict[str, Any]] = Field(default_factory=list)
+    late_items: int = 0
 
 
 class IdentityMerge(_Output):
@@ -249,6 +276,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "alerts": Alert,
     "nps": NpsWindow,
     "insights": KeyDrivers,
+    "decisions": DecisionSummary,
     "identity": IdentityMerge,
     "identity_erasure": IdentityErasure,
     "profiles": ProfileSnapshot,

@@ -13,6 +13,7 @@ OUTPUT_KINDS: tuple[str, ...] = (
     "alerts",
     "nps",
     "insights",
+    "decisions",
     "identity",
     "profiles",
     "households",

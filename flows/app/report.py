@@ -150,9 +150,9 @@ def _cx(cx: dict[str, Any]) -> str:
         ),
         "<h3>Key drivers</h3>",
         _drivers(cx),
-        "<h3>Pockets (significantly low cells)</h3>",
+        "<h3>Pockets (cells lower than their drivers explain)</h3>",
         _table(
-            ["window", "cell", "answers", "NPS", "rest", "q"],
+            ["window", "cell", "answers", "NPS", "rest", "adjusted gap (0-10)", "q"],
             [
                 [
                     a["evidence"]["window_start"][:10],
@@ -160,6 +160,7 @@ def _cx(cx: dict[str, Any]) -> str:
                     a["evidence"]["answers"],
                     a["evidence"]["nps"],
                     a["evidence"]["complement_nps"],
+                    a["evidence"].get("adjusted_gap", ""),
                     a["evidence"]["q"],
                 ]
                 for a in cx["pockets"]
@@ -206,24 +207,55 @@ def _ceo(ceo: dict[str, Any]) -> str:
     )
 
 
+def _acceptance(cmo: dict[str, Any]) -> str:
+    rows = cmo["acceptance"]
+    if not rows:
+        return "<p>No responses to NBAs in these outputs: no acceptance to show.</p>"
+    return "<h3>Acceptance by action</h3>" + _table(
+        ["action", "impressions", "accepted", "answered", "acceptance"],
+        [
+            [
+                a,
+                r["impressions"],
+                r["accepted"],
+                r["answered"],
+                "" if r["rate"] is None else r["rate"],
+            ]
+            for a, r in rows.items()
+        ],
+    )
+
+
 def _cmo(cmo: dict[str, Any]) -> str:
     nbas, funnel = cmo["nba_by_action_channel"], cmo["funnel"]
+    reasons = cmo["suppression_reasons"]
+    rate = cmo["acceptance_rate"]
     return "".join(
         [
             "<h2>CMO</h2>",
             _kpi("next-best actions", cmo["nbas"]),
+            _kpi("held back", cmo["suppressed"]),
+            _kpi("response outcomes", cmo["responses"]),
+            _kpi("acceptance", "n/a" if rate is None else f"{100 * rate:.2f} %"),
             '<div class="grid">',
             _bar(list(nbas), list(nbas.values()), "NBAs by action / channel") if nbas else "",
+            _bar(list(reasons), list(reasons.values()), "Suppressions by reason")
+            if reasons
+            else "",
             _bar(list(funnel), list(funnel.values()), "Customers by journey stage")
             if funnel
             else "",
             "</div>",
+            "<h3>Suppressions by reason and action</h3>",
+            _table(
+                ["reason / action", "held back"], [[k, n] for k, n in cmo["suppressions"].items()]
+            ),
+            _acceptance(cmo),
             _table(
                 ["stage", "customers", "mean sentiment"],
                 [[s, n, cmo["sentiment_by_stage"].get(s, "")] for s, n in funnel.items()],
             ),
-            "<p>Suppression reasons and NBA acceptance are not in the outputs yet "
-            "(no suppression or response records): shown once the flow emits them.</p>",
+            f"<p>Items that came after their window closed: {cmo['late_items']}.</p>",
         ]
     )
 

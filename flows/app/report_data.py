@@ -14,7 +14,12 @@ or more (the quintiles need two); revenue is the
 lifetime value of the profiles, a snapshot's increase counted in the month of
 its ``last_seen`` (offline runs keep the final snapshot only, so there all of
 a customer's revenue falls in the month they were last seen); the churn rate
-is the share of profiles in stage ``churned``.
+is the share of profiles in stage ``churned``. The CMO's NBAs are the NBA records;
+suppressions and acceptance are sums over the ``DecisionSummary`` records
+(``decisions.jsonl``) of their windows (an item after its window closed is only
+counted, in ``late_items``): acceptance of an action is its accepted over its
+answered (accepted, rejected, dismissed, no_response) summed over the windows, not
+a mean of rates.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import orjson
 
 Row = dict[str, Any]
 DAY_SECONDS = 86400.0
+#: The outcomes an acceptance rate counts as answers (an impression is none).
+ANSWERED = ("accepted", "rejected", "dismissed", "no_response")
 
 
 @dataclass
@@ -41,9 +48,10 @@ class Outputs:
     alerts: list[Row] = field(default_factory=list)
     nba: list[Row] = field(default_factory=list)
     profiles: list[Row] = field(default_factory=list)  # every snapshot, in order
+    decisions: list[Row] = field(default_factory=list)
 
 
-KINDS = ("insights", "nps", "alerts", "nba", "profiles")
+KINDS = ("insights", "nps", "alerts", "nba", "profiles", "decisions")
 
 
 def _lines(path: Path) -> list[Row]:
@@ -196,9 +204,38 @@ def ceo_figures(out: Outputs, nps: float | None) -> dict[str, Any]:
     }
 
 
+def _summed(out: Outputs, part: str, keys: tuple[str, str]) -> Counter[tuple[str, str]]:
+    total: Counter[tuple[str, str]] = Counter()
+    for summary in out.decisions:
+        for row in summary[part]:
+            total[row[keys[0]], row[keys[1]]] += row["count"]
+    return total
+
+
+def _acceptance(responses: Counter[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for action in sorted({a for a, _ in responses}):
+        accepted = responses[action, "accepted"]
+        answered = sum(responses[action, o] for o in ANSWERED)
+        out[action] = {
+            "impressions": responses[action, "impression"],
+            "accepted": accepted,
+            "answered": answered,
+            "rate": round(accepted / answered, 4) if answered else None,
+        }
+    return out
+
+
 def cmo_figures(out: Outputs) -> dict[str, Any]:
     """Return the CMO's figures."""
     by_action: Counter[tuple[str, str]] = Counter((n["action"], n["channel"]) for n in out.nba)
+    held = _summed(out, "suppressions", ("reason", "action"))
+    reasons: Counter[str] = Counter()
+    for (reason, _), n in held.items():
+        reasons[reason] += n
+    responses = _summed(out, "responses", ("action", "outcome"))
+    accepted = sum(n for (_, o), n in responses.items() if o == "accepted")
+    answered = sum(n for (_, o), n in responses.items() if o in ANSWERED)
     final = _final_profiles(out.profiles)
     stages: Counter[str] = Counter(p.get("journey_stage") or "none" for p in final)
     sentiment: dict[str, list[float]] = defaultdict(list)
@@ -208,6 +245,13 @@ def cmo_figures(out: Outputs) -> dict[str, Any]:
     return {
         "nba_by_action_channel": {f"{a} / {c}": n for (a, c), n in sorted(by_action.items())},
         "nbas": len(out.nba),
+        "suppressed": sum(s["suppressed_total"] for s in out.decisions),
+        "suppression_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "suppressions": {f"{r} / {a}": n for (r, a), n in sorted(held.items())},
+        "responses": sum(responses.values()),
+        "acceptance_rate": round(accepted / answered, 4) if answered else None,
+        "acceptance": _acceptance(responses),
+        "late_items": sum(s["late_items"] for s in out.decisions),
         "funnel": dict(sorted(stages.items())),
         "sentiment_by_stage": {s: round(sum(v) / len(v), 4) for s, v in sorted(sentiment.items())},
     }

@@ -29,18 +29,17 @@ Late answers
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flows.insights.keydrivers import driver_rows, estimate, seed_of
 from flows.insights.moments import Comoments, Reservoir
-from flows.insights.pockets import Cell, Counts, channel_mix, find_pockets, nps_of
+from flows.insights.pockets import Adjustment, Cell, Counts, channel_mix, find_pockets, nps_of
 from flows.insights.settings import ALL_DRIVERS, InsightsSettings
-from flows.steps.nps_analysis import Windowing
 from flows.steps.ticks import Tick
+from flows.steps.windowed import Boundary, PickledEngine, Windowing
+from flows.steps.windowed import utc as _utc
 from schemas.ids import output_id
 from schemas.outputs import Alert, KeyDrivers
 from schemas.vocabulary import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
@@ -68,7 +67,6 @@ class Answer:
 
 InsightsItem = Answer | Tick
 InsightsOutput = KeyDrivers | Alert
-Boundary = tuple[int, int]  # (length ms, start ms)
 
 
 @dataclass(slots=True)
@@ -83,6 +81,7 @@ class _Series:
 class _Window:
     series: dict[str, _Series] = field(default_factory=dict)
     cells: dict[Cell, Counts] = field(default_factory=dict)
+    cell_moments: dict[Cell, Comoments] = field(default_factory=dict)
     mix: dict[tuple[str, str], Counts] = field(default_factory=dict)
 
 
@@ -92,10 +91,6 @@ class _State:
     late_dropped: int = 0
     windows: dict[Boundary, _Window] = field(default_factory=dict)
     late: dict[int, int] = field(default_factory=dict)  # length ms -> not yet reported
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 KeyT = TypeVar("KeyT", Cell, tuple[str, str])
@@ -108,16 +103,18 @@ def _count(counts: dict[KeyT, Counts], key: KeyT, nps: int) -> None:
     row[2] += 1
 
 
-class InsightsEngine:
+class InsightsEngine(PickledEngine[InsightsSettings, _State]):
     """Key drivers and pockets per window (see the module notes); a ticked engine."""
 
     def __init__(self, settings: InsightsSettings, state: _State | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, state)
         self._windows = Windowing.of(
             settings.window_lengths_seconds, settings.allowed_lateness_seconds
         )
         self._pick = [ALL_DRIVERS.index(d) for d in settings.drivers]
-        self._state = state if state is not None else _State()
+
+    def _new_state(self) -> _State:
+        return _State()
 
     @property
     def watermark_ms(self) -> float:
@@ -143,14 +140,6 @@ class InsightsEngine:
         """End of input: close every window still open."""
         return self._close(final=True)
 
-    def snapshot(self) -> bytes:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def restore(cls, settings: InsightsSettings, snap: bytes | None) -> InsightsEngine:
-        state = pickle.loads(snap) if snap is not None else None  # noqa: S301 (our own recovery snapshot)
-        return cls(settings, state)
-
     def _fold(self, answer: Answer, watermark: float) -> None:
         state, conf = self._state, self.settings
         drivers = answer.drivers
@@ -175,22 +164,23 @@ class InsightsEngine:
                 series.reservoir.add(values)
                 series.promoters += answer.nps >= NPS_PROMOTER_MIN
                 series.detractors += answer.nps <= NPS_DETRACTOR_MAX
-            _count(
-                window.cells, (SEGMENT_TOUCHPOINT, answer.segment, answer.touchpoint), answer.nps
-            )
-            _count(window.cells, (STAGE_CHANNEL, stage, answer.channel), answer.nps)
+            for cell in (
+                (SEGMENT_TOUCHPOINT, answer.segment, answer.touchpoint),
+                (STAGE_CHANNEL, stage, answer.channel),
+            ):
+                _count(window.cells, cell, answer.nps)
+                moments = window.cell_moments.get(cell)
+                if moments is None:
+                    moments = window.cell_moments[cell] = Comoments(len(values))
+                moments.add(values)
             _count(window.mix, (answer.channel, stage), answer.nps)
         state.late_dropped += missed
 
     def _close(self, final: bool) -> list[InsightsOutput]:
         state = self._state
         watermark = self.watermark_ms
-        due = sorted(
-            (b for b in state.windows if final or self._windows.closed(b, watermark)),
-            key=lambda b: (b[0] + b[1], b[0], b[1]),
-        )
         out: list[InsightsOutput] = []
-        for boundary in due:
+        for boundary in self._windows.due(state.windows, watermark, final):
             out += self._emit(boundary, state.windows.pop(boundary))
         return out
 
@@ -199,7 +189,10 @@ class InsightsEngine:
         length = boundary[0]
         overall = window.series[OVERALL]
         total = (overall.promoters, overall.detractors, overall.moments.n)
-        pockets = find_pockets(window.cells, total, conf.pocket_min_answers, conf.pocket_fdr)
+        adjust = Adjustment(overall.moments, window.cell_moments, conf.drivers)
+        pockets = find_pockets(
+            window.cells, total, conf.pocket_min_answers, conf.pocket_fdr, adjust
+        )
         out: list[InsightsOutput] = []
         for key in sorted(window.series):
             series = window.series[key]
@@ -256,6 +249,12 @@ class InsightsEngine:
         kind, (first, second) = pocket["kind"], pocket["cell"]
         gap = float(pocket["nps"]) - float(pocket["complement_nps"])
         end = _utc(start + length)
+        adjusted = pocket["adjusted_gap"] is not None
+        below = (
+            f", {-pocket['adjusted_gap']:.2f} answer points below what its drivers explain"
+            if adjusted
+            else ""
+        )
         return Alert(
             id=output_id(
                 "alert", "nps_pocket", str(kind), first, second, length // 1000, start // 1000
@@ -266,7 +265,7 @@ class InsightsEngine:
             time=end,
             message=(
                 f"{kind} {first} / {second}: NPS {pocket['nps']} against "
-                f"{pocket['complement_nps']} for the rest "
+                f"{pocket['complement_nps']} for the rest{below} "
                 f"({pocket['answers']} answers, q={pocket['q']})"
             ),
             evidence={
@@ -274,5 +273,7 @@ class InsightsEngine:
                 "window_start": _utc(start).isoformat(),
                 "window_end": end.isoformat(),
                 "fdr": self.settings.pocket_fdr,
+                # the test compares residuals of the answer after regressing it on these
+                "adjusted_for": list(self.settings.drivers) if adjusted else [],
             },
         )

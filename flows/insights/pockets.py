@@ -3,12 +3,22 @@
 Pockets
     A cell (segment x touchpoint, or stage x channel) with at least
     ``min_answers`` answers, and a complement (every other answer of the
-    window) as large, is tested one-sided for a lower NPS: each answer scores
-    +100, 0 or -100, and ``z = (NPS_cell - NPS_rest) / sqrt(s2_cell / n_cell +
-    s2_rest / n_rest)`` (Welch, sample variances), ``p = Phi(z)``. The
-    Benjamini-Hochberg step-up rule over every cell tested in the window
-    controls the false discovery rate at ``fdr``: a cell is significant when
-    its ``q`` (BH-adjusted p) is at most ``fdr``.
+    window) as large, is tested one-sided for scoring lower *than its drivers
+    explain*. The window's answers (0-10) are regressed on the driver vector
+    (ordinary least squares from the window's co-moments, :class:`Adjustment`);
+    each answer's residual is what the drivers do not explain, and the cell's
+    mean residual is compared with the complement's: ``z = (r_cell - r_rest) /
+    sqrt(s2_cell / n_cell + s2_rest / n_rest)`` (Welch, the residuals' sample
+    variances in each group, from the cell's co-moments and the complement's,
+    which are the window's minus the cell's), ``p = Phi(z)``. So a cell whose
+    answers are low because its customers have open cases or breached SLAs (drivers
+    of everyone's NPS) is no pocket; one that is low beyond that is. Without
+    an adjustment (or with fewer answers than the regression needs) the test is
+    the same on the +100/0/-100 scores (raw NPS). ``adjusted_gap`` is
+    ``r_cell - r_rest`` in answer points; ``nps`` and ``complement_nps`` stay the
+    raw NPS. The Benjamini-Hochberg step-up rule over every cell tested in the
+    window controls the false discovery rate at ``fdr``: a cell is significant
+    when its ``q`` (BH-adjusted p) is at most ``fdr`` and its gap is negative.
 
 Channel mix
     Phone answers read higher than web answers for the same experience partly
@@ -33,8 +43,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
+
+import numpy as np
+
+from flows.insights.moments import Comoments
+from flows.insights.weights import FloatArray
 
 Counts = list[int]
 """[promoters, detractors, answers]."""
@@ -74,39 +90,87 @@ def bh_adjust(p_values: list[float]) -> list[float]:
     return q
 
 
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """The regression of the answer on the drivers, and each cell's co-moments.
+
+    Rows are ``[drivers (k)..., answer, ...]`` as the engine folds them;
+    ``overall`` holds every answer of the window, ``cells`` those of each cell.
+    """
+
+    overall: Comoments
+    cells: Mapping[Cell, Comoments]
+    drivers: tuple[str, ...]
+
+    def weights(self) -> FloatArray | None:
+        """``w`` with ``w . row`` = the answer minus the drivers' part (None: too few rows)."""
+        k, n = len(self.drivers), self.overall.n
+        if n <= k + 1:
+            return None
+        cov = self.overall.covariance()
+        beta = np.linalg.lstsq(cov[:k, :k], cov[:k, k], rcond=None)[0]
+        w: FloatArray = np.zeros(cov.shape[0])
+        w[:k], w[k] = -beta, 1.0
+        return w
+
+    def residual_test(self, cell: Cell, w: FloatArray) -> tuple[float, float]:
+        """(mean residual of the cell - of its complement, its standard error)."""
+        c, o = self.cells[cell], self.overall
+        c.covariance(), o.covariance()  # fold what is pending
+        n_c, n = c.n, o.n
+        n_r = n - n_c
+        mean_r = (o.mean * n - c.mean * n_c) / n_r
+        delta = c.mean - mean_r
+        m2_r = o.m2 - c.m2 - np.outer(delta, delta) * (n_c * n_r / n)
+        var_c = float(w @ c.m2 @ w) / max(1, n_c - 1)
+        var_r = float(w @ m2_r @ w) / max(1, n_r - 1)
+        return float(w @ delta), math.sqrt(max(0.0, var_c) / n_c + max(0.0, var_r) / n_r)
+
+
 def find_pockets(
-    cells: Mapping[Cell, Counts], total: tuple[int, int, int], min_answers: int, fdr: float
+    cells: Mapping[Cell, Counts],
+    total: tuple[int, int, int],
+    min_answers: int,
+    fdr: float,
+    adjust: Adjustment | None = None,
 ) -> list[dict[str, Any]]:
     """Test every cell with enough answers against its complement; BH over them all."""
     tp, td, tn = total
+    w = adjust.weights() if adjust is not None else None
     tested: list[dict[str, Any]] = []
-    for (kind, first, second), (p, d, n) in sorted(cells.items()):
+    gaps: list[float] = []
+    for cell, (p, d, n) in sorted(cells.items()):
         rp, rd, rn = tp - p, td - d, tn - n
         if n < min_answers or rn < min_answers:
             continue
         nps, rest = nps_of(p, d, n), nps_of(rp, rd, rn)
-        se = math.sqrt(_variance(p, d, n) / n + _variance(rp, rd, rn) / rn)
+        if adjust is not None and w is not None:
+            gap, se = adjust.residual_test(cell, w)
+        else:
+            gap, se = nps - rest, math.sqrt(_variance(p, d, n) / n + _variance(rp, rd, rn) / rn)
         if se > 0:
-            z = (nps - rest) / se
+            z = gap / se
             p_value = _NORMAL.cdf(z)
         else:
-            z, p_value = 0.0, 1.0 if nps >= rest else 0.0
-        tested.append(
-            {
-                "kind": kind,
-                "cell": [first, second],
-                "answers": n,
-                "nps": round(nps, 2),
-                "complement_answers": rn,
-                "complement_nps": round(rest, 2),
-                "z": round(z, 4),
-                "p": p_value,
-            }
-        )
-    for row, q in zip(tested, bh_adjust([r["p"] for r in tested]), strict=True):
+            z, p_value = 0.0, 1.0 if gap >= 0 else 0.0
+        row: dict[str, Any] = {
+            "kind": cell[0],
+            "cell": [cell[1], cell[2]],
+            "answers": n,
+            "nps": round(nps, 2),
+            "complement_answers": rn,
+            "complement_nps": round(rest, 2),
+            "adjusted_gap": round(gap, 4) if w is not None else None,
+            "z": round(z, 4),
+            "p": p_value,
+        }
+        tested.append(row)
+        gaps.append(gap)
+    qs = bh_adjust([r["p"] for r in tested])
+    for row, q, gap in zip(tested, qs, gaps, strict=True):
         row["p"] = round(row["p"], 8)
         row["q"] = round(q, 8)
-        row["significant"] = q <= fdr and row["nps"] < row["complement_nps"]
+        row["significant"] = q <= fdr and gap < 0
     return tested
 
 

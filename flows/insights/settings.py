@@ -62,3 +62,5 @@ class InsightsSettings(BaseModel):
     sla_days: float = Field(default=7.0, gt=0)
     contact_channels: tuple[str, ...] = ("call_center", "chat", "email", "social", "service_desk")
     assisted_channels: tuple[str, ...] = ("call_center", "chat", "store", "service_desk")
+    # the decision summaries (flows.insights.decisions): windows as the NPS step's
+    decision_window_lengths_seconds: tuple[int, ...] = (86400,)

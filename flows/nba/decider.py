@@ -106,6 +106,7 @@ class Decider:
         lifts: Mapping[str, float] | None = None,
         ledger: Ledger | None = None,
         budget: HouseholdBudget | None = None,
+        held: list[tuple[str, str]] | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
 
@@ -113,8 +114,9 @@ class Decider:
         customer (purpose -> event time), merged-away ids' included; see
         :meth:`~flows.nba.policy.ContactHistory.consents`. ``lifts``: the adaptive
         acceptance model's lift per action (:mod:`flows.nba.arbitration`); ``ledger``
-        remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`).
-        ``budget``: the household daily budget of the catalogue's ``[household]`` cap.
+        remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`);
+        ``budget``: the household daily budget of the catalogue's ``[household]`` cap;
+        ``held`` gets ``(reason, action id)`` of each action held back.
         """
         eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
         if not eligible:
@@ -122,6 +124,9 @@ class Decider:
         conf = self.settings
         ranked = rank(self.catalogue, ctx, eligible, lifts)
         self._hold("no_score", len(eligible) - len(ranked))
+        if held is not None and len(ranked) < len(eligible):
+            scored = {c.action.id for c in ranked}
+            held += [("no_score", a.id) for a in eligible if a.id not in scored]
         chosen: list[Candidate] = []
         open_cases = bool(ctx.get("open_cases"))
         for candidate in ranked:
@@ -145,6 +150,8 @@ class Decider:
                 reason = "household_cap"
             if reason is not None:
                 self._hold(reason)
+                if held is not None:
+                    held.append((reason, action.id))
                 continue
             chosen.append(candidate)
         out = []

@@ -32,11 +32,12 @@ from flows.nba.decider import Decider, HouseholdBudget
 from flows.nba.policy import ContactHistory
 from flows.nba.responses import Ledger
 from flows.records import Forget, Journeyed, Scored, Tombstone
-from flows.steps.respond import Responded, response_dead_letter
+from flows.steps.respond import Responded, ResponseOutcome, response_dead_letter
+from flows.steps.summary import Decided
 from schemas.outputs import DeadLetter, DeadLetterReason, NextBestAction
 
 DecideIn = Scored | Forget | Responded | Tombstone
-DecideOut = Journeyed | NextBestAction | DeadLetter | Tombstone
+DecideOut = Journeyed | NextBestAction | DeadLetter | Tombstone | Decided | ResponseOutcome
 
 
 class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
@@ -79,9 +80,12 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             reason, error = "unknown_nba", "the flow makes no decisions (CX_NBA__ENABLED off)"
         else:
             dead = self.decider.answer(item.response, item.customer_id, self.contacts, self.ledger)
+            # for the decision summaries (flows.steps.summary): every response, joined or not
+            outcome = ResponseOutcome(item.resolved, item.response, joined=dead is None)
             if dead is None:
-                return []
+                return [outcome]
             reason, error = dead
+            return [response_dead_letter(item.resolved, reason, error), outcome]
         return [response_dead_letter(item.resolved, reason, error)]
 
     def _step(self, scored: Scored) -> list[DecideOut]:
@@ -109,6 +113,7 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             ctx = with_household(ctx, scored.household)
         # opt-outs stored under ids merged into this one count too (flows.nba.policy)
         withdrawn = resolved.withdrawn() if resolved.opted_out else None
+        held: list[tuple[str, str]] = []
         out += self.decider.decide(
             ctx,
             self.contacts,
@@ -119,7 +124,11 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             lifts=scored.lifts,
             ledger=self.ledger,
             budget=self.budget,
+            held=held,
         )
+        if len(out) > 1 or held:  # for the decision summaries (flows.steps.summary)
+            out.append(Decided.of(resolved, out[1:], held))
+        out.append(out.pop(0))  # the Journeyed last: the summary step reads it as "done"
         return out
 
     def snapshot(self) -> bytes:

@@ -24,6 +24,7 @@ from schemas.ids import output_id
 from schemas.outputs import (
     Alert,
     DeadLetter,
+    DecisionSummary,
     IdentityErasure,
     IdentityMerge,
     KeyDrivers,
@@ -38,6 +39,7 @@ Output = (
     | Alert
     | NpsWindow
     | KeyDrivers
+    | DecisionSummary
     | IdentityMerge
     | IdentityErasure
     | ProfileSnapshot
@@ -157,6 +159,8 @@ def _route(model: Output) -> tuple[str, str, str]:  # noqa: PLR0911 (one case pe
             return "nps", model.touchpoint, model.id
         case KeyDrivers():
             return "insights", model.touchpoint or "", model.id
+        case DecisionSummary():
+            return "decisions", "decisions", model.id
         case IdentityMerge():
             return "identity", model.survivor_id, model.id
         case IdentityErasure():

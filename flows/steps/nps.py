@@ -63,14 +63,14 @@ plus the revision horizon; per series only the baseline history is kept.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from flows.step_settings import NpsSettings
 from flows.steps.nps_analysis import BoundaryAnalysis, _round, analyse_boundary, nps_score
 from flows.steps.ticks import EngineLogic, LaneSet, Tick, engine_builder
+from flows.steps.windowed import Boundary, PickledEngine, Windowing, close_order
+from flows.steps.windowed import utc as _utc
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import Alert, NpsWindow, Severity
@@ -86,8 +86,6 @@ NpsItem = InteractionEvent | Tick
 NpsOutput = NpsWindow | Alert
 NpsSnapshot = bytes
 
-Boundary = tuple[int, int]
-"""(window length ms, window start ms)."""
 Series = tuple[str, str | None]
 """(touchpoint, channel); channel None for the touchpoint as a whole."""
 
@@ -144,10 +142,6 @@ class _NpsState:
     history: dict[tuple[str, int], dict[int, float]] = field(default_factory=dict)
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 def _series_order(series: Series) -> tuple[str, bool, str]:
     # The touchpoint's own window first, then its channels by name.
     return series[0], series[1] is not None, series[1] or ""
@@ -159,7 +153,7 @@ def _drop_severity(drop: float, threshold: float) -> Severity:
     return "high" if drop > 1.5 * threshold else "medium"
 
 
-class NpsEngine:
+class NpsEngine(PickledEngine[NpsSettings, _NpsState]):
     """Touchpoint NPS windows in event time, independent of Bytewax (see the module notes).
 
     Examples
@@ -181,16 +175,19 @@ class NpsEngine:
     """
 
     def __init__(self, settings: NpsSettings, state: _NpsState | None = None) -> None:
-        self.settings = settings
-        self._lengths = tuple(s * 1000 for s in settings.window_lengths_seconds)
-        self._lateness = settings.allowed_lateness_seconds * 1000
+        super().__init__(settings, state)
+        self._windows = Windowing.of(
+            settings.window_lengths_seconds, settings.allowed_lateness_seconds
+        )
         self._horizon = settings.revision_horizon_seconds * 1000
-        self._state = state if state is not None else _NpsState()
+
+    def _new_state(self) -> _NpsState:
+        return _NpsState()
 
     @property
     def watermark_ms(self) -> float:
         """Latest event time seen minus the allowed lateness (-inf before any input)."""
-        return self._state.max_ms - self._lateness
+        return self._windows.watermark(self._state.max_ms)
 
     @property
     def late_dropped(self) -> int:
@@ -226,15 +223,6 @@ class NpsEngine:
         self._expire()
         return out
 
-    def snapshot(self) -> NpsSnapshot:
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def restore(cls, settings: NpsSettings, snap: NpsSnapshot | None) -> NpsEngine:
-        # Bytewax's own recovery store is the only source of these bytes.
-        state = pickle.loads(snap) if snap is not None else None  # noqa: S301 (our own recovery snapshot)
-        return cls(settings, state)
-
     def _fold(self, event: InteractionEvent, watermark: float) -> None:
         nps, csat = event.data.nps, event.data.csat
         if nps is None and csat is None:
@@ -245,15 +233,14 @@ class NpsEngine:
         if self.settings.by_channel:
             series.append((touchpoint, event.data.channel))
         missed = False
-        for length in self._lengths:
-            start = at // length * length
+        for boundary in self._windows.boundaries(at):
+            length, start = boundary
             if start + length + self._horizon <= watermark:
                 missed = True
                 for tp, channel in series:
                     key = (length, tp, channel)
                     state.pending_late[key] = state.pending_late.get(key, 0) + 1
                 continue
-            boundary = (length, start)
             group = state.windows.setdefault(boundary, {})
             for one in series:
                 group.setdefault(one, _Window()).add(nps, csat)
@@ -265,13 +252,10 @@ class NpsEngine:
     def _flush(self, final: bool) -> list[NpsOutput]:
         state = self._state
         watermark = self.watermark_ms
-        due = {
-            b
-            for b in state.windows
-            if b not in state.closed and (final or b[0] + b[1] <= watermark)
-        }
+        held = (b for b in state.windows if b not in state.closed)
+        due = self._windows.due(held, watermark, final)
         out: list[NpsOutput] = []
-        for boundary in sorted(due | state.dirty, key=lambda b: (b[0] + b[1], b[0], b[1])):
+        for boundary in sorted(state.dirty.union(due), key=close_order):
             out += self._emit_boundary(boundary)
             state.closed.add(boundary)
         state.dirty.clear()

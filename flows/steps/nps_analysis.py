@@ -1,8 +1,7 @@
 """Cross-touchpoint analysis of one closed window boundary: leaderboard, quintiles, impact.
 
-See :func:`analyse_boundary` for the definitions. :class:`Windowing` is the NPS step's
-windowing (epoch-aligned tumbling windows, watermark = latest event time - lateness),
-which the insights engine (:mod:`flows.insights.engine`) reuses.
+See :func:`analyse_boundary` for the definitions; the windowing itself is
+:mod:`flows.steps.windowed`.
 """
 
 from __future__ import annotations
@@ -13,39 +12,6 @@ from typing import Any, Literal
 
 # Ranking touchpoints against each other needs at least two of them.
 MIN_TOUCHPOINTS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Windowing:
-    """Tumbling event-time windows aligned to the Unix epoch, and when they close.
-
-    >>> w = Windowing.of((3600, 86400), allowed_lateness_seconds=600)
-    >>> w.boundaries(5_400_000)  # 01:30 on day 0: (length ms, start ms) per length
-    [(3600000, 3600000), (86400000, 0)]
-    >>> w.watermark(7_800_000), w.closed((3600000, 3600000), w.watermark(7_800_000))
-    (7200000, True)
-    """
-
-    lengths_ms: tuple[int, ...]
-    lateness_ms: int
-
-    @classmethod
-    def of(cls, lengths_seconds: tuple[int, ...], allowed_lateness_seconds: int) -> Windowing:
-        """Windowing from settings in seconds."""
-        return cls(tuple(s * 1000 for s in lengths_seconds), allowed_lateness_seconds * 1000)
-
-    def watermark(self, max_ms: float) -> float:
-        """Return the watermark when the latest event time seen is ``max_ms``."""
-        return max_ms - self.lateness_ms
-
-    def boundaries(self, at_ms: int) -> list[tuple[int, int]]:
-        """``(length, start)`` of the window of each length that holds ``at_ms``."""
-        return [(length, at_ms // length * length) for length in self.lengths_ms]
-
-    @staticmethod
-    def closed(boundary: tuple[int, int], watermark: float) -> bool:
-        """Whether the window ``(length, start)`` has closed at ``watermark``."""
-        return boundary[0] + boundary[1] <= watermark
 
 
 def nps_score(promoters: int, detractors: int, responses: int) -> float | None:

@@ -50,6 +50,18 @@ class Responded:
         return self.resolved.customer_id
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseOutcome:
+    """What the decide step made of a response: joined to its NBA or not (a dead letter).
+
+    For the decision summaries (:mod:`flows.steps.summary`), in the response's lane.
+    """
+
+    resolved: Resolved
+    response: NbaResponse
+    joined: bool
+
+
 def is_response(resolved: Resolved) -> bool:
     """Whether ``resolved`` is an agent's response to an NBA."""
     return resolved.event.type == RESPONSE_TYPE

@@ -225,7 +225,7 @@ def crash_and_verify(
     reference = Reference.from_offline(tmp_path / "reference")
     invalid = [m for m in messages if isinstance(Decoder(LimitSettings())(m), DeadLetter)]
     assert len(reference.outputs["dlq"]) == len(invalid) > 0
-    assert reference.outputs["nps"] and reference.outputs["nba"]
+    assert reference.outputs["nps"] and reference.outputs["nba"] and reference.outputs["decisions"]
 
     outputs = [settings.topics.dlq, settings.topics.identity, settings.topics.profiles]
     seen = 0

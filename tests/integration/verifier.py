@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from schemas.outputs import ProfileSnapshot
 from tests.state.conftest import _graph_problems
 
-COMPARED = ("dlq", "identity", "alerts", "nba", "nps", "insights")
+COMPARED = ("dlq", "identity", "alerts", "nba", "nps", "insights", "decisions")
 #: compacted kinds: the latest record per key against the reference's final state
 LATEST = ("households",)
 Key = tuple[str, int]  # (output id, revision: NPS windows are re-sent as revisions)

@@ -73,6 +73,7 @@ def test_schema_export(tmp_path: Path) -> None:
             "alerts",
             "nps",
             "insights",
+            "decisions",
             "identity",
             "identity_erasure",
             "profiles",

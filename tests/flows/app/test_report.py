@@ -15,12 +15,13 @@ import orjson
 import pytest
 
 from flows.app.cli import main
+from flows.app.loop import ANSWERED_LOG, close_loop
 from flows.app.offline import run_offline
 from flows.insights.settings import InsightsSettings
 from flows.settings import Settings
 from flows.step_settings import NpsSettings
-from replay.log import write_log
-from replay.synthetic import generate_world
+from replay.log import read_log, write_log
+from replay.synthetic import generate_world, write_world
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -158,3 +159,65 @@ def test_a_directory_without_outputs_says_what_to_run(
     assert code != 0
     assert "cxstream replay run" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def loop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A world whose NBAs were answered (the closed loop), and its report."""
+    base = tmp_path_factory.mktemp("loop")
+    write_world(generate_world(200, 10, seed=5), base / "world")
+    close_loop(
+        Settings(), base / "world" / "events.jsonl.gz", base / "world" / "truth.json", base / "out"
+    )
+    assert main(["report", "--from", str(base / "out"), "--out", str(base / "report")]) == 0
+    return base
+
+
+def test_the_cmo_view_shows_suppressions_and_acceptance_of_the_outputs(loop_dir: Path) -> None:
+    out = loop_dir / "out"
+    page = (loop_dir / "report" / "report.html").read_text()
+    summaries, nba = rows(out / "decisions.jsonl"), rows(out / "nba.jsonl")
+    # NBAs: the summaries count what nba.jsonl holds, by action and channel (none late here)
+    sent: Counter[tuple[str, str]] = Counter()
+    for summary in summaries:
+        sent.update({(r["action"], r["channel"]): r["count"] for r in summary["nbas"]})
+    assert sum(s["late_items"] for s in summaries) == 0
+    assert sent == Counter((n["action"], n["channel"]) for n in nba)
+    assert f"<b>{len(nba)}</b>next-best actions" in page
+    # suppressions by reason and action: every row, summed over the windows by hand
+    held: Counter[str] = Counter()
+    for summary in summaries:
+        for r in summary["suppressions"]:
+            held[f"{r['reason']} / {r['action']}"] += r["count"]
+    assert held
+    for key, count in held.items():
+        assert f"<tr><td>{key}</td><td>{count}</td></tr>" in page
+    assert f"<b>{sum(held.values())}</b>held back" in page
+    # acceptance: accepted / (accepted + rejected + dismissed + no_response) over the windows
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for summary in summaries:
+        outcomes.update({(r["action"], r["outcome"]): r["count"] for r in summary["responses"]})
+    # the answers counted are those of the log (every one joined: no dead letter)
+    logged = Counter(
+        (d["action"], d["outcome"])
+        for d in (
+            orjson.loads(m.value or b"")["data"]
+            for m in read_log(out / ANSWERED_LOG)
+            if m.value and b'"cx.nba.response"' in m.value
+        )
+    )
+    assert logged == Counter({k: n for k, n in outcomes.items() if k[1] != "no_response"})
+    assert logged and any(o == "no_response" for _, o in outcomes)
+    answers = ("accepted", "rejected", "dismissed", "no_response")
+    for action in sorted({a for a, _ in outcomes}):
+        accepted = outcomes[action, "accepted"]
+        answered = sum(outcomes[action, o] for o in answers)
+        rate = "" if not answered else round(accepted / answered, 4)
+        row = (
+            f"<tr><td>{action}</td><td>{outcomes[action, 'impression']}</td>"
+            f"<td>{accepted}</td><td>{answered}</td><td>{rate}</td></tr>"
+        )
+        assert row in page
+    total = sum(n for (_, o), n in outcomes.items() if o in answers)
+    accepted_all = sum(n for (_, o), n in outcomes.items() if o == "accepted")
+    assert f"<b>{100 * round(accepted_all / total, 4):.2f} %</b>acceptance" in page

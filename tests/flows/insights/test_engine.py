@@ -175,3 +175,37 @@ def test_state_is_bounded_by_the_reservoir() -> None:
     assert point_weights(window.series[""].moments, len(ALL_DRIVERS), len(ALL_DRIVERS)).shape == (
         len(ALL_DRIVERS),
     )
+
+
+def test_a_cell_low_only_through_its_drivers_is_no_pocket() -> None:
+    rows = answers(1500, seed=3)
+    out = run([*rows, Tick(START + DAY)], 1000)
+    overall = next(r for r in out if isinstance(r, KeyDrivers) and r.touchpoint is None)
+    stage_cells = {tuple(p["cell"]): p for p in overall.pockets if p["kind"] == "stage x channel"}
+    # every service cell reads low (open cases pull its answers down) ...
+    for channel in ("chat", "web", "call_center"):
+        cell = stage_cells["service", channel]
+        assert cell["nps"] < cell["complement_nps"]
+    # ... but only chat is lower than its drivers explain (the planted -3)
+    flagged = {c for c, p in stage_cells.items() if p["significant"]}
+    assert flagged == {("service", "chat")}
+    alert = next(o for o in out if isinstance(o, Alert))
+    assert alert.evidence["adjusted_for"] == list(ALL_DRIVERS)
+    assert "below what its drivers explain" in alert.message
+
+
+def test_the_adjusted_gap_is_the_residual_gap_of_a_direct_regression() -> None:
+    rows = answers(800, seed=5)
+    out = run([*rows, Tick(START + DAY)], 1000)
+    overall = next(r for r in out if isinstance(r, KeyDrivers) and r.touchpoint is None)
+    x = np.array([[1.0, *a.drivers] for a in rows])
+    y = np.array([float(a.nps) for a in rows])
+    residual = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    for pocket in overall.pockets:
+        kind, (first, second) = pocket["kind"], pocket["cell"]
+        if kind == "stage x channel":
+            inside = np.array([a.stage == first and a.channel == second for a in rows])
+        else:
+            inside = np.array([a.segment == first and a.touchpoint == second for a in rows])
+        gap = residual[inside].mean() - residual[~inside].mean()
+        assert pocket["adjusted_gap"] == pytest.approx(gap, abs=1e-4)
