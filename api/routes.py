@@ -39,10 +39,6 @@ from state.actions import ActionBoard
 from state.store import ProfileStore
 
 log = logging.getLogger("cxstream.api")
-_bearer = HTTPBearer(
-    auto_error=False, description="a token listed (as its SHA-256) in CX_API__TOKENS"
-)
-_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _NOT_FOUND = "no such customer (never seen, merged into none, or erased)"
 
 
@@ -70,6 +66,32 @@ class Services:
         return round(self.clock(customer_id) * 1000)
 
 
+class _ScopedBearer(HTTPBearer):
+    """The bearer scheme of the OpenAPI document, checking the token and one scope.
+
+    One dependency per endpoint, run on the event loop: a check is a hash and a few
+    comparisons (no I/O), and FastAPI's cost grows with each level of dependencies.
+    """
+
+    def __init__(self, auth: TokenAuth, scope: str) -> None:
+        super().__init__(
+            scheme_name="HTTPBearer",
+            auto_error=False,
+            description="a token listed (as its SHA-256) in CX_API__TOKENS",
+        )
+        self.auth, self.scope = auth, scope
+
+    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:  # type: ignore[override]
+        try:
+            self.auth.check(request.headers.get("authorization"), self.scope)
+        except AuthError as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}  # noqa: PLR2004
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(exc.retry_after)
+            raise HTTPException(exc.status, exc.message, headers=headers) from None
+        return None
+
+
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Problem} for code in codes}
 
@@ -79,18 +101,7 @@ def build_router(services: Services, auth: TokenAuth) -> APIRouter:  # noqa: PLR
     router = APIRouter(prefix="/v1")
 
     def needs(scope: str) -> Any:
-        # async: a check is a hash and a few comparisons, no I/O; a sync dependency
-        # would cost every request a hop to the thread pool and back
-        async def check(request: Request, _token: _Credentials) -> str:
-            try:
-                return auth.check(request.headers.get("authorization"), scope)
-            except AuthError as exc:
-                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}  # noqa: PLR2004
-                if exc.retry_after is not None:
-                    headers["Retry-After"] = str(exc.retry_after)
-                raise HTTPException(exc.status, exc.message, headers=headers) from None
-
-        return Depends(check)
+        return Depends(_ScopedBearer(auth, scope))
 
     read, stream_read, respond = (
         needs("profiles:read"),
