@@ -358,12 +358,28 @@ def api_phases(env: BenchEnv, args: argparse.Namespace, say: Say) -> dict[str, A
     return out
 
 
+def compare(env: BenchEnv, args: argparse.Namespace, say: Say) -> dict[str, Any]:
+    """``--compare-tree``: the lookup phase on that tree and on this one, alternately."""
+    other = argparse.Namespace(
+        **{**vars(args), "serve_tree": args.compare_tree, "hide_modules": args.compare_hide}
+    )
+    rounds: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for n in range(args.rounds):
+        say(f"round {n + 1} of {args.rounds}")
+        rounds["before"].append({**lookup(env, other, say), "load_average": os.getloadavg()})
+        rounds["after"].append({**lookup(env, args, say), "load_average": os.getloadavg()})
+    return rounds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the API phases alone; write ``api.json``."""
+    """Run the API phases alone; write ``api.json`` (``api-compare.json`` with a compare)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.api_bench")
     add_arguments(parser)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--compare-tree", type=Path, help="lookups there and here, in turn")
+    parser.add_argument("--compare-hide", nargs="*", default=[], help="hidden in that tree")
+    parser.add_argument("--rounds", type=int, default=3, help="compare: rounds of both")
     parser.add_argument("--brokers", default=os.environ.get("CX_KAFKA__BROKERS", "127.0.0.1:9092"))
     parser.add_argument(
         "--redis-url", default=os.environ.get("CX_REDIS__URL", "redis://127.0.0.1:6379/0")
@@ -376,12 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = os.getloadavg()
     try:
-        results = api_phases(env, args, say)
+        results = compare(env, args, say) if args.compare_tree else api_phases(env, args, say)
     finally:
         env.cleanup()
     results["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": started}
     results["command"] = " ".join(["python -m benchmarks.api_bench", *(argv or sys.argv[1:])])
-    path = args.results_dir / "api.json"
+    path = args.results_dir / ("api-compare.json" if args.compare_tree else "api.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
