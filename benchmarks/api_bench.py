@@ -21,7 +21,9 @@ process (a subprocess, as deployed):
 
 ``--serve-tree DIR`` runs serve from another checkout (e.g. main, to compare);
 ``--hide-modules uvloop httptools`` makes them unimportable in the serve process (uvicorn
-then falls back to asyncio and h11, as before they were dependencies).
+then falls back to asyncio and h11, as before they were dependencies); ``--compare-tree DIR``
+(with ``--compare-hide``, ``--rounds``) runs the lookup phase there and here in turn and
+writes ``api-compare.json``.
 """
 
 from __future__ import annotations
