@@ -167,7 +167,7 @@ def lookup(env: BenchEnv, args: argparse.Namespace, say: Say) -> dict[str, Any]:
         **_rounded(percentiles(run.latencies_ms)),
         # the serve process's CPU per request: less at the mercy of the machine's load
         "serve_cpu_us_per_request": round(cpu * 1e6 / max(1, len(run.latencies_ms))),
-        "serve_tree": str(args.serve_tree),
+        "serve_tree": "this checkout" if args.serve_tree == REPO else str(args.serve_tree),
         "hidden_modules": list(args.hide_modules),
     }
     say(
