@@ -19,17 +19,20 @@ install: $(STAMP)
 demo: install
 	$(BIN)/cxstream demo --out out/demo
 
-## services: install (if missing) and start Redis and Kafka on 127.0.0.1; install Prometheus
+## services: install (if missing) and start Redis and Kafka on 127.0.0.1, and a 3-primary
+## Redis Cluster on 127.0.0.1:7001-7006 (the cluster tests); install Prometheus
 ## (the Prometheus test starts its own server) and check its config and alert rules; install
 ## Debian's chromium (the agent-desktop test drives it; the report test renders the report in it)
 services:
 	bash scripts/services.sh start
+	bash scripts/redis_cluster.sh start
 	bash scripts/prometheus.sh install
 	bash scripts/prometheus.sh check
 	bash scripts/chromium.sh install
 
 stop:
 	bash scripts/services.sh stop
+	bash scripts/redis_cluster.sh stop
 
 ## lint: ruff and strict mypy over the packages
 lint: install

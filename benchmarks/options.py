@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--redis-url", default=os.environ.get("CX_REDIS__URL", "redis://127.0.0.1:6379/0")
     )
     parser.add_argument("--markdown", action="store_true", help="print the table of bench.json")
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="also time the Redis scripts on the local cluster (scripts/redis_cluster.sh)",
+    )
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run only the soak")
     parser.add_argument("--rate", type=float, help="soak rate (default 1.5 x sustainable)")
     parser.add_argument(

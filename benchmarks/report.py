@@ -92,6 +92,7 @@ def markdown(results: dict[str, Any]) -> str:
             if p1["redis_server_us_per_event"] is not None
             else "| Redis server time per event | not measured |"
         )
+    lines += _script_lines(results.get("redis_scripts", {}))
     if "process_cpu_us_per_event" in p1:
         lines.append(f"| process CPU per event, 1 process | {p1['process_cpu_us_per_event']} us |")
     top = list(p1["profile"]["steps"].items())[:4]
@@ -152,3 +153,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _script_lines(scripts: dict[str, Any]) -> list[str]:
+    """Rows of the Redis server time per script (benchmarks/redis_bench.py), if measured."""
+    lines = []
+    for name, run in scripts.items():
+        if not isinstance(run, dict) or "by_step" not in run:
+            continue
+        steps = ", ".join(f"{s} {r['server_us_per_event']}" for s, r in run["by_step"].items())
+        primaries = " / ".join(str(us) for us in run["server_us_per_event_by_primary"])
+        lines.append(
+            f"| Redis us per event by script, {name.replace('_', ' ')} | {steps} "
+            f"(by primary {primaries}; busiest allows "
+            f"{run['events_per_second_busiest_primary']:,} ev/s) |"
+        )
+    return lines

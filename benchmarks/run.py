@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks import redis_bench
 from benchmarks.api_bench import add_arguments as add_api_arguments
 from benchmarks.api_bench import api_phases
 from benchmarks.harness import BenchEnv
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         if args.api_only:
             return _api_only(args, env)
         results = bench(args, env)
+        say("Redis server time per script (benchmarks/redis_bench.py)")
+        results["redis_scripts"] = redis_bench.measure(cluster=args.redis_cluster)
     finally:
         say("cleaning up")
         env.cleanup()

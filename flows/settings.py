@@ -141,6 +141,8 @@ class RedisSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     prefix: str = "cx:"
+    # A Redis Cluster at url (any node; a redis+cluster:// URL says so too): docs/SCALING.md
+    cluster: bool = False
     # TLS (rediss:// only): CA bundle, client certificate (mutual TLS), checks.
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None

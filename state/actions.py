@@ -161,6 +161,10 @@ class ActionBoard(Protocol):
         """
         ...
 
+    def merge_all(self, merges: Sequence[tuple[str, str]]) -> None:
+        """:meth:`merge` each ``(survivor, merged)`` in order (a batch's, in one go)."""
+        ...
+
 
 class MemoryActionBoard:
     """:class:`ActionBoard` in dicts, behind one lock (the API's threads share it)."""
@@ -250,6 +254,10 @@ class MemoryActionBoard:
             into = self._merged.setdefault(survivor, set())
             into.update({merged, *self._merged.pop(merged, set())})
             into.discard(survivor)
+
+    def merge_all(self, merges: Sequence[tuple[str, str]]) -> None:
+        for survivor, merged in merges:
+            self.merge(survivor, merged)
 
     def forget(self, customer_ids: Sequence[str]) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import redis
+from redis.cluster import RedisCluster
 
 DEFAULT_TTL_SECONDS = 30 * 86400
 
@@ -86,7 +87,7 @@ class RedisParkingStore(ParkingStore):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         prefix: str,
         lineage: str,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,

@@ -5,8 +5,14 @@ Keys (``prefix`` as the profile store's): ``board:<cid>`` hash (``n:<id>`` NBA,
 ``board:<cid>:a`` sorted sets (id by event time ms, for the bounds: ``lua/board.lua``),
 ``board:<cid>:t`` list (timeline), ``board:<cid>:m`` set (the ids merged into it),
 ``board:<cid>:x`` (erased: writes for it are dropped) and ``boardnba:<nba id>`` ->
-customer id. A recorded batch is one pipelined round trip; a
-read is one per customer id (two with merged ids).
+customer id. A recorded batch is one pipelined round trip (two when it wrote NBAs of
+an erased customer: their pointers go again); a batch of merges is two (read the
+merged ids' sets, then write); a read is one per customer id (two with merged ids).
+
+On a Redis Cluster the customer id is the keys' hash tag (``board:{<cid>}``,
+``board:{<cid>}:n``, ...): one customer's keys share a slot (its script and
+``WATCH`` need that) and customers spread over the primaries; a pipeline goes to
+every primary it names at once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from weakref import WeakKeyDictionary
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 from state.actions import (
     TERMINAL,
@@ -34,7 +41,7 @@ from state.actions import (
     newest,
 )
 from state.memory import MemoryProfileStore
-from state.redis_store import RedisProfileStore
+from state.redis_store import Client, RedisProfileStore
 from state.store import ProfileStore
 
 _RECORD = (files("state") / "lua" / "board.lua").read_text(encoding="utf-8")
@@ -51,13 +58,16 @@ def _outcomes(value: bytes | str | None) -> tuple[str, ...]:
 class RedisActionBoard:
     """:class:`state.actions.ActionBoard` in Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str, rules: BoardRules | None = None) -> None:
+    def __init__(self, client: Client, prefix: str, rules: BoardRules | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.rules = rules or BoardRules()
         self._record = client.register_script(_RECORD)
+        self._tagged = isinstance(client, RedisCluster)
 
     def _key(self, customer_id: str) -> str:
+        if self._tagged:
+            return f"{self.prefix}board:{{{customer_id}}}"
         return f"{self.prefix}board:{customer_id}"
 
     def _ids(self, customer_id: str) -> list[str]:
@@ -75,13 +85,32 @@ class RedisActionBoard:
                 (item.kind, item.item_id, item.time_ms, body)
             )
         pipe = self.client.pipeline(transaction=False)
-        for cid, args in by_customer.items():
+        customers = list(by_customer)
+        for cid in customers:
             key = self._key(cid)
             keys = [key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:x"]
             head: list[str | int] = [rules.max_nbas, rules.max_alerts, rules.timeline_length]
-            head += [rules.retention_seconds, f"{self.prefix}boardnba:", cid]
-            self._record(keys, head + args, client=pipe)
-        pipe.execute()
+            args = [*head, rules.retention_seconds, *by_customer[cid]]
+            if self._tagged:  # the body each time: no NOSCRIPT from a node failed over to
+                pipe.execute_command("EVAL", _RECORD, len(keys), *keys, *args)
+            else:
+                self._record(keys, args, client=pipe)
+        # The NBA pointers live in other slots than their customer's board: set here,
+        # taken back below for a customer whose script found it erased.
+        nbas = [(item.item_id, item.customer_id) for item in items if item.kind == "n"]
+        for nba_id, cid in nbas:
+            pipe.set(self._pointer(nba_id), cid, ex=rules.retention_seconds)
+        kept = pipe.execute()[: len(customers)]
+        erased = {cid for cid, wrote in zip(customers, kept, strict=True) if not wrote}
+        if erased and any(cid in erased for _, cid in nbas):
+            pipe = self.client.pipeline(transaction=False)
+            for nba_id, cid in nbas:
+                if cid in erased:
+                    pipe.delete(self._pointer(nba_id))
+            pipe.execute()
+
+    def _pointer(self, nba_id: str) -> str:
+        return f"{self.prefix}boardnba:{nba_id}"
 
     def actions(self, customer_id: str, now_ms: int) -> Actions:
         rules = self.rules
@@ -119,7 +148,7 @@ class RedisActionBoard:
         return merged_timeline(lines, self.rules.timeline_length)
 
     def _owner(self, nba_id: str) -> str | None:
-        owner = self.client.get(f"{self.prefix}boardnba:{nba_id}")
+        owner = self.client.get(self._pointer(nba_id))
         return None if owner is None else _text(owner)
 
     def nba(self, nba_id: str) -> tuple[dict[str, Any], tuple[str, ...]] | None:
@@ -137,7 +166,7 @@ class RedisActionBoard:
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    pipe.watch(key)
                     body, done = pipe.hmget(key, [f"n:{nba_id}", f"o:{nba_id}"])
                     if body is None:
                         return Answer("missing")
@@ -155,13 +184,40 @@ class RedisActionBoard:
                     continue  # another replica wrote this customer's board: judge again
 
     def merge(self, survivor: str, merged: str) -> None:
-        into, source = f"{self._key(survivor)}:m", f"{self._key(merged)}:m"
-        ids = {merged, *map(_text, self.client.smembers(source))}
-        ids.discard(survivor)
+        self.merge_all([(survivor, merged)])
+
+    def merge_all(self, merges: Sequence[tuple[str, str]]) -> None:
+        """Apply merges in order, as :meth:`merge` one by one would, in two round trips.
+
+        The merged ids' sets are read in one pipeline; the chain (c3 into c2, then c2
+        into c1) is followed here; one pipeline writes each survivor's additions and
+        deletes the merged-away sets.
+        """
+        sources = list(dict.fromkeys(m for s, m in merges if s != m))
+        if not sources:
+            return
         pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(into, *sorted(ids))
-        pipe.expire(into, self.rules.retention_seconds)
-        pipe.delete(source)
+        for cid in sources:
+            pipe.smembers(f"{self._key(cid)}:m")
+        held = {c: set(map(_text, got)) for c, got in zip(sources, pipe.execute(), strict=True)}
+        added: dict[str, set[str]] = {}  # survivor -> ids its set gains
+        dropped: set[str] = set()  # sets deleted (and not written again)
+        for survivor, merged in merges:
+            if survivor == merged:
+                continue
+            ids = {merged, *held.pop(merged, ()), *added.pop(merged, ())} - {survivor}
+            dropped.add(merged)
+            added.setdefault(survivor, set()).update(ids)
+        pipe = self.client.pipeline(transaction=False)
+        for cid in sorted(dropped - set(added)):
+            pipe.delete(f"{self._key(cid)}:m")
+        for cid, ids in added.items():
+            into = f"{self._key(cid)}:m"
+            if cid in dropped:  # merged away earlier in the batch, a survivor again
+                pipe.delete(into)
+            if ids:
+                pipe.sadd(into, *sorted(ids))
+                pipe.expire(into, self.rules.retention_seconds)
         pipe.execute()
 
     def forget(self, customer_ids: Sequence[str]) -> None:
@@ -169,10 +225,11 @@ class RedisActionBoard:
             key = self._key(cid)
             ids = cast(list[bytes | str], self.client.zrange(f"{key}:n", 0, -1))
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:m")
+            for name in (key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:m"):
+                pipe.delete(name)  # one key a DEL: a cluster pipeline takes no more
             pipe.set(f"{key}:x", "1", ex=self.rules.retention_seconds)  # later writes: none
             for raw in ids:
-                pipe.delete(f"{self.prefix}boardnba:{_text(raw)}")
+                pipe.delete(self._pointer(_text(raw)))
             pipe.execute()
 
 

@@ -8,6 +8,13 @@ same code the in-memory twin uses.
 The script is called by its SHA1, computed locally; a server that does not know it
 (restart, SCRIPT FLUSH, failover) answers NOSCRIPT and gets it loaded once. So a
 batch costs exactly one round trip once the script is cached.
+
+On a Redis Cluster (a ``redis.cluster.RedisCluster`` client, or a
+``redis+cluster://`` URL) every key of the store carries one hash tag, the prefix's
+(``cx:{cx:}id:...``): the identity graph and the profiles it merges stay in one slot,
+so each call stays one atomic script on one primary (docs/SCALING.md, "Redis
+Cluster", says why and where that ceiling lies). The call names that slot by its one
+declared key.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any, cast
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from schemas.outputs import ProfileSnapshot
@@ -47,6 +55,39 @@ SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 SCAN_COUNT = 1000
 #: Most customers whose identifiers a store keeps for its snapshots (see ``_ids``).
 IDS_CACHE_MAX = 200_000
+#: URL schemes of a Redis Cluster (``CX_REDIS__CLUSTER=true`` selects it for any URL).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+Client = redis.Redis | RedisCluster
+
+
+def cluster_url(url: str) -> str | None:
+    """Return the node URL of a ``redis+cluster://`` URL (None: not a cluster URL).
+
+    >>> cluster_url("redis+cluster://127.0.0.1:7001/0"), cluster_url("redis://db:6379/0")
+    ('redis://127.0.0.1:7001/0', None)
+    """
+    for scheme in CLUSTER_SCHEMES:
+        if url.startswith(scheme):
+            return scheme.replace("+cluster", "") + url[len(scheme) :]
+    return None
+
+
+def connect(url: str, **kwargs: Any) -> Client:
+    """Return a client for ``url``: a cluster client for a ``redis+cluster://`` URL."""
+    node = cluster_url(url)
+    if node is not None:
+        return RedisCluster.from_url(node, **kwargs)
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def graph_prefix(prefix: str, cluster: bool) -> str:
+    """Return the prefix of the store's keys: on a cluster, one hash tag for all of them.
+
+    >>> graph_prefix("cx:", False), graph_prefix("cx:", True)
+    ('cx:', 'cx:{cx:}')
+    """
+    return f"{prefix}{{{prefix}}}" if cluster else prefix
 
 
 def _text(value: bytes | str) -> str:
@@ -86,10 +127,12 @@ class RedisProfileStore:
     Parameters
     ----------
     client
-        A ``redis.Redis`` (credentials, TLS and timeouts are set on it) or a URL.
-        A client made from a URL is closed by :meth:`close`; a given one is not.
+        A ``redis.Redis`` or ``redis.cluster.RedisCluster`` (credentials, TLS and
+        timeouts are set on it) or a URL (``redis+cluster://``: a cluster). A client
+        made from a URL is closed by :meth:`close`; a given one is not.
     prefix
         Every key starts with it, so stores (and test runs) can share a server.
+        On a cluster the keys start with :attr:`key_prefix`, the prefix and its tag.
     policy, hasher, rules
         As for :class:`state.memory.MemoryProfileStore`.
     clock
@@ -105,7 +148,7 @@ class RedisProfileStore:
 
     def __init__(  # noqa: PLR0913 (the store's rules and injectables, keyword-only)
         self,
-        client: redis.Redis | str,
+        client: Client | str,
         prefix: str = "cx:",
         *,
         policy: IdentityPolicy | None = None,
@@ -114,8 +157,12 @@ class RedisProfileStore:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._owns_client = isinstance(client, str)
-        self._client = redis.Redis.from_url(client) if isinstance(client, str) else client
+        self._client = connect(client) if isinstance(client, str) else client
+        self.cluster = isinstance(self._client, RedisCluster)
         self.prefix = prefix
+        self.key_prefix = graph_prefix(prefix, self.cluster)
+        # the one declared key of each call: routes it to the graph's slot on a cluster
+        self._keys: tuple[str, ...] = (self.key_prefix,) if self.cluster else ()
         self.policy = policy or IdentityPolicy()
         self.hasher = hasher or PlainIdentifiers()
         self.rules = rules or ProfileRules()
@@ -181,9 +228,16 @@ class RedisProfileStore:
     def customers(self) -> list[str]:
         # SCAN rather than a registry set: a set every batch writes would be the
         # one hot key that stops the graph from ever being sharded.
-        head = f"{self.prefix}cust:"
+        head = f"{self.key_prefix}cust:"
         pattern = _escape_glob(head) + "*"
         found: list[str] = []
+        if isinstance(self._client, RedisCluster):  # every primary, each to its end
+            self.round_trips += 1
+            for key in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                customer_id = _text(key)[len(head) :]
+                if ":" not in customer_id:
+                    found.append(customer_id)
+            return sorted(found)
         cursor = 0
         while True:
             self.round_trips += 1
@@ -266,7 +320,7 @@ class RedisProfileStore:
         return "" if self.clock is None else wall_ms(self.clock)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Client:
         """The Redis client (the action board, :mod:`state.actions`, shares it)."""
         return self._client
 
@@ -276,12 +330,13 @@ class RedisProfileStore:
 
     def _call(self, op: ScriptOp, *arguments: str | bytes | int) -> Any:
         self.round_trips += 1
+        keys, prefix = self._keys, self.key_prefix
         try:
-            return self._client.evalsha(SCRIPT_SHA, 0, self.prefix, op, *arguments)
+            return self._client.evalsha(SCRIPT_SHA, len(keys), *keys, prefix, op, *arguments)
         except NoScriptError:
             self.round_trips += 2
-            self._client.script_load(SCRIPT)
-            return self._client.evalsha(SCRIPT_SHA, 0, self.prefix, op, *arguments)
+            self._client.script_load(SCRIPT)  # a cluster client loads it on every primary
+            return self._client.evalsha(SCRIPT_SHA, len(keys), *keys, prefix, op, *arguments)
 
 
 def _outcome(reply: bytes | str) -> Outcome:

@@ -36,14 +36,18 @@ import redis
 from confluent_kafka.admin import AdminClient
 from prometheus_client import MetricsHandler
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from flows import timing
 from flows.settings import Settings
 from schemas.vocabulary import SCRIPT_OPS
+from state.redis_store import cluster_url
 
-# The script operation's position in ``EVALSHA sha 0 prefix op ...``.
+# The script operation's position in ``EVALSHA sha numkeys [keys] prefix op ...``
+# (numkeys 0 on one server; 1, the hash-tagged prefix, on a cluster).
 _SCRIPT_OP_ARG = 4
+_NUMKEYS_ARG = 2
 
 
 Check = Callable[[], None]
@@ -207,7 +211,7 @@ def dependency_checks(
     if use_redis:
         conf = settings.redis
         client = redis.Redis.from_url(
-            conf.url,
+            cluster_url(conf.url) or conf.url,  # a cluster: its first node answers PING
             **conf.connection_kwargs(),  # credentials and TLS, as the store connects
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -235,10 +239,14 @@ def redis_op(args: Sequence[Any]) -> str:
     'resolve'
     >>> redis_op(("SCAN", 0)), redis_op(("EVALSHA", "ab12", 0, "cx:", "drop_all"))
     ('scan', 'script_other')
+    >>> redis_op(("EVALSHA", "ab12", 1, "cx:{cx:}", "cx:{cx:}", "profile"))
+    'profile'
     """
     command = str(args[0]).lower() if args else "unknown"
     if command in ("evalsha", "eval", "evalsha_ro", "eval_ro"):
-        op = args[_SCRIPT_OP_ARG] if len(args) > _SCRIPT_OP_ARG else None
+        numkeys = str(args[_NUMKEYS_ARG]) if len(args) > _NUMKEYS_ARG else "0"
+        at = _SCRIPT_OP_ARG + (int(numkeys) if numkeys.isdigit() else 0)
+        op = args[at] if len(args) > at else None
         op = op.decode(errors="replace") if isinstance(op, bytes) else op
         return op if op in REDIS_SCRIPT_OPS else "script_other"
     return command[:32]
@@ -254,6 +262,14 @@ class InstrumentedRedis(redis.Redis):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         with timing.redis_call(redis_op(args)):
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+class InstrumentedRedisCluster(RedisCluster):
+    """:class:`InstrumentedRedis` for a Redis Cluster (``CX_REDIS__CLUSTER``)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with timing.redis_call(redis_op(args)):
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 # ---------------------------------------------------------------- the HTTP server

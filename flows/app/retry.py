@@ -53,6 +53,8 @@ REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,  # a failover in progress
     redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # a cluster primary lost, its replica not promoted yet
+    redis.exceptions.SlotNotCoveredError,
     ConnectionError,
     TimeoutError,
 )

@@ -10,14 +10,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from flows.app.health import InstrumentedRedis
+from flows.app.health import InstrumentedRedis, InstrumentedRedisCluster
 from flows.settings import Settings
 from flows.steps.parking import CommitFloor, Floor, Parking
 from state.hashing import Hasher, IdentifierHasher, PlainIdentifiers
 from state.memory import MemoryProfileStore
 from state.parking import MemoryParkingStore, ParkingStore, RedisParkingStore
 from state.profile_hash import ProfileRules
-from state.redis_store import RedisProfileStore
+from state.redis_store import Client, RedisProfileStore, cluster_url
 from state.store import IdentityPolicy, ProfileStore
 
 
@@ -47,10 +47,11 @@ def hasher(settings: Settings) -> Hasher:
     return PlainIdentifiers()
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings) -> Client:
     """Return a client for the configured Redis, checked with PING.
 
-    Credentials and TLS come from the settings.
+    Credentials and TLS come from the settings; ``CX_REDIS__CLUSTER`` (or a
+    ``redis+cluster://`` URL) makes it a Redis Cluster client.
 
     Raises :class:`StoreUnavailableError` naming the cause but never a secret: the
     driver's own message is left out (it may quote the URL), and the exception is
@@ -58,10 +59,17 @@ def redis_client(settings: Settings) -> redis.Redis:
     """
     conf = settings.redis
     where = _without_credentials(conf.url)
+    node = cluster_url(conf.url)
     try:
-        client = InstrumentedRedis.from_url(
-            conf.url, socket_connect_timeout=5, **conf.connection_kwargs()
-        )
+        client: Client
+        if conf.cluster or node is not None:
+            client = InstrumentedRedisCluster.from_url(
+                node or conf.url, socket_connect_timeout=5, **conf.connection_kwargs()
+            )
+        else:
+            client = InstrumentedRedis.from_url(
+                conf.url, socket_connect_timeout=5, **conf.connection_kwargs()
+            )
         client.ping()
     except redis.AuthenticationError:
         msg = (

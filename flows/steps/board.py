@@ -108,8 +108,8 @@ class BoardWriter:
                 merges.append((out.survivor_id, out.merged_id))
         if items:
             self._call("board", self.board.record, items)
-        for survivor, merged in merges:
-            self._call("board", self.board.merge, survivor, merged)
+        if merges:  # one call for the batch's merges (two round trips in Redis)
+            self._call("board", self.board.merge_all, merges)
         if erased:
             self._call("board", self.board.forget, erased)
         return batch

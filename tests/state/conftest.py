@@ -10,6 +10,8 @@ from typing import cast
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from state.hashing import Hasher
 from state.memory import MemoryProfileStore
@@ -19,6 +21,9 @@ from state.store import IdentityPolicy, ProfileStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 START_REDIS = "start Redis with `bash scripts/services.sh start`"
+#: The local Redis Cluster of scripts/redis_cluster.sh (3 primaries, 3 replicas).
+CLUSTER_URL = "redis://127.0.0.1:7001/0"
+START_CLUSTER = "start it with `bash scripts/redis_cluster.sh start` (make services does)"
 
 StoreFactory = Callable[..., ProfileStore]
 
@@ -53,9 +58,32 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
+@pytest.fixture(scope="session")
+def cluster_client() -> Iterator[RedisCluster]:
+    """The local Redis Cluster; fails (never skips) when it does not answer."""
+    problem = None
+    try:
+        client = RedisCluster.from_url(CLUSTER_URL, socket_connect_timeout=2)
+        client.ping()
+    except (redis.RedisError, RedisClusterException) as exc:
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(
+            f"no Redis Cluster at {CLUSTER_URL} ({problem}): {START_CLUSTER}", pytrace=False
+        )
+    yield client
+    client.close()
+
+
+def delete_prefix(client: redis.Redis | RedisCluster, prefix: str) -> None:
     # The prefix is a fresh uuid, so it needs no glob escaping.
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if isinstance(client, RedisCluster):  # keys of many slots: one UNLINK each, pipelined
+        pipe = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+        for key in keys:
+            pipe.unlink(key)
+        pipe.execute()
+        return
     for start in range(0, len(keys), 500):
         client.unlink(*keys[start : start + 500])
 
@@ -68,7 +96,7 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
     delete_prefix(redis_client, prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     """Makes stores of one kind: ``factory(policy=None, hasher=None, rules=None,
     clock=None)`` (a clock in seconds, as ``time.time``: the real one when None, the
@@ -78,9 +106,11 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     independent as two memory stores.
     """
     made: list[tuple[ProfileStore, str | None]] = []
-    client: redis.Redis | None = None
+    client: redis.Redis | RedisCluster | None = None
     if request.param == "redis":
         client = request.getfixturevalue("redis_client")
+    elif request.param == "cluster":
+        client = request.getfixturevalue("cluster_client")
 
     def factory(
         policy: IdentityPolicy | None = None,
@@ -106,7 +136,7 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     for store, prefix in made:
         store.close()
         if client is not None and prefix is not None:
-            problems += _graph_problems(client, prefix)
+            problems += _graph_problems(client, getattr(store, "key_prefix", prefix))
             delete_prefix(client, prefix)
     if problems:
         pytest.fail("inconsistent identity graph:\n" + "\n".join(problems), pytrace=False)
@@ -122,12 +152,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _members(client: redis.Redis, key: bytes | str) -> list[bytes | str]:
+def _members(client: redis.Redis | RedisCluster, key: bytes | str) -> list[bytes | str]:
     """A sorted set's members (without scores, so never tuples)."""
     return cast(list[bytes | str], client.zrange(key, 0, -1))
 
 
-def _graph_problems(client: redis.Redis, prefix: str) -> list[str]:
+def _graph_problems(client: redis.Redis | RedisCluster, prefix: str) -> list[str]:
     """Everything wrong with the identity graph under ``prefix`` (empty: consistent).
 
     Checks that links and member sets agree both ways, that the per-type counters

@@ -7,23 +7,30 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from state.actions import ActionBoard, Actions, BoardItem, BoardRules, MemoryActionBoard
 from state.memory import MemoryProfileStore
 from state.redis_actions import RedisActionBoard, board_for
 from state.redis_store import RedisProfileStore
+from tests.state.conftest import delete_prefix
 
 T0 = 1_772_445_600_000  # 2026-03-02T10:00:00Z
 RULES = BoardRules(max_nbas=3, max_alerts=2, timeline_length=4, nba_ttl_ms=60_000)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def board(request: pytest.FixtureRequest) -> Iterator[ActionBoard]:
     if request.param == "memory":
         yield MemoryActionBoard(RULES)
         return
-    client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("redis_prefix")
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("cluster_client")
+        yield RedisActionBoard(cluster, prefix, RULES)
+        delete_prefix(cluster, prefix)
+        return
+    client: redis.Redis = request.getfixturevalue("redis_client")
     yield RedisActionBoard(client, prefix, RULES)
 
 
@@ -123,15 +130,19 @@ def test_board_for_shares_the_store_backend(redis_client: redis.Redis, redis_pre
     assert redis_board.prefix == redis_prefix
 
 
-def test_merge_reads_the_merged_ids_with_the_survivor(board: ActionBoard) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "merge_all"])
+def test_merge_reads_the_merged_ids_with_the_survivor(board: ActionBoard, batched: bool) -> None:
     line = [
         BoardItem("t", cid, f"e{n}", T0 + n, {"id": f"e{n}", "time": _iso(T0 + n)})
         for n, cid in enumerate(["c1", "c2", "c1", "c2", "c3"])
     ]
     board.record([nba(1, "c1", at=T0 + 1), nba(2, "c2"), alert(1, "c2"), *line[:4]])
     assert board.answer("nba-2", "impression", T0).verdict == "recorded"
-    board.merge("c2", "c3")
-    board.merge("c1", "c2")  # c3 comes along
+    if batched:  # a batch's merges in one call: the chain is followed as one by one
+        board.merge_all([("c2", "c3"), ("c1", "c2")])
+    else:
+        board.merge("c2", "c3")
+        board.merge("c1", "c2")  # c3 comes along
     board.record([line[4], nba(3, "c2", at=T0 + 2)])  # in flight under a merged-away id
     assert ids(board.actions("c1", T0).nbas) == ["nba-3", "nba-1", "nba-2"]
     assert [n["outcomes"] for n in board.actions("c1", T0).nbas][2] == ["impression"]

@@ -7,19 +7,23 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from state.parking import MemoryParkingStore, ParkingStore, RedisParkingStore
 from tests.state.conftest import delete_prefix
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[ParkingStore]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def store(request: pytest.FixtureRequest) -> Iterator[ParkingStore]:
     if request.param == "memory":
         yield MemoryParkingStore()
         return
+    client: redis.Redis | RedisCluster = request.getfixturevalue(
+        "cluster_client" if request.param == "cluster" else "redis_client"
+    )
     prefix = f"test:{uuid.uuid4().hex}:"
-    yield RedisParkingStore(redis_client, prefix, "lineage-a", ttl_seconds=600)
-    delete_prefix(redis_client, prefix)
+    yield RedisParkingStore(client, prefix, "lineage-a", ttl_seconds=600)
+    delete_prefix(client, prefix)
 
 
 def test_versions_are_kept_oldest_first_and_dropped_from_the_front(store: ParkingStore) -> None:

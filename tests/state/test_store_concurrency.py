@@ -1,4 +1,5 @@
-"""Several OS processes resolving overlapping identifiers against one real Redis.
+"""Several OS processes resolving overlapping identifiers against one real Redis
+(a single server, then the 3-primary Redis Cluster of scripts/redis_cluster.sh).
 
 Each process replays the same events (so every event is also a re-delivery) in
 its own shuffled order of batches. The identifiers form known connected
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-from collections.abc import Callable
+import uuid
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
+import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from state.redis_store import RedisProfileStore
 from state.store import IdentityPolicy, ResolveRequest
-from tests.state.conftest import REDIS_URL
+from tests.state.conftest import CLUSTER_URL, REDIS_URL, _graph_problems, delete_prefix
 
 PROCESSES = 4
 COMPONENTS = 300
@@ -67,12 +70,12 @@ def _universe(seed: int) -> tuple[list[list[tuple[str, str]]], list[Event]]:
 
 
 def _worker(
-    prefix: str, events: list[Event], seed: int, start: Barrier, out: Queue[Report]
+    url: str, prefix: str, events: list[Event], seed: int, start: Barrier, out: Queue[Report]
 ) -> None:
     rng = random.Random(seed)
     batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
     rng.shuffle(batches)
-    store = RedisProfileStore(REDIS_URL, prefix, policy=POLICY)
+    store = RedisProfileStore(url, prefix, policy=POLICY)
     created: list[str] = []
     merged: list[str] = []
     unexpected: list[str] = []
@@ -95,15 +98,30 @@ def _worker(
         out.put((created, merged, unexpected, landed))
 
 
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
 def test_processes_converge_on_one_customer_per_component(
-    redis_client: redis.Redis, redis_prefix: str, graph_problems: Callable[[str], list[str]]
+    backend: str, request: pytest.FixtureRequest
 ) -> None:
+    client: redis.Redis | RedisCluster
+    if backend == "redis":
+        client, url = request.getfixturevalue("redis_client"), REDIS_URL
+    else:
+        client = request.getfixturevalue("cluster_client")
+        url = CLUSTER_URL.replace("redis://", "redis+cluster://")
+    redis_prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    try:
+        _converge(client, url, redis_prefix)
+    finally:
+        delete_prefix(client, redis_prefix)
+
+
+def _converge(client: redis.Redis | RedisCluster, url: str, redis_prefix: str) -> None:
     components, events = _universe(seed=11)
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     out: Queue[Report] = ctx.Queue()
     workers = [
-        ctx.Process(target=_worker, args=(redis_prefix, events, seed, start, out))
+        ctx.Process(target=_worker, args=(url, redis_prefix, events, seed, start, out))
         for seed in range(PROCESSES)
     ]
     for worker in workers:
@@ -117,7 +135,7 @@ def test_processes_converge_on_one_customer_per_component(
     first_landed = reports[0][3]
     assert all(landed == first_landed for *_, landed in reports)
 
-    store = RedisProfileStore(redis_client, redis_prefix, policy=POLICY)
+    store = RedisProfileStore(client, redis_prefix, policy=POLICY)
     owners = [{store.lookup(t, v) for t, v in ids} for ids in components]
     assert all(len(o) == 1 and None not in o for o in owners), "a component is split or unlinked"
     canonical = sorted(o.pop() or "" for o in owners)
@@ -134,4 +152,4 @@ def test_processes_converge_on_one_customer_per_component(
     assert len(merged) == len(set(merged))
     assert sorted(created - set(merged)) == canonical
     assert len(reported) > len(set(reported)), "no merge was reported again"
-    assert graph_problems(redis_prefix) == []
+    assert _graph_problems(client, store.key_prefix) == []
