@@ -214,7 +214,7 @@ def nba_on_sse(env: BenchEnv, args: argparse.Namespace, say: Say) -> dict[str, A
             received.append((trigger, at * 1000))
 
     sent_at: dict[str, int] = {}
-    warm_until = int(time.time() * 1000 + WARMUP_SECONDS * 1000)
+    warm_until = 0  # set when sending starts: the first WARMUP_SECONDS are left out
 
     def on_send(value: bytes | None, now_ms: int) -> None:
         if now_ms >= warm_until:
