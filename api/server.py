@@ -59,7 +59,13 @@ def run(
     """Serve ``services`` on ``host:port`` until interrupted."""
     if not services.conf.token_scopes():
         log.warning("CX_API__TOKENS is empty: every request but /healthz gets 401")
-    config = uvicorn.Config(create_app(services), host=host, port=port, log_level="info")
+    config = uvicorn.Config(
+        create_app(services),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=services.conf.access_log,
+    )
     server = uvicorn.Server(config)
     if on_ready is not None:
         on_ready()

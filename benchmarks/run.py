@@ -7,7 +7,9 @@ are deleted at the end:
 2. the ceiling: plain consume -> orjson -> produce over it;
 3. ``cxstream run --no-tail`` with 1 and 2 processes over it: throughput, Redis
    round trips per event, per-step profile, RSS over the run;
-4. latency at each ``--rates`` for ``--seconds`` (a fresh tailing flow each).
+4. latency at each ``--rates`` for ``--seconds`` (a fresh tailing flow each);
+5. the Experience API's phases (:mod:`benchmarks.api_bench`; ``--no-api`` skips them,
+   ``--api-only`` runs only them, into the saved ``bench.json``'s ``api``).
 
 Results go to ``bench.json`` and ``bench.png`` in ``--results-dir``
 (default ``benchmarks/results``); ``--markdown`` prints the README table of a
@@ -31,6 +33,8 @@ from typing import Any
 import orjson
 
 from benchmarks import redis_bench
+from benchmarks.api_bench import add_arguments as add_api_arguments
+from benchmarks.api_bench import api_phases
 from benchmarks.harness import BenchEnv
 from benchmarks.latency import latency_at, soak
 from benchmarks.options import add_arguments
@@ -101,7 +105,19 @@ def bench(args: argparse.Namespace, env: BenchEnv) -> dict[str, Any]:
         (r["rate"] for r in results["latency"] if r["sustainable"]), default=None
     )
     results["targets"] = targets(results)
+    if not args.no_api:
+        results["api"] = api_phases(env, args, say)
     return results
+
+
+def _api_only(args: argparse.Namespace, env: BenchEnv) -> int:
+    """``--api-only``: the API phases, into the saved ``bench.json``'s ``api``."""
+    path = args.results_dir / "bench.json"
+    saved = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    saved["api"] = {**api_phases(env, args, say), "started": datetime.now(UTC).isoformat()}
+    saved["api"]["machine"] = _machine()
+    _write(path, saved)
+    return 0
 
 
 def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
@@ -146,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
     add_arguments(parser)
+    add_api_arguments(parser)
     return parser
 
 
@@ -159,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.soak is not None:
             return _soak(args, env)
+        if args.api_only:
+            return _api_only(args, env)
         results = bench(args, env)
         say("Redis server time per script (benchmarks/redis_bench.py)")
         results["redis_scripts"] = redis_bench.measure(cluster=args.redis_cluster)

@@ -32,7 +32,7 @@ from flows.steps.nps import NpsOutput, nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
 from flows.steps.profile import ProfileStep, profile_tombstones
 from flows.steps.resolve import StoreResolver, identity_outputs
-from flows.steps.respond import Responded, ResponseRouter, not_response
+from flows.steps.respond import Responded, ResponseRouter, keep_message, not_response
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
@@ -63,7 +63,9 @@ class _LanedDecoder:
 
     def __call__(self, raws: list[RawMessage]) -> list[Decoded]:
         # One batch at a time: the decoder counts the batch's events once per label.
-        return list(zip(map(lane_of, raws), self.decoder.decode_batch(raws), strict=True))
+        # A response keeps its message: its dead letters carry it (flows.steps.respond).
+        decoded = self.decoder.decode_batch(raws)
+        return [(lane_of(r), keep_message(r, d)) for r, d in zip(raws, decoded, strict=True)]
 
 
 def _is_event(item: Decoded) -> TypeGuard[tuple[str, InteractionEvent]]:

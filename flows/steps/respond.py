@@ -13,8 +13,9 @@ Never dropped: a response whose data is not a valid response is an ``invalid_eve
 dead letter, one naming an unknown or erased customer an ``unknown_customer`` one
 (the decide step adds ``unknown_nba`` and ``response_conflict``). A dead-lettered
 response still reaches the score step without a customer, so the lane's order holds.
-The dead letter carries the event as JSON (the decoded event: the raw bytes stay
-with the decode step) and its lane as topic and partition.
+The dead letter carries the message as it came: the decode step hands a response on
+as a :class:`ResponseEvent`, which keeps its :class:`~schemas.records.RawMessage`
+(bytes, key, headers, Kafka coordinates; see :func:`keep_message`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from flows.lanes import NO_LANE
 from flows.records import Resolved
+from flows.steps.decode import dead_letter
 from schemas.envelope import InteractionEvent
 from schemas.ids import output_id
 from schemas.outputs import DeadLetter, DeadLetterReason
+from schemas.records import RawMessage
 from schemas.responses import RESPONSE_TYPE, NbaResponse
 from state.store import ProfileStore
 
@@ -62,6 +65,28 @@ class ResponseOutcome:
     joined: bool
 
 
+class ResponseEvent(InteractionEvent):
+    """A ``cx.nba.response`` event that keeps the message it was decoded from.
+
+    ``message`` travels with the event to the steps that may dead-letter it (routing
+    here, the join in the decide step); it is never part of the event's JSON.
+    """
+
+    message: RawMessage | None = Field(default=None, exclude=True, repr=False)
+
+
+def keep_message(
+    raw: RawMessage, decoded: InteractionEvent | DeadLetter
+) -> InteractionEvent | DeadLetter:
+    """Return ``decoded``, as a :class:`ResponseEvent` holding ``raw`` when it is a response.
+
+    Other events pass as they are (no copy, nothing more to carry).
+    """
+    if not isinstance(decoded, InteractionEvent) or decoded.type != RESPONSE_TYPE:
+        return decoded
+    return ResponseEvent.model_construct(decoded.model_fields_set, **dict(decoded), message=raw)
+
+
 def is_response(resolved: Resolved) -> bool:
     """Whether ``resolved`` is an agent's response to an NBA."""
     return resolved.event.type == RESPONSE_TYPE
@@ -79,8 +104,17 @@ def parse_response(event: InteractionEvent) -> NbaResponse:
 
 
 def response_dead_letter(resolved: Resolved, reason: DeadLetterReason, error: str) -> DeadLetter:
-    """Return the dead letter of a response event: its JSON, its lane and ``reason``."""
+    """Return the dead letter of a response event: its message as it came, and ``reason``.
+
+    Its id is derived from the event id and ``reason`` (the same response is one dead
+    letter, wherever it was read from). An event without its message (built in a
+    test, not decoded) is carried as its JSON, with its lane as topic and partition.
+    """
     event = resolved.event
+    message = event.message if isinstance(event, ResponseEvent) else None
+    if message is not None:
+        letter = dead_letter(message, reason, error[:MAX_ERROR_CHARS])
+        return letter.model_copy(update={"id": output_id("dlq", event.id, reason)})
     body = event.model_dump_json(exclude_none=True).encode()
     topic, partition = None, None
     if resolved.lane != NO_LANE:
