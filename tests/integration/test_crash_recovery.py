@@ -10,6 +10,11 @@ drains the input and stops at its end. The verifier
 (tests/integration/verifier.py) then checks every output topic, byte for byte,
 and the Redis graph against a fault-free offline run of the same input.
 
+A kill that lands after Bytewax wrote an epoch's snapshots but before it wrote
+the frontier that closes it leaves snapshots past the resume epoch; the flow
+deletes them before it starts (flows.app.recovery: the cause of this test's rare
+failures, reproduced deterministically in tests/flows/app/test_recovery.py).
+
 The kill points come from a seed, printed with any failure; set
 ``CX_CRASH_SEED`` to replay one. ``scripts/chaos.py`` runs the same harness with
 many more kills, outside CI.
