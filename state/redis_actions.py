@@ -17,6 +17,7 @@ every primary it names at once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any, cast
@@ -25,6 +26,7 @@ from weakref import WeakKeyDictionary
 import orjson
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError
 
 from state.actions import (
     TERMINAL,
@@ -65,6 +67,22 @@ class RedisActionBoard:
         self._record = client.register_script(_RECORD)
         self._tagged = isinstance(client, RedisCluster)
 
+    def _execute(self, pipe: Any) -> list[Any]:
+        """Run ``pipe``; on a cluster, a lost node makes the client re-read the slot map.
+
+        A cluster pipeline that meets a dead primary raises ``ConnectionError`` and keeps
+        its old slot map, so the flow's retries (:mod:`flows.app.retry`) would send every
+        attempt to the dead node even after a replica took its slots over. Re-reading
+        the map before the error goes up lets the next attempt reach the new primary.
+        """
+        try:
+            return cast(list[Any], pipe.execute())
+        except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
+            if isinstance(self.client, RedisCluster):
+                with contextlib.suppress(redis.RedisError):
+                    self.client.nodes_manager.initialize()
+            raise
+
     def _key(self, customer_id: str) -> str:
         if self._tagged:
             return f"{self.prefix}board:{{{customer_id}}}"
@@ -100,14 +118,14 @@ class RedisActionBoard:
         nbas = [(item.item_id, item.customer_id) for item in items if item.kind == "n"]
         for nba_id, cid in nbas:
             pipe.set(self._pointer(nba_id), cid, ex=rules.retention_seconds)
-        kept = pipe.execute()[: len(customers)]
+        kept = self._execute(pipe)[: len(customers)]
         erased = {cid for cid, wrote in zip(customers, kept, strict=True) if not wrote}
         if erased and any(cid in erased for _, cid in nbas):
             pipe = self.client.pipeline(transaction=False)
             for nba_id, cid in nbas:
                 if cid in erased:
                     pipe.delete(self._pointer(nba_id))
-            pipe.execute()
+            self._execute(pipe)
 
     def _pointer(self, nba_id: str) -> str:
         return f"{self.prefix}boardnba:{nba_id}"
@@ -120,7 +138,7 @@ class RedisActionBoard:
             pipe.hgetall(key)
             pipe.zrange(f"{key}:n", 0, -1, withscores=True)
             pipe.zrange(f"{key}:a", 0, -1, withscores=True)
-        replies = pipe.execute()
+        replies = self._execute(pipe)
         nbas: list[Held] = []
         alerts: list[Held] = []
         for at in range(0, len(replies), 3):
@@ -144,7 +162,7 @@ class RedisActionBoard:
         pipe = self.client.pipeline(transaction=False)
         for cid in self._ids(customer_id):
             pipe.lrange(f"{self._key(cid)}:t", 0, -1)
-        lines = [[orjson.loads(e) for e in line] for line in pipe.execute()]
+        lines = [[orjson.loads(e) for e in line] for line in self._execute(pipe)]
         return merged_timeline(lines, self.rules.timeline_length)
 
     def _owner(self, nba_id: str) -> str | None:
@@ -178,7 +196,7 @@ class RedisActionBoard:
                     previous = (*previous, outcome)
                     pipe.multi()
                     pipe.hset(key, f"o:{nba_id}", ",".join(previous))
-                    pipe.execute()
+                    self._execute(pipe)
                     return Answer(verdict, nba, previous)
                 except redis.WatchError:
                     continue  # another replica wrote this customer's board: judge again
@@ -199,7 +217,8 @@ class RedisActionBoard:
         pipe = self.client.pipeline(transaction=False)
         for cid in sources:
             pipe.smembers(f"{self._key(cid)}:m")
-        held = {c: set(map(_text, got)) for c, got in zip(sources, pipe.execute(), strict=True)}
+        got_sets = self._execute(pipe)
+        held = {c: set(map(_text, got)) for c, got in zip(sources, got_sets, strict=True)}
         added: dict[str, set[str]] = {}  # survivor -> ids its set gains
         dropped: set[str] = set()  # sets deleted (and not written again)
         for survivor, merged in merges:
@@ -218,7 +237,7 @@ class RedisActionBoard:
             if ids:
                 pipe.sadd(into, *sorted(ids))
                 pipe.expire(into, self.rules.retention_seconds)
-        pipe.execute()
+        self._execute(pipe)
 
     def forget(self, customer_ids: Sequence[str]) -> None:
         for cid in [c for customer in customer_ids for c in self._ids(customer)]:
@@ -230,7 +249,7 @@ class RedisActionBoard:
             pipe.set(f"{key}:x", "1", ex=self.rules.retention_seconds)  # later writes: none
             for raw in ids:
                 pipe.delete(self._pointer(_text(raw)))
-            pipe.execute()
+            self._execute(pipe)
 
 
 _MEMORY_BOARDS: WeakKeyDictionary[MemoryProfileStore, MemoryActionBoard] = WeakKeyDictionary()
