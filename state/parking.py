@@ -24,6 +24,8 @@ from abc import ABC, abstractmethod
 import redis
 from redis.cluster import RedisCluster
 
+from state.redis_store import execute
+
 DEFAULT_TTL_SECONDS = 30 * 86400
 
 
@@ -112,7 +114,7 @@ class RedisParkingStore(ParkingStore):
             pipe.ltrim(key, drop, -1)
         pipe.rpush(key, version)
         pipe.expire(key, self.ttl_seconds)
-        pipe.execute()
+        execute(self.client, pipe)
 
     def keep_first(self, customer_id: str, count: int) -> None:
         key = self._key(customer_id)
@@ -128,4 +130,4 @@ class RedisParkingStore(ParkingStore):
         if versions:
             pipe.rpush(key, *versions)
             pipe.expire(key, self.ttl_seconds)
-        pipe.execute()
+        execute(self.client, pipe)

@@ -17,7 +17,6 @@ every primary it names at once.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any, cast
@@ -26,7 +25,6 @@ from weakref import WeakKeyDictionary
 import orjson
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError
 
 from state.actions import (
     TERMINAL,
@@ -43,7 +41,7 @@ from state.actions import (
     newest,
 )
 from state.memory import MemoryProfileStore
-from state.redis_store import Client, RedisProfileStore
+from state.redis_store import Client, RedisProfileStore, execute
 from state.store import ProfileStore
 
 _RECORD = (files("state") / "lua" / "board.lua").read_text(encoding="utf-8")
@@ -66,22 +64,6 @@ class RedisActionBoard:
         self.rules = rules or BoardRules()
         self._record = client.register_script(_RECORD)
         self._tagged = isinstance(client, RedisCluster)
-
-    def _execute(self, pipe: Any) -> list[Any]:
-        """Run ``pipe``; on a cluster, a lost node makes the client re-read the slot map.
-
-        A cluster pipeline that meets a dead primary raises ``ConnectionError`` and keeps
-        its old slot map, so the flow's retries (:mod:`flows.app.retry`) would send every
-        attempt to the dead node even after a replica took its slots over. Re-reading
-        the map before the error goes up lets the next attempt reach the new primary.
-        """
-        try:
-            return cast(list[Any], pipe.execute())
-        except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
-            if isinstance(self.client, RedisCluster):
-                with contextlib.suppress(redis.RedisError):
-                    self.client.nodes_manager.initialize()
-            raise
 
     def _key(self, customer_id: str) -> str:
         if self._tagged:
@@ -118,14 +100,14 @@ class RedisActionBoard:
         nbas = [(item.item_id, item.customer_id) for item in items if item.kind == "n"]
         for nba_id, cid in nbas:
             pipe.set(self._pointer(nba_id), cid, ex=rules.retention_seconds)
-        kept = self._execute(pipe)[: len(customers)]
+        kept = execute(self.client, pipe)[: len(customers)]
         erased = {cid for cid, wrote in zip(customers, kept, strict=True) if not wrote}
         if erased and any(cid in erased for _, cid in nbas):
             pipe = self.client.pipeline(transaction=False)
             for nba_id, cid in nbas:
                 if cid in erased:
                     pipe.delete(self._pointer(nba_id))
-            self._execute(pipe)
+            execute(self.client, pipe)
 
     def _pointer(self, nba_id: str) -> str:
         return f"{self.prefix}boardnba:{nba_id}"
@@ -138,7 +120,7 @@ class RedisActionBoard:
             pipe.hgetall(key)
             pipe.zrange(f"{key}:n", 0, -1, withscores=True)
             pipe.zrange(f"{key}:a", 0, -1, withscores=True)
-        replies = self._execute(pipe)
+        replies = execute(self.client, pipe)
         nbas: list[Held] = []
         alerts: list[Held] = []
         for at in range(0, len(replies), 3):
@@ -162,7 +144,7 @@ class RedisActionBoard:
         pipe = self.client.pipeline(transaction=False)
         for cid in self._ids(customer_id):
             pipe.lrange(f"{self._key(cid)}:t", 0, -1)
-        lines = [[orjson.loads(e) for e in line] for line in self._execute(pipe)]
+        lines = [[orjson.loads(e) for e in line] for line in execute(self.client, pipe)]
         return merged_timeline(lines, self.rules.timeline_length)
 
     def _owner(self, nba_id: str) -> str | None:
@@ -196,7 +178,7 @@ class RedisActionBoard:
                     previous = (*previous, outcome)
                     pipe.multi()
                     pipe.hset(key, f"o:{nba_id}", ",".join(previous))
-                    self._execute(pipe)
+                    execute(self.client, pipe)
                     return Answer(verdict, nba, previous)
                 except redis.WatchError:
                     continue  # another replica wrote this customer's board: judge again
@@ -217,7 +199,7 @@ class RedisActionBoard:
         pipe = self.client.pipeline(transaction=False)
         for cid in sources:
             pipe.smembers(f"{self._key(cid)}:m")
-        got_sets = self._execute(pipe)
+        got_sets = execute(self.client, pipe)
         held = {c: set(map(_text, got)) for c, got in zip(sources, got_sets, strict=True)}
         added: dict[str, set[str]] = {}  # survivor -> ids its set gains
         dropped: set[str] = set()  # sets deleted (and not written again)
@@ -237,7 +219,7 @@ class RedisActionBoard:
             if ids:
                 pipe.sadd(into, *sorted(ids))
                 pipe.expire(into, self.rules.retention_seconds)
-        self._execute(pipe)
+        execute(self.client, pipe)
 
     def forget(self, customer_ids: Sequence[str]) -> None:
         for cid in [c for customer in customer_ids for c in self._ids(customer)]:
@@ -249,7 +231,7 @@ class RedisActionBoard:
             pipe.set(f"{key}:x", "1", ex=self.rules.retention_seconds)  # later writes: none
             for raw in ids:
                 pipe.delete(self._pointer(_text(raw)))
-            self._execute(pipe)
+            execute(self.client, pipe)
 
 
 _MEMORY_BOARDS: WeakKeyDictionary[MemoryProfileStore, MemoryActionBoard] = WeakKeyDictionary()

@@ -19,6 +19,7 @@ declared key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from importlib.resources import files
@@ -27,7 +28,7 @@ from typing import Any, cast
 import orjson
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError
 
 from schemas.outputs import ProfileSnapshot
 from schemas.vocabulary import ScriptOp
@@ -79,6 +80,24 @@ def connect(url: str, **kwargs: Any) -> Client:
     if node is not None:
         return RedisCluster.from_url(node, **kwargs)
     return redis.Redis.from_url(url, **kwargs)
+
+
+def execute(client: Client, pipe: Any) -> list[Any]:
+    """Run the pipeline ``pipe`` of ``client``; on a cluster, a lost node re-reads the slot map.
+
+    A cluster pipeline that meets a dead primary raises ``ConnectionError`` and keeps
+    its old slot map, so the flow's retries (:mod:`flows.app.retry`) would send every
+    attempt to the dead node even after a replica took its slots over. Re-reading the
+    map before the error goes up lets the next attempt reach the new primary. (Single
+    commands need none of this: the cluster client re-reads the map for them itself.)
+    """
+    try:
+        return cast(list[Any], pipe.execute())
+    except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
+        if isinstance(client, RedisCluster):
+            with contextlib.suppress(redis.RedisError):
+                client.nodes_manager.initialize()
+        raise
 
 
 def graph_prefix(prefix: str, cluster: bool) -> str:
