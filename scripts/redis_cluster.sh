@@ -30,11 +30,15 @@ die() { printf '[redis-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
 ports() { seq "$FIRST_PORT" $((FIRST_PORT + NODES - 1)); }
 
-cluster_ok() {  # the cluster answers, all slots are served, 6 nodes are known
-    local info
+cluster_ok() {  # the cluster answers, all slots are served, our 6 nodes are the ones known
+    local info nodes port
     info="$(redis-cli -h "$HOST" -p "$FIRST_PORT" cluster info 2>/dev/null)" || return 1
+    nodes="$(redis-cli -h "$HOST" -p "$FIRST_PORT" cluster nodes 2>/dev/null)" || return 1
     grep -q '^cluster_state:ok' <<<"$info" && grep -q "^cluster_known_nodes:$NODES" <<<"$info" \
-        && [ "$(redis-cli -h "$HOST" -p "$FIRST_PORT" cluster nodes | grep -c ' slave ')" -eq $((NODES / 2)) ]
+        && [ "$(grep -c ' slave ' <<<"$nodes")" -eq $((NODES / 2)) ] || return 1
+    # a node restarted with another cluster's nodes.conf leaves a "noaddr" entry behind
+    ! grep -Eq 'noaddr|fail' <<<"$nodes" || return 1
+    for port in $(ports); do grep -q " $HOST:$port@" <<<"$nodes" || return 1; done
 }
 
 start_node() {  # start_node PORT

@@ -294,13 +294,26 @@ local function apply_customer(P, cid, group, index, batch, h)
   local seen = nil
   if window > 0 then
     seen = {}
+    -- Every applied id of this profile has an event time <= its last_ms (the latest
+    -- stamp's ms; stamps order as ms for ms >= 0, merges keep the max): an event later
+    -- than that cannot be in the set, so only the others are asked about (most of a
+    -- stream in event-time order asks nothing).
+    local newest = tonumber(h.last_ms)
+    if newest and newest < 0 then newest = nil end
     local ids = {}
-    for k, at in ipairs(group) do ids[k] = ARGV[at + D_EVENT] end
+    for _, at in ipairs(group) do
+      local event = ARGV[at + D_EVENT]
+      if batch.marked[event] == cid then
+        seen[event] = true
+      elseif not newest or DELTA_MS[at] <= newest then
+        ids[#ids + 1] = event
+      end
+    end
     for i = 1, #ids, CHUNK do
       local j = math.min(i + CHUNK - 1, #ids)
       local scores = redis.call('ZMSCORE', key .. ':applied', unpack(ids, i, j))
       for k = i, j do
-        if scores[k - i + 1] or batch.marked[ids[k]] == cid then seen[ids[k]] = true end
+        if scores[k - i + 1] then seen[ids[k]] = true end
       end
     end
   end
