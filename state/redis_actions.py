@@ -5,7 +5,8 @@ Keys (``prefix`` as the profile store's): ``board:<cid>`` hash (``n:<id>`` NBA,
 ``board:<cid>:a`` sorted sets (id by event time ms, for the bounds: ``lua/board.lua``),
 ``board:<cid>:t`` list (timeline), ``board:<cid>:m`` set (the ids merged into it),
 ``board:<cid>:x`` (erased: writes for it are dropped) and ``boardnba:<nba id>`` ->
-customer id. A recorded batch is one pipelined round trip (two when it wrote NBAs of
+customer id. A recorded batch is one pipelined round trip of one script call (one per slot on a
+cluster) and the NBA pointers (two round trips when it wrote NBAs of
 an erased customer: their pointers go again); a batch of merges is two (read the
 merged ids' sets, then write); a read is one per customer id (two with merged ids).
 
@@ -25,6 +26,7 @@ from weakref import WeakKeyDictionary
 import orjson
 import redis
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from state.actions import (
     TERMINAL,
@@ -84,13 +86,19 @@ class RedisActionBoard:
             by_customer.setdefault(item.customer_id, []).extend(
                 (item.kind, item.item_id, item.time_ms, body)
             )
-        pipe = self.client.pipeline(transaction=False)
-        customers = list(by_customer)
-        for cid in customers:
+        # one call per slot (on one server, one call): a cluster call's keys share a slot
+        calls: dict[int, tuple[list[str], list[str | int], list[str]]] = {}
+        head: list[str | int] = [rules.max_nbas, rules.max_alerts, rules.timeline_length]
+        head.append(rules.retention_seconds)
+        for cid, added in by_customer.items():
             key = self._key(cid)
-            keys = [key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:x"]
-            head: list[str | int] = [rules.max_nbas, rules.max_alerts, rules.timeline_length]
-            args = [*head, rules.retention_seconds, *by_customer[cid]]
+            slot = key_slot(key.encode()) if self._tagged else 0
+            keys, args, owners = calls.setdefault(slot, ([], list(head), []))
+            owners.append(cid)
+            keys += (key, f"{key}:n", f"{key}:a", f"{key}:t", f"{key}:x")
+            args += (len(added) // 4, *added)
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in calls.values():
             if self._tagged:  # the body each time: no NOSCRIPT from a node failed over to
                 pipe.execute_command("EVAL", _RECORD, len(keys), *keys, *args)
             else:
@@ -100,7 +108,9 @@ class RedisActionBoard:
         nbas = [(item.item_id, item.customer_id) for item in items if item.kind == "n"]
         for nba_id, cid in nbas:
             pipe.set(self._pointer(nba_id), cid, ex=rules.retention_seconds)
-        kept = execute(self.client, pipe)[: len(customers)]
+        replies = execute(self.client, pipe)[: len(calls)]
+        customers = [cid for _, _, owners in calls.values() for cid in owners]
+        kept = [wrote for reply in replies for wrote in reply]
         erased = {cid for cid, wrote in zip(customers, kept, strict=True) if not wrote}
         if erased and any(cid in erased for _, cid in nbas):
             pipe = self.client.pipeline(transaction=False)

@@ -170,3 +170,18 @@ def test_writes_after_an_erasure_are_dropped(board: ActionBoard) -> None:
     assert board.nba("nba-2") is None
     board.record([nba(3, "c3")])  # others are not affected
     assert ids(board.actions("c3", T0).nbas) == ["nba-3"]
+
+
+def test_one_batch_of_erased_and_live_customers(board: ActionBoard) -> None:
+    # one script call for several customers (one per slot on a cluster): each its own answer
+    board.forget(["c1"])
+    batch = [nba(1, "c1"), nba(2, "c2", at=T0 + 1), nba(3, "c3"), alert(1, "c1"), alert(2, "c3")]
+    board.record([*batch, BoardItem("t", "c2", "e", T0, {"id": "e"})])
+    assert board.actions("c1", T0) == Actions()
+    assert board.nba("nba-1") is None
+    assert ids(board.actions("c2", T0).nbas) == ["nba-2"]
+    assert ids(board.actions("c3", T0).nbas) == ["nba-3"]
+    assert ids(board.actions("c3", T0).alerts) == ["al-2"]
+    assert [entry["id"] for entry in board.timeline("c2")] == ["e"]
+    assert board.nba("nba-2") is not None
+    assert board.nba("nba-3") is not None
