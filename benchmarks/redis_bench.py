@@ -5,6 +5,10 @@ Runs the flow's resolve, profile and board steps (``StoreResolver``, ``ProfileSt
 and reads the main-thread CPU of every Redis primary (``INFO cpu``) before and after
 each step's calls: the server time each script costs per event, which ``INFO
 commandstats`` cannot split (one EVALSHA for every operation of the store's script).
+It also diffs ``INFO commandstats`` around each step: per event, the step's script
+calls, the commands they ran (Redis counts a script's commands too) and the scripts'
+own share (Lua, argument and reply conversion: the script's time less its commands').
+Those are wall-clock microseconds, above the CPU figure when the machine is loaded.
 Usage::
 
     python -m benchmarks.redis_bench [--customers 1000] [--days 30] [--batch 1000]
@@ -61,22 +65,64 @@ def _primaries(client: Client) -> list[redis.Redis]:
     return [client]
 
 
+#: Commands of the bench itself, not of the steps it times.
+_OWN = ("info", "config", "script", "cluster")
+#: The script calls: their time includes the commands the scripts issue.
+_SCRIPTS = ("evalsha", "eval")
+
+
+def _commandstats(node: redis.Redis) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` as {command: (calls, usec)} (commands run by scripts too)."""
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in node.info("commandstats").items()
+        if not name.removeprefix("cmdstat_").startswith(_OWN)
+    }
+
+
 class Meter:
-    """Server CPU (us) per step and per primary, read around each step's calls."""
+    """Server CPU (us) per step and per primary, and commandstats, read around each step's calls."""
 
     def __init__(self, nodes: list[redis.Redis]) -> None:
         self.nodes = nodes
         self.spent = {step: [0.0] * len(nodes) for step in STEPS}
         self.client_s = dict.fromkeys(STEPS, 0.0)
+        self.commands: dict[str, dict[str, list[int]]] = {step: {} for step in STEPS}
 
     def timed(self, step: str, call: Callable[[], Any]) -> Any:
+        stats = [_commandstats(n) for n in self.nodes]
         before = [_cpu_us(n) for n in self.nodes]
         cpu = time.process_time()
         out = call()
         self.client_s[step] += time.process_time() - cpu
         for i, node in enumerate(self.nodes):
             self.spent[step][i] += _cpu_us(node) - before[i]
+            for name, (calls, usec) in _commandstats(node).items():
+                was = stats[i].get(name, (0, 0))
+                total = self.commands[step].setdefault(name, [0, 0])
+                total[0] += calls - was[0]
+                total[1] += usec - was[1]
         return out
+
+    def breakdown(self, step: str, events: int) -> dict[str, Any]:
+        """Return a step's ``INFO commandstats`` per event: its script calls, their commands."""
+        used = {k: v for k, v in self.commands[step].items() if v[0]}
+        script_us = sum(v[1] for k, v in used.items() if k in _SCRIPTS)
+        inner_us = sum(v[1] for k, v in used.items() if k not in _SCRIPTS)
+        return {
+            "script_calls_per_event": round(sum(used.get(k, [0])[0] for k in _SCRIPTS) / events, 4),
+            "commandstats_us_per_event": round(script_us / events, 2),
+            # the scripts' own work: Lua, argument and reply conversion
+            "lua_us_per_event": round((script_us - inner_us) / events, 2),
+            "commands": {
+                name: {
+                    "calls_per_event": round(calls / events, 3),
+                    "us_per_event": round(usec / events, 2),
+                }
+                for name, (calls, usec) in sorted(used.items(), key=lambda kv: -kv[1][1])
+                if name not in _SCRIPTS
+            },
+        }
 
 
 def _flows(clients: Sequence[Client], prefixes: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -117,6 +163,7 @@ def run(
         step: {
             "server_us_per_event": round(sum(meter.spent[step]) / n, 2),
             "client_cpu_us_per_event": round(meter.client_s[step] / n * 1e6, 2),
+            **meter.breakdown(step, n),
         }
         for step in STEPS
     }
