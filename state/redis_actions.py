@@ -27,6 +27,7 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from state.actions import (
     TERMINAL,
@@ -99,8 +100,8 @@ class RedisActionBoard:
             args += (len(added) // 4, *added)
         pipe = self.client.pipeline(transaction=False)
         for keys, args, _ in calls.values():
-            if self._tagged:  # the body each time: no NOSCRIPT from a node failed over to
-                pipe.execute_command("EVAL", _RECORD, len(keys), *keys, *args)
+            if self._tagged:  # by SHA: a node that does not know it answers NOSCRIPT
+                pipe.execute_command("EVALSHA", self._record.sha, len(keys), *keys, *args)
             else:
                 self._record(keys, args, client=pipe)
         # The NBA pointers live in other slots than their customer's board: set here,
@@ -108,7 +109,10 @@ class RedisActionBoard:
         nbas = [(item.item_id, item.customer_id) for item in items if item.kind == "n"]
         for nba_id, cid in nbas:
             pipe.set(self._pointer(nba_id), cid, ex=rules.retention_seconds)
-        replies = execute(self.client, pipe)[: len(calls)]
+        replies = execute(self.client, pipe, raise_on_error=not self._tagged)
+        if self._tagged:
+            replies = self._known_script(replies, list(calls.values()))
+        replies = replies[: len(calls)]
         customers = [cid for _, _, owners in calls.values() for cid in owners]
         kept = [wrote for reply in replies for wrote in reply]
         erased = {cid for cid, wrote in zip(customers, kept, strict=True) if not wrote}
@@ -118,6 +122,29 @@ class RedisActionBoard:
                 if cid in erased:
                     pipe.delete(self._pointer(nba_id))
             execute(self.client, pipe)
+
+    def _known_script(
+        self, replies: list[Any], calls: list[tuple[list[str], list[str | int], list[str]]]
+    ) -> list[Any]:
+        """Re-send the record calls of a cluster pipeline that met NOSCRIPT, the script loaded.
+
+        A node that restarted or a replica promoted in a failover may not know the
+        script; such a call did nothing, so sending it again after ``SCRIPT LOAD`` (on
+        every primary) applies it once. Any other error goes up.
+        """
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                raise reply
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            self.client.script_load(self._record.script)
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                keys, args, _ = calls[i]
+                pipe.execute_command("EVALSHA", self._record.sha, len(keys), *keys, *args)
+            for i, reply in zip(missing, execute(self.client, pipe), strict=True):
+                replies[i] = reply
+        return replies
 
     def _pointer(self, nba_id: str) -> str:
         return f"{self.prefix}boardnba:{nba_id}"

@@ -82,8 +82,11 @@ def connect(url: str, **kwargs: Any) -> Client:
     return redis.Redis.from_url(url, **kwargs)
 
 
-def execute(client: Client, pipe: Any) -> list[Any]:
+def execute(client: Client, pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
     """Run the pipeline ``pipe`` of ``client``; on a cluster, a lost node re-reads the slot map.
+
+    ``raise_on_error=False`` returns a command's error in its place (a connection
+    error still raises).
 
     A cluster pipeline that meets a dead primary raises ``ConnectionError`` and keeps
     its old slot map, so the flow's retries (:mod:`flows.app.retry`) would send every
@@ -92,7 +95,7 @@ def execute(client: Client, pipe: Any) -> list[Any]:
     commands need none of this: the cluster client re-reads the map for them itself.)
     """
     try:
-        return cast(list[Any], pipe.execute())
+        return cast(list[Any], pipe.execute(raise_on_error=raise_on_error))
     except (redis.ConnectionError, redis.TimeoutError, ClusterDownError):
         if isinstance(client, RedisCluster):
             with contextlib.suppress(redis.RedisError):

@@ -185,3 +185,25 @@ def test_one_batch_of_erased_and_live_customers(board: ActionBoard) -> None:
     assert [entry["id"] for entry in board.timeline("c2")] == ["e"]
     assert board.nba("nba-2") is not None
     assert board.nba("nba-3") is not None
+
+
+def test_a_cluster_node_without_the_script_gets_it_loaded(
+    cluster_client: RedisCluster, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a script text no node has seen: every record call first meets NOSCRIPT, as after a
+    # failover to a replica that never loaded it; the calls go again once it is loaded
+    import state.redis_actions as redis_actions
+
+    unseen = f"{redis_actions._RECORD}\n-- {redis_prefix}\n"
+    monkeypatch.setattr(redis_actions, "_RECORD", unseen)
+    board = RedisActionBoard(cluster_client, redis_prefix, RULES)
+    try:
+        assert not any(cluster_client.script_exists(board._record.sha))
+        board.record([nba(1, "c1"), nba(2, "c2"), alert(1, "c3")])
+        assert ids(board.actions("c1", T0).nbas) == ["nba-1"]
+        assert ids(board.actions("c2", T0).nbas) == ["nba-2"]
+        assert ids(board.actions("c3", T0).alerts) == ["al-1"]
+        board.record([nba(3, "c1", at=T0 + 1)])  # known now: applied once, not twice
+        assert ids(board.actions("c1", T0).nbas) == ["nba-3", "nba-1"]
+    finally:
+        delete_prefix(cluster_client, redis_prefix)
