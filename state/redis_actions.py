@@ -10,10 +10,12 @@ cluster) and the NBA pointers (two round trips when it wrote NBAs of
 an erased customer: their pointers go again); a batch of merges is two (read the
 merged ids' sets, then write); a read is one per customer id (two with merged ids).
 
-On a Redis Cluster the customer id is the keys' hash tag (``board:{<cid>}``,
-``board:{<cid>}:n``, ...): one customer's keys share a slot (its script and
-``WATCH`` need that) and customers spread over the primaries; a pipeline goes to
-every primary it names at once.
+On a Redis Cluster the keys carry a hash tag of one of :data:`BOARD_BUCKETS` buckets
+picked by the customer id (``board:{b<n>}:<cid>``, ``board:{b<n>}:<cid>:n``, ...): one
+customer's keys share a slot (its script and ``WATCH`` need that), the buckets spread
+over the primaries, and a batch's writes are one script call per bucket (a tag per
+customer made it one call per customer, each with its own script set-up); a pipeline
+goes to every primary it names at once.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ from state.redis_store import Client, RedisProfileStore, execute
 from state.store import ProfileStore
 
 _RECORD = (files("state") / "lua" / "board.lua").read_text(encoding="utf-8")
+#: Hash-tag buckets of the board's keys on a cluster: at most this many record calls per
+#: batch, spread over up to this many slots (so primaries).
+BOARD_BUCKETS = 64
+
+
+def board_bucket(customer_id: str) -> int:
+    """Return the bucket of a customer's board keys on a cluster (CRC16, as Redis slots).
+
+    >>> board_bucket("c1"), board_bucket("c1") == board_bucket("c1")
+    (11, True)
+    """
+    return key_slot(customer_id.encode()) % BOARD_BUCKETS
 
 
 def _text(value: bytes | str) -> str:
@@ -70,7 +84,7 @@ class RedisActionBoard:
 
     def _key(self, customer_id: str) -> str:
         if self._tagged:
-            return f"{self.prefix}board:{{{customer_id}}}"
+            return f"{self.prefix}board:{{b{board_bucket(customer_id)}}}:{customer_id}"
         return f"{self.prefix}board:{customer_id}"
 
     def _ids(self, customer_id: str) -> list[str]:

@@ -20,6 +20,7 @@ from flows.settings import RedisSettings, RetrySettings, Settings
 from replay.log import write_log
 from replay.sample import generate_sample
 from state.memory import MemoryProfileStore
+from state.redis_actions import BOARD_BUCKETS
 from state.redis_store import RedisProfileStore
 from tests.conftest import run_flow
 from tests.state.conftest import CLUSTER_URL, cluster_client, delete_prefix
@@ -49,19 +50,23 @@ def test_cluster_and_single_server_give_identical_outputs(
                 for kind in ("profiles", "identity", "alerts", "nba", "nps", "dlq")
             }
             key_prefix = store.key_prefix
-        # the store's keys share the prefix's slot; the board's spread over the primaries
+        # the store's keys share the prefix's slot; the board's spread over its buckets'
+        # slots and so over the primaries
         graph: set[int] = set()
         board: set[int] = set()
         for raw in cluster_client.scan_iter(match=f"{prefix}*", count=1000):
             key = raw.decode()
             slot = cluster_client.keyslot(key)  # type: ignore[no-untyped-call]
-            (graph if key.startswith(key_prefix) else board).add(slot)
+            if key.startswith(key_prefix):
+                graph.add(slot)
+            elif key.startswith(f"{prefix}board:"):
+                board.add(slot)
     finally:
         delete_prefix(cluster_client, prefix)
     assert outputs["single"]["profiles"].count(b"\n") >= 20
     assert outputs["cluster"] == outputs["single"]
     assert len(graph) == 1
-    assert len(board) > 100
+    assert 3 < len(board) <= BOARD_BUCKETS
 
 
 def test_the_cluster_setting_selects_the_cluster_client(cluster_client: RedisCluster) -> None:
