@@ -16,6 +16,8 @@ Results go to ``bench.json`` and ``bench.png`` in ``--results-dir``
 saved ``bench.json``. ``--soak SECONDS`` runs only the soak (``--rate``, default
 1.5 x the highest sustainable rate in the saved ``bench.json``), writes
 ``soak.json`` and exits 1 when lag, RSS or latency do not stay bounded.
+``--offline-soak [OPTIONS]`` runs the memory soak of :mod:`benchmarks.soak_offline`
+instead (the same flow offline, 5M events, ~1.15M people; its own options follow).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import redis_bench
+from benchmarks import redis_bench, soak_offline
 from benchmarks.api_bench import add_arguments as add_api_arguments
 from benchmarks.api_bench import api_phases
 from benchmarks.harness import BenchEnv
@@ -193,7 +195,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cxstream-bench`` with ``argv`` (default: the command line); the exit code."""
-    return run(build_parser().parse_args(argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--offline-soak"]:
+        return soak_offline.main(args[1:])
+    return run(build_parser().parse_args(args))
 
 
 if __name__ == "__main__":

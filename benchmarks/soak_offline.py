@@ -1,0 +1,292 @@
+"""The memory soak, offline: the same flow over a growing population, in bounded time.
+
+``python -m benchmarks --offline-soak [--events N ...]`` (or ``python -m benchmarks.soak_offline``)
+builds the flow of ``cxstream run`` (:func:`flows.dataflow.build_flow`, every step, the
+settings of the environment) in this process and feeds it, as fast as it goes, the soak's
+mix (:func:`benchmarks.workload.mix` in chunks of ``--chunk-days``, default 7: 1,000 new
+people every ~4,300 events, so 5M events bring ~1.15M people; each chunk seven days of
+event time after the one before, so event time runs far ahead of wall time and label
+horizons pass). Journeys park after ``--park-idle`` wall seconds. The input is one lane
+(``cx.events:0``), the outputs are counted and dropped, and
+the profile store and the parked journeys are in a Redis of the soak's own
+(``redis-server`` on a free port, no persistence, stopped at the end; ``--redis-url``
+uses another under a unique prefix, deleted at the end), so the process holds only
+what the flow holds. Bytewax recovery is off (as in any offline run), and so is the
+agent desktop's board (``CX_API__BOARD``; its state is in Redis only, ~0.8 KB a
+customer there) unless the environment sets it.
+
+Every ``--every`` events it records the process's RSS, the customers created, the
+labels the churn engine keeps (:func:`label_book`) and the wall time. The result is
+*bounded* when the RSS at the end is within 10 % of the RSS once
+``--rss-reference-events`` were read (:func:`benchmarks.latency.rss_check`), judged on
+a run of at least twice that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+import orjson
+import redis
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import run_main
+from prometheus_client import REGISTRY
+
+from benchmarks.harness import rss_bytes
+from benchmarks.latency import rss_check
+from benchmarks.options import RESULTS
+from benchmarks.workload import mix
+from schemas.records import RawMessage
+
+LANE_TOPIC = "cx.events"
+BATCH = 1000  # messages per source batch
+CHUNK_DAYS = 7  # ~4.3 events a person: 5M events, ~1.15M people
+Sample = Callable[[int], None]
+
+
+class _MixPartition(StatefulSourcePartition[RawMessage, None]):
+    def __init__(self, values: Iterator[bytes | None], events: int, batch: int, sample: Sample):
+        self._values = values
+        self._left = events
+        self._offset = 0
+        self._batch = batch
+        self._sample = sample
+
+    def next_batch(self) -> list[RawMessage]:
+        if self._left <= 0:
+            self._sample(self._offset)
+            raise StopIteration
+        n = min(self._batch, self._left)
+        out = [
+            RawMessage(next(self._values), None, LANE_TOPIC, 0, self._offset + i) for i in range(n)
+        ]
+        self._offset += n
+        self._left -= n
+        self._sample(self._offset)
+        return out
+
+    def snapshot(self) -> None:
+        return None
+
+
+class MixSource(FixedPartitionedSource[RawMessage, None]):
+    """``events`` messages of the soak mix on one partition; ``sample`` sees the count read."""
+
+    def __init__(self, seed: int, events: int, sample: Sample, days: int) -> None:
+        self.seed, self.events, self.sample, self.days = seed, events, sample, days
+
+    def list_parts(self) -> list[str]:
+        return [f"{LANE_TOPIC}:0"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MixPartition:
+        values = mix(self.seed, days=self.days)
+        return _MixPartition(values, self.events, BATCH, self.sample)
+
+
+class _CountPartition(StatelessSinkPartition[Any]):
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def write_batch(self, items: list[Any]) -> None:
+        for kind, _ in items:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+class CountSink(DynamicSink[Any]):
+    """Counts the flow's encoded outputs by kind, and drops them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountPartition:
+        return _CountPartition(self.counts)
+
+
+def label_book() -> dict[str, int]:
+    """Count the churn engines' pending labels in this process (found through the GC)."""
+    from online_models.labels import DelayedLabels
+
+    pending = awaiting = customers = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, DelayedLabels):
+            pending += obj.pending
+            awaiting += obj.awaiting
+            customers += obj.customers()
+    return {"pending": pending, "awaiting": awaiting, "customers": customers}
+
+
+def _created() -> int:
+    value = REGISTRY.get_sample_value("cx_identity_resolutions_total", {"outcome": "created"})
+    return int(value or 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateRedis:
+    """A ``redis-server`` of the soak's own on a free port (no persistence); stopped by pid."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="cx-soak-redis-"))
+        self.proc = subprocess.Popen(  # noqa: S603 (a fixed command)
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.client = client
+
+    def used_mb(self) -> float:
+        return round(int(self.client.info("memory")["used_memory"]) / 2**20, 1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run the offline soak in this process; return its result (series and verdict)."""
+    events, every, redis_url, park_idle = args.events, args.every, args.redis_url, args.park_idle
+    server = PrivateRedis() if redis_url is None else None
+    url = server.url if server is not None else str(redis_url)
+    prefix = f"cxsoak{uuid.uuid4().hex[:8]}:"
+    os.environ.update(
+        {
+            "CX_IDENTITY__STORE": "redis",
+            "CX_REDIS__URL": url,
+            "CX_REDIS__PREFIX": prefix,
+            "CX_RECOVERY__ENABLED": "false",
+            "CX_JOURNEY__PARK_IDLE_SECONDS": str(park_idle),
+        }
+    )
+    os.environ.setdefault("CX_API__BOARD", "false")
+    from flows.app.stores import make_households, make_parking, make_store
+    from flows.dataflow import build_flow
+    from flows.settings import Settings
+    from flows.steps.ticks import LaneSet
+
+    settings = Settings()
+    store = make_store(settings, default="redis", publish=False)
+    series: list[dict[str, Any]] = []
+    start = time.monotonic()
+    next_at = [every]
+
+    def sample(read: int) -> None:
+        if read < next_at[0] and read < events:
+            return
+        next_at[0] += every
+        row = {
+            "events": read,
+            "sent": read,  # the name rss_check reads
+            "wall_s": round(time.monotonic() - start, 1),
+            "rss_mb": round(rss_bytes(os.getpid()) / 2**20, 1),
+            "customers": _created(),
+            "labels": label_book(),
+        }
+        if server is not None:
+            row["redis_mb"] = server.used_mb()
+        series.append(row)
+        say(f"offline soak: {row}")
+
+    sink = CountSink()
+    try:
+        flow = build_flow(
+            settings,
+            lambda f: op.input("input", f, MixSource(args.seed, events, sample, args.chunk_days)),
+            sink,
+            store,
+            LaneSet(frozenset({f"{LANE_TOPIC}:0"})),
+            parking=make_parking(settings, "redis"),
+            households=make_households(settings, store),
+        )
+        run_main(flow)  # type: ignore[no-untyped-call]
+    finally:
+        if server is not None:
+            server.stop()
+        else:
+            client = redis.Redis.from_url(url)
+            for keys in _batched(client.scan_iter(match=f"{prefix}*", count=5000), 5000):
+                client.unlink(*keys)
+    rss = rss_check(series, args.rss_reference_events)
+    return {
+        "kind": "offline",
+        "command": " ".join(["python -m benchmarks --offline-soak", *args.argv]),
+        "events": events,
+        "customers": series[-1]["customers"] if series else 0,
+        "park_idle_seconds": park_idle,
+        "chunk_days": args.chunk_days,
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CX_")}
+        | {"CX_REDIS__URL": "private redis-server" if server is not None else "given"},
+        "wall_seconds": series[-1]["wall_s"] if series else 0,
+        "outputs": dict(sorted(sink.counts.items())),
+        "bounded": bool(rss["judged"] and rss["ok"]),
+        "checks": {"rss_vs_reference": rss},
+        "series": series,
+    }
+
+
+def _batched(items: Iterator[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the offline soak from the command line; write soak.json; exit 1 unless bounded."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak_offline")
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--park-idle", type=float, default=5.0, help="wall seconds")
+    parser.add_argument("--chunk-days", type=int, default=CHUNK_DAYS)
+    parser.add_argument("--every", type=int, default=50_000, help="events between samples")
+    parser.add_argument("--rss-reference-events", type=int, default=1_000_000)
+    parser.add_argument("--redis-url", default=None, help="default: a private redis-server")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+
+    def say(text: str) -> None:
+        print(f"[soak {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    result = run(args, say)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / "soak.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    rss = result["checks"]["rss_vs_reference"]
+    say(f"offline soak: bounded={result['bounded']} {rss} -> {out}")
+    return 0 if result["bounded"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
