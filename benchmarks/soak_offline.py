@@ -16,7 +16,9 @@ agent desktop's board (``CX_API__BOARD``; its state is in Redis only, ~0.8 KB a
 customer there) unless the environment sets it.
 
 Every ``--every`` events it records the process's RSS, the customers created, the
-labels the churn engine keeps (:func:`label_book`) and the wall time. The result is
+labels the churn engine keeps, the journeys and decide keys in memory
+(:func:`state_counts`) and the wall time; ``--max-seconds`` ends the input early
+(the run is then judged on what it read). The result is
 *bounded* when the RSS at the end is within 10 % of the RSS once
 ``--rss-reference-events`` were read (:func:`benchmarks.latency.rss_check`), judged on
 a run of at least twice that.
@@ -55,28 +57,28 @@ from schemas.records import RawMessage
 LANE_TOPIC = "cx.events"
 BATCH = 1000  # messages per source batch
 CHUNK_DAYS = 7  # ~4.3 events a person: 5M events, ~1.15M people
-Sample = Callable[[int], None]
+Sample = Callable[[int, bool], None]
 
 
 class _MixPartition(StatefulSourcePartition[RawMessage, None]):
-    def __init__(self, values: Iterator[bytes | None], events: int, batch: int, sample: Sample):
+    def __init__(self, values: Iterator[bytes | None], source: MixSource) -> None:
         self._values = values
-        self._left = events
+        self._left = source.events
         self._offset = 0
-        self._batch = batch
-        self._sample = sample
+        self._sample = source.sample
+        self._deadline = time.monotonic() + source.max_seconds
 
     def next_batch(self) -> list[RawMessage]:
-        if self._left <= 0:
-            self._sample(self._offset)
+        if self._left <= 0 or time.monotonic() > self._deadline:
+            self._sample(self._offset, True)
             raise StopIteration
-        n = min(self._batch, self._left)
+        n = min(BATCH, self._left)
         out = [
             RawMessage(next(self._values), None, LANE_TOPIC, 0, self._offset + i) for i in range(n)
         ]
         self._offset += n
         self._left -= n
-        self._sample(self._offset)
+        self._sample(self._offset, False)
         return out
 
     def snapshot(self) -> None:
@@ -86,15 +88,16 @@ class _MixPartition(StatefulSourcePartition[RawMessage, None]):
 class MixSource(FixedPartitionedSource[RawMessage, None]):
     """``events`` messages of the soak mix on one partition; ``sample`` sees the count read."""
 
-    def __init__(self, seed: int, events: int, sample: Sample, days: int) -> None:
-        self.seed, self.events, self.sample, self.days = seed, events, sample, days
+    def __init__(self, args: argparse.Namespace, sample: Sample) -> None:
+        self.seed, self.events, self.days = args.seed, args.events, args.chunk_days
+        self.max_seconds: float = args.max_seconds
+        self.sample = sample
 
     def list_parts(self) -> list[str]:
         return [f"{LANE_TOPIC}:0"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MixPartition:
-        values = mix(self.seed, days=self.days)
-        return _MixPartition(values, self.events, BATCH, self.sample)
+        return _MixPartition(mix(self.seed, days=self.days), self)
 
 
 class _CountPartition(StatelessSinkPartition[Any]):
@@ -116,22 +119,54 @@ class CountSink(DynamicSink[Any]):
         return _CountPartition(self.counts)
 
 
-def label_book() -> dict[str, int]:
-    """Count the churn engines' pending labels in this process (found through the GC)."""
+def state_counts() -> dict[str, int]:
+    """Count what the flow holds in this process (found through the GC).
+
+    The churn engines' pending labels (unlabelled, and positives awaiting their
+    horizon), those dropped at the bound, and the customers they are of; the journeys in
+    Bytewax state (not parked) and the decide step's customer keys.
+    """
+    from flows.steps.decide import DecideLogic
+    from flows.steps.journey import JourneyLogic
     from online_models.labels import DelayedLabels
 
-    pending = awaiting = customers = 0
+    counts = dict.fromkeys(("labels_pending", "labels_awaiting", "labels_dropped"), 0)
+    counts["label_customers"] = 0
+    counts |= {"journeys": 0, "decide_keys": 0}
     for obj in gc.get_objects():
         if isinstance(obj, DelayedLabels):
-            pending += obj.pending
-            awaiting += obj.awaiting
-            customers += obj.customers()
-    return {"pending": pending, "awaiting": awaiting, "customers": customers}
+            counts["labels_pending"] += obj.pending
+            counts["labels_awaiting"] += obj.awaiting
+            counts["labels_dropped"] += obj.dropped
+            counts["label_customers"] += obj.customers()
+        elif isinstance(obj, JourneyLogic):
+            counts["journeys"] += 1
+        elif isinstance(obj, DecideLogic):
+            counts["decide_keys"] += 1
+    return counts
 
 
-def _created() -> int:
-    value = REGISTRY.get_sample_value("cx_identity_resolutions_total", {"outcome": "created"})
-    return int(value or 0)
+def _metric(name: str, **labels: str) -> int:
+    """Return a counter of this process, summed over the label sets matching ``labels``."""
+    n = 0.0
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                n += sample.value
+    return int(n)
+
+
+def accounting(read: int) -> dict[str, int]:
+    """Where every input message went: decoded, valid or dead, duplicate or fresh."""
+    valid = _metric("cx_events_total")
+    return {
+        "read": read,
+        "decoded": _metric("cx_step_items_total", step="decode"),
+        "valid": valid,
+        "dead_letters": _metric("cx_dead_letters_total"),
+        "duplicates": _metric("cx_duplicates_dropped_total"),
+        "fresh": valid - _metric("cx_duplicates_dropped_total"),
+    }
 
 
 def _free_port() -> int:
@@ -197,8 +232,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     start = time.monotonic()
     next_at = [every]
 
-    def sample(read: int) -> None:
-        if read < next_at[0] and read < events:
+    def sample(read: int, last: bool = False) -> None:
+        if read < next_at[0] and not last:
             return
         next_at[0] += every
         row = {
@@ -206,8 +241,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             "sent": read,  # the name rss_check reads
             "wall_s": round(time.monotonic() - start, 1),
             "rss_mb": round(rss_bytes(os.getpid()) / 2**20, 1),
-            "customers": _created(),
-            "labels": label_book(),
+            "customers": _metric("cx_identity_resolutions_total", outcome="created"),
+            **state_counts(),
         }
         if server is not None:
             row["redis_mb"] = server.used_mb()
@@ -218,7 +253,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     try:
         flow = build_flow(
             settings,
-            lambda f: op.input("input", f, MixSource(args.seed, events, sample, args.chunk_days)),
+            lambda f: op.input("input", f, MixSource(args, sample)),
             sink,
             store,
             LaneSet(frozenset({f"{LANE_TOPIC}:0"})),
@@ -244,6 +279,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CX_")}
         | {"CX_REDIS__URL": "private redis-server" if server is not None else "given"},
         "wall_seconds": series[-1]["wall_s"] if series else 0,
+        "stopped_early": len(series) > 0 and series[-1]["events"] < events,
+        "accounting": accounting(series[-1]["events"] if series else 0),
         "outputs": dict(sorted(sink.counts.items())),
         "bounded": bool(rss["judged"] and rss["ok"]),
         "checks": {"rss_vs_reference": rss},
@@ -270,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--park-idle", type=float, default=5.0, help="wall seconds")
     parser.add_argument("--chunk-days", type=int, default=CHUNK_DAYS)
     parser.add_argument("--every", type=int, default=50_000, help="events between samples")
+    parser.add_argument("--max-seconds", type=float, default=float("inf"), help="input time limit")
     parser.add_argument("--rss-reference-events", type=int, default=1_000_000)
     parser.add_argument("--redis-url", default=None, help="default: a private redis-server")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
