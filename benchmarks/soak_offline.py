@@ -27,13 +27,10 @@ a run of at least twice that.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +48,7 @@ from prometheus_client import REGISTRY
 from benchmarks.harness import rss_bytes
 from benchmarks.latency import rss_check
 from benchmarks.options import RESULTS
+from benchmarks.redis_bench import private_redis
 from benchmarks.workload import mix
 from schemas.records import RawMessage
 
@@ -169,48 +167,29 @@ def accounting(read: int) -> dict[str, int]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A ``redis-server`` of the soak's own on a free port (no persistence); stopped by pid."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="cx-soak-redis-"))
-        self.proc = subprocess.Popen(  # noqa: S603 (a fixed command)
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        self.client = client
-
-    def used_mb(self) -> float:
-        return round(int(self.client.info("memory")["used_memory"]) / 2**20, 1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+def _delete_keys(client: redis.Redis, prefix: str) -> None:
+    """Unlink every key under ``prefix`` (the soak's, on a Redis it was given)."""
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
 
 
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the offline soak in this process; return its result (series and verdict)."""
     events, every, redis_url, park_idle = args.events, args.every, args.redis_url, args.park_idle
-    server = PrivateRedis() if redis_url is None else None
-    url = server.url if server is not None else str(redis_url)
+    stack = contextlib.ExitStack()
     prefix = f"cxsoak{uuid.uuid4().hex[:8]}:"
+    if redis_url is None:  # a redis-server of its own, killed at the end
+        client = stack.enter_context(private_redis())
+        url = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
+    else:
+        client, url = redis.Redis.from_url(redis_url), redis_url
+        stack.callback(_delete_keys, client, prefix)
     os.environ.update(
         {
             "CX_IDENTITY__STORE": "redis",
@@ -244,13 +223,12 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             "customers": _metric("cx_identity_resolutions_total", outcome="created"),
             **state_counts(),
         }
-        if server is not None:
-            row["redis_mb"] = server.used_mb()
+        row["redis_mb"] = round(int(client.info("memory")["used_memory"]) / 2**20, 1)
         series.append(row)
         say(f"offline soak: {row}")
 
     sink = CountSink()
-    try:
+    with stack:
         flow = build_flow(
             settings,
             lambda f: op.input("input", f, MixSource(args, sample)),
@@ -261,13 +239,6 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             households=make_households(settings, store),
         )
         run_main(flow)  # type: ignore[no-untyped-call]
-    finally:
-        if server is not None:
-            server.stop()
-        else:
-            client = redis.Redis.from_url(url)
-            for keys in _batched(client.scan_iter(match=f"{prefix}*", count=5000), 5000):
-                client.unlink(*keys)
     rss = rss_check(series, args.rss_reference_events)
     return {
         "kind": "offline",
@@ -277,7 +248,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         "park_idle_seconds": park_idle,
         "chunk_days": args.chunk_days,
         "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CX_")}
-        | {"CX_REDIS__URL": "private redis-server" if server is not None else "given"},
+        | {"CX_REDIS__URL": "private redis-server" if redis_url is None else "given"},
         "wall_seconds": series[-1]["wall_s"] if series else 0,
         "stopped_early": len(series) > 0 and series[-1]["events"] < events,
         "accounting": accounting(series[-1]["events"] if series else 0),
@@ -286,17 +257,6 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         "checks": {"rss_vs_reference": rss},
         "series": series,
     }
-
-
-def _batched(items: Iterator[Any], n: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def main(argv: list[str] | None = None) -> int:
