@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 import math
 import pickle
+import random
 import struct
 import tracemalloc
 from array import array
+
+import pytest
 
 from online_models.labels import DelayedLabels, Snapshot
 
@@ -237,3 +240,41 @@ def test_a_pending_label_of_46_features_takes_under_400_bytes() -> None:
     tracemalloc.stop()
     assert book.pending == 3000
     assert used / 3000 < 400
+
+
+def _replay(steps: list[tuple[str, str, int]], restore_every: int) -> list[tuple[object, ...]]:
+    """Feed the steps to a book, pickled and restored every ``restore_every`` (0: never)."""
+    book = labels(interval_ms=DAY // 4, grace_ms=DAY, max_pending=100)
+    out: list[tuple[object, ...]] = []
+    for i, (kind, customer, t) in enumerate(steps):
+        if restore_every and i % restore_every == 0:
+            book = pickle.loads(pickle.dumps(book, protocol=pickle.HIGHEST_PROTOCOL))
+        got = []
+        if kind == "add":
+            x = {"a": t / DAY, "b": 0.0, "c": 1.0, "d": -0.0}
+            known = book.add(customer, f"e{i}", t, x, score=t % 7 / 7, warm=i % 2 == 0)
+            got = [known] if known is not None else []
+        elif kind == "churn":
+            got = book.churn(customer, t)
+        else:
+            got = book.advance(t)
+        out += [
+            (d.snapshot.event_id, d.label, d.known_ms, _bits(d.snapshot.features())) for d in got
+        ]
+    return [*out, (book.pending, book.awaiting, book.dropped, book.discarded)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_book_restored_from_its_pickles_labels_as_one_never_restored(seed: int) -> None:
+    rng = random.Random(seed)
+    steps, t = [], 0
+    for _ in range(1500):
+        t += rng.randrange(0, DAY // 3)
+        late = max(0, t - rng.randrange(0, 2 * DAY))  # some within the grace, some too late
+        kind = rng.choices(["add", "churn", "advance"], [60, 1, 20])[0]
+        steps.append((kind, f"c{rng.randrange(80)}", late if kind != "advance" else t))
+    reference = _replay(steps, 0)
+    assert sum(1 for row in reference[:-1] if row[1]) > 5  # positives and negatives both
+    assert sum(1 for row in reference[:-1] if not row[1]) > 50
+    assert reference[-1][2] != 0  # and the bound dropped some
+    assert _replay(steps, rng.randrange(3, 40)) == reference
