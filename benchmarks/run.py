@@ -15,7 +15,8 @@ Results go to ``bench.json`` and ``bench.png`` in ``--results-dir``
 (default ``benchmarks/results``); ``--markdown`` prints the README table of a
 saved ``bench.json``. ``--soak SECONDS`` runs only the soak (``--rate``, default
 1.5 x the highest sustainable rate in the saved ``bench.json``), writes
-``soak.json`` and exits 1 when lag, RSS or latency do not stay bounded.
+``soak-kafka.json`` (its lag and p99 figures) and exits 1 when lag, RSS or latency do not
+stay bounded.
 ``--offline-soak [OPTIONS]`` runs the memory soak of :mod:`benchmarks.soak_offline`
 instead (the same flow offline, 5M events, ~1.15M people; its own options follow).
 """
@@ -145,7 +146,7 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
         rss_reference_events=args.rss_reference_events,
     )
     result["machine"] = _machine()
-    _write(args.results_dir / "soak.json", result)
+    _write(args.results_dir / "soak-kafka.json", result)
     for name, c in result["checks"].items():
         verdict = "ok" if c["ok"] else "GROWING"
         if name == "rss_vs_reference":
