@@ -15,7 +15,10 @@ Results go to ``bench.json`` and ``bench.png`` in ``--results-dir``
 (default ``benchmarks/results``); ``--markdown`` prints the README table of a
 saved ``bench.json``. ``--soak SECONDS`` runs only the soak (``--rate``, default
 1.5 x the highest sustainable rate in the saved ``bench.json``), writes
-``soak.json`` and exits 1 when lag, RSS or latency do not stay bounded.
+``soak-kafka.json`` (its lag and p99 figures) and exits 1 when lag, RSS or latency do not
+stay bounded.
+``--offline-soak [OPTIONS]`` runs the memory soak of :mod:`benchmarks.soak_offline`
+instead (the same flow offline, 5M events, ~1.15M people; its own options follow).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import redis_bench
+from benchmarks import redis_bench, soak_offline
 from benchmarks.api_bench import add_arguments as add_api_arguments
 from benchmarks.api_bench import api_phases
 from benchmarks.harness import BenchEnv
@@ -143,7 +146,7 @@ def _soak(args: argparse.Namespace, env: BenchEnv) -> int:
         rss_reference_events=args.rss_reference_events,
     )
     result["machine"] = _machine()
-    _write(args.results_dir / "soak.json", result)
+    _write(args.results_dir / "soak-kafka.json", result)
     for name, c in result["checks"].items():
         verdict = "ok" if c["ok"] else "GROWING"
         if name == "rss_vs_reference":
@@ -193,7 +196,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cxstream-bench`` with ``argv`` (default: the command line); the exit code."""
-    return run(build_parser().parse_args(argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--offline-soak"]:
+        return soak_offline.main(args[1:])
+    return run(build_parser().parse_args(args))
 
 
 if __name__ == "__main__":

@@ -29,16 +29,14 @@ DEMO_EMAIL = "fay.smith33@example.com"
 
 
 def free_port() -> int:
-    """A free port in the 18NNN range this suite's HTTP servers use."""
-    for port in range(18_400, 18_999):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    msg = "no free port in 18400-18999"
-    raise RuntimeError(msg)
+    """A port the OS just chose as free (bind to port 0), for a server started by number.
+
+    Two suites at once get different ports (the OS hands out ephemeral ports in turn);
+    :class:`LiveServer` needs no number: it serves on a socket it keeps bound.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class LiveServer:
@@ -46,13 +44,19 @@ class LiveServer:
 
     def __init__(self, services: Services, port: int | None = None) -> None:
         self.services = services
-        self.port = port or free_port()
+        # bound here and handed to uvicorn: no other process can take the port meanwhile
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port = int(self.socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(services), host="127.0.0.1", port=self.port, log_level="info"
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, args=([self.socket],), name="test-uvicorn", daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -67,6 +71,7 @@ class LiveServer:
     def __exit__(self, *_exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        self.socket.close()
 
     def client(self, token: str | None = TOKEN) -> httpx.Client:
         """An HTTP client of this server (with the bearer token, unless None)."""
