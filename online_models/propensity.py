@@ -44,6 +44,7 @@ browser of an unseen category then gets the categories' popularity:
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,11 @@ def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
     return {c: w / total for c, w in weights.items()}
 
 
+def _rank(cp: tuple[str, float]) -> tuple[float, str]:
+    """Sort key of ``(category, probability)``: likeliest first, then by name."""
+    return -cp[1], cp[0]
+
+
 class _Terms:
     """:func:`_joint_log_likelihood` with its log terms and class priors kept between calls.
 
@@ -293,7 +299,8 @@ class PropensityModel:
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
             proba = {c: w / total for c, w in x.items()} if total else {}
-        ranked = sorted(proba.items(), key=lambda cp: (-cp[1], cp[0]))[:k]
+        # nsmallest is sorted(...)[:k] (the categories are distinct: no ties), without sorting all
+        ranked = heapq.nsmallest(k, proba.items(), key=_rank)
         return [(c, round(float(p), 4)) for c, p in ranked if math.isfinite(p)]
 
     def metrics(self) -> dict[str, Any]:
