@@ -44,6 +44,7 @@ browser of an unseen category then gets the categories' popularity:
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,63 @@ def _softmax(log_likelihoods: dict[str, float]) -> dict[str, float]:
     return {c: w / total for c, w in weights.items()}
 
 
+def _rank(cp: tuple[str, float]) -> tuple[float, str]:
+    """Sort key of ``(category, probability)``: likeliest first, then by name."""
+    return -cp[1], cp[0]
+
+
+class _Terms:
+    """:func:`_joint_log_likelihood` with its log terms and class priors kept between calls.
+
+    A term, ``log((count of f in c + alpha) / (total of c + smoothing))``, changes only
+    when class ``c`` learns (:meth:`learnt`) or a feature is new to the model (the
+    smoothing changes: every term is dropped); a prior ``log(n / total)`` when any class
+    learns (the total changes). Otherwise each is the same float, added in the same
+    order, so the likelihoods are those :func:`_joint_log_likelihood` computes, bit for
+    bit (a test holds them equal), at the cost of a dict read instead of a log.
+    """
+
+    __slots__ = ("model", "priors", "smoothing", "terms", "total")
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.smoothing = -1.0
+        self.total = -1
+        self.priors: dict[str, float] = {}
+        self.terms: dict[str, dict[str, float]] = {}  # class -> feature -> log term
+
+    def learnt(self, category: str) -> None:
+        """Class ``category`` learnt from an example: its terms are stale."""
+        self.terms.pop(category, None)
+
+    def joint_log_likelihood(self, model: Any, x: dict[str, float]) -> dict[str, float]:
+        alpha, feature_counts, class_totals = model.alpha, model.feature_counts, model.class_totals
+        class_counts = model.class_counts
+        smoothing = alpha * len(feature_counts)
+        if model is not self.model or smoothing != self.smoothing:
+            self.model, self.smoothing, self.terms, self.total = model, smoothing, {}, -1
+        log, terms = math.log, self.terms
+        total = sum(class_counts.values())
+        if total != self.total:
+            self.total, self.priors = total, {c: log(n / total) for c, n in class_counts.items()}
+        priors = self.priors
+        counts = list(x.items())
+        out: dict[str, float] = {}
+        for c in class_counts:
+            known = terms.get(c)
+            if known is None:
+                known = terms[c] = {}
+            products = []
+            for f, freq in counts:
+                term = known.get(f)
+                if term is None:
+                    fc = feature_counts.get(f, {})
+                    term = known[f] = log((fc.get(c, 0.0) + alpha) / (class_totals[c] + smoothing))
+                products.append(freq * term)
+            out[c] = priors[c] + sum(products)
+        return out
+
+
 class PropensityModel:
     """Next-category propensity shared by all customers of one worker."""
 
@@ -191,6 +249,18 @@ class PropensityModel:
         self.model: Any = naive_bayes.MultinomialNB(alpha=alpha)  # type: ignore[no-untyped-call]
         self.purchases = 0
         self.hits = 0
+        self._terms = _Terms()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the attributes to pickle, without the likelihood cache (rebuilt as used)."""
+        state = self.__dict__.copy()
+        del state["_terms"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the attributes, with an empty likelihood cache."""
+        self.__dict__.update(state)
+        self._terms = _Terms()
 
     def observe(self, interest: CategoryInterest, event: InteractionEvent) -> None:
         """Learn from a purchase (from the interest before it), then fold the event in."""
@@ -205,6 +275,7 @@ class PropensityModel:
             self.purchases += 1
             self.hits += category in top
             self.model.learn_one(x, category)
+            self._terms.learnt(category)
 
     def top_k(
         self, interest: CategoryInterest, now_ms: int, k: int | None = None
@@ -221,12 +292,15 @@ class PropensityModel:
             # with no vocabulary yet River's likelihood would divide by zero.
             known = self.model.feature_counts
             proba = _softmax(
-                _joint_log_likelihood(self.model, {c: w for c, w in x.items() if c in known})
+                self._terms.joint_log_likelihood(
+                    self.model, {c: w for c, w in x.items() if c in known}
+                )
             )
         else:  # nothing bought anywhere yet: the customer's own interest
             total = sum(x.values())
             proba = {c: w / total for c, w in x.items()} if total else {}
-        ranked = sorted(proba.items(), key=lambda cp: (-cp[1], cp[0]))[:k]
+        # nsmallest is sorted(...)[:k] (the categories are distinct: no ties), without sorting all
+        ranked = heapq.nsmallest(k, proba.items(), key=_rank)
         return [(c, round(float(p), 4)) for c, p in ranked if math.isfinite(p)]
 
     def metrics(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from flows import metrics
 from flows.nba.arbitration import Candidate, rank
 from flows.nba.catalogue import Action, Catalogue
+from flows.nba.conditions import all_of
 from flows.nba.policy import DAY_MS, WEEK_MS, ContactHistory
 from flows.nba.responses import Issued, Ledger
 from flows.records import Context
@@ -84,6 +85,8 @@ class Decider:
         self.settings = settings or NbaSettings()
         self.keep_ms = max([WEEK_MS, *(a.cooldown_ms for a in catalogue.actions)])
         self.actions = {a.id: a for a in catalogue.actions}
+        # each action with its rule compiled once: the check of every action on every event
+        self._rules = [(a, all_of(a.when)) for a in catalogue.actions]
         # Only work out the category propensity when some action reads it.
         self.needs_propensity = catalogue.uses("top_category", "category_propensity")
         # Only read the household store when an action or the policy needs it.
@@ -118,7 +121,7 @@ class Decider:
         ``budget``: the household daily budget of the catalogue's ``[household]`` cap;
         ``held`` gets ``(reason, action id)`` of each action held back.
         """
-        eligible = [a for a in self.catalogue.actions if all(c.test(ctx) for c in a.when)]
+        eligible = [action for action, holds in self._rules if holds(ctx)]
         if not eligible:
             return []
         conf = self.settings

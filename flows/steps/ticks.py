@@ -235,12 +235,6 @@ def _parts(item: InteractionEvent | Resolved) -> tuple[str | None, InteractionEv
     return item.customer_id, item.event
 
 
-def _stamps(item: InteractionEvent | Resolved) -> tuple[str, int]:
-    if isinstance(item, InteractionEvent):
-        return NO_LANE, item.epoch_ms
-    return item.lane, max(item.wm_ms, item.event.epoch_ms)
-
-
 def is_survey_response(event: InteractionEvent) -> bool:
     """Tell whether an event carries an NPS or a CSAT score."""
     return event.data.nps is not None or event.data.csat is not None
@@ -274,17 +268,22 @@ def _ticked(
     out: list[Stamped[T | Tick]] = []
     sent: dict[str, int] = {}  # the latest stamp sent per lane
     before: dict[str, int] = {}  # the lane's watermark before the current item
-    for item in batch:
-        lane, stamp = _stamps(item)
-        stamp = max(before.get(lane, stamp), stamp)
+    for item in batch:  # _stamps inlined: every event of the flow passes here, twice
+        if isinstance(item, Resolved):
+            lane, ms, wm = item.lane, item.event.epoch_ms, item.wm_ms
+            stamp = wm if wm > ms else ms
+        else:
+            lane, stamp = NO_LANE, item.epoch_ms
+        mark = before.get(lane)
+        if mark is not None and mark > stamp:
+            stamp = mark
         picked = pick(item)
         if picked is not None:
-            mark = before.get(lane)
             if mark is not None and mark > sent.get(lane, mark - 1):
                 out.append(Stamped(lane, mark, Tick(mark)))
             out.append(Stamped(lane, stamp, picked))
             sent[lane] = stamp
-        before[lane] = max(before.get(lane, stamp), stamp)
+        before[lane] = stamp
     for lane, mark in before.items():
         if mark > sent.get(lane, mark - 1):
             out.append(Stamped(lane, mark, Tick(mark)))

@@ -85,3 +85,25 @@ def test_the_inlined_likelihood_and_softmax_match_rivers_exactly() -> None:
         ours, theirs = _softmax(model.joint_log_likelihood(x)), model.predict_proba_one(x)
         assert ours.keys() == theirs.keys()
         assert all(abs(ours[c] - theirs[c]) < 1e-12 for c in ours)
+
+
+def test_the_cached_likelihood_terms_equal_the_inlined_ones_as_the_model_learns() -> None:
+    import random
+
+    from online_models.propensity import _joint_log_likelihood
+
+    rng = random.Random(5)
+    model = PropensityModel(ModelSettings(propensity={"alpha": 0.5}))
+    cats = [f"c{i}" for i in range(12)]
+    for step in range(400):
+        x = {c: rng.random() * 3 for c in rng.sample(cats[: 4 + step // 40], 3)}
+        if rng.random() < 0.3:  # learns: a class's terms change, new features now and then
+            model.learn_purchase(x, [rng.choice(cats)])
+        known = model.model.feature_counts
+        seen = {c: w for c, w in x.items() if c in known}
+        if model.model.class_counts:
+            cached = model._terms.joint_log_likelihood(model.model, seen)
+            assert cached == _joint_log_likelihood(model.model, seen)
+    restored = pickle.loads(pickle.dumps(model))
+    assert "_terms" not in pickle.loads(pickle.dumps(model)).__getstate__()
+    assert restored.top_k_vector(x) == model.top_k_vector(x)

@@ -103,3 +103,31 @@ def test_messages_render_unknown_values_as_na_and_never_raise(write_catalogue: W
 def test_every_context_field_is_documented() -> None:
     assert set(context()) == set(FIELDS)
     assert all(kind in ("number", "text", "bool") and doc for kind, doc in FIELDS.values())
+
+
+def test_compiled_rules_answer_as_the_conditions_do() -> None:
+    import random
+
+    from flows.nba.catalogue import load_catalogue
+    from flows.nba.conditions import all_of
+
+    catalogue = load_catalogue(None)
+    rng = random.Random(4)
+    stages = ["consideration", "purchase", "usage", "loyalty", "service", "churned", None]
+    for _ in range(2000):
+        ctx = {
+            "nps": rng.choice([None, *range(11)]),
+            "nps_group": rng.choice([None, "passive", "promoter", "detractor"]),
+            "churn_ready": rng.choice([None, True, False]),
+            "churn": rng.choice([None, rng.random()]),
+            "stage": rng.choice(stages),
+            "sentiment_short": rng.choice([None, rng.uniform(-1, 1)]),
+            "sentiment": rng.choice([None, rng.uniform(-1, 1)]),
+            "category_propensity": rng.choice([None, rng.random()]),
+            "orders": rng.choice([None, 0, 1, 2]),
+            "days_since_order": rng.choice([None, rng.random() * 60]),
+        }
+        for rule in catalogue.actions:
+            expected = all(c.test(ctx) for c in rule.when)
+            assert all_of(rule.when)(ctx) is expected
+            assert [c.compiled()(ctx) for c in rule.when] == [c.test(ctx) for c in rule.when]
