@@ -66,8 +66,8 @@ def people(pair: Pair, n: int, **delta: object) -> list[str]:
     return ids
 
 
-def link(cid: str, figures: MemberFigures | None = None, **identifiers: str) -> HouseholdChange:
-    return HouseholdChange("link", cid, identifiers, figures=figures)
+def link(cid: str, *figures: MemberFigures, **identifiers: str) -> HouseholdChange:
+    return HouseholdChange("link", cid, identifiers, figures=figures[0] if figures else None)
 
 
 def figures(ms: int, eid: str, **kw: object) -> MemberFigures:

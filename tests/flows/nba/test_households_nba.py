@@ -13,7 +13,7 @@ from flows.nba.context import FIELDS, with_household
 from flows.nba.decider import Decider
 from flows.nba.policy import DAY_MS, ContactHistory
 from flows.records import Journeyed, Resolved
-from flows.steps.household_cap import CapIn, CapLogic, Capped, Triggers
+from flows.steps.household_cap import CapIn, CapLogic, Capped, CapOut, Triggers
 from flows.steps.summary import Decided
 from schemas.envelope import InteractionEvent
 from schemas.outputs import NextBestAction
@@ -100,8 +100,9 @@ def test_a_household_shares_one_marketing_budget_per_day_in_lane_order(
     ]
 
     def sent(batches: list[list[CapIn]]) -> list[tuple[str, object]]:
-        logic = CapLogic(cap, store)  # type: ignore[arg-type]
-        out = []
+        assert cap is not None
+        logic = CapLogic(cap, store)
+        out: list[CapOut] = []
         for batch in batches:
             out += logic.on_batch(batch)[0]
         return [
