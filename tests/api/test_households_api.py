@@ -7,12 +7,9 @@ import orjson
 from tests.api.conftest import Demo, LiveServer
 
 
-def test_the_lookup_shows_the_household_of_the_profile(
-    demo: Demo, demo_server: LiveServer
-) -> None:
+def test_the_lookup_shows_the_household_of_the_profile(demo: Demo, demo_server: LiveServer) -> None:
     profiles = [
-        orjson.loads(line)
-        for line in (demo.out_dir / "profiles.jsonl").read_bytes().splitlines()
+        orjson.loads(line) for line in (demo.out_dir / "profiles.jsonl").read_bytes().splitlines()
     ]
     members = [p for p in profiles if p["household_id"] and p["identifiers"].get("email")]
     assert members, "the demo has no household member with an email"

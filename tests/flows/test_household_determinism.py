@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 
 from flows.app.offline import run_offline
-from flows.settings import KafkaSettings, NbaSettings, Settings
+from flows.settings import KafkaSettings, Settings
+from flows.step_settings import NbaSettings
 from replay.log import write_log
 from replay.synthetic import generate_world
 from sinks.jsonl import OFFLINE_FILES

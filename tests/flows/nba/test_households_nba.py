@@ -13,7 +13,7 @@ from flows.nba.context import FIELDS, with_household
 from flows.nba.decider import Decider
 from flows.nba.policy import DAY_MS, ContactHistory
 from flows.records import Journeyed, Resolved
-from flows.steps.household_cap import CapIn, CapLogic, Capped, CapOut, Triggers
+from flows.steps.household_cap import CapIn, CapLogic, CapOut, Capped, Triggers
 from flows.steps.summary import Decided
 from schemas.envelope import InteractionEvent
 from schemas.outputs import NextBestAction
