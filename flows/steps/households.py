@@ -35,27 +35,38 @@ from bytewax.dataflow import Stream
 from flows.records import Forget, HouseholdOut, Scored
 from flows.steps.respond import Responded
 from schemas.outputs import IdentityMerge
+from schemas.vocabulary import CASE_FINISHED, CASE_OPENED, action_of
 from state.household_figures import MemberFigures
 from state.households import HouseholdChange, HouseholdItem, HouseholdStore
-from state.profile_hash import delta_for, figure_text, stamp
+from state.profile_hash import figure_text, stamp
 
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
+_CASES = {CASE_OPENED: "1", **dict.fromkeys(CASE_FINISHED, "0")}  # as state.profile_hash
+ORDER_PLACED = "order.placed"
 
 ToDecide = Scored | Forget | Responded
 
 
 def member_figures(scored: Scored) -> MemberFigures:
-    """Return what the event adds to its customer's household figures (as its delta)."""
-    resolved = scored.journeyed.resolved
-    d = delta_for(scored.customer_id, resolved.event)
+    """Return what the event adds to its customer's household figures (as its delta).
+
+    The same reading as the profile's (:func:`state.profile_hash.delta_for`), of only
+    the figures a household sums.
+    """
+    event = scored.journeyed.resolved.event
+    data, ms = event.data, event.epoch_ms
+    action = action_of(event.type)
+    case = None
+    if data.case_id is not None and action in _CASES:
+        case = (data.case_id, _CASES[action])
     return MemberFigures(
-        stamp(d.ms, d.event_id),
-        d.ms,
-        amount_cents=d.amount_cents,
-        order=d.order,
-        nps=int(d.nps) if d.nps is not None else None,
+        stamp(ms, event.id),
+        ms,
+        amount_cents=round(data.amount * 100) if data.amount is not None else 0,
+        order=action == ORDER_PLACED,
+        nps=data.nps,
         churn=figure_text(scored.churn),
-        case=d.case,
+        case=case,
     )
 
 

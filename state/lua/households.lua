@@ -54,15 +54,28 @@ local function limit_of(e)
   return tonumber(policy.limits[type_of(e)] or policy.default_limit)
 end
 
-local function canonical(c)
+-- read once per batch: merges and erases below keep these up to date
+local canon, gone_ids = {}, {}
+local function canonical(given)
+  local known = canon[given]
+  if known then return known end
+  local c = given
   for _ = 1, 64 do
     local survivor = redis.call('GET', to_key(c))
-    if not survivor then return c end
+    if not survivor then break end
     c = survivor
   end
+  canon[given] = c
   return c
 end
-local function erased(c) return redis.call('EXISTS', erased_key(c)) == 1 end
+local function erased(c)
+  local known = gone_ids[c]
+  if known == nil then
+    known = redis.call('EXISTS', erased_key(c)) == 1
+    gone_ids[c] = known
+  end
+  return known
+end
 
 local function add_sorted(into, items)
   table.sort(items)
@@ -322,9 +335,11 @@ local function structural(ch, affected, dirty)
   if ch.kind == 'erase' then
     redis.call('DEL', fig_key(c))
     redis.call('SET', erased_key(c), '1')
+    gone_ids[c] = true
     return
   end
   redis.call('SET', to_key(c), s)
+  canon = {}  -- ids that led to c lead to s now
   if erased(s) then
     redis.call('DEL', fig_key(c))
     return
@@ -391,6 +406,7 @@ local function recorded(event_id)
 end
 
 local contexts = {}
+local answered = false
 local at = 6
 for i = 1, n_items do
   local event_id, customer, n = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
@@ -430,10 +446,12 @@ for i = 1, n_items do
     contexts[i] = view(customer)
     if event_id ~= '' and retention > 0 then
       redis.call('HSET', answers_key(bucket), event_id, ARGV[3] .. '|' .. contexts[i])
-      redis.call('PEXPIREAT', answers_key(bucket), expire_at)
+      answered = true
     end
   end
 end
+
+if answered then redis.call('PEXPIREAT', answers_key(bucket), expire_at) end
 
 local function describe(h)
   local members = redis.call('SMEMBERS', members_key(h))
