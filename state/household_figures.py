@@ -42,7 +42,7 @@ DETRACTOR_MAX = 6
 TOTALS = ("ltv", "orders", "nps_sum", "nps_n", "det", "open")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per event, and frozen init is slow
 class MemberFigures:
     """What one event adds to its customer's household figures."""
 
@@ -144,7 +144,7 @@ def figures_of(h: Mapping[str, str]) -> Figures:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per event (treat as a value: never changed)
 class HouseholdView:
     """A customer's household as one event leaves it: what decisions and profiles read.
 

@@ -76,7 +76,7 @@ BUDGET_KEYS_KEPT = 10_000
 RETENTION_MS = 3_600_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per event, and frozen init is slow
 class HouseholdChange:
     """One change: ``link`` (customer, identifiers, figures), ``merge``, ``erase``."""
 
@@ -87,7 +87,7 @@ class HouseholdChange:
     figures: MemberFigures | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HouseholdItem:
     """One event's changes, in order; ``customer_id``: whose household to answer with.
 

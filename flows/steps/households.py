@@ -26,8 +26,8 @@ record per household is the household as the store holds it last.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -76,14 +76,16 @@ def household_item(item: Scored | Forget) -> HouseholdItem:
         return HouseholdItem("", None, (HouseholdChange("erase", item.customer_id),))
     resolved = item.journeyed.resolved
     customer = item.customer_id
+    event = resolved.event
+    link = HouseholdChange("link", customer, event.data.identifiers, "", member_figures(item))
+    if not resolved.outputs:  # most events: no merge
+        return HouseholdItem(event.id, customer, (link,))
     changes = [
         HouseholdChange("merge", o.merged_id, survivor_id=o.survivor_id)
         for o in resolved.outputs
         if isinstance(o, IdentityMerge) and o.merged_id != customer
     ]
-    identifiers = resolved.event.data.identifiers
-    changes.append(HouseholdChange("link", customer, identifiers, figures=member_figures(item)))
-    return HouseholdItem(resolved.event.id, customer, tuple(changes))
+    return HouseholdItem(event.id, customer, (*changes, link))
 
 
 class HouseholdStep:
@@ -100,8 +102,16 @@ class HouseholdStep:
         result = self.store.step([household_item(item) for _, item in at])
         out: list[ToDecide | HouseholdOut] = list(batch)
         for (i, item), view in zip(at, result.contexts, strict=True):
-            if isinstance(item, Scored):
-                out[i] = replace(item, household=view)
+            if isinstance(item, Scored):  # (dataclasses.replace is slower)
+                out[i] = Scored(
+                    item.journeyed,
+                    item.churn,
+                    item.churn_ready,
+                    item.segment,
+                    item.top_category,
+                    item.lifts,
+                    view,
+                )
         out += [
             HouseholdOut(h.household_id, result.versions[h.household_id], h, h.last_seen or _EPOCH)
             for h in result.published
@@ -142,12 +152,8 @@ def household_stream(outs: Stream[HouseholdOut]) -> Stream[HouseholdOut]:
     )
 
 
-def _to_decide(item: ToDecide | HouseholdOut) -> ToDecide | None:
-    return None if isinstance(item, HouseholdOut) else item
-
-
-def _published(item: ToDecide | HouseholdOut) -> HouseholdOut | None:
-    return item if isinstance(item, HouseholdOut) else None
+def _not_published(item: ToDecide | HouseholdOut) -> TypeGuard[ToDecide]:
+    return not isinstance(item, HouseholdOut)
 
 
 def household_step(
@@ -160,5 +166,5 @@ def household_step(
     if store is None:
         return scored, None
     stepped = op.flat_map_batch("households", scored, HouseholdStep(store).apply)
-    published = household_stream(op.filter_map("households_out", stepped, _published))
-    return op.filter_map("with_households", stepped, _to_decide), published
+    split = op.branch("households_out", stepped, _not_published)  # one test per item
+    return split.trues, household_stream(cast(Stream[HouseholdOut], split.falses))

@@ -120,6 +120,19 @@ local function add_to_totals(h, c, sign)
   if c[4] ~= 0 then redis.call('HINCRBY', key, 'open', int(sign * c[4])) end
 end
 
+-- the totals moved by one member's change (only the fields that move)
+local function move_totals(h, before, after)
+  local key = totals_key(h)
+  local function by(name, d) if d ~= 0 then redis.call('HINCRBY', key, name, int(d)) end end
+  local b, a = before[3], after[3]
+  by('ltv', after[1] - before[1])
+  by('orders', after[2] - before[2])
+  by('nps_sum', (a or 0) - (b or 0))
+  by('nps_n', (a and 1 or 0) - (b and 1 or 0))
+  by('det', ((a and a <= 6) and 1 or 0) - ((b and b <= 6) and 1 or 0))
+  by('open', after[4] - before[4])
+end
+
 local function recompute_totals(h)
   redis.call('DEL', totals_key(h))
   for _, c in ipairs(redis.call('SMEMBERS', members_key(h))) do
@@ -134,23 +147,47 @@ local function latest(fk, name, st, value)
   return true
 end
 
+-- one read, one write; returns the member's contribution before and after
 local function fold_figures(c, f)
   local fk = fig_key(c)
-  if f.amount ~= 0 then redis.call('HINCRBY', fk, 'ltv', int(f.amount)) end
-  if f.order then redis.call('HINCRBY', fk, 'orders', 1) end
-  if f.nps ~= '' then latest(fk, 'nps', f.stamp, f.nps) end
-  if f.churn ~= '' then latest(fk, 'churn', f.stamp, f.churn) end
-  if f.case_id ~= '' then
-    local name = 'case:' .. f.case_id
-    local was = redis.call('HGET', fk, name) == '1'
-    if latest(fk, name, f.stamp, f.case_value) then
-      local by = (f.case_value == '1' and 1 or 0) - (was and 1 or 0)
-      if by ~= 0 then redis.call('HINCRBY', fk, 'open', int(by)) end
+  local case = f.case_id ~= '' and ('case:' .. f.case_id) or 'case:'
+  local r = redis.call('HMGET', fk, 'ltv', 'orders', 'nps', 'nps@', 'churn@', 'last', 'open',
+                       case, case .. '@')
+  local ltv, orders, open = tonumber(r[1] or '0'), tonumber(r[2] or '0'), tonumber(r[7] or '0')
+  local before = {ltv, orders, r[3] and tonumber(r[3]) or false, open}
+  local set = {}
+  if f.amount ~= 0 then
+    ltv = ltv + f.amount
+    set[#set + 1] = 'ltv'; set[#set + 1] = int(ltv)
+  end
+  if f.order then
+    orders = orders + 1
+    set[#set + 1] = 'orders'; set[#set + 1] = int(orders)
+  end
+  local nps = before[3]
+  if f.nps ~= '' and not (r[4] and r[4] >= f.stamp) then
+    nps = tonumber(f.nps)
+    set[#set + 1] = 'nps'; set[#set + 1] = f.nps
+    set[#set + 1] = 'nps@'; set[#set + 1] = f.stamp
+  end
+  if f.churn ~= '' and not (r[5] and r[5] >= f.stamp) then
+    set[#set + 1] = 'churn'; set[#set + 1] = f.churn
+    set[#set + 1] = 'churn@'; set[#set + 1] = f.stamp
+  end
+  if f.case_id ~= '' and not (r[9] and r[9] >= f.stamp) then
+    local by = (f.case_value == '1' and 1 or 0) - (r[8] == '1' and 1 or 0)
+    set[#set + 1] = case; set[#set + 1] = f.case_value
+    set[#set + 1] = case .. '@'; set[#set + 1] = f.stamp
+    if by ~= 0 then
+      open = open + by
+      set[#set + 1] = 'open'; set[#set + 1] = int(open)
     end
   end
-  if tonumber(f.ms) > tonumber(redis.call('HGET', fk, 'last') or '0') then
-    redis.call('HSET', fk, 'last', f.ms)
+  if tonumber(f.ms) > tonumber(r[6] or '0') then
+    set[#set + 1] = 'last'; set[#set + 1] = f.ms
   end
+  if #set > 0 then redis.call('HSET', fk, unpack(set)) end
+  return before, {ltv, orders, nps, open}
 end
 
 local function merge_figures(dst, src)
@@ -371,9 +408,8 @@ local function fold(ch)
   if erased(c) then return end
   local h = redis.call('GET', of_key(c))
   if ch.figures then
-    if h then add_to_totals(h, contribution(c), -1) end
-    fold_figures(c, ch.figures)
-    if h then add_to_totals(h, contribution(c), 1) end
+    local before, after = fold_figures(c, ch.figures)
+    if h then move_totals(h, before, after) end
   end
   if h then batch_changed.add(h) end
 end
