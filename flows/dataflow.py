@@ -16,23 +16,30 @@ from bytewax.outputs import Sink
 
 from flows.lanes import lane_of
 from flows.nba.adaptive import acceptance_builder
-from flows.nba.catalogue import load_catalogue
+from flows.nba.catalogue import HouseholdCap, load_catalogue
 from flows.nba.decider import Decider
-from flows.records import Forget, HouseholdOut, Journeyed, Resolved, Scored, Tombstone
+from flows.records import Forget, Journeyed, Resolved, Scored, Tombstone
 from flows.settings import Settings
 from flows.steps.board import BoardWriter, board_outputs, board_timeline, board_writer
 from flows.steps.decide import DecideOut, decide_builder, decide_key
 from flows.steps.decode import Decoder
 from flows.steps.dedupe import dedupe_builder
 from flows.steps.encode import Encoded, Output, encode
-from flows.steps.households import household_context, household_stream
+from flows.steps.household_cap import cap_stream
+from flows.steps.households import household_step
 from flows.steps.insights import insights_stream
 from flows.steps.journey import JourneyOptions, journey_builder
 from flows.steps.nps import NpsOutput, nps_builder, nps_key
 from flows.steps.parking import Parking, forgotten_customers
 from flows.steps.profile import ProfileStep, profile_tombstones
 from flows.steps.resolve import StoreResolver, identity_outputs
-from flows.steps.respond import Responded, ResponseRouter, keep_message, not_response
+from flows.steps.respond import (
+    Responded,
+    ResponseOutcome,
+    ResponseRouter,
+    keep_message,
+    not_response,
+)
 from flows.steps.score import ModelGauges, score_builder, score_lane
 from flows.steps.sentiment import VaderScorer
 from flows.steps.sla import sla_builder, sla_key
@@ -110,27 +117,31 @@ def _for_profile(item: DecideOut) -> Journeyed | Tombstone | None:
     return item if isinstance(item, Journeyed | Tombstone) else None
 
 
-def _household(item: object) -> HouseholdOut | None:
-    return item if isinstance(item, HouseholdOut) else None
-
-
-def _not_household(item: object) -> ProfileSnapshot | Tombstone | None:
-    return item if isinstance(item, ProfileSnapshot | Tombstone) else None
-
-
 def _profile_step(
     decisions: Stream[DecideOut], profile: ProfileStep, board: BoardWriter | None
-) -> Stream[ProfileSnapshot | Tombstone | HouseholdOut]:
+) -> Stream[ProfileSnapshot | Tombstone]:
     to_profile: Stream[Journeyed | Tombstone] = op.filter_map("to_profile", decisions, _for_profile)
     with_timeline = board_timeline(board, to_profile)
-    out = op.flat_map_batch(
+    return op.flat_map_batch(
         "profile", with_timeline, timed_batch("profile", profile.apply_profiles)
     )
-    if profile.households is None:
-        return out
-    # households (flows.steps.households): through a gate keyed by household id
-    households = household_stream(op.filter_map("households", out, _household))
-    return op.merge("profiles_out", op.filter_map("profiles", out, _not_household), households)
+
+
+def _response_outcome(item: object) -> ResponseOutcome | None:
+    return item if isinstance(item, ResponseOutcome) else None
+
+
+def _capped(
+    for_decide: Stream[Scored | Forget | Responded],
+    decisions: Stream[DecideOut],
+    cap: HouseholdCap,
+    households: HouseholdStore | None,
+) -> Stream[DecideOut]:
+    """Decide's NBAs and tallies through the lane-ordered household cap, and its outcomes."""
+    assert households is not None  # noqa: S101 (for mypy: a cap needs the households)
+    capped = cap_stream(for_decide, decisions, cap, households)
+    outcomes = op.filter_map("response_outcomes", decisions, _response_outcome)
+    return op.merge("decided", capped, outcomes)
 
 
 def _to_webhooks(encoded: Stream[Encoded], webhooks: WebhookSink | None) -> None:
@@ -228,14 +239,12 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     ``households``: the household store (:mod:`state.households`; None: no households).
     """
     resolver = StoreResolver(store)
-    profile = ProfileStep(store, households)
+    profile = ProfileStep(store)
     conf = settings.journey
     scorer = VaderScorer(conf.text_max_chars, conf.text_max_symbols)
     # The catalogue is read here, so a malformed one stops the start, not the first event.
     nba = settings.nba
     decider = Decider(load_catalogue(nba.catalogue), nba) if nba.enabled else None
-    # the households, read for decisions only when the catalogue asks for them
-    for_decisions = households if decider is not None and decider.needs_household else None
     options = JourneyOptions(
         settings.models,
         decides=decider is not None,
@@ -296,8 +305,10 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     # Scored (churn, segment, category propensity) | Forget (erased) | Alert (churn_risk,
     # model_drift), in lane order
     score_alerts = op.filter_map("score_alerts", scored, _alert)
-    for_decide: Stream[Scored | Forget | Responded] = household_context(
-        op.filter_map("to_decide", scored, _for_decide), for_decisions
+    # households (flows.steps.households): applied in lane order, each scored event
+    # with its customer's household just after it; publications through a gate
+    for_decide, household_outs = household_step(
+        op.filter_map("to_decide", scored, _for_decide), households
     )
     # with a Tombstone of each erased or merged-away customer, which the profile step
     # sends after that customer's snapshots (flows.steps.profile)
@@ -305,14 +316,17 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
     to_decide = op.key_on(
         "by_customer_again", op.merge("decide_in", for_decide, tombstones), decide_key
     )
+    cap = decider.catalogue.household_cap if decider is not None and households else None
     decisions = op.key_rm(
         "decisions",
         op.stateful_batch(
-            "decide", to_decide, timed_logic("decide", decide_builder(decider, for_decisions))
+            "decide", to_decide, timed_logic("decide", decide_builder(decider, capped=bool(cap)))
         ),
     )
     # Journeyed (with the model figures) | NextBestAction | DeadLetter (of a response)
-    nbas = op.filter_map("nbas", decisions, _nba)
+    # | Capped (with a household cap: the NBAs go through it, flows.steps.household_cap)
+    sent = decisions if cap is None else _capped(for_decide, decisions, cap, households)
+    nbas = op.filter_map("nbas", sent, _nba)
     # The action board (state.actions, read by `cxstream serve`): each customer's timeline,
     # current NBAs and open alerts, written as they pass (CX_API__BOARD=false: off)
     board = board_writer(settings.api, store)
@@ -334,7 +348,8 @@ def build_flow(  # noqa: PLR0913 (the flow's parts, keyword-only past the first 
         insights,
         response_dead,
         op.filter_map("answer_dead", decisions, _dead),
-        *_summaries(settings, decider, (for_decide, decisions), lanes),
+        *_summaries(settings, decider, (for_decide, sent), lanes),
+        *([household_outs] if household_outs is not None else []),
     )
     # DeadLetter | IdentityMerge | IdentityErasure | Alert | NextBestAction | ProfileSnapshot
     # | Tombstone | NpsWindow | KeyDrivers | DecisionSummary

@@ -15,6 +15,7 @@ from flows.insights.drivers import AnswerDrivers
 from flows.lanes import NO_LANE
 from schemas.envelope import InteractionEvent
 from schemas.outputs import Alert, HouseholdSnapshot, IdentityErasure, IdentityMerge
+from state.household_figures import HouseholdView
 from state.profile_hash import Figure
 
 IdentityOutput = IdentityMerge | IdentityErasure | Alert
@@ -112,8 +113,9 @@ class Scored:
     top_category: tuple[str, float] | None = None
     # the adaptive acceptance model's lift per action for this segment (None: all 1.0)
     lifts: dict[str, float] | None = None
-    # the customer's household, read for decisions that use it (flows.steps.households)
-    household: HouseholdSnapshot | None = None
+    # the customer's household just after this event, in lane order (None: households
+    # off; household_id "": in none) (flows.steps.households)
+    household: HouseholdView | None = None
 
     @property
     def customer_id(self) -> str:

@@ -219,9 +219,10 @@ class ProfileSnapshot(_Output):
     sentiment_by_stage: dict[str, float] = Field(default_factory=dict)
     recent: list[dict[str, Any]] = Field(default_factory=list)
     last_event_id: str
-    # the customer's household (state.household_rules) as read with the profile
-    # (profiles.jsonl, `cxstream profile get`, the API); None in cx.profiles, whose
-    # latest record per customer must not depend on other customers' progress
+    # the customer's household (id and HouseholdSnapshot.excerpt) as of the customer's
+    # latest event (by event time), as the lane-ordered household step left it
+    # (flows.steps.households): the same in cx.profiles, profiles.jsonl and the API;
+    # None: in no household then (or households off)
     household_id: str | None = None
     household: dict[str, Any] | None = None
 

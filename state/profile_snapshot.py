@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from schemas.outputs import ProfileSnapshot
+from state.household_figures import profile_household
 from state.profile_hash import WINDOW_FIELD
 
 
@@ -84,6 +85,7 @@ def snapshot_from_hash(
     windows: dict[str, float] = {}
     by_stage: dict[str, float] = {}
     open_cases: list[str] = []
+    household_id, household = profile_household(h)
     for name, value in h.items():
         # Most fields are plain names read directly below; only the prefixed groups
         # and the sentiment windows are collected here (a hot loop: cheap tests first).
@@ -129,7 +131,7 @@ def snapshot_from_hash(
             "sentiment_by_stage": dict(sorted(by_stage.items())),
             "recent": recent,
             "last_event_id": h["last_event"],
-            "household_id": None,
-            "household": None,
+            "household_id": household_id,
+            "household": household,
         }
     )

@@ -117,12 +117,13 @@ def with_household(profile: ProfileSnapshot, households: HouseholdStore | None) 
 def write_final_state(
     out_dir: Path, store: ProfileStore, households: HouseholdStore | None
 ) -> None:
-    """Write ``profiles.jsonl`` (with households) and ``households.jsonl`` from the stores."""
+    """Write ``profiles.jsonl`` and ``households.jsonl`` from the stores.
+
+    Each profile shows its household as of the customer's latest event, as its latest
+    record on ``cx.profiles`` does (:mod:`flows.steps.households`).
+    """
     profiles = (store.profile(cid) for cid in store.customers())
-    write_profiles(
-        out_dir / OFFLINE_FILES["profiles"],
-        (with_household(p, households) for p in profiles if p is not None),
-    )
+    write_profiles(out_dir / OFFLINE_FILES["profiles"], (p for p in profiles if p is not None))
     every = households.households() if households is not None else []
     lines = [h.model_dump_json().encode() + b"\n" for h in every]
     (out_dir / OFFLINE_FILES["households"]).write_bytes(b"".join(lines))

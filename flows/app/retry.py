@@ -41,7 +41,7 @@ import redis.exceptions
 from flows import metrics
 from flows.settings import RetrySettings
 from schemas.outputs import HouseholdSnapshot, ProfileSnapshot
-from state.households import HouseholdBatch, HouseholdChange, HouseholdStore
+from state.households import HouseholdBatch, HouseholdItem, HouseholdStore, Spend
 from state.profile_hash import ProfileDelta
 from state.store import ErasedReport, ProfileStore, ResolveRequest, ResolveResult
 
@@ -158,18 +158,17 @@ class RetryingStore:
 class RetryingHouseholds:
     """A :class:`~state.households.HouseholdStore` whose calls go through a :class:`Retrier`.
 
-    A retried batch is applied again: links are sets, merges and erases find nothing
-    left to move the second time, so only the publication count moves on.
+    A retried batch changes nothing twice: its items are recorded by event id with their
+    answers (the store gives them back), erases find nothing left the second time, and
+    budget tokens are granted once; only the publication count moves on.
     """
 
     def __init__(self, store: HouseholdStore, retrier: Retrier) -> None:
         self.store = store
         self.retrier = retrier
 
-    def apply(
-        self, changes: Sequence[HouseholdChange], excerpts_for: Sequence[str] = ()
-    ) -> HouseholdBatch:
-        return self.retrier.call("households", self.store.apply, changes, excerpts_for)
+    def step(self, items: Sequence[HouseholdItem]) -> HouseholdBatch:
+        return self.retrier.call("households", self.store.step, items)
 
     def household_of(self, customer_id: str) -> HouseholdSnapshot | None:
         return self.retrier.call("household_of", self.store.household_of, customer_id)
@@ -177,10 +176,8 @@ class RetryingHouseholds:
     def households(self) -> list[HouseholdSnapshot]:
         return self.retrier.call("households_all", self.store.households)
 
-    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
-        return self.retrier.call(
-            "household_budget", self.store.spend, household_id, day, token, limit
-        )
+    def spend(self, asks: Sequence[Spend]) -> list[bool]:
+        return self.retrier.call("household_budget", self.store.spend, asks)
 
     def close(self) -> None:
         self.store.close()

@@ -155,11 +155,18 @@ def make_households(settings: Settings, store: ProfileStore) -> HouseholdStore |
     conf = settings.households
     if not conf.enabled:
         return None
+    # a re-processed event's household answer is kept as long as its resolve outcome
+    retention_ms = int(settings.identity.outcome_retention_seconds * 1000)
     if isinstance(store, MemoryProfileStore):
-        return MemoryHouseholdStore(store, conf.policy(), hasher(settings))
+        return MemoryHouseholdStore(conf.policy(), hasher(settings), retention_ms=retention_ms)
     client = redis_client(settings)
     return RedisHouseholdStore(
-        client, settings.redis.prefix, conf.policy(), hasher(settings), owns_client=True
+        client,
+        settings.redis.prefix,
+        conf.policy(),
+        hasher(settings),
+        owns_client=True,
+        retention_ms=retention_ms,
     )
 
 

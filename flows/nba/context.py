@@ -27,8 +27,8 @@ from typing import Literal
 from flows.records import Context
 from online_models.features import CustomerFeatures
 from online_models.settings import DAY_MS
-from schemas.outputs import HouseholdSnapshot
 from schemas.vocabulary import NPS_PASSIVE_MIN, NPS_PROMOTER_MIN
+from state.household_figures import HouseholdView
 
 Kind = Literal["number", "text", "bool"]
 
@@ -172,15 +172,15 @@ NO_HOUSEHOLD: Context = {
 }
 
 
-def with_household(ctx: Context, household: HouseholdSnapshot | None) -> Context:
-    """Return ``ctx`` with the household fields of ``household`` (None: no household)."""
-    if household is None:
+def with_household(ctx: Context, household: HouseholdView | None) -> Context:
+    """Return ``ctx`` with the household fields of ``household`` (None or no id: none)."""
+    if household is None or not household.household_id:
         return ctx
     return {
         **ctx,
         "household_id": household.household_id,
-        "household_members": household.member_count,
-        "household_ltv": household.lifetime_value,
+        "household_members": household.members,
+        "household_ltv": household.ltv_cents / 100,
         "household_open_case": household.open_cases > 0,
         "household_detractor": household.detractors > 0,
     }

@@ -12,8 +12,9 @@ event of a customer, after journey and scores, with the decision context
 3. **policy**, best first: consent, open case, cool-down, day and week caps
    (:mod:`flows.nba.policy`); the first ``top_n`` that pass are sent, those
    after are held back as ``arbitration``; with a ``[household]`` cap in the
-   catalogue, an action of its classes also needs room in the household's budget
-   for the day (event time), shared by every member (``household_cap``).
+   catalogue, an action of its classes sent here also needs room in the household's
+   budget for the day (event time), shared by every member: that is spent after this
+   step, in lane order (:mod:`flows.steps.household_cap`; ``household_cap``).
 
 Every held-back action is counted by reason in ``cx_nba_suppressed_total``
 and in :attr:`Decider.suppressed`; every NBA in ``cx_nba_total``.
@@ -30,13 +31,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from flows import metrics
 from flows.nba.arbitration import Candidate, rank
-from flows.nba.catalogue import Action, Catalogue
+from flows.nba.catalogue import Catalogue
 from flows.nba.conditions import all_of
-from flows.nba.policy import DAY_MS, WEEK_MS, ContactHistory
+from flows.nba.policy import WEEK_MS, ContactHistory
 from flows.nba.responses import Issued, Ledger
 from flows.records import Context
 from flows.step_settings import NbaSettings
@@ -64,17 +65,6 @@ HOUSEHOLD_FIELDS = (
     "household_id", "household_members", "household_ltv", "household_open_case",
     "household_detractor",
 )  # fmt: skip
-
-
-class HouseholdBudget(Protocol):
-    """The per-household daily budget (the household store keeps it for every member)."""
-
-    def spend(self, household_id: str, day: int, token: str, limit: int) -> bool:
-        """Take one of ``limit`` sends of ``day`` for ``token``; True when it fits.
-
-        Idempotent per token: a re-processed decision gets its first answer again.
-        """
-        ...
 
 
 class Decider:
@@ -108,7 +98,6 @@ class Decider:
         withdrawn: Mapping[str, int] | None = None,
         lifts: Mapping[str, float] | None = None,
         ledger: Ledger | None = None,
-        budget: HouseholdBudget | None = None,
         held: list[tuple[str, str]] | None = None,
     ) -> list[NextBestAction]:
         """Return the NBAs for one trigger event, recording them in ``history``.
@@ -118,7 +107,6 @@ class Decider:
         :meth:`~flows.nba.policy.ContactHistory.consents`. ``lifts``: the adaptive
         acceptance model's lift per action (:mod:`flows.nba.arbitration`); ``ledger``
         remembers the NBAs sent, for their responses (:mod:`flows.nba.responses`);
-        ``budget``: the household daily budget of the catalogue's ``[household]`` cap;
         ``held`` gets ``(reason, action id)`` of each action held back.
         """
         eligible = [action for action, holds in self._rules if holds(ctx)]
@@ -149,8 +137,6 @@ class Decider:
                 )
             if reason is None and len(chosen) >= conf.top_n:
                 reason = "arbitration"
-            if reason is None and not self._household_allows(ctx, action, event_id, now_ms, budget):
-                reason = "household_cap"
             if reason is not None:
                 self._hold(reason)
                 if held is not None:
@@ -228,24 +214,6 @@ class Decider:
             expires_at=time + timedelta(milliseconds=action.expiry_ms),
             profile_excerpt=excerpt,
         )
-
-    def _household_allows(
-        self,
-        ctx: Context,
-        action: Action,
-        event_id: str,
-        now_ms: int,
-        budget: HouseholdBudget | None,
-    ) -> bool:
-        """Whether the household's daily budget (event-time day) has room for ``action``."""
-        cap = self.catalogue.household_cap
-        household = ctx.get("household_id")
-        if cap is None or budget is None or household is None:
-            return True
-        if action.action_class not in cap.classes:
-            return True
-        token = output_id("nba", action.id, event_id)
-        return budget.spend(str(household), now_ms // DAY_MS, token, cap.max_per_day)
 
     def _hold(self, reason: str, n: int = 1) -> None:
         if n > 0:

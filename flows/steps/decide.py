@@ -28,16 +28,18 @@ from collections.abc import Callable, Iterable, Sequence
 from bytewax.operators import StatefulBatchLogic
 
 from flows.nba.context import with_household, with_scores
-from flows.nba.decider import Decider, HouseholdBudget
-from flows.nba.policy import ContactHistory
+from flows.nba.decider import Decider
+from flows.nba.policy import DAY_MS, ContactHistory
 from flows.nba.responses import Ledger
 from flows.records import Forget, Journeyed, Scored, Tombstone
+from flows.steps.household_cap import Capped
 from flows.steps.respond import Responded, ResponseOutcome, response_dead_letter
 from flows.steps.summary import Decided
 from schemas.outputs import DeadLetter, DeadLetterReason, NextBestAction
+from state.household_figures import household_fields
 
 DecideIn = Scored | Forget | Responded | Tombstone
-DecideOut = Journeyed | NextBestAction | DeadLetter | Tombstone | Decided | ResponseOutcome
+DecideOut = Journeyed | NextBestAction | DeadLetter | Tombstone | Decided | ResponseOutcome | Capped
 
 
 class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
@@ -48,12 +50,13 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
         decider: Decider | None,
         contacts: ContactHistory,
         ledger: Ledger | None = None,
-        budget: HouseholdBudget | None = None,
+        *,
+        capped: bool = False,
     ) -> None:
         self.decider = decider
         self.contacts = contacts
         self.ledger = ledger if ledger is not None else Ledger()
-        self.budget = budget
+        self.capped = capped
 
     def on_batch(self, values: Sequence[DecideIn]) -> tuple[Iterable[DecideOut], bool]:
         out: list[DecideOut] = []
@@ -91,12 +94,14 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
     def _step(self, scored: Scored) -> list[DecideOut]:
         journeyed = scored.journeyed
         figures = {**journeyed.figures, "churn": scored.churn, "segment": scored.segment}
+        if scored.household is not None:  # the profile's household as of this event
+            figures.update(household_fields(scored.household))
         out: list[DecideOut] = [
             Journeyed(journeyed.resolved, journeyed.stage, journeyed.sentiment, figures)
         ]
         scoring = journeyed.scoring
         if self.decider is None or scoring is None or scoring.context is None:
-            return out
+            return self._capped(scored, [], []) + out if self.capped else out
         resolved = journeyed.resolved
         event = resolved.event
         now = event.epoch_ms
@@ -123,13 +128,24 @@ class DecideLogic(StatefulBatchLogic[DecideIn, DecideOut, bytes]):
             withdrawn=withdrawn,
             lifts=scored.lifts,
             ledger=self.ledger,
-            budget=self.budget,
             held=held,
         )
+        if self.capped:  # the household cap decides, in lane order (flows.steps.household_cap)
+            return self._capped(scored, out[1:], held) + out[:1]
         if len(out) > 1 or held:  # for the decision summaries (flows.steps.summary)
             out.append(Decided.of(resolved, out[1:], held))
         out.append(out.pop(0))  # the Journeyed last: the summary step reads it as "done"
         return out
+
+    @staticmethod
+    def _capped(
+        scored: Scored, nbas: list[DecideOut], held: list[tuple[str, str]]
+    ) -> list[DecideOut]:
+        journeyed = scored.journeyed
+        household = scored.household.household_id if scored.household is not None else ""
+        day = journeyed.resolved.event.epoch_ms // DAY_MS
+        sent = tuple(n for n in nbas if isinstance(n, NextBestAction))
+        return [Capped(journeyed, household, day, sent, tuple(held))]
 
     def snapshot(self) -> bytes:
         state = (self.contacts, self.ledger) if self.ledger.issued else self.contacts
@@ -142,16 +158,20 @@ def decide_key(item: DecideIn) -> str:
 
 
 def decide_builder(
-    decider: Decider | None, budget: HouseholdBudget | None = None
+    decider: Decider | None, *, capped: bool = False
 ) -> Callable[[bytes | None], DecideLogic]:
-    """Builder for ``op.stateful_batch`` keyed by customer_id (``budget``: household cap)."""
+    """Builder for ``op.stateful_batch`` keyed by customer_id.
+
+    ``capped``: the catalogue's household cap is on, and the household cap step sends
+    the NBAs (:mod:`flows.steps.household_cap`).
+    """
 
     def build(resume: bytes | None) -> DecideLogic:
         # Bytewax's own recovery store is the only source of these bytes.
         state = pickle.loads(resume) if resume is not None else ContactHistory()  # noqa: S301 (our own recovery snapshot)
         if isinstance(state, tuple):  # (contacts, ledger): NBAs a response may answer
             contacts, ledger = state
-            return DecideLogic(decider, contacts, ledger, budget)
-        return DecideLogic(decider, state, budget=budget)
+            return DecideLogic(decider, contacts, ledger, capped=capped)
+        return DecideLogic(decider, state, capped=capped)
 
     return build

@@ -17,10 +17,8 @@ profile back.
 
 from __future__ import annotations
 
-from flows.records import HouseholdOut, Journeyed, Resolved, Tombstone
-from flows.steps.households import household_outputs
+from flows.records import Journeyed, Resolved, Tombstone
 from schemas.outputs import ProfileSnapshot
-from state.households import HouseholdStore
 from state.profile_hash import delta_for
 from state.store import ProfileStore
 
@@ -36,17 +34,16 @@ def profile_tombstones(resolved: Resolved) -> list[Tombstone]:
 class ProfileStep:
     """The flow's profile step over one :class:`ProfileStore`."""
 
-    def __init__(self, store: ProfileStore, households: HouseholdStore | None = None) -> None:
+    def __init__(self, store: ProfileStore) -> None:
         self.store = store
-        self.households = households
 
     def apply_profiles(
         self, batch: list[Journeyed | Tombstone]
-    ) -> list[ProfileSnapshot | Tombstone | HouseholdOut]:
+    ) -> list[ProfileSnapshot | Tombstone]:
         """Fold the batch into the profiles; return those due to publish, then the tombstones.
 
-        With a household store, then the households the batch touched
-        (:mod:`flows.steps.households`): one more store call, after the profiles'.
+        Each event's household (id and excerpt, as the lane-ordered household step left
+        it: :mod:`flows.steps.households`) comes in its figures, a latest-wins field.
         """
         deltas = []
         tombstones: list[Tombstone] = []
@@ -63,10 +60,8 @@ class ProfileStep:
                         latest=j.figures,
                     )
                 )
-        snapshots: list[ProfileSnapshot | Tombstone | HouseholdOut] = []
+        snapshots: list[ProfileSnapshot | Tombstone] = []
         if deltas:
             snapshots += self.store.apply_profiles(deltas)
         snapshots += tombstones
-        if self.households is not None:
-            snapshots += household_outputs(self.households, batch)
         return snapshots

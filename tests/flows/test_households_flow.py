@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from flows.records import HouseholdOut
-from flows.steps.households import _newer
+from flows.records import HouseholdOut, Journeyed, Resolved, Scored
+from flows.steps.households import _newer, member_figures
+from replay.synthetic import generate_world
+from schemas.envelope import InteractionEvent
+from state.profile_hash import delta_for, stamp
 from tests.conftest import make_event, raw, run_flow
 
 ERASE = "cx.privacy.erase"
@@ -89,3 +92,24 @@ def test_the_gate_drops_a_publication_older_than_one_sent() -> None:
     assert (state, out) == (2, v2)
     assert _newer(state, v1) == (2, None)  # from a slower worker: the topic keeps v2
     assert _newer(state, v3) == (3, v3)
+
+
+def test_member_figures_read_the_event_as_the_profile_delta_does() -> None:
+    seen = set()
+    for message in generate_world(40, 10, seed=3).messages():
+        try:
+            event = InteractionEvent.model_validate_json(message.value or b"")
+        except ValueError:
+            continue  # the world's bad input
+        scored = Scored(Journeyed(Resolved("c1", event), None, None), 0.25, True, "seg-0")
+        f, d = member_figures(scored), delta_for("c1", event)
+        assert (f.stamp, f.ms, f.amount_cents, f.order, f.case) == (
+            stamp(d.ms, d.event_id),
+            d.ms,
+            d.amount_cents,
+            d.order,
+            d.case,
+        )
+        assert (str(f.nps) if f.nps is not None else None) == d.nps and f.churn == "0.2500"
+        seen.add((f.order, f.case is not None, f.nps is not None))
+    assert {(True, False, False), (False, True, False), (False, False, True)} <= seen

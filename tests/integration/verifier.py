@@ -18,8 +18,10 @@ Checks:
 * every valid input event is counted exactly once: the final profiles (the latest
   version per customer on the compacted topic, and the store itself) count as
   many events as the reference, and each customer's final profile in the store
-  has the reference's event count, lifetime value and identifiers (profiles are
-  versioned snapshots, so their intermediate versions are not compared);
+  has the reference's event count, lifetime value, identifiers and household (id and
+  excerpt, as of the customer's latest event: a re-processed event gets the household
+  answer it got first) (profiles are versioned snapshots, so their intermediate
+  versions are not compared);
 * the households (cx.households, compacted): the latest record of each household on the
   topic is, byte for byte, the reference's final ``households.jsonl`` record, and every
   household the reference lacks ends deleted. Their intermediate versions depend on how
@@ -83,7 +85,8 @@ def _key(record: dict[str, Any]) -> Key:
 
 
 def _figures(profile: dict[str, Any]) -> tuple[Any, ...]:
-    return profile["event_count"], profile["lifetime_value"], profile["identifiers"]
+    household = profile["household_id"], profile["household"]  # as of its latest event
+    return profile["event_count"], profile["lifetime_value"], profile["identifiers"], household
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class Reference:
 
     event_count: int
     outputs: dict[str, dict[Key, bytes]]  # kind -> output key -> the record's bytes
-    profiles: dict[str, tuple[Any, ...]]  # customer id -> event count, LTV, identifiers
+    # customer id -> event count, LTV, identifiers, (household id, excerpt)
+    profiles: dict[str, tuple[Any, ...]]
     households: dict[str, bytes]  # household id -> its final record's bytes
 
     @classmethod

@@ -1,8 +1,9 @@
 """Several OS processes adding members to the same households, in different orders.
 
-Each process links every member (each link also a re-delivery of another process's)
-in its own shuffled order and batch split, against one real Redis. The households
-must end as one pass through the in-memory twin leaves them.
+Each process links every member (each link also a re-delivery of another process's:
+the same event id, with the member's figures) in its own shuffled order and batch
+split, against one real Redis. The households, and their totals (each event counted
+once), must end as one pass through the in-memory twin leaves them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from multiprocessing.synchronize import Barrier
 
 import redis
 
-from state.households import HouseholdChange, MemoryHouseholdStore
+from state.household_figures import MemberFigures
+from state.households import HouseholdChange, HouseholdItem, MemoryHouseholdStore
 from state.memory import MemoryProfileStore
 from state.profile_hash import ProfileDelta
 from state.redis_households import RedisHouseholdStore
@@ -25,6 +27,15 @@ from tests.state.conftest import REDIS_URL, delete_prefix
 PROCESSES = 4
 PEOPLE = 60
 Link = tuple[int, dict[str, str]]
+
+
+def _items(ids: list[str], links: list[tuple[int, Link]]) -> list[HouseholdItem]:
+    out = []
+    for k, (p, s) in links:
+        figures = MemberFigures(f"{k:015d}|ev{k}", k, amount_cents=k + 1, nps=k % 11)
+        change = HouseholdChange("link", ids[p], s, figures=figures)
+        out.append(HouseholdItem(f"ev{k}", ids[p], (change,)))
+    return out
 
 
 def _links() -> list[Link]:
@@ -54,13 +65,13 @@ def _worker(prefix: str, ids: list[str], seed: int, barrier: Barrier) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     store = RedisHouseholdStore(client, prefix)
     rng = random.Random(seed)
-    links = _links()
+    links = list(enumerate(_links()))
     rng.shuffle(links)
     barrier.wait()
     at = 0
     while at < len(links):
         size = rng.randint(1, 15)
-        store.apply([HouseholdChange("link", ids[p], s) for p, s in links[at : at + size]])
+        store.step(_items(ids, links[at : at + size]))
         at += size
     client.close()
 
@@ -82,11 +93,13 @@ def test_processes_in_different_orders_converge(redis_client: redis.Redis) -> No
         assert [w.exitcode for w in workers] == [0] * PROCESSES
         memory = MemoryProfileStore()
         assert _customers(memory) == ids
-        reference = MemoryHouseholdStore(memory)
-        reference.apply([HouseholdChange("link", ids[p], s) for p, s in _links()])
+        reference = MemoryHouseholdStore()
+        reference.step(_items(ids, list(enumerate(_links()))))
         expected = reference.households()
         # families of 3 by address, two families per tablet; the kiosk links nobody
         assert [h.member_count for h in expected] == [6] * (PEOPLE // 6)
+        total = sum(k + 1 for k in range(len(_links())))
+        assert sum(round(h.lifetime_value * 100) for h in expected) == total  # each event once
         assert RedisHouseholdStore(redis_client, prefix).households() == expected
     finally:
         delete_prefix(redis_client, prefix)

@@ -11,12 +11,14 @@ import pytest
 from flows.nba.catalogue import CatalogueError, HouseholdCap, load_catalogue
 from flows.nba.context import FIELDS, with_household
 from flows.nba.decider import Decider
-from flows.nba.policy import ContactHistory
-from schemas.outputs import HouseholdSnapshot
-from state.households import HouseholdChange, MemoryHouseholdStore
-from state.memory import MemoryProfileStore
-from state.profile_hash import ProfileDelta
-from state.store import ResolveRequest
+from flows.nba.policy import DAY_MS, ContactHistory
+from flows.records import Journeyed, Resolved
+from flows.steps.household_cap import CapIn, CapLogic, CapOut, Capped, Triggers
+from flows.steps.summary import Decided
+from schemas.envelope import InteractionEvent
+from schemas.outputs import NextBestAction
+from state.household_figures import HouseholdView, MemberFigures
+from state.households import HouseholdChange, HouseholdItem, MemoryHouseholdStore
 from tests.flows.nba.conftest import action, context
 
 Write = Callable[[str], Path]
@@ -26,28 +28,37 @@ CAPPED = '[household]\nmax_per_day = 1\nclasses = ["marketing"]\n\n'
 
 
 def _family() -> tuple[MemoryHouseholdStore, list[str]]:
-    profiles = MemoryProfileStore()
-    requests = [ResolveRequest(f"e{i}", i, {"email": f"{i}@x.co"}) for i in range(3)]
-    ids = [r.customer_id or "" for r in profiles.resolve_batch(requests)]
-    profiles.apply_profiles(
-        [
-            ProfileDelta(c, f"e{i}", i, "web", "w", amount_cents=1000, nps="3")
-            for i, c in enumerate(ids)
-        ]
-    )
-    store = MemoryHouseholdStore(profiles)
-    store.apply([HouseholdChange("link", c, {"address": "4 Elm Road"}) for c in ids[:2]])
+    ids = ["c0", "c1", "c2"]
+    items = [
+        HouseholdItem(
+            f"e{i}",
+            c,
+            (
+                HouseholdChange(
+                    "link",
+                    c,
+                    {"address": "4 Elm Road"} if i < 2 else {},
+                    figures=MemberFigures(f"{i}|e{i}", i, amount_cents=1000, nps=3),
+                ),
+            ),
+        )
+        for i, c in enumerate(ids)
+    ]
+    store = MemoryHouseholdStore()
+    store.step(items)
     return store, ids
+
+
+def _view(store: MemoryHouseholdStore, cid: str) -> HouseholdView:
+    return store.step([HouseholdItem("", cid, ())]).contexts[0]
 
 
 def test_the_context_carries_the_household(write_catalogue: Write) -> None:
     store, (a, _, alone) = _family()
-    household = store.household_of(a)
-    assert household is not None
-    ctx = with_household(context(customer_id=a), household)
+    ctx = with_household(context(customer_id=a), _view(store, a))
     assert (ctx["household_members"], ctx["household_ltv"]) == (2, 20.0)
     assert ctx["household_detractor"] is True and ctx["household_open_case"] is False
-    assert with_household(context(customer_id=alone), None)["household_id"] is None
+    assert with_household(context(customer_id=alone), _view(store, alone))["household_id"] is None
     assert {"household_id", "household_ltv", "household_members"} <= set(FIELDS)
     # a rule on a household field makes the decider read the households
     rule = action("family_offer", when='["household_ltv >= 15"]')
@@ -57,23 +68,70 @@ def test_the_context_carries_the_household(write_catalogue: Write) -> None:
     assert not Decider(load_catalogue(write_catalogue(action("x")))).needs_household
 
 
-def test_a_household_shares_one_marketing_budget_per_day(write_catalogue: Write) -> None:
+def _capped(decider: Decider, seq: int, cid: str, household: str, ms: int) -> Capped:
+    event = InteractionEvent.model_validate(
+        {
+            "id": f"t{seq}",
+            "source": "/test",
+            "type": "cx.web.page.viewed",
+            "time": datetime.fromtimestamp(ms / 1000, UTC).isoformat(),
+            "data": {"channel": "web", "touchpoint": "web.home"},
+        }
+    )
+    resolved = Resolved(cid, event, lane="l0", seq=seq)
+    ctx = with_household(context(customer_id=cid, nps=5), HouseholdView(household, 2))
+    nbas = decider.decide(ctx, ContactHistory(), event.id, event.time, ms)
+    return Capped(Journeyed(resolved, None, None), household, ms // DAY_MS, tuple(nbas), ())
+
+
+def test_a_household_shares_one_marketing_budget_per_day_in_lane_order(
+    write_catalogue: Write,
+) -> None:
     store, (a, b, alone) = _family()
     decider = Decider(load_catalogue(write_catalogue(CAPPED + action("promo"))))
-    assert decider.catalogue.household_cap == HouseholdCap(1, ("marketing",))
-    household = store.household_of(a)
+    cap = decider.catalogue.household_cap
+    assert cap == HouseholdCap(1, ("marketing",))
+    hid = _view(store, a).household_id
+    items = [
+        _capped(decider, 0, a, hid, MS),
+        _capped(decider, 1, b, hid, MS + 1),
+        _capped(decider, 2, alone, "", MS + 2),  # no household: no family budget
+        _capped(decider, 3, b, hid, MS + DAY_MS),  # a new day
+    ]
 
-    def decide(cid: str, event: str, ms: int, member_of: HouseholdSnapshot | None) -> list[str]:
-        ctx = with_household(context(customer_id=cid, nps=5), member_of)
-        nbas = decider.decide(ctx, ContactHistory(), event, T0, ms, budget=store)
-        return [n.action for n in nbas]
+    def sent(batches: list[list[CapIn]]) -> list[tuple[str, object]]:
+        assert cap is not None
+        logic = CapLogic(cap, store)
+        out: list[CapOut] = []
+        for batch in batches:
+            out += logic.on_batch(batch)[0]
+        return [
+            (o.customer_id, o.action)
+            if isinstance(o, NextBestAction)
+            else (f"decided {o.seq}", o.tally.held)
+            if isinstance(o, Decided)
+            else ("done", o.resolved.seq)
+            for o in out
+        ]
 
-    assert decide(a, "t1", MS, household) == ["promo"]
-    assert decide(b, "t2", MS + 1, household) == []  # the family's budget is spent
-    assert decider.suppressed["household_cap"] == 1
-    assert decide(a, "t1", MS, household) == ["promo"]  # a re-processed decision: the same
-    assert decide(alone, "t3", MS, None) == ["promo"]  # no household: no family budget
-    assert decide(b, "t4", MS + 86_400_000, household) == ["promo"]  # a new day
+    triggers = Triggers("l0", (0, 1, 2, 3))
+    # decide's answers come in any order (keyed by customer): released in lane order
+    shuffled = sent([[items[3], items[1]], [triggers, items[2]], [items[0]]])
+    in_order = sent([[triggers, *items]])  # again: every token was spent before
+    assert shuffled == in_order
+    assert in_order == [
+        (a, "promo"),
+        ("decided 0", ()),
+        ("done", 0),
+        ("decided 1", (("household_cap", "promo"),)),  # the family's budget is spent
+        ("done", 1),
+        (alone, "promo"),
+        ("decided 2", ()),
+        ("done", 2),
+        (b, "promo"),
+        ("decided 3", ()),
+        ("done", 3),
+    ]
 
 
 def test_a_bad_household_table_names_its_line(write_catalogue: Write) -> None:
