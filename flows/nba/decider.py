@@ -60,11 +60,6 @@ SUPPRESSION_REASONS = (
     "no_score", "consent", "open_case", "cooldown", "rejected", "daily_cap", "weekly_cap",
     "arbitration", "household_cap",
 )  # fmt: skip
-#: Context fields read from the household store (flows.nba.context).
-HOUSEHOLD_FIELDS = (
-    "household_id", "household_members", "household_ltv", "household_open_case",
-    "household_detractor",
-)  # fmt: skip
 
 
 class Decider:
@@ -79,10 +74,6 @@ class Decider:
         self._rules = [(a, all_of(a.when)) for a in catalogue.actions]
         # Only work out the category propensity when some action reads it.
         self.needs_propensity = catalogue.uses("top_category", "category_propensity")
-        # Only read the household store when an action or the policy needs it.
-        self.needs_household = (
-            catalogue.uses(*HOUSEHOLD_FIELDS) or catalogue.household_cap is not None
-        )
         self.suppressed: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._metric = {r: metrics.NBA_SUPPRESSED.labels(r).inc for r in SUPPRESSION_REASONS}
